@@ -1,0 +1,24 @@
+# The two entry points of the README. Both create .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test bench install
+
+$(BIN)/repertory: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BIN)/repertory
+
+install: $(BIN)/repertory
+
+demo: install
+	$(BIN)/repertory demo
+
+test: install
+	bash .ci/ensure-redis
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(BIN)/python benchmarks/bench_runtime.py

@@ -1,0 +1,34 @@
+"""AgentActor: a thin Ray shell over :class:`repertory.agent.AgentCore`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+
+from repertory.agent import Agent, AgentCore, TurnOutput
+from repertory.model_client import LiteLLMClient, load_litellm
+
+__all__ = ["AgentActor"]
+
+
+class AgentActor:
+    """Serves one agent definition; many calls at once (async actor)."""
+
+    def __init__(self, agent: Agent) -> None:
+        from repertory.logs import configure_logging
+
+        configure_logging()
+        self._core = AgentCore(agent)
+        if isinstance(self._core.client, LiteLLMClient):
+            # litellm takes seconds to import: start now so the first turn does not pay it all.
+            threading.Thread(target=load_litellm, daemon=True).start()
+
+    async def run(self, history: list[dict], context: dict | None) -> TurnOutput:
+        return await self._core.run(history, context)
+
+    async def stream(self, history: list[dict], context: dict | None) -> AsyncIterator[str | TurnOutput]:
+        async for item in self._core.stream(history, context):
+            yield item
+
+    async def ping(self) -> str:
+        return self._core.agent.name

@@ -1,0 +1,74 @@
+"""How a host reaches AgentActors: by name, round robin, replacing dead replicas."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+
+from repertory.agent import TurnOutput
+from repertory.errors import AgentError, RepertoryError
+
+__all__ = ["RayAgentPool", "agent_actor_name", "unwrap_ray_error"]
+
+
+def agent_actor_name(agent_key: str, index: int) -> str:
+    return f"agent:{agent_key}:{index}"
+
+
+def unwrap_ray_error(exc: RayTaskError) -> BaseException:
+    """The repertory error inside a Ray task error, or the task error itself."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, RepertoryError) else exc
+
+
+class RayAgentPool:
+    """Looks up agent replicas by name and spreads calls over them."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self._handles: dict[str, object] = {}
+        self._next: dict[str, int] = {}
+
+    def _handle(self, agent_key: str, replicas: int):
+        i = self._next.get(agent_key, 0)
+        self._next[agent_key] = (i + 1) % max(replicas, 1)
+        name = agent_actor_name(agent_key, i % max(replicas, 1))
+        h = self._handles.get(name)
+        if h is None:
+            try:
+                h = ray.get_actor(name, namespace=self.namespace)
+            except ValueError:
+                raise AgentError(
+                    f"agent {agent_key!r} has no actor {name!r}; create the Session (or call "
+                    "runtime.ensure_agent) in a driver connected to this cluster first"
+                ) from None
+            self._handles[name] = h
+        return name, h
+
+    async def run(self, agent_key: str, replicas: int, history: list[dict], context: dict | None) -> TurnOutput:
+        last: BaseException | None = None
+        for attempt in range(replicas + 2):
+            name, h = self._handle(agent_key, replicas)
+            try:
+                return await h.run.remote(history, context)
+            except RayTaskError as exc:
+                raise unwrap_ray_error(exc) from None
+            except (ActorDiedError, ActorUnavailableError) as exc:
+                # Ray restarts the replica; try the next one meanwhile.
+                self._handles.pop(name, None)
+                last = exc
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AgentError(f"no replica of agent {agent_key!r} answered: {last}")
+
+    async def stream(self, agent_key: str, replicas: int, history: list[dict],
+                     context: dict | None) -> AsyncIterator[str | TurnOutput]:
+        _, h = self._handle(agent_key, replicas)
+        gen = h.stream.options(num_returns="streaming").remote(history, context)
+        try:
+            async for ref in gen:
+                yield await ref
+        except RayTaskError as exc:
+            raise unwrap_ray_error(exc) from None

@@ -1,0 +1,62 @@
+"""SessionHost: a thin Ray shell over :class:`repertory.host.HostCore`.
+
+A pool of these named, restartable actors hosts the virtual session actors; a restarted host
+starts empty and reactivates sessions from the store on their next message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from repertory.config import Settings
+from repertory.host import HostCore
+from repertory.session_state import TurnReply, TurnRequest
+
+from .agent_pool import RayAgentPool
+
+__all__ = ["SessionHost"]
+
+_ALLOWED = {"history", "get_state", "replace", "delete", "exists"}
+
+
+class SessionHost:
+    """Hosts many sessions (or one, when ``dedicated``)."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        from repertory.logs import configure_logging
+
+        configure_logging()
+        if settings.store_access == "actor":
+            from .store import RemoteStore
+
+            store = RemoteStore(settings.namespace)
+        else:
+            from repertory.stores.factory import open_store
+
+            store = open_store(settings.store)
+        self._core = HostCore(store, RayAgentPool(settings.namespace), settings, name=name)
+
+    async def turn(self, req: TurnRequest) -> TurnReply:
+        return await self._core.turn(req)
+
+    async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
+        async for item in self._core.stream_turn(req):
+            yield item
+
+    async def call(self, method: str, *args: Any) -> Any:
+        if method not in _ALLOWED:
+            raise ValueError(f"unknown host operation {method!r}")
+        return await getattr(self._core, method)(*args)
+
+    async def stats(self) -> dict[str, Any]:
+        return {**self._core.stats(), "pid": os.getpid()}
+
+    async def passivate_all(self) -> int:
+        return self._core.passivate_idle(0.0)
+
+    async def ping(self) -> bool:
+        await asyncio.sleep(0)
+        return True

@@ -1,0 +1,68 @@
+"""StoreActor: one owner for a backend that needs one (SQLite on a multi-node cluster).
+
+Hosts reach it through :class:`RemoteStore`, which implements the same Store interface, so a
+host does not know whether it writes the backend itself or through this actor.
+"""
+
+from __future__ import annotations
+
+import ray
+from ray.exceptions import RayTaskError
+
+from repertory.stores.base import SessionInfo, SessionRecord, StateWrite, Store
+
+from .agent_pool import unwrap_ray_error
+
+__all__ = ["STORE_ACTOR_NAME", "RemoteStore", "StoreActor"]
+
+STORE_ACTOR_NAME = "store"
+
+
+class StoreActor:
+    """Owns the backend connection; every verb delegates to it."""
+
+    def __init__(self, url: str) -> None:
+        from repertory.logs import configure_logging
+        from repertory.stores.factory import open_store
+
+        configure_logging()
+        self._store = open_store(url)
+
+    async def load(self, key: str) -> SessionRecord | None:
+        return await self._store.load(key)
+
+    async def commit(self, write: StateWrite) -> int:
+        return await self._store.commit(write)
+
+    async def delete(self, key: str) -> bool:
+        return await self._store.delete(key)
+
+    async def list_sessions(self, prefix: str, updated_before: float | None, limit: int | None) -> list[SessionInfo]:
+        return await self._store.list_sessions(prefix=prefix, updated_before=updated_before, limit=limit)
+
+
+class RemoteStore(Store):
+    """The Store interface over the named StoreActor."""
+
+    def __init__(self, namespace: str) -> None:
+        self._actor = ray.get_actor(STORE_ACTOR_NAME, namespace=namespace)
+        self.url = f"ray-actor://{namespace}/{STORE_ACTOR_NAME}"
+
+    async def _call(self, method: str, *args):
+        try:
+            return await getattr(self._actor, method).remote(*args)
+        except RayTaskError as exc:
+            raise unwrap_ray_error(exc) from None
+
+    async def load(self, key: str) -> SessionRecord | None:
+        return await self._call("load", key)
+
+    async def commit(self, write: StateWrite) -> int:
+        return await self._call("commit", write)
+
+    async def delete(self, key: str) -> bool:
+        return await self._call("delete", key)
+
+    async def list_sessions(self, *, prefix: str = "", updated_before: float | None = None,
+                            limit: int | None = None) -> list[SessionInfo]:
+        return await self._call("list_sessions", prefix, updated_before, limit)

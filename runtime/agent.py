@@ -1,0 +1,171 @@
+"""Agents: a definition users create, and the core that runs one turn of it."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import default_model
+from .errors import AgentError, ModelError
+from .model_client import ModelClient, ModelReply, client_for
+from .tools import Tool, as_tool
+
+__all__ = ["Agent", "AgentCore", "TurnOutput"]
+
+
+class Agent:
+    """An agent definition: a name, instructions, a model and tools.
+
+    ``model`` is any litellm model string; without one, ``$REPERTORY_MODEL`` or the offline
+    demo model ``repertory/demo``. Extra keyword arguments (``temperature=``, ``api_base=``,
+    ...) go to every model call. ``replicas`` is how many AgentActors serve this agent on a
+    Ray runtime (default: one per node).
+    """
+
+    def __init__(
+        self,
+        name: str = "Assistant",
+        instructions: str = "",
+        model: str | None = None,
+        tools: Sequence[Callable[..., Any] | Tool] = (),
+        memory: Any = None,
+        *,
+        replicas: int | None = None,
+        max_tool_rounds: int = 8,
+        history_window: int | None = None,
+        **llm_options: Any,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise AgentError("Agent name must be a non-empty string")
+        self.name = name
+        self.instructions = instructions or ""
+        self.model = model or default_model()
+        self.tools = [as_tool(t) for t in tools]
+        names = [t.name for t in self.tools]
+        if len(set(names)) != len(names):
+            raise AgentError(f"Agent {name!r} has two tools with the same name: {names}")
+        self.memory = memory
+        self.replicas = replicas
+        self.max_tool_rounds = max_tool_rounds
+        self.history_window = history_window
+        self.llm_options = llm_options
+        # Set by the seed's ContextualSession recipe; added to the system prompt when present.
+        self.context: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable identity for this definition: the same agent in two processes shares it."""
+        h = hashlib.sha256()
+        for part in (self.name, self.instructions, self.model, repr(sorted(self.llm_options.items())),
+                     str(self.max_tool_rounds), str(self.history_window)):
+            h.update(part.encode())
+            h.update(b"\0")
+        for t in self.tools:
+            h.update(f"{getattr(t.fn, '__module__', '')}.{getattr(t.fn, '__qualname__', t.name)}\0".encode())
+        slug = "".join(c if c.isalnum() else "-" for c in self.name.lower())[:32]
+        return f"{slug}-{h.hexdigest()[:12]}"
+
+    def __repr__(self) -> str:
+        return f"Agent(name={self.name!r}, model={self.model!r}, tools={[t.name for t in self.tools]})"
+
+
+@dataclass(slots=True)
+class TurnOutput:
+    """What an agent produced for one user message: messages to append and total usage."""
+
+    messages: list[dict[str, Any]]
+    usage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def reply(self) -> str:
+        return self.messages[-1].get("content") or "" if self.messages else ""
+
+
+def _add_usage(total: dict[str, int], usage: dict[str, int]) -> None:
+    for k, v in usage.items():
+        total[k] = total.get(k, 0) + v
+
+
+class AgentCore:
+    """Runs an agent's turns: prompt, model call, tool loop. Knows nothing about Ray."""
+
+    def __init__(self, agent: Agent, client: ModelClient | None = None) -> None:
+        self.agent = agent
+        self.client = client or client_for(agent.model)
+        self._tools = {t.name: t for t in agent.tools}
+        self._schemas = [t.schema for t in agent.tools] or None
+
+    def prompt(self, history: list[dict], context: dict | None = None) -> list[dict]:
+        """System instructions (and context), then the history window."""
+        a = self.agent
+        window = history[-a.history_window:] if a.history_window else history
+        system = a.instructions
+        ctx = context if context is not None else a.context
+        if ctx:
+            system = f"{system}\n\nContext: {ctx}" if system else f"Context: {ctx}"
+        return ([{"role": "system", "content": system}] if system else []) + list(window)
+
+    def _stamp(self, message: dict[str, Any], usage: dict[str, int] | None = None) -> dict[str, Any]:
+        message["timestamp"] = time.time()
+        if message["role"] == "assistant":
+            message["name"] = self.agent.name
+        if usage:
+            message["usage"] = usage
+        return message
+
+    async def _run_tools(self, reply: ModelReply) -> list[dict[str, Any]]:
+        out = []
+        for call in reply.message.get("tool_calls") or []:
+            fn = call.get("function", {})
+            tool = self._tools.get(fn.get("name"))
+            if tool is None:
+                result = f"error: no tool named {fn.get('name')!r}; available: {sorted(self._tools)}"
+            else:
+                result = await tool.call(fn.get("arguments") or "{}")
+            out.append(self._stamp({"role": "tool", "tool_call_id": call.get("id"),
+                                    "name": fn.get("name"), "content": result}))
+        return out
+
+    async def run(self, history: list[dict], context: dict | None = None) -> TurnOutput:
+        """Answer the last message of ``history`` (the user's), calling tools as asked."""
+        a = self.agent
+        prompt = self.prompt(history, context)
+        produced: list[dict[str, Any]] = []
+        total: dict[str, int] = {}
+        for _ in range(a.max_tool_rounds + 1):
+            reply = await self.client.complete(a.model, prompt + produced, tools=self._schemas, **a.llm_options)
+            _add_usage(total, reply.usage)
+            produced.append(self._stamp(reply.message, reply.usage))
+            if not reply.message.get("tool_calls"):
+                return TurnOutput(produced, total)
+            produced.extend(await self._run_tools(reply))
+        raise AgentError(
+            f"agent {a.name!r} still asked for tools after {a.max_tool_rounds} rounds; "
+            "raise max_tool_rounds or check the tools' results"
+        )
+
+    async def stream(self, history: list[dict], context: dict | None = None) -> AsyncIterator[str | TurnOutput]:
+        """Like :meth:`run`, yielding text deltas as they come and the :class:`TurnOutput` last."""
+        a = self.agent
+        prompt = self.prompt(history, context)
+        produced: list[dict[str, Any]] = []
+        total: dict[str, int] = {}
+        for _ in range(a.max_tool_rounds + 1):
+            reply: ModelReply | None = None
+            async for item in self.client.stream(a.model, prompt + produced, tools=self._schemas, **a.llm_options):
+                if isinstance(item, str):
+                    yield item
+                else:
+                    reply = item
+            if reply is None:
+                raise ModelError(f"model {a.model!r} ended its stream without a final message")
+            _add_usage(total, reply.usage)
+            produced.append(self._stamp(reply.message, reply.usage))
+            if not reply.message.get("tool_calls"):
+                yield TurnOutput(produced, total)
+                return
+            produced.extend(await self._run_tools(reply))
+        raise AgentError(f"agent {a.name!r} still asked for tools after {a.max_tool_rounds} rounds")

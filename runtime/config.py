@@ -1,0 +1,45 @@
+"""Runtime settings: arguments to ``repertory.init`` over environment variables over defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .demo_model import DEMO_MODEL
+from .errors import InvalidInput
+
+__all__ = ["Settings", "default_model", "home_dir"]
+
+
+def home_dir() -> Path:
+    """Where embedded state lives: ``$REPERTORY_HOME`` or ``./.repertory``."""
+    return Path(os.environ.get("REPERTORY_HOME", ".repertory")).expanduser().resolve()
+
+
+def default_model() -> str:
+    """The model an Agent uses when none is given: ``$REPERTORY_MODEL`` or the demo model."""
+    return os.environ.get("REPERTORY_MODEL") or DEMO_MODEL
+
+
+@dataclass(slots=True)
+class Settings:
+    """Everything a runtime needs to know; picklable so hosts receive the same copy."""
+
+    store: str = ""
+    namespace: str = "repertory"
+    num_hosts: int = 0  # 0: one per CPU of the cluster
+    max_resident: int = 100_000  # virtual sessions kept in memory per host
+    idle_timeout: float = 600.0  # seconds before an idle session is passivated
+    max_message_bytes: int = 256 * 1024
+    turn_timeout: float = 600.0
+    store_access: str = "direct"  # "direct": hosts write the store; "actor": through the StoreActor
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.store:
+            self.store = f"sqlite:///{home_dir() / 'state.db'}"
+        if self.max_message_bytes <= 0:
+            raise InvalidInput("max_message_bytes must be positive")
+        if self.store_access not in ("direct", "actor"):
+            raise InvalidInput("store_access must be 'direct' or 'actor'")

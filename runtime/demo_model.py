@@ -1,0 +1,116 @@
+"""The offline demo model, ``repertory/demo``: deterministic, labelled, not a language model.
+
+It answers from the prompt it receives and nothing else. A question gets back the earlier
+statements in the prompt that share the most words with it, quoted verbatim; a statement is
+acknowledged. So ``chat("My name is Alice")`` then ``chat("What's my name?")`` answers with
+Alice only if the first message reached the second prompt, which is what tests check.
+Token usage is counted in words, the way a real provider reports it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["DEMO_LABEL", "DEMO_MODEL", "DemoAnswer", "demo_answer"]
+
+DEMO_MODEL = "repertory/demo"
+DEMO_LABEL = "[demo model]"
+
+_WORD = re.compile(r"[a-z0-9]+")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_QUESTION_WORDS = {"what", "who", "where", "when", "why", "how", "which", "do", "does", "did",
+                   "is", "are", "can", "could", "should", "would", "will"}
+_STOP = {
+    "a", "an", "the", "is", "are", "was", "were", "be", "am", "i", "me", "my", "mine", "you",
+    "your", "we", "our", "us", "it", "its", "s", "what", "whats", "who", "where", "when", "why",
+    "how", "which", "do", "does", "did", "to", "of", "in", "on", "at", "for", "and", "or",
+    "that", "this", "there", "again", "please", "tell", "know", "remember", "about", "with",
+    "can", "could", "would", "should", "will", "have", "has", "had", "so", "just", "as", "by",
+}
+# A few words that mean the same for the purpose of recall.
+_SAME = {
+    "favorite": "pref", "favourite": "pref", "prefer": "pref", "prefers": "pref",
+    "preferred": "pref", "like": "pref", "likes": "pref", "love": "pref", "loves": "pref",
+    "called": "name", "named": "name", "names": "name",
+    "colors": "colour", "color": "colour", "colours": "colour",
+    "languages": "language",
+}
+_RECALL = {"discuss", "discussed", "earlier", "said", "talk", "talked", "summarise", "summarize",
+           "summary", "before", "previously"}
+
+
+@dataclass(frozen=True, slots=True)
+class DemoAnswer:
+    """The demo model's reply and its usage in words."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("'", ""))
+
+
+def _keys(text: str) -> set[str]:
+    out = set()
+    for w in _words(text):
+        if w in _STOP:
+            continue
+        w = _SAME.get(w, w)
+        out.add(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
+    return out
+
+
+def _is_question(text: str) -> bool:
+    words = _words(text)
+    return text.rstrip().endswith("?") or bool(words and words[0] in _QUESTION_WORDS)
+
+
+def _content(message: dict) -> str:
+    content = message.get("content")
+    if isinstance(content, list):  # OpenAI content parts
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
+
+
+def demo_answer(messages: list[dict]) -> DemoAnswer:
+    """Answer the last user message of ``messages`` from the messages before it."""
+    prompt_tokens = sum(len(_words(_content(m))) for m in messages)
+    last_user = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "user"), None)
+    if last_user is None:
+        text = f"{DEMO_LABEL} No user message reached me."
+        return DemoAnswer(text, prompt_tokens, len(_words(text)))
+    question = _content(messages[last_user]).strip()
+    earlier = [m for m in messages[:last_user] if m.get("role") in ("user", "system", "tool")]
+    statements = [
+        (m.get("role"), s.strip())
+        for m in earlier
+        for s in _SENTENCE.split(_content(m))
+        if s.strip() and not _is_question(s)
+    ]
+    if not _is_question(question):
+        text = f"{DEMO_LABEL} Noted: \u201c{question}\u201d."
+    else:
+        text = _answer_question(question, statements)
+    return DemoAnswer(text, prompt_tokens, len(_words(text)))
+
+
+def _answer_question(question: str, statements: list[tuple[str, str]]) -> str:
+    asked = _keys(question)
+    scored = []
+    for pos, (_, s) in enumerate(statements):
+        overlap = len(asked & _keys(s))
+        if overlap:
+            scored.append((overlap, pos, s))
+    if scored:
+        best = max(o for o, _, _ in scored)
+        # Latest statement first: the newest fact about a subject wins.
+        quotes = [s for o, _, s in sorted(scored, key=lambda t: -t[1]) if o == best][:3]
+        return f"{DEMO_LABEL} From earlier in our conversation: " + " ".join(f"\u201c{q}\u201d" for q in quotes)
+    said = [s for role, s in statements if role == "user"]
+    if asked & _RECALL and said:
+        recent = said[-3:]
+        return f"{DEMO_LABEL} Earlier you said: " + " ".join(f"\u201c{q}\u201d" for q in recent)
+    return f"{DEMO_LABEL} I find nothing about that earlier in this conversation."

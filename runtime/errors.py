@@ -1,0 +1,102 @@
+"""The errors repertory raises. Every one is a :class:`RepertoryError`.
+
+::
+
+    RepertoryError
+     ├── InvalidInput (also ValueError)
+     │    ├── InvalidSessionId
+     │    ├── EmptyMessage
+     │    └── MessageTooLarge
+     ├── SessionNotFound (also KeyError)
+     ├── ConcurrentUpdate
+     ├── StoreError
+     │    ├── StoreUnavailable
+     │    └── CorruptState
+     │         └── UnsupportedFormat
+     ├── ModelError
+     ├── AgentError
+     └── RuntimeNotReady
+
+Each message says what happened and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentError",
+    "ConcurrentUpdate",
+    "CorruptState",
+    "EmptyMessage",
+    "InvalidInput",
+    "InvalidSessionId",
+    "MessageTooLarge",
+    "ModelError",
+    "RepertoryError",
+    "RuntimeNotReady",
+    "SessionNotFound",
+    "StoreError",
+    "StoreUnavailable",
+    "UnsupportedFormat",
+]
+
+
+class RepertoryError(Exception):
+    """Root of every error raised by repertory."""
+
+    def __reduce__(self):  # keep the type and message when Ray ships the error between processes
+        return (self.__class__, self.args)
+
+
+class InvalidInput(RepertoryError, ValueError):
+    """An argument was rejected before anything was written."""
+
+
+class InvalidSessionId(InvalidInput):
+    """A session id is empty, too long or holds characters outside the allowed set."""
+
+
+class EmptyMessage(InvalidInput):
+    """A chat message was empty or only whitespace."""
+
+
+class MessageTooLarge(InvalidInput):
+    """A message is larger than the runtime's ``max_message_bytes``."""
+
+
+class SessionNotFound(RepertoryError, KeyError):
+    """No session with this id exists in the store."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConcurrentUpdate(RepertoryError):
+    """Another writer changed the session since it was read (compare-and-set lost)."""
+
+
+class StoreError(RepertoryError):
+    """The state store failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The state store cannot be reached; nothing was acknowledged."""
+
+
+class CorruptState(StoreError):
+    """Stored bytes are not valid repertory state (truncated, altered, or not ours)."""
+
+
+class UnsupportedFormat(CorruptState):
+    """Stored state has a format version this release cannot read."""
+
+
+class ModelError(RepertoryError):
+    """The model call failed after its retries; the turn was not recorded."""
+
+
+class AgentError(RepertoryError):
+    """An agent definition or a tool is unusable."""
+
+
+class RuntimeNotReady(RepertoryError):
+    """The runtime was shut down or could not start."""

@@ -1,0 +1,259 @@
+"""The session host: many virtual session actors in one process.
+
+Each session gets a *slot*: its own lock (its mailbox: asyncio locks wake waiters in arrival
+order, so messages are processed one at a time, first come first served) and, while active,
+its resident state. A slot is activated on the first message (state loaded from the store)
+and passivated when idle or when the host holds more than ``max_resident`` sessions. Every
+turn is written to the store before it is acknowledged, so passivation only drops memory.
+
+This class knows nothing about Ray: ``repertory.actors.session_host`` wraps it in an actor,
+and the local runtime calls it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import structlog
+
+from repertory.stores.base import Store
+
+from .agent import TurnOutput
+from .config import Settings
+from .errors import ConcurrentUpdate
+from .session_state import SessionState, TurnReply, TurnRequest, check_history, check_message
+
+__all__ = ["AgentPool", "HostCore"]
+
+log = structlog.get_logger("repertory.host")
+T = TypeVar("T")
+_CAS_RETRIES = 3
+
+
+class AgentPool(Protocol):
+    """Where a host sends prompts: in-process agent cores or AgentActors."""
+
+    async def run(self, agent_key: str, replicas: int, history: list[dict], context: dict | None) -> TurnOutput: ...
+
+    def stream(self, agent_key: str, replicas: int, history: list[dict],
+               context: dict | None) -> AsyncIterator[str | TurnOutput]: ...
+
+
+class _Slot:
+    __slots__ = ("lock", "state", "last_used", "busy")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.state: SessionState | None = None
+        self.last_used = time.monotonic()
+        self.busy = 0
+
+
+class HostCore:
+    """Hosts virtual sessions; see the module docstring."""
+
+    def __init__(self, store: Store, agents: AgentPool, settings: Settings, *, name: str = "host") -> None:
+        self.store = store
+        self.agents = agents
+        self.settings = settings
+        self.name = name
+        self._slots: OrderedDict[str, _Slot] = OrderedDict()
+        self._sweeper: asyncio.Task | None = None
+        self.activations = 0
+        self.passivations = 0
+
+    # -- slots ------------------------------------------------------------------------
+    def _slot(self, key: str) -> _Slot:
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _Slot()
+            if self._sweeper is None and self.settings.idle_timeout > 0:
+                self._sweeper = asyncio.get_running_loop().create_task(self._sweep_idle())
+        else:
+            self._slots.move_to_end(key)
+        slot.last_used = time.monotonic()
+        return slot
+
+    async def _state(self, slot: _Slot, key: str, session_id: str, user_id: str | None,
+                     ttl: float | None = None) -> SessionState:
+        if slot.state is None:
+            rec = await self.store.load(key)
+            slot.state = (SessionState.from_record(rec) if rec is not None
+                          else SessionState.new(key, session_id, user_id, ttl))
+            self.activations += 1
+        return slot.state
+
+    async def _with_session(self, key: str, session_id: str, user_id: str | None,
+                            fn: Callable[[SessionState], Awaitable[T]], ttl: float | None = None) -> T:
+        """Run ``fn`` with the session's state under its mailbox lock, retrying lost CAS."""
+        slot = self._slot(key)
+        slot.busy += 1
+        try:
+            async with slot.lock:
+                for attempt in range(_CAS_RETRIES):
+                    state = await self._state(slot, key, session_id, user_id, ttl)
+                    try:
+                        return await fn(state)
+                    except ConcurrentUpdate:
+                        # Someone else wrote this session: reload and redo the operation.
+                        slot.state = None
+                        if attempt == _CAS_RETRIES - 1:
+                            raise
+                        log.info("cas_retry", session=key, attempt=attempt + 1)
+                raise AssertionError("unreachable")
+        finally:
+            slot.busy -= 1
+            slot.last_used = time.monotonic()
+            self._evict_over_cap()
+
+    def _evict_over_cap(self) -> None:
+        excess = len(self._slots) - self.settings.max_resident
+        if excess <= 0:
+            return
+        for key in list(self._slots):  # oldest first
+            if excess <= 0:
+                break
+            if self._slots[key].busy == 0:
+                del self._slots[key]
+                self.passivations += 1
+                excess -= 1
+
+    def passivate_idle(self, idle_for: float) -> int:
+        """Drop sessions idle for ``idle_for`` seconds; returns how many."""
+        cutoff = time.monotonic() - idle_for
+        gone = [k for k, s in self._slots.items() if s.busy == 0 and s.last_used < cutoff]
+        for k in gone:
+            del self._slots[k]
+        self.passivations += len(gone)
+        return len(gone)
+
+    async def _sweep_idle(self) -> None:
+        period = max(self.settings.idle_timeout / 4, 0.05)
+        while True:
+            await asyncio.sleep(period)
+            n = self.passivate_idle(self.settings.idle_timeout)
+            if n:
+                log.debug("passivated", host=self.name, sessions=n, resident=len(self._slots))
+
+    # -- turns ------------------------------------------------------------------------
+    async def _commit_turn(self, state: SessionState, req: TurnRequest, out: TurnOutput,
+                           user_msg: dict) -> TurnReply:
+        write, meta, messages = state.append_write([user_msg, *out.messages], turn_id=req.turn_id)
+        version = await self.store.commit(write)
+        state.applied(version, meta, messages)
+        return TurnReply(out.reply, out.usage, len(messages), version)
+
+    def _replay(self, state: SessionState, req: TurnRequest) -> TurnReply | None:
+        # A retried request (the caller lost the reply when a host died): answer from the store.
+        if state.meta.get("last_turn_id") == req.turn_id:
+            return TurnReply(state.last_reply(), {}, len(state.messages), state.version, replayed=True)
+        return None
+
+    async def turn(self, req: TurnRequest) -> TurnReply:
+        """Process one user message; returns once the turn is durable."""
+        check_message(req.content, self.settings.max_message_bytes)
+
+        async def run(state: SessionState) -> TurnReply:
+            replay = self._replay(state, req)
+            if replay is not None:
+                return replay
+            user_msg = {"role": "user", "content": req.content, "timestamp": time.time()}
+            out = await self.agents.run(req.agent_key, req.replicas, [*state.history(), user_msg], req.context)
+            return await self._commit_turn(state, req, out, user_msg)
+
+        return await self._with_session(req.key, req.session_id, req.user_id, run, req.ttl)
+
+    async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
+        """Like :meth:`turn`, yielding text deltas first and the durable :class:`TurnReply` last."""
+        check_message(req.content, self.settings.max_message_bytes)
+        queue: asyncio.Queue = asyncio.Queue()
+        done = object()
+
+        async def run(state: SessionState) -> TurnReply:
+            replay = self._replay(state, req)
+            if replay is not None:
+                await queue.put(replay.content)
+                return replay
+            user_msg = {"role": "user", "content": req.content, "timestamp": time.time()}
+            out: TurnOutput | None = None
+            async for item in self.agents.stream(req.agent_key, req.replicas,
+                                                 [*state.history(), user_msg], req.context):
+                if isinstance(item, str):
+                    await queue.put(item)
+                else:
+                    out = item
+            if out is None:
+                from .errors import ModelError
+
+                raise ModelError("the agent's stream ended without a final message")
+            return await self._commit_turn(state, req, out, user_msg)
+
+        async def drive() -> TurnReply:
+            try:
+                return await self._with_session(req.key, req.session_id, req.user_id, run, req.ttl)
+            finally:
+                queue.put_nowait(done)
+
+        task = asyncio.get_running_loop().create_task(drive())
+        try:
+            while (item := await queue.get()) is not done:
+                yield item
+            yield await task
+        finally:
+            if not task.done():
+                task.cancel()
+
+    # -- state operations -------------------------------------------------------------
+    async def history(self, key: str, session_id: str, user_id: str | None) -> list[dict]:
+        async def get(state: SessionState) -> list[dict]:
+            return state.history()
+
+        return await self._with_session(key, session_id, user_id, get)
+
+    async def get_state(self, key: str, session_id: str, user_id: str | None) -> dict[str, Any]:
+        async def get(state: SessionState) -> dict[str, Any]:
+            return state.public_state()
+
+        return await self._with_session(key, session_id, user_id, get)
+
+    async def replace(self, key: str, session_id: str, user_id: str | None,
+                      messages: list[dict] | None = None, meta_updates: dict[str, Any] | None = None) -> int:
+        """Replace the history (None keeps it) and update meta fields; returns the new version."""
+        new_messages = None if messages is None else check_history(messages)
+
+        async def put(state: SessionState) -> int:
+            msgs = state.history() if new_messages is None else new_messages
+            write, meta, encoded = state.replace_write(msgs, meta_updates)
+            version = await self.store.commit(write)
+            state.applied(version, meta, encoded)
+            return version
+
+        return await self._with_session(key, session_id, user_id, put)
+
+    async def exists(self, key: str) -> bool:
+        slot = self._slots.get(key)
+        if slot is not None and slot.state is not None and slot.state.version > 0:
+            return True
+        return await self.store.load(key) is not None
+
+    async def delete(self, key: str) -> bool:
+        slot = self._slot(key)
+        async with slot.lock:
+            existed = await self.store.delete(key)
+            slot.state = None
+        self._slots.pop(key, None)
+        return existed
+
+    def stats(self) -> dict[str, Any]:
+        return {"host": self.name, "resident": len(self._slots), "activations": self.activations,
+                "passivations": self.passivations}
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        self._slots.clear()

@@ -1,0 +1,157 @@
+"""Model clients: how an agent reaches a model.
+
+:class:`LiteLLMClient` is the real one: every call goes through ``litellm.acompletion`` with
+timeouts and retries, streaming included. litellm is imported on first use (it takes seconds
+to import), with the local cost map so that it never reaches the network at import.
+
+:class:`NullModelClient` is a benchmark instrument, not a model: it returns a fixed reply at
+once, so that benchmarks can measure the runtime without the model client's own CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .demo_model import DEMO_MODEL, demo_answer
+from .errors import ModelError
+
+__all__ = ["NULL_MODEL", "LiteLLMClient", "ModelClient", "ModelReply", "NullModelClient", "client_for"]
+
+NULL_MODEL = "repertory/null"
+_OPENAI_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
+
+
+@dataclass(slots=True)
+class ModelReply:
+    """One model response: the assistant message (OpenAI shape) and its token usage."""
+
+    message: dict[str, Any]
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+class ModelClient(Protocol):
+    """Completes a prompt; ``stream`` yields text deltas and then one final :class:`ModelReply`."""
+
+    async def complete(self, model: str, messages: list[dict], *, tools: list[dict] | None = None,
+                       **options: Any) -> ModelReply: ...
+
+    def stream(self, model: str, messages: list[dict], *, tools: list[dict] | None = None,
+               **options: Any) -> AsyncIterator[str | ModelReply]: ...
+
+
+def to_openai(messages: list[dict]) -> list[dict]:
+    """Strip repertory's bookkeeping (timestamps, usage, agent) from stored messages."""
+    return [{k: m[k] for k in _OPENAI_KEYS if m.get(k) is not None} for m in messages]
+
+
+# -- litellm ----------------------------------------------------------------------------
+_litellm_lock = threading.Lock()
+_litellm = None
+
+
+def load_litellm():
+    """Import and configure litellm once per process; registers the demo model."""
+    global _litellm
+    if _litellm is not None:
+        return _litellm
+    with _litellm_lock:
+        if _litellm is None:
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            os.environ.setdefault("LITELLM_LOG", "ERROR")
+            import litellm
+
+            from ._demo_provider import register_demo_provider
+
+            litellm.suppress_debug_info = True
+            litellm.telemetry = False
+            register_demo_provider(litellm)
+            _litellm = litellm
+    return _litellm
+
+
+class LiteLLMClient:
+    """Calls any litellm model string (``openai/gpt-4o-mini``, ``ollama/llama3``, ``repertory/demo``)."""
+
+    def __init__(self, *, timeout: float = 120.0, num_retries: int = 2) -> None:
+        self.timeout = timeout
+        self.num_retries = num_retries
+
+    def _kwargs(self, model: str, messages: list[dict], tools: list[dict] | None, options: dict) -> dict:
+        kw: dict[str, Any] = {"model": model, "messages": to_openai(messages),
+                              "timeout": self.timeout, "num_retries": self.num_retries}
+        if tools:
+            kw["tools"] = tools
+        kw.update(options)
+        return kw
+
+    async def complete(self, model: str, messages: list[dict], *, tools: list[dict] | None = None,
+                       **options: Any) -> ModelReply:
+        litellm = load_litellm()
+        try:
+            resp = await litellm.acompletion(**self._kwargs(model, messages, tools, options))
+        except Exception as exc:
+            raise ModelError(f"model {model!r} failed: {type(exc).__name__}: {exc}") from exc
+        return _reply_from(resp)
+
+    async def stream(self, model: str, messages: list[dict], *, tools: list[dict] | None = None,
+                     **options: Any) -> AsyncIterator[str | ModelReply]:
+        litellm = load_litellm()
+        kw = self._kwargs(model, messages, tools, options)
+        kw["stream"] = True
+        kw["stream_options"] = {"include_usage": True}
+        chunks = []
+        try:
+            resp = await litellm.acompletion(**kw)
+            async for chunk in resp:
+                chunks.append(chunk)
+                delta = chunk.choices[0].delta.content if chunk.choices else None
+                if delta:
+                    yield delta
+            full = litellm.stream_chunk_builder(chunks, messages=kw["messages"])
+        except Exception as exc:
+            raise ModelError(f"model {model!r} failed while streaming: {type(exc).__name__}: {exc}") from exc
+        yield _reply_from(full)
+
+
+def _reply_from(resp: Any) -> ModelReply:
+    msg = resp.choices[0].message
+    out: dict[str, Any] = {"role": "assistant", "content": msg.content or ""}
+    if getattr(msg, "tool_calls", None):
+        out["tool_calls"] = [
+            {"id": tc.id, "type": "function",
+             "function": {"name": tc.function.name, "arguments": tc.function.arguments or "{}"}}
+            for tc in msg.tool_calls
+        ]
+    usage = getattr(resp, "usage", None)
+    u = {}
+    if usage is not None:
+        u = {"prompt_tokens": int(usage.prompt_tokens or 0), "completion_tokens": int(usage.completion_tokens or 0),
+             "total_tokens": int(usage.total_tokens or 0)}
+    return ModelReply(out, u)
+
+
+class NullModelClient:
+    """Benchmark instrument: answers ``[null model] ok`` at once, without litellm."""
+
+    async def complete(self, model: str, messages: list[dict], *, tools: list[dict] | None = None,
+                       **options: Any) -> ModelReply:
+        return ModelReply({"role": "assistant", "content": "[null model] ok"},
+                          {"prompt_tokens": 0, "completion_tokens": 3, "total_tokens": 3})
+
+    async def stream(self, model: str, messages: list[dict], *, tools: list[dict] | None = None,
+                     **options: Any) -> AsyncIterator[str | ModelReply]:
+        reply = await self.complete(model, messages)
+        yield reply.message["content"]
+        yield reply
+
+
+def client_for(model: str) -> ModelClient:
+    """The client for a model string: the null instrument for ``repertory/null``, else litellm."""
+    return NullModelClient() if model == NULL_MODEL else LiteLLMClient()
+
+
+__all__ += ["DEMO_MODEL", "demo_answer", "load_litellm", "to_openai"]

@@ -1,0 +1,147 @@
+"""The Ray runtime: a pool of SessionHost actors and AgentActor groups.
+
+All actor options live here, in one place. Hosts and agents are async actors with
+``max_restarts=-1``: a dead one is restarted by Ray, and a host reactivates its sessions from
+the store. A turn carries a turn id, so the handle can resend a turn whose host died without
+the turn happening twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayTaskError
+
+from .agent import Agent
+from .config import Settings
+from .errors import RuntimeNotReady
+from .routing import host_index
+from .runtime import Runtime
+from .session_state import TurnReply, TurnRequest
+
+__all__ = ["RayRuntime"]
+
+_RETRYABLE = (ActorDiedError, ActorUnavailableError)
+_RETRY_FOR = 60.0  # seconds a handle keeps resending to a restarting host
+
+
+def _unwrap(exc: RayTaskError) -> BaseException:
+    from repertory.actors.agent_pool import unwrap_ray_error
+
+    return unwrap_ray_error(exc)
+
+
+class RayRuntime(Runtime):
+    """Sessions on host actors; see the module docstring."""
+
+    def __init__(self, settings: Settings, address: str | None = None, *, detached: bool = False) -> None:
+        self.settings = settings
+        self.detached = detached
+        self.started_ray = False
+        if not ray.is_initialized():
+            os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+            kwargs: dict[str, Any] = {"namespace": settings.namespace, "logging_level": logging.WARNING,
+                                      "log_to_driver": os.environ.get("REPERTORY_RAY_LOGS") == "1"}
+            if address is None:
+                kwargs.update(include_dashboard=False, configure_logging=True)
+            ray.init(address=address, **kwargs)
+            self.started_ray = address is None
+        from repertory.actors import AgentActor, SessionHost, StoreActor
+
+        self._opts = {"namespace": settings.namespace, "max_restarts": -1, "num_cpus": 0,
+                      "get_if_exists": True, "lifetime": "detached" if detached else None}
+        if settings.store_access == "actor":
+            ray.remote(StoreActor).options(name="store", max_concurrency=10_000, **self._opts).remote(settings.store)
+        n = settings.num_hosts or max(int(ray.cluster_resources().get("CPU", 1)), 1)
+        self.num_hosts = n
+        host_cls = ray.remote(SessionHost)
+        self._host_cls = host_cls
+        self.hosts = [host_cls.options(name=f"host-{i}", max_concurrency=100_000, **self._opts)
+                      .remote(settings, f"host-{i}") for i in range(n)]
+        self._agent_cls = ray.remote(AgentActor)
+        self._agents: dict[str, list] = {}
+        self._dedicated: dict[str, Any] = {}
+        # Hosts open the store in their constructor: wait so that errors surface here.
+        try:
+            ray.get([h.ping.remote() for h in self.hosts], timeout=120)
+        except RayTaskError as exc:
+            raise _unwrap(exc) from None
+        except GetTimeoutError as exc:
+            raise RuntimeNotReady(f"session hosts did not start within 120 s: {exc}") from exc
+
+    # -- agents -----------------------------------------------------------------------
+    def ensure_agent(self, agent: Agent) -> None:
+        if agent.key in self._agents:
+            return
+        from repertory.actors.agent_pool import agent_actor_name
+
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        replicas = agent.replicas or max(nodes, 1)
+        agent.replicas = replicas
+        handles = [
+            self._agent_cls.options(name=agent_actor_name(agent.key, i), max_concurrency=10_000,
+                                    max_task_retries=3, scheduling_strategy="SPREAD", **self._opts).remote(agent)
+            for i in range(replicas)
+        ]
+        ray.get([h.ping.remote() for h in handles], timeout=120)
+        self._agents[agent.key] = handles
+
+    # -- hosts ------------------------------------------------------------------------
+    def _host(self, key: str, placement: str):
+        if placement != "dedicated":
+            return self.hosts[host_index(key, self.num_hosts)]
+        h = self._dedicated.get(key)
+        if h is None:
+            digest = hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
+            h = self._host_cls.options(name=f"session-{digest}", max_concurrency=10_000, **self._opts).remote(
+                self.settings, f"session-{digest}")
+            self._dedicated[key] = h
+        return h
+
+    async def _retrying(self, key: str, placement: str, call):
+        deadline = time.monotonic() + _RETRY_FOR
+        delay = 0.05
+        while True:
+            try:
+                return await call(self._host(key, placement))
+            except RayTaskError as exc:
+                raise _unwrap(exc) from None
+            except _RETRYABLE as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeNotReady(f"the host of session {key!r} did not come back: {exc}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def turn(self, req: TurnRequest, placement: str = "shared") -> TurnReply:
+        return await self._retrying(req.key, placement, lambda h: h.turn.remote(req))
+
+    async def stream_turn(self, req: TurnRequest, placement: str = "shared") -> AsyncIterator[str | TurnReply]:
+        gen = self._host(req.key, placement).stream_turn.options(num_returns="streaming").remote(req)
+        try:
+            async for ref in gen:
+                yield await ref
+        except RayTaskError as exc:
+            raise _unwrap(exc) from None
+
+    async def call(self, key: str, placement: str, method: str, *args: Any) -> Any:
+        return await self._retrying(key, placement, lambda h: h.call.remote(method, *args))
+
+    def stats(self) -> list[dict[str, Any]]:
+        return ray.get([h.stats.remote() for h in [*self.hosts, *self._dedicated.values()]])
+
+    def shutdown(self) -> None:
+        if not self.detached:
+            for h in [*self.hosts, *self._dedicated.values(), *(a for hs in self._agents.values() for a in hs)]:
+                try:
+                    ray.kill(h, no_restart=True)
+                except Exception:  # already gone
+                    pass
+        if self.started_ray:
+            ray.shutdown()

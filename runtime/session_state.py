@@ -1,0 +1,152 @@
+"""A resident session's state and the pure transitions on it (no I/O)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from repertory.stores.base import SessionRecord, StateWrite
+from repertory.stores.codec import MsgpackCodec
+
+from .errors import EmptyMessage, InvalidInput, MessageTooLarge
+
+__all__ = ["SCHEMA_VERSION", "SessionState", "TurnRequest", "TurnReply", "check_message", "storage_key"]
+
+SCHEMA_VERSION = 1
+_codec = MsgpackCodec()
+_ROLES = {"system", "user", "assistant", "tool"}
+
+
+def storage_key(session_id: str, user_id: str | None) -> str:
+    """The store key: sessions of different users never collide ('/' is not allowed in ids)."""
+    return session_id if user_id is None else f"{user_id}/{session_id}"
+
+
+def check_message(content: object, max_bytes: int) -> str:
+    """Validate a user message before anything is sent or written."""
+    if not isinstance(content, str):
+        raise InvalidInput(f"a message must be a str, got {type(content).__name__}")
+    if not content.strip():
+        raise EmptyMessage("the message is empty; send some text")
+    size = len(content.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise MessageTooLarge(
+            f"the message is {size} bytes, over the limit of {max_bytes}; split it, store large "
+            "data elsewhere and send a reference, or raise init(max_message_bytes=...)"
+        )
+    return content
+
+
+def check_history(messages: object) -> list[dict[str, Any]]:
+    """Validate messages given to ``set_history``: dicts with a known role."""
+    if not isinstance(messages, list):
+        raise InvalidInput("a history is a list of message dicts")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in _ROLES:
+            raise InvalidInput(f"message {i} must be a dict with role in {sorted(_ROLES)}, got {m!r:.80}")
+        out.append(dict(m))
+    return out
+
+
+@dataclass(slots=True)
+class TurnRequest:
+    """One user message for one session, as it travels from a handle to a host."""
+
+    key: str
+    session_id: str
+    user_id: str | None
+    agent_key: str
+    content: str
+    turn_id: str
+    replicas: int = 1
+    ttl: float | None = None
+    context: dict | None = None
+
+
+@dataclass(slots=True)
+class TurnReply:
+    """The acknowledged result of a turn (its state is durable)."""
+
+    content: str
+    usage: dict
+    n_messages: int
+    version: int
+    replayed: bool = False
+
+
+class SessionState:
+    """History (encoded messages) plus meta, at a known store version."""
+
+    __slots__ = ("key", "version", "meta", "messages")
+
+    def __init__(self, key: str, version: int, meta: dict[str, Any], messages: list[bytes]) -> None:
+        self.key = key
+        self.version = version
+        self.meta = meta
+        self.messages = messages
+
+    @classmethod
+    def new(cls, key: str, session_id: str, user_id: str | None, ttl: float | None = None) -> SessionState:
+        now = time.time()
+        meta = {"schema": SCHEMA_VERSION, "session_id": session_id, "user_id": user_id,
+                "created_at": now, "updated_at": now, "turns": 0, "user_data": {},
+                "user_profile": {}, "metadata": {}, "last_turn_id": None, "ttl": ttl}
+        return cls(key, 0, meta, [])
+
+    @classmethod
+    def from_record(cls, rec: SessionRecord) -> SessionState:
+        meta = _codec.decode(rec.meta, source=f"session {rec.key!r} (meta)")
+        if not isinstance(meta, dict) or meta.get("schema") != SCHEMA_VERSION:
+            from .errors import UnsupportedFormat
+
+            raise UnsupportedFormat(f"session {rec.key!r} has state schema {meta.get('schema') if isinstance(meta, dict) else '?'}")
+        return cls(rec.key, rec.version, meta, rec.messages)
+
+    def history(self) -> list[dict[str, Any]]:
+        return [_codec.decode(m, source=f"session {self.key!r} message {i}") for i, m in enumerate(self.messages)]
+
+    def last_reply(self) -> str:
+        for raw in reversed(self.messages):
+            m = _codec.decode(raw, source=f"session {self.key!r}")
+            if m.get("role") == "assistant":
+                return m.get("content") or ""
+        return ""
+
+    def _expires(self, now: float) -> float | None:
+        ttl = self.meta.get("ttl")
+        return now + ttl if ttl else None
+
+    def append_write(self, messages: list[dict[str, Any]], *, turn_id: str | None = None,
+                     turns: int = 1) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
+        """The write that appends ``messages``; apply it with :meth:`applied` once committed."""
+        now = time.time()
+        meta = dict(self.meta, updated_at=now, turns=self.meta["turns"] + turns)
+        if turn_id is not None:
+            meta["last_turn_id"] = turn_id
+        encoded = [_codec.encode(m) for m in messages]
+        write = StateWrite(self.key, self.version, _codec.encode(meta), encoded,
+                           base_count=len(self.messages), updated_at=now, expires_at=self._expires(now))
+        return write, meta, self.messages + encoded
+
+    def replace_write(self, messages: list[dict[str, Any]], meta_updates: dict[str, Any] | None = None
+                      ) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
+        """The write that replaces the whole history (and updates meta)."""
+        now = time.time()
+        meta = dict(self.meta, updated_at=now, **(meta_updates or {}))
+        encoded = [_codec.encode(m) for m in messages]
+        write = StateWrite(self.key, self.version, _codec.encode(meta), encoded, replace=True,
+                           updated_at=now, expires_at=self._expires(now))
+        return write, meta, encoded
+
+    def applied(self, version: int, meta: dict[str, Any], messages: list[bytes]) -> None:
+        self.version, self.meta, self.messages = version, meta, messages
+
+    def public_state(self) -> dict[str, Any]:
+        """The documented plain-dict form of the state (see Session.get_state)."""
+        m = self.meta
+        return {"schema": SCHEMA_VERSION, "session_id": m["session_id"], "user_id": m["user_id"],
+                "history": self.history(), "user_data": m["user_data"], "user_profile": m["user_profile"],
+                "metadata": m["metadata"], "created_at": m["created_at"], "updated_at": m["updated_at"],
+                "turns": m["turns"], "version": self.version}

@@ -1,0 +1,22 @@
+"""State backends and the codec."""
+
+from __future__ import annotations
+
+from .base import SessionInfo, SessionRecord, StateWrite, Store
+from .codec import FORMAT_VERSION, Codec, MsgpackCodec
+from .factory import open_store
+from .memory import MemoryStore
+from .sqlite import SQLiteStore
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Codec",
+    "MemoryStore",
+    "MsgpackCodec",
+    "SQLiteStore",
+    "SessionInfo",
+    "SessionRecord",
+    "StateWrite",
+    "Store",
+    "open_store",
+]

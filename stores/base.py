@@ -1,0 +1,83 @@
+"""The store interface: a few async verbs over typed records.
+
+A session is stored as one *meta* blob (everything but the history, codec-encoded) plus its
+messages, each a codec-encoded blob in order. A turn appends messages; edits replace them.
+Every write is a compare-and-set on the session's version, so two writers never silently
+overwrite each other: the loser gets :class:`~repertory.errors.ConcurrentUpdate`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+__all__ = ["SessionInfo", "SessionRecord", "StateWrite", "Store"]
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """A session as read from a store."""
+
+    key: str
+    version: int
+    meta: bytes
+    messages: list[bytes]
+    updated_at: float
+    expires_at: float | None = None
+
+
+@dataclass(slots=True)
+class StateWrite:
+    """One compare-and-set write of a session.
+
+    ``expected_version`` 0 means "the session must not exist yet". With ``replace`` the
+    stored messages are replaced by ``messages``; otherwise ``messages`` are appended after
+    the ``base_count`` messages the writer knows of.
+    """
+
+    key: str
+    expected_version: int
+    meta: bytes
+    messages: list[bytes] = field(default_factory=list)
+    base_count: int = 0
+    replace: bool = False
+    updated_at: float = 0.0
+    expires_at: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class SessionInfo:
+    """A line of a session listing."""
+
+    key: str
+    version: int
+    n_messages: int
+    updated_at: float
+    expires_at: float | None
+
+
+class Store(abc.ABC):
+    """What a state backend implements. All verbs are safe to call concurrently."""
+
+    url: str = ""
+
+    @abc.abstractmethod
+    async def load(self, key: str) -> SessionRecord | None:
+        """The stored session, or None if there is none (or it expired)."""
+
+    @abc.abstractmethod
+    async def commit(self, write: StateWrite) -> int:
+        """Apply ``write`` atomically; return the new version or raise ConcurrentUpdate."""
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> bool:
+        """Remove a session; True if it existed."""
+
+    @abc.abstractmethod
+    async def list_sessions(
+        self, *, prefix: str = "", updated_before: float | None = None, limit: int | None = None
+    ) -> list[SessionInfo]:
+        """Sessions whose key starts with ``prefix``, oldest update first."""
+
+    async def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""

@@ -1,0 +1,30 @@
+"""Open a store from its URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from repertory.errors import InvalidInput
+
+from .base import Store
+
+__all__ = ["open_store"]
+
+
+def open_store(url: str) -> Store:
+    """``sqlite:///path/state.db``, ``memory://``; anything else is refused with the choices."""
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        from .sqlite import SQLiteStore
+
+        path = url[len("sqlite://"):]
+        if path.startswith("/") and not path.startswith("//"):
+            path = path  # sqlite:///abs/path -> /abs/path ; sqlite:///rel is taken as absolute
+        return SQLiteStore(path)
+    if scheme == "memory":
+        from .memory import MemoryStore
+
+        return MemoryStore()
+    raise InvalidInput(
+        f"unknown store URL {url!r}; use 'sqlite:///path/to/state.db' or 'memory://'"
+    )

@@ -1,0 +1,229 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+SQLite calls run on one dedicated thread per store so they never block the event loop.
+Writes are group-committed: every write that arrives while a transaction is in flight joins
+the next one, so a busy host pays one commit for many turns. Each write is still a
+compare-and-set on the session version. Several processes (the host actors of one node) may
+open the same file; WAL and ``busy_timeout`` serialise their transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import structlog
+
+from repertory.errors import ConcurrentUpdate, StoreUnavailable
+
+from .base import SessionInfo, SessionRecord, StateWrite, Store
+
+__all__ = ["SQLiteStore"]
+
+log = structlog.get_logger("repertory.store.sqlite")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    key TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    meta BLOB NOT NULL,
+    n_messages INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    expires_at REAL
+);
+CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated_at);
+CREATE INDEX IF NOT EXISTS sessions_expires ON sessions(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS messages (
+    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (key, seq)
+) WITHOUT ROWID;
+"""
+
+
+class SQLiteStore(Store):
+    """Store sessions in ``path`` (created with its folder if missing)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> None:
+        self.path = Path(path).expanduser().resolve()
+        self.url = f"sqlite:///{self.path}"
+        self._synchronous = synchronous
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="repertory-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[StateWrite, asyncio.Future[int]]] = []
+        self._flushing = False
+
+    # -- the store thread -------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self._synchronous}")
+                conn.execute("PRAGMA busy_timeout=30000")
+                conn.executescript(_SCHEMA)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(
+                    f"cannot open the SQLite store at {self.path}: {exc}. "
+                    "Check that the folder is writable, or pass store='sqlite:///other/path'"
+                ) from exc
+            self._conn = conn
+        return self._conn
+
+    def _load_sync(self, key: str) -> SessionRecord | None:
+        conn = self._connect()
+        row = conn.execute(
+            "SELECT version, meta, n_messages, updated_at, expires_at FROM sessions WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        version, meta, n, updated_at, expires_at = row
+        if expires_at is not None and expires_at <= time.time():
+            return None
+        msgs = [r[0] for r in conn.execute(
+            "SELECT data FROM messages WHERE key = ? AND seq < ? ORDER BY seq", (key, n)
+        )]
+        return SessionRecord(key, version, meta, msgs, updated_at, expires_at)
+
+    def _commit_sync(self, writes: list[StateWrite]) -> list[int | Exception]:
+        conn = self._connect()
+        results: list[int | Exception] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for w in writes:
+                results.append(self._apply(conn, w))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return results
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, w: StateWrite) -> int | Exception:
+        now = time.time()
+        if w.expected_version == 0:
+            # An expired row counts as absent: it may be replaced by a new session.
+            conn.execute(
+                "DELETE FROM sessions WHERE key = ? AND expires_at IS NOT NULL AND expires_at <= ?",
+                (w.key, now),
+            )
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO sessions (key, version, meta, n_messages, updated_at, expires_at)"
+                " VALUES (?, 1, ?, ?, ?, ?)",
+                (w.key, w.meta, len(w.messages), w.updated_at, w.expires_at),
+            )
+            replace, start = True, 0
+        else:
+            n = len(w.messages) if w.replace else w.base_count + len(w.messages)
+            cur = conn.execute(
+                "UPDATE sessions SET version = version + 1, meta = ?, n_messages = ?, updated_at = ?,"
+                " expires_at = ? WHERE key = ? AND version = ?",
+                (w.meta, n, w.updated_at, w.expires_at, w.key, w.expected_version),
+            )
+            replace, start = w.replace, w.base_count
+        if cur.rowcount != 1:
+            row = conn.execute("SELECT version FROM sessions WHERE key = ?", (w.key,)).fetchone()
+            return ConcurrentUpdate(
+                f"session {w.key!r} is at version {row[0] if row else 0}, the write expected "
+                f"{w.expected_version}; reload the session and retry"
+            )
+        if replace:
+            conn.execute("DELETE FROM messages WHERE key = ?", (w.key,))
+        else:
+            conn.execute("DELETE FROM messages WHERE key = ? AND seq >= ?", (w.key, start))
+        conn.executemany(
+            "INSERT INTO messages (key, seq, data) VALUES (?, ?, ?)",
+            [(w.key, start + i, m) for i, m in enumerate(w.messages)],
+        )
+        return w.expected_version + 1
+
+    def _delete_sync(self, key: str) -> bool:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute("DELETE FROM sessions WHERE key = ?", (key,))
+            conn.execute("DELETE FROM messages WHERE key = ?", (key,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return cur.rowcount == 1
+
+    def _list_sync(self, prefix: str, updated_before: float | None, limit: int | None) -> list[SessionInfo]:
+        conn = self._connect()
+        sql = "SELECT key, version, n_messages, updated_at, expires_at FROM sessions WHERE key >= ? AND key < ?"
+        args: list[object] = [prefix, prefix + "\U0010ffff"]
+        sql += " AND (expires_at IS NULL OR expires_at > ?)"
+        args.append(time.time())
+        if updated_before is not None:
+            sql += " AND updated_at < ?"
+            args.append(updated_before)
+        sql += " ORDER BY updated_at"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [SessionInfo(*row) for row in conn.execute(sql, args)]
+
+    async def _run(self, fn, *args):
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+
+    # -- the async verbs --------------------------------------------------------------
+    async def load(self, key: str) -> SessionRecord | None:
+        return await self._run(self._load_sync, key)
+
+    async def commit(self, write: StateWrite) -> int:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((write, fut))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        result = await fut
+        return result
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    results = await self._run(self._commit_sync, [w for w, _ in batch])
+                except Exception as exc:  # the whole transaction failed: every writer hears it
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                for (_, fut), res in zip(batch, results):
+                    if fut.done():
+                        continue
+                    if isinstance(res, Exception):
+                        fut.set_exception(res)
+                    else:
+                        fut.set_result(res)
+        finally:
+            self._flushing = False
+
+    async def delete(self, key: str) -> bool:
+        return await self._run(self._delete_sync, key)
+
+    async def list_sessions(
+        self, *, prefix: str = "", updated_before: float | None = None, limit: int | None = None
+    ) -> list[SessionInfo]:
+        return await self._run(self._list_sync, prefix, updated_before, limit)
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, _close)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,24 @@
+import os
+
+import pytest
+import ray
+
+import repertory
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole test run; runtimes come and go on it."""
+    ray.init(num_cpus=2, include_dashboard=False, namespace="repertory-tests",
+             logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def runtime(ray_cluster, tmp_path):
+    """A Ray runtime over a fresh SQLite file, two hosts, a small resident cap."""
+    rt = repertory.init(store=f"sqlite:///{tmp_path / 'state.db'}", num_hosts=2, max_resident=50,
+                        namespace=f"t{os.getpid()}-{tmp_path.name}"[:60])
+    yield rt
+    repertory.shutdown()

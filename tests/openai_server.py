@@ -1,0 +1,113 @@
+"""A small OpenAI-compatible chat server on 127.0.0.1 for tests (stdlib only).
+
+Behaviour, chosen by the last messages it receives:
+- tools offered and no tool result yet: answer with a tool call to the first tool,
+  with arguments {"city": "Paris"} (or {} if the tool takes none);
+- a tool result present: answer "The tool said: <result>";
+- otherwise: echo "echo: <last user message>".
+``fail_next`` makes the next N requests answer 500, to exercise retries.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "OpenAIServer"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        self.server.requests.append(body)
+        if self.server.fail_next > 0:
+            self.server.fail_next -= 1
+            self._send(500, {"error": {"message": "injected failure", "type": "server_error"}})
+            return
+        messages = body.get("messages", [])
+        tools = body.get("tools") or []
+        tool_results = [m for m in messages if m.get("role") == "tool"]
+        if tools and not tool_results:
+            fn = tools[0]["function"]
+            args = {"city": "Paris"} if fn.get("parameters", {}).get("properties") else {}
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": fn["name"], "arguments": json.dumps(args)}}]}
+            finish = "tool_calls"
+        elif tool_results:
+            message = {"role": "assistant", "content": f"The tool said: {tool_results[-1]['content']}"}
+            finish = "stop"
+        else:
+            last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+            message = {"role": "assistant", "content": f"echo: {last}"}
+            finish = "stop"
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        if body.get("stream"):
+            self._stream(body, message, finish, usage)
+            return
+        self._send(200, {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
+                         "model": body.get("model"), "usage": usage,
+                         "choices": [{"index": 0, "message": message, "finish_reason": finish}]})
+
+    def _send(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, body, message, finish, usage):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": body.get("model")}
+
+        def emit(delta, finish_reason=None, extra=None):
+            chunk = dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": finish_reason}])
+            if extra:
+                chunk.update(extra)
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+
+        if message.get("tool_calls"):
+            tc = message["tool_calls"][0]
+            emit({"role": "assistant", "tool_calls": [dict(tc, index=0)]})
+        else:
+            words = message["content"].split(" ")
+            for i, w in enumerate(words):
+                emit({"content": w + (" " if i < len(words) - 1 else "")})
+        emit({}, finish)
+        base_usage = dict(base, choices=[], usage=usage)
+        self.wfile.write(f"data: {json.dumps(base_usage)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+
+class OpenAIServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.requests: list[dict] = []
+        self.fail_next = 0
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+        self.server_close()

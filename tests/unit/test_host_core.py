@@ -1,0 +1,130 @@
+"""HostCore without Ray: mailbox order, activation, passivation, idempotent turns."""
+
+import asyncio
+import uuid
+
+import pytest
+
+from repertory.agent import Agent, AgentCore
+from repertory.config import Settings
+from repertory.errors import EmptyMessage, MessageTooLarge, ModelError
+from repertory.host import HostCore
+from repertory.model_client import ModelReply
+from repertory.runtime import LocalAgentPool
+from repertory.session_state import TurnRequest
+from repertory.stores import MemoryStore, SQLiteStore
+
+
+class SlowEcho:
+    """Answers 'reply to <msg>' after a random short delay, to shuffle completion order."""
+
+    def __init__(self, fail_on=None):
+        self.calls = 0
+        self.fail_on = fail_on
+
+    async def complete(self, model, messages, *, tools=None, **options):
+        self.calls += 1
+        last = messages[-1]["content"]
+        if last == self.fail_on:
+            raise ModelError("boom")
+        await asyncio.sleep(0.001 * (hash(last) % 5))
+        return ModelReply({"role": "assistant", "content": f"reply to {last}"}, {"total_tokens": 1})
+
+    async def stream(self, model, messages, *, tools=None, **options):
+        reply = await self.complete(model, messages)
+        for word in reply.message["content"].split(" "):
+            yield word + " "
+        yield reply
+
+
+def make_host(store=None, client=None, **settings):
+    agent = Agent("A")
+    pool = LocalAgentPool()
+    pool.cores[agent.key] = AgentCore(agent, client or SlowEcho())
+    s = Settings(store="memory://", **settings)
+    return HostCore(store or MemoryStore(), pool, s), agent
+
+
+def req(agent, content, key="s1"):
+    return TurnRequest(key=key, session_id=key, user_id=None, agent_key=agent.key, content=content,
+                       turn_id=uuid.uuid4().hex)
+
+
+async def test_mailbox_is_serial_and_ordered():
+    host, agent = make_host()
+    await asyncio.gather(*[host.turn(req(agent, f"m{i}")) for i in range(50)])
+    hist = await host.history("s1", "s1", None)
+    assert len(hist) == 100
+    users = [m["content"] for m in hist[0::2]]
+    assert users == [f"m{i}" for i in range(50)]  # arrival order
+    assert all(a["content"] == f"reply to {u['content']}" for u, a in zip(hist[0::2], hist[1::2]))
+
+
+async def test_passivation_under_cap_keeps_history(tmp_path):
+    store = SQLiteStore(tmp_path / "s.db")
+    host, agent = make_host(store, max_resident=5)
+    for rnd in range(3):
+        await asyncio.gather(*[host.turn(req(agent, f"r{rnd}", key=f"k{i}")) for i in range(30)])
+    assert host.stats()["resident"] <= 5
+    assert host.passivations >= 25 * 3 - 5
+    for i in range(30):
+        hist = await host.history(f"k{i}", f"k{i}", None)
+        assert [m["content"] for m in hist[0::2]] == ["r0", "r1", "r2"]
+    await store.close()
+
+
+async def test_idle_passivation():
+    host, agent = make_host(idle_timeout=0.05)
+    await host.turn(req(agent, "hello"))
+    assert host.stats()["resident"] == 1
+    await asyncio.sleep(0.2)
+    assert host.stats()["resident"] == 0
+    assert len(await host.history("s1", "s1", None)) == 2  # reactivated from the store
+    await host.close()
+
+
+async def test_retried_turn_is_not_applied_twice():
+    client = SlowEcho()
+    host, agent = make_host(client=client)
+    r = req(agent, "once")
+    first = await host.turn(r)
+    again = await host.turn(r)
+    assert again.replayed and again.content == first.content
+    assert client.calls == 1 and len(await host.history("s1", "s1", None)) == 2
+
+
+async def test_failed_turn_writes_nothing():
+    host, agent = make_host(client=SlowEcho(fail_on="bad"))
+    await host.turn(req(agent, "good"))
+    with pytest.raises(ModelError):
+        await host.turn(req(agent, "bad"))
+    assert [m["content"] for m in await host.history("s1", "s1", None)] == ["good", "reply to good"]
+
+
+async def test_bad_messages_are_rejected():
+    host, agent = make_host(max_message_bytes=10)
+    with pytest.raises(EmptyMessage):
+        await host.turn(req(agent, "   "))
+    with pytest.raises(MessageTooLarge, match="max_message_bytes"):
+        await host.turn(req(agent, "x" * 11))
+    assert await host.history("s1", "s1", None) == []
+
+
+async def test_stream_turn_matches_stored_reply():
+    host, agent = make_host()
+    chunks = [c async for c in host.stream_turn(req(agent, "stream me"))]
+    final = chunks.pop()
+    assert "".join(chunks).strip() == final.content
+    assert (await host.history("s1", "s1", None))[-1]["content"] == final.content
+
+
+async def test_lost_compare_and_set_is_retried_on_fresh_state():
+    store = MemoryStore()
+    host_a, agent = make_host(store)
+    host_b, _ = make_host(store)
+    host_b.agents = host_a.agents
+    await host_a.turn(req(agent, "from a"))
+    await host_b.turn(req(agent, "from b"))  # b is now ahead of a's resident copy
+    await host_a.turn(req(agent, "a again"))  # a loses the CAS, reloads, redoes the turn
+    hist = await host_a.history("s1", "s1", None)
+    assert [m["content"] for m in hist[0::2]] == ["from a", "from b", "a again"]

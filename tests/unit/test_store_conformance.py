@@ -1,0 +1,70 @@
+"""One suite every Store backend passes."""
+
+import asyncio
+import time
+
+import pytest
+
+from repertory.errors import ConcurrentUpdate
+from repertory.stores import MemoryStore, SQLiteStore, StateWrite
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request, tmp_path):
+    s = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "state.db")
+    yield s
+    await s.close()
+
+
+async def test_create_append_load(store):
+    assert await store.load("k") is None
+    v1 = await store.commit(StateWrite("k", 0, b"meta1", [b"m0", b"m1"], updated_at=1.0))
+    assert v1 == 1
+    v2 = await store.commit(StateWrite("k", 1, b"meta2", [b"m2"], base_count=2, updated_at=2.0))
+    rec = await store.load("k")
+    assert (rec.version, rec.meta, rec.messages) == (v2, b"meta2", [b"m0", b"m1", b"m2"])
+
+
+async def test_replace_and_truncating_append(store):
+    await store.commit(StateWrite("k", 0, b"m", [b"a", b"b", b"c"]))
+    await store.commit(StateWrite("k", 1, b"m", [b"x"], replace=True))
+    assert (await store.load("k")).messages == [b"x"]
+    await store.commit(StateWrite("k", 2, b"m", [b"y", b"z"], base_count=1))
+    await store.commit(StateWrite("k", 3, b"m", [b"w"], base_count=1))  # drops y, z
+    assert (await store.load("k")).messages == [b"x", b"w"]
+
+
+async def test_compare_and_set(store):
+    await store.commit(StateWrite("k", 0, b"m", [b"a"]))
+    with pytest.raises(ConcurrentUpdate):
+        await store.commit(StateWrite("k", 0, b"m", [b"b"]))
+    with pytest.raises(ConcurrentUpdate):
+        await store.commit(StateWrite("k", 5, b"m", [b"b"], base_count=1))
+    assert (await store.load("k")).messages == [b"a"]
+
+
+async def test_concurrent_writers_exactly_one_wins(store):
+    await store.commit(StateWrite("k", 0, b"m", []))
+    results = await asyncio.gather(
+        *[store.commit(StateWrite("k", 1, f"w{i}".encode(), [b"x"])) for i in range(20)],
+        return_exceptions=True)
+    assert sum(1 for r in results if r == 2) == 1
+    assert sum(1 for r in results if isinstance(r, ConcurrentUpdate)) == 19
+
+
+async def test_many_sessions_batched(store):
+    await asyncio.gather(*[store.commit(StateWrite(f"s{i}", 0, b"m", [b"x"] * 3, updated_at=i)) for i in range(200)])
+    infos = await store.list_sessions()
+    assert len(infos) == 200 and infos[0].key == "s0" and infos[0].n_messages == 3
+    assert len(await store.list_sessions(prefix="s1", limit=5)) == 5
+    assert [i.key for i in await store.list_sessions(updated_before=2)] == ["s0", "s1"]
+
+
+async def test_expiry_and_delete(store):
+    await store.commit(StateWrite("gone", 0, b"m", [b"a"], expires_at=time.time() - 1))
+    assert await store.load("gone") is None
+    # an expired session may be created anew
+    assert await store.commit(StateWrite("gone", 0, b"m", [b"b"])) == 1
+    assert await store.delete("gone") is True
+    assert await store.delete("gone") is False
+    assert await store.load("gone") is None
