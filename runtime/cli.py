@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -23,7 +24,7 @@ def _history_table(history: list[dict]) -> Table:
     table.add_column("role", style="bold")
     table.add_column("content")
     for i, m in enumerate(history):
-        table.add_row(str(i), m.get("role", ""), str(m.get("content", "")))
+        table.add_row(str(i), m.get("role", ""), escape(str(m.get("content", ""))))
     return table
 
 
@@ -51,25 +52,25 @@ def demo(
         session = Session(session_id=session_id, agent=agent)
     console.print(f"session_id = [bold]{session_id}[/]")
     for msg in ("My name is Alice", "I prefer Python over JavaScript", "What's my name?"):
-        console.print(f"[bold green]you[/]   {msg}")
+        console.print(f"[bold green]you[/]   {escape(msg)}")
         with console.status("thinking..."):
             reply = session.chat(msg)
-        console.print(f"[bold blue]agent[/] {reply}")
+        console.print(f"[bold blue]agent[/] {escape(reply)}")
     console.print("\n[bold]Restarting the runtime[/]: every acknowledged turn is already in the store.")
     with console.status("shutting down and starting again..."):
         repertory.shutdown()
         repertory.init(store=store, runtime=runtime)
         again = Session(session_id=session_id, agent=agent)
     for msg in ("What's my favourite programming language?", "What did we discuss earlier?"):
-        console.print(f"[bold green]you[/]   {msg}")
+        console.print(f"[bold green]you[/]   {escape(msg)}")
         with console.status("thinking..."):
             reply = again.chat(msg)
-        console.print(f"[bold blue]agent[/] {reply}")
+        console.print(f"[bold blue]agent[/] {escape(reply)}")
     console.print("[bold]Streaming[/] the next reply chunk by chunk:")
     console.print("[bold green]you[/]   Do you remember my name?")
     console.print("[bold blue]agent[/] ", end="")
     for chunk in again.stream("Do you remember my name?"):
-        console.print(chunk, end="")
+        console.print(chunk, end="", markup=False, highlight=False)
     console.print()
     console.print(_history_table(again.get_history()))
     repertory.shutdown()
@@ -112,7 +113,7 @@ def chat(
             try:
                 console.print("[bold blue]agent[/] ", end="")
                 for chunk in s.stream(line):
-                    console.print(chunk, end="")
+                    console.print(chunk, end="", markup=False, highlight=False)
                 console.print()
             except RepertoryError as exc:
                 console.print(f"\n[red]{type(exc).__name__}[/]: {exc}")

@@ -51,6 +51,8 @@ class RayRuntime(Runtime):
                                       "log_to_driver": os.environ.get("REPERTORY_RAY_LOGS") == "1"}
             if address is None:
                 kwargs.update(include_dashboard=False, configure_logging=True)
+                # A private local instance: Ray's notice about its token set-up is noise here.
+                logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             ray.init(address=address, **kwargs)
             self.started_ray = address is None
         from repertory.actors import AgentActor, SessionHost, StoreActor
