@@ -19,7 +19,7 @@ from .agent_pool import RayAgentPool
 
 __all__ = ["SessionHost"]
 
-_ALLOWED = {"history", "get_state", "replace", "delete", "exists"}
+_ALLOWED = {"history", "get_state", "replace", "delete", "exists", "op"}
 
 
 class SessionHost:
@@ -37,7 +37,9 @@ class SessionHost:
             from repertory.stores.factory import open_store
 
             store = open_store(settings.store)
-        self._core = HostCore(store, RayAgentPool(settings.namespace), settings, name=name)
+        # One host sweeps expired sessions out of the store (a no-op for Redis, which expires keys).
+        self._core = HostCore(store, RayAgentPool(settings.namespace), settings, name=name,
+                              sweep_store=name == "host-0")
 
     async def turn(self, req: TurnRequest) -> TurnReply:
         return await self._core.turn(req)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ray
 from ray.exceptions import RayTaskError
 
-from repertory.stores.base import SessionInfo, SessionRecord, StateWrite, Store
+from repertory.stores.base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 
 from .agent_pool import unwrap_ray_error
 
@@ -40,6 +40,14 @@ class StoreActor:
     async def list_sessions(self, prefix: str, updated_before: float | None, limit: int | None) -> list[SessionInfo]:
         return await self._store.list_sessions(prefix=prefix, updated_before=updated_before, limit=limit)
 
+    async def call(self, verb: str, *args):
+        if verb not in _VERBS:
+            raise ValueError(f"unknown store verb {verb!r}")
+        return await getattr(self._store, verb)(*args)
+
+
+_VERBS = {"touch", "put_checkpoint", "get_checkpoint", "list_checkpoints", "delete_checkpoints", "sweep_expired"}
+
 
 class RemoteStore(Store):
     """The Store interface over the named StoreActor."""
@@ -66,3 +74,21 @@ class RemoteStore(Store):
     async def list_sessions(self, *, prefix: str = "", updated_before: float | None = None,
                             limit: int | None = None) -> list[SessionInfo]:
         return await self._call("list_sessions", prefix, updated_before, limit)
+
+    async def touch(self, key: str, expires_at: float | None) -> bool:
+        return await self._call("call", "touch", key, expires_at)
+
+    async def put_checkpoint(self, record: CheckpointRecord) -> None:
+        await self._call("call", "put_checkpoint", record)
+
+    async def get_checkpoint(self, key: str, cp_id: str) -> CheckpointRecord | None:
+        return await self._call("call", "get_checkpoint", key, cp_id)
+
+    async def list_checkpoints(self, key: str, kind: str | None = None) -> list[CheckpointInfo]:
+        return await self._call("call", "list_checkpoints", key, kind)
+
+    async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
+        return await self._call("call", "delete_checkpoints", key, cp_ids)
+
+    async def sweep_expired(self) -> int:
+        return await self._call("call", "sweep_expired")

@@ -8,6 +8,7 @@ portal's loop does the work, so nothing re-enters the caller's loop.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -54,14 +55,16 @@ def portal_thread_id() -> int | None:
     return _thread_id
 
 
-def run_sync(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """Run ``await fn(*args)`` on the portal loop and wait for its result."""
+def run_sync(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """Run ``await fn(*args, **kwargs)`` on the portal loop and wait for its result."""
     portal = _get_portal()
     if threading.get_ident() == _thread_id:
         raise RuntimeNotReady(
             "a sync repertory method was called from repertory's own event loop; "
             "use the async form (achat, aget_history, ...) there"
         )
+    if kwargs:
+        return portal.call(functools.partial(fn, *args, **kwargs))
     return portal.call(fn, *args)
 
 
@@ -87,6 +90,17 @@ def iterate_sync(agen_fn: Callable[..., AsyncIterator[T]], *args: Any) -> Iterat
             portal.call(agen.aclose)
         except Exception:  # closing after an error: the original error matters
             pass
+
+
+async def on_portal(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Await ``fn(*args)`` on the portal loop from any loop (for loop-bound resources)."""
+    import asyncio
+
+    portal = _get_portal()
+    if threading.get_ident() == _thread_id:
+        return await fn(*args)
+    loop = portal.call(asyncio.get_running_loop)
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fn(*args), loop))
 
 
 def call_in_portal(fn: Callable[..., T], *args: Any) -> T:

@@ -33,12 +33,20 @@ class Settings:
     idle_timeout: float = 600.0  # seconds before an idle session is passivated
     max_message_bytes: int = 256 * 1024
     turn_timeout: float = 600.0
+    sweep_interval: float = 60.0  # seconds between sweeps of expired sessions (SQLite)
+    # Seconds a session lives after its last access; None keeps it until deleted. "auto": one
+    # hour on Redis (as the seed page does), forever on SQLite.
+    default_ttl: float | str | None = "auto"
     store_access: str = "direct"  # "direct": hosts write the store; "actor": through the StoreActor
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.store:
             self.store = f"sqlite:///{home_dir() / 'state.db'}"
+        if self.default_ttl == "auto":
+            self.default_ttl = 3600.0 if self.store.startswith(("redis://", "rediss://")) else None
+        if self.default_ttl is not None and (not isinstance(self.default_ttl, (int, float)) or self.default_ttl <= 0):
+            raise InvalidInput("default_ttl must be a positive number of seconds, None, or 'auto'")
         if self.max_message_bytes <= 0:
             raise InvalidInput("max_message_bytes must be positive")
         if self.store_access not in ("direct", "actor"):

@@ -24,7 +24,8 @@ from repertory.stores.base import Store
 
 from .agent import TurnOutput
 from .config import Settings
-from .errors import ConcurrentUpdate
+from . import state_ops
+from .errors import ConcurrentUpdate, InvalidInput
 from .session_state import SessionState, TurnReply, TurnRequest, check_history, check_message
 
 __all__ = ["AgentPool", "HostCore"]
@@ -44,20 +45,24 @@ class AgentPool(Protocol):
 
 
 class _Slot:
-    __slots__ = ("lock", "state", "last_used", "busy")
+    __slots__ = ("lock", "state", "last_used", "busy", "touched")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.state: SessionState | None = None
         self.last_used = time.monotonic()
         self.busy = 0
+        self.touched = 0.0
 
 
 class HostCore:
     """Hosts virtual sessions; see the module docstring."""
 
-    def __init__(self, store: Store, agents: AgentPool, settings: Settings, *, name: str = "host") -> None:
+    def __init__(self, store: Store, agents: AgentPool, settings: Settings, *, name: str = "host",
+                 sweep_store: bool = False) -> None:
         self.store = store
+        self._sweep_store = sweep_store and hasattr(store, "sweep_expired")
+        self._last_store_sweep = 0.0
         self.agents = agents
         self.settings = settings
         self.name = name
@@ -85,7 +90,16 @@ class HostCore:
             slot.state = (SessionState.from_record(rec) if rec is not None
                           else SessionState.new(key, session_id, user_id, ttl))
             self.activations += 1
-        return slot.state
+            slot.touched = 0.0 if rec is not None else time.time()
+        state = slot.state
+        ttl = state.meta.get("ttl")
+        if ttl and state.version > 0:
+            now = time.time()
+            # Access refreshes the expiry; at most every tenth of the TTL, so reads stay cheap.
+            if now - slot.touched >= ttl / 10 or slot.touched == 0.0:
+                await self.store.touch(key, now + ttl)
+                slot.touched = now
+        return state
 
     async def _with_session(self, key: str, session_id: str, user_id: str | None,
                             fn: Callable[[SessionState], Awaitable[T]], ttl: float | None = None) -> T:
@@ -138,6 +152,14 @@ class HostCore:
             n = self.passivate_idle(self.settings.idle_timeout)
             if n:
                 log.debug("passivated", host=self.name, sessions=n, resident=len(self._slots))
+            if self._sweep_store and time.monotonic() - self._last_store_sweep > self.settings.sweep_interval:
+                self._last_store_sweep = time.monotonic()
+                try:
+                    gone = await self.store.sweep_expired()
+                    if gone:
+                        log.info("expired_sessions_swept", host=self.name, sessions=gone)
+                except Exception as exc:  # a failed sweep is retried next period
+                    log.warning("sweep_failed", host=self.name, error=str(exc))
 
     # -- turns ------------------------------------------------------------------------
     async def _commit_turn(self, state: SessionState, req: TurnRequest, out: TurnOutput,
@@ -145,13 +167,17 @@ class HostCore:
         write, meta, messages = state.append_write([user_msg, *out.messages], turn_id=req.turn_id)
         version = await self.store.commit(write)
         state.applied(version, meta, messages)
+        if req.checkpoint_every and meta["turns"] % req.checkpoint_every == 0:
+            await state_ops.create_checkpoint(self.store, state, label=f"auto at turn {meta['turns']}",
+                                              keep=req.keep_checkpoints)
         return TurnReply(out.reply, out.usage, len(messages), version)
 
     def _replay(self, state: SessionState, req: TurnRequest) -> TurnReply | None:
-        # A retried request (the caller lost the reply when a host died): answer from the store.
-        if state.meta.get("last_turn_id") == req.turn_id:
-            return TurnReply(state.last_reply(), {}, len(state.messages), state.version, replayed=True)
-        return None
+        # A resent request (the caller lost the reply when a host died): answer from the store.
+        content = state.replay(req.turn_id)
+        if content is None:
+            return None
+        return TurnReply(content, {}, len(state.messages), state.version, replayed=True)
 
     async def turn(self, req: TurnRequest) -> TurnReply:
         """Process one user message; returns once the turn is durable."""
@@ -233,6 +259,17 @@ class HostCore:
             return version
 
         return await self._with_session(key, session_id, user_id, put)
+
+    async def op(self, key: str, session_id: str, user_id: str | None, name: str, *args: Any) -> Any:
+        """Run a :mod:`repertory.state_ops` operation under the session's mailbox."""
+        fn = state_ops.OPS.get(name)
+        if fn is None:
+            raise InvalidInput(f"unknown session operation {name!r}")
+
+        async def run(state: SessionState) -> Any:
+            return await fn(self.store, state, *args)
+
+        return await self._with_session(key, session_id, user_id, run)
 
     async def exists(self, key: str) -> bool:
         slot = self._slots.get(key)

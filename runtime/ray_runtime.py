@@ -70,6 +70,7 @@ class RayRuntime(Runtime):
         self._agent_cls = ray.remote(AgentActor)
         self._agents: dict[str, list] = {}
         self._dedicated: dict[str, Any] = {}
+        self._admin_store = None
         # Hosts open the store in their constructor: wait so that errors surface here.
         try:
             ray.get([h.ping.remote() for h in self.hosts], timeout=120)
@@ -135,10 +136,29 @@ class RayRuntime(Runtime):
     async def call(self, key: str, placement: str, method: str, *args: Any) -> Any:
         return await self._retrying(key, placement, lambda h: h.call.remote(method, *args))
 
+    def admin_store(self):
+        if self._admin_store is None:
+            if self.settings.store_access == "actor":
+                from repertory.actors.store import RemoteStore
+
+                self._admin_store = RemoteStore(self.settings.namespace)
+            else:
+                from repertory.stores.factory import open_store
+
+                self._admin_store = open_store(self.settings.store)
+        return self._admin_store
+
     def stats(self) -> list[dict[str, Any]]:
         return ray.get([h.stats.remote() for h in [*self.hosts, *self._dedicated.values()]])
 
     def shutdown(self) -> None:
+        if self._admin_store is not None:
+            from ._sync import run_sync
+
+            try:
+                run_sync(self._admin_store.close)
+            except Exception:  # closing on the way out: nothing left to protect
+                pass
         if not self.detached:
             for h in [*self.hosts, *self._dedicated.values(), *(a for hs in self._agents.values() for a in hs)]:
                 try:

@@ -11,13 +11,16 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .agent import Agent, AgentCore, TurnOutput
 from .config import Settings
 from .errors import AgentError
 from .host import HostCore
 from .session_state import TurnReply, TurnRequest
+
+if TYPE_CHECKING:
+    from repertory.stores.base import Store
 
 __all__ = ["LocalAgentPool", "LocalRuntime", "Runtime"]
 
@@ -42,6 +45,10 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     async def call(self, key: str, placement: str, method: str, *args: Any) -> Any:
         """Call a HostCore state operation (history, get_state, replace, delete, exists)."""
+
+    @abc.abstractmethod
+    def admin_store(self) -> Store:
+        """A store handle for listing and cleanup; use it on the sync portal's loop."""
 
     @abc.abstractmethod
     def stats(self) -> list[dict[str, Any]]:
@@ -87,7 +94,7 @@ class LocalRuntime(Runtime):
         self.agents = LocalAgentPool()
         self._loop: asyncio.AbstractEventLoop = call_in_portal(asyncio.get_running_loop)
         self.store = open_store(settings.store)
-        self.host = HostCore(self.store, self.agents, settings, name="local")
+        self.host = HostCore(self.store, self.agents, settings, name="local", sweep_store=True)
         self._dedicated: dict[str, HostCore] = {}
 
     def _core(self, key: str, placement: str) -> HostCore:
@@ -124,6 +131,9 @@ class LocalRuntime(Runtime):
 
     async def call(self, key: str, placement: str, method: str, *args: Any) -> Any:
         return await self._on_loop(getattr(self._core(key, placement), method), *args)
+
+    def admin_store(self) -> Store:
+        return self.store
 
     def stats(self) -> list[dict[str, Any]]:
         return [self.host.stats()] + [c.stats() for c in self._dedicated.values()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from types import EllipsisType
 from typing import Any
 
 from ._sync import iterate_sync, run_sync
@@ -12,12 +13,13 @@ from .api import get_runtime
 from .errors import InvalidInput
 from .ids import new_session_id, validate_session_id, validate_user_id
 from .runtime import Runtime
+from .session_ops import SessionOpsMixin
 from .session_state import TurnReply, TurnRequest, check_message, storage_key
 
 __all__ = ["Session"]
 
 
-class Session:
+class Session(SessionOpsMixin):
     """A persistent conversation with an agent.
 
     ``Session(session_id=None, agent=None, user_id=None)``: the id defaults to a uuid4; the
@@ -34,7 +36,9 @@ class Session:
         user_id: str | None = None,
         *,
         placement: str = "shared",
-        ttl: float | None = None,
+        ttl: float | None | EllipsisType = ...,
+        checkpoint_every: int | None = None,
+        keep_checkpoints: int | None = None,
         runtime: Runtime | None = None,
     ) -> None:
         self.session_id = new_session_id() if session_id is None else validate_session_id(session_id)
@@ -43,8 +47,16 @@ class Session:
             raise InvalidInput(f"placement must be 'shared' or 'dedicated', not {placement!r}")
         if agent is not None and not isinstance(agent, Agent):
             raise InvalidInput(f"agent must be a repertory.Agent, got {type(agent).__name__}")
+        for name, n in (("checkpoint_every", checkpoint_every), ("keep_checkpoints", keep_checkpoints)):
+            if n is not None and (not isinstance(n, int) or n < 1):
+                raise InvalidInput(f"{name} must be a positive int or None")
+        if ttl is not ... and ttl is not None and (not isinstance(ttl, (int, float)) or ttl <= 0):
+            raise InvalidInput("ttl must be a positive number of seconds, or None to keep the session")
         self.placement = placement
-        self.ttl = ttl
+        self._ttl = ttl
+        self.checkpoint_every = checkpoint_every
+        self.keep_checkpoints = keep_checkpoints
+        self.merge_conflicts: list[dict[str, Any]] = []
         self.agent = agent if agent is not None else Agent("Assistant", "You are a helpful assistant.")
         self._runtime = runtime
         self._key = storage_key(self.session_id, self.user_id)
@@ -56,6 +68,11 @@ class Session:
             self._runtime = get_runtime()
         return self._runtime
 
+    @property
+    def ttl(self) -> float | None:
+        """Seconds the session lives after its last access (None: until deleted)."""
+        return self.runtime.settings.default_ttl if self._ttl is ... else self._ttl
+
     def __repr__(self) -> str:
         return f"Session(session_id={self.session_id!r}, user_id={self.user_id!r}, agent={self.agent.name!r})"
 
@@ -64,7 +81,8 @@ class Session:
         check_message(message, self.runtime.settings.max_message_bytes)
         return TurnRequest(key=self._key, session_id=self.session_id, user_id=self.user_id,
                            agent_key=self.agent.key, content=message, turn_id=uuid.uuid4().hex,
-                           replicas=self.agent.replicas or 1, ttl=self.ttl, context=self.agent.context)
+                           replicas=self.agent.replicas or 1, ttl=self.ttl, context=self.agent.context,
+                           checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints)
 
     async def achat(self, message: str) -> str:
         """Send ``message``; returns the agent's reply once the turn is durable."""
@@ -120,6 +138,13 @@ class Session:
 
     def get_state(self) -> dict[str, Any]:
         return run_sync(self.aget_state)
+
+    async def aset_state(self, state: dict[str, Any]) -> None:
+        """Set history, user_data, user_profile, metadata (any subset) from a get_state() dict."""
+        await self._op("set_state", state)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        run_sync(self.aset_state, state)
 
     async def aexists(self) -> bool:
         """True if the store holds this session."""

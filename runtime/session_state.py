@@ -14,6 +14,7 @@ from .errors import EmptyMessage, InvalidInput, MessageTooLarge
 __all__ = ["SCHEMA_VERSION", "SessionState", "TurnRequest", "TurnReply", "check_message", "storage_key"]
 
 SCHEMA_VERSION = 1
+_RECENT_TURNS = 64
 _codec = MsgpackCodec()
 _ROLES = {"system", "user", "assistant", "tool"}
 
@@ -63,6 +64,8 @@ class TurnRequest:
     replicas: int = 1
     ttl: float | None = None
     context: dict | None = None
+    checkpoint_every: int | None = None
+    keep_checkpoints: int | None = None
 
 
 @dataclass(slots=True)
@@ -92,7 +95,7 @@ class SessionState:
         now = time.time()
         meta = {"schema": SCHEMA_VERSION, "session_id": session_id, "user_id": user_id,
                 "created_at": now, "updated_at": now, "turns": 0, "user_data": {},
-                "user_profile": {}, "metadata": {}, "last_turn_id": None, "ttl": ttl}
+                "user_profile": {}, "metadata": {}, "recent_turns": [], "ttl": ttl}
         return cls(key, 0, meta, [])
 
     @classmethod
@@ -107,12 +110,14 @@ class SessionState:
     def history(self) -> list[dict[str, Any]]:
         return [_codec.decode(m, source=f"session {self.key!r} message {i}") for i, m in enumerate(self.messages)]
 
-    def last_reply(self) -> str:
-        for raw in reversed(self.messages):
-            m = _codec.decode(raw, source=f"session {self.key!r}")
-            if m.get("role") == "assistant":
-                return m.get("content") or ""
-        return ""
+    def replay(self, turn_id: str) -> str | None:
+        """The stored reply of a recent turn with this id, or None if it never happened."""
+        for tid, index in self.meta.get("recent_turns", ()):
+            if tid == turn_id:
+                if 0 <= index < len(self.messages):
+                    return _codec.decode(self.messages[index], source=f"session {self.key!r}").get("content") or ""
+                return ""
+        return None
 
     def _expires(self, now: float) -> float | None:
         ttl = self.meta.get("ttl")
@@ -124,7 +129,10 @@ class SessionState:
         now = time.time()
         meta = dict(self.meta, updated_at=now, turns=self.meta["turns"] + turns)
         if turn_id is not None:
-            meta["last_turn_id"] = turn_id
+            # Remember recent turn ids with their reply's index: a resent turn is answered, not redone.
+            recent = [*self.meta.get("recent_turns", ())[-(_RECENT_TURNS - 1):],
+                      [turn_id, len(self.messages) + len(messages) - 1]]
+            meta["recent_turns"] = recent
         encoded = [_codec.encode(m) for m in messages]
         write = StateWrite(self.key, self.version, _codec.encode(meta), encoded,
                            base_count=len(self.messages), updated_at=now, expires_at=self._expires(now))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import SessionInfo, SessionRecord, StateWrite, Store
+from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 from .codec import FORMAT_VERSION, Codec, MsgpackCodec
 from .factory import open_store
 from .memory import MemoryStore
@@ -10,6 +10,8 @@ from .sqlite import SQLiteStore
 
 __all__ = [
     "FORMAT_VERSION",
+    "CheckpointInfo",
+    "CheckpointRecord",
     "Codec",
     "MemoryStore",
     "MsgpackCodec",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
-__all__ = ["SessionInfo", "SessionRecord", "StateWrite", "Store"]
+__all__ = ["CheckpointInfo", "CheckpointRecord", "SessionInfo", "SessionRecord", "StateWrite", "Store"]
 
 
 @dataclass(slots=True)
@@ -56,6 +56,31 @@ class SessionInfo:
     expires_at: float | None
 
 
+@dataclass(slots=True, frozen=True)
+class CheckpointInfo:
+    """A checkpoint or version of a session, without its data.
+
+    ``kind`` is ``"checkpoint"`` or ``"version"``; ``seq`` numbers them per session and kind
+    (1, 2, ...); ``turn`` is the session's turn count when it was taken.
+    """
+
+    key: str
+    cp_id: str
+    kind: str
+    seq: int
+    created_at: float
+    turn: int
+    label: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class CheckpointRecord:
+    """A checkpoint with its data: the codec-encoded state (meta and messages) it captured."""
+
+    info: CheckpointInfo
+    data: bytes
+
+
 class Store(abc.ABC):
     """What a state backend implements. All verbs are safe to call concurrently."""
 
@@ -71,13 +96,33 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def delete(self, key: str) -> bool:
-        """Remove a session; True if it existed."""
+        """Remove a session and its checkpoints; True if the session existed."""
 
     @abc.abstractmethod
     async def list_sessions(
         self, *, prefix: str = "", updated_before: float | None = None, limit: int | None = None
     ) -> list[SessionInfo]:
         """Sessions whose key starts with ``prefix``, oldest update first."""
+
+    @abc.abstractmethod
+    async def touch(self, key: str, expires_at: float | None) -> bool:
+        """Set the session's expiry (None: never) without writing it; False if it is gone."""
+
+    @abc.abstractmethod
+    async def put_checkpoint(self, record: CheckpointRecord) -> None:
+        """Store a checkpoint (same ``cp_id`` replaces). Expires with its session."""
+
+    @abc.abstractmethod
+    async def get_checkpoint(self, key: str, cp_id: str) -> CheckpointRecord | None:
+        """One checkpoint with its data, or None."""
+
+    @abc.abstractmethod
+    async def list_checkpoints(self, key: str, kind: str | None = None) -> list[CheckpointInfo]:
+        """The session's checkpoints (of ``kind``, or all), oldest first (by created_at, seq)."""
+
+    @abc.abstractmethod
+    async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
+        """Remove these checkpoints; returns how many existed."""
 
     async def close(self) -> None:
         """Release connections; the store is unusable afterwards."""

@@ -6,7 +6,7 @@ import time
 
 from repertory.errors import ConcurrentUpdate
 
-from .base import SessionInfo, SessionRecord, StateWrite, Store
+from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 
 __all__ = ["MemoryStore"]
 
@@ -18,11 +18,13 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._records: dict[str, SessionRecord] = {}
+        self._checkpoints: dict[str, dict[str, CheckpointRecord]] = {}
 
     def _live(self, key: str) -> SessionRecord | None:
         rec = self._records.get(key)
         if rec is not None and rec.expires_at is not None and rec.expires_at <= time.time():
             del self._records[key]
+            self._checkpoints.pop(key, None)
             return None
         return rec
 
@@ -50,7 +52,36 @@ class MemoryStore(Store):
         return current + 1
 
     async def delete(self, key: str) -> bool:
+        self._checkpoints.pop(key, None)
         return self._records.pop(key, None) is not None
+
+    async def sweep_expired(self) -> int:
+        """Drop expired sessions; returns how many."""
+        before = len(self._records)
+        for key in list(self._records):
+            self._live(key)
+        return before - len(self._records)
+
+    async def touch(self, key: str, expires_at: float | None) -> bool:
+        rec = self._live(key)
+        if rec is None:
+            return False
+        rec.expires_at = expires_at
+        return True
+
+    async def put_checkpoint(self, record: CheckpointRecord) -> None:
+        self._checkpoints.setdefault(record.info.key, {})[record.info.cp_id] = record
+
+    async def get_checkpoint(self, key: str, cp_id: str) -> CheckpointRecord | None:
+        return self._checkpoints.get(key, {}).get(cp_id)
+
+    async def list_checkpoints(self, key: str, kind: str | None = None) -> list[CheckpointInfo]:
+        infos = [r.info for r in self._checkpoints.get(key, {}).values() if kind is None or r.info.kind == kind]
+        return sorted(infos, key=lambda i: (i.created_at, i.seq))
+
+    async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
+        cps = self._checkpoints.get(key, {})
+        return sum(cps.pop(c, None) is not None for c in cp_ids)
 
     async def list_sessions(
         self, *, prefix: str = "", updated_before: float | None = None, limit: int | None = None

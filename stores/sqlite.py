@@ -20,7 +20,7 @@ import structlog
 
 from repertory.errors import ConcurrentUpdate, StoreUnavailable
 
-from .base import SessionInfo, SessionRecord, StateWrite, Store
+from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 
 __all__ = ["SQLiteStore"]
 
@@ -42,6 +42,17 @@ CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (key, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    key TEXT NOT NULL,
+    cp_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    turn INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (key, cp_id)
 ) WITHOUT ROWID;
 """
 
@@ -143,17 +154,68 @@ class SQLiteStore(Store):
         )
         return w.expected_version + 1
 
-    def _delete_sync(self, key: str) -> bool:
+    def _tx(self, fn, *args):
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            cur = conn.execute("DELETE FROM sessions WHERE key = ?", (key,))
-            conn.execute("DELETE FROM messages WHERE key = ?", (key,))
+            out = fn(conn, *args)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        return out
+
+    @staticmethod
+    def _delete_in(conn: sqlite3.Connection, key: str) -> bool:
+        cur = conn.execute("DELETE FROM sessions WHERE key = ?", (key,))
+        conn.execute("DELETE FROM messages WHERE key = ?", (key,))
+        conn.execute("DELETE FROM checkpoints WHERE key = ?", (key,))
         return cur.rowcount == 1
+
+    @staticmethod
+    def _sweep_in(conn: sqlite3.Connection, now: float) -> int:
+        keys = [r[0] for r in conn.execute(
+            "SELECT key FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))]
+        for key in keys:
+            SQLiteStore._delete_in(conn, key)
+        return len(keys)
+
+    @staticmethod
+    def _put_cp_in(conn: sqlite3.Connection, rec: CheckpointRecord) -> None:
+        i = rec.info
+        conn.execute(
+            "INSERT OR REPLACE INTO checkpoints (key, cp_id, kind, seq, created_at, turn, label, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (i.key, i.cp_id, i.kind, i.seq, i.created_at, i.turn, i.label, rec.data),
+        )
+
+    @staticmethod
+    def _delete_cps_in(conn: sqlite3.Connection, key: str, cp_ids: list[str]) -> int:
+        return sum(conn.execute("DELETE FROM checkpoints WHERE key = ? AND cp_id = ?", (key, c)).rowcount
+                   for c in cp_ids)
+
+    def _get_cp_sync(self, key: str, cp_id: str) -> CheckpointRecord | None:
+        row = self._connect().execute(
+            "SELECT kind, seq, created_at, turn, label, data FROM checkpoints WHERE key = ? AND cp_id = ?",
+            (key, cp_id)).fetchone()
+        if row is None:
+            return None
+        kind, seq, created_at, turn, label, data = row
+        return CheckpointRecord(CheckpointInfo(key, cp_id, kind, seq, created_at, turn, label), data)
+
+    def _list_cps_sync(self, key: str, kind: str | None) -> list[CheckpointInfo]:
+        sql = "SELECT cp_id, kind, seq, created_at, turn, label FROM checkpoints WHERE key = ?"
+        args: list[object] = [key]
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        sql += " ORDER BY created_at, seq"
+        return [CheckpointInfo(key, *row) for row in self._connect().execute(sql, args)]
+
+    def _touch_in(self, conn: sqlite3.Connection, key: str, expires_at: float | None) -> bool:
+        return conn.execute(
+            "UPDATE sessions SET expires_at = ? WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (expires_at, key, time.time())).rowcount == 1
 
     def _list_sync(self, prefix: str, updated_before: float | None, limit: int | None) -> list[SessionInfo]:
         conn = self._connect()
@@ -212,7 +274,26 @@ class SQLiteStore(Store):
             self._flushing = False
 
     async def delete(self, key: str) -> bool:
-        return await self._run(self._delete_sync, key)
+        return await self._run(self._tx, self._delete_in, key)
+
+    async def sweep_expired(self) -> int:
+        """Delete sessions (and their checkpoints) whose expiry has passed; returns how many."""
+        return await self._run(self._tx, self._sweep_in, time.time())
+
+    async def touch(self, key: str, expires_at: float | None) -> bool:
+        return await self._run(self._tx, self._touch_in, key, expires_at)
+
+    async def put_checkpoint(self, record: CheckpointRecord) -> None:
+        await self._run(self._tx, self._put_cp_in, record)
+
+    async def get_checkpoint(self, key: str, cp_id: str) -> CheckpointRecord | None:
+        return await self._run(self._get_cp_sync, key, cp_id)
+
+    async def list_checkpoints(self, key: str, kind: str | None = None) -> list[CheckpointInfo]:
+        return await self._run(self._list_cps_sync, key, kind)
+
+    async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
+        return await self._run(self._tx, self._delete_cps_in, key, list(cp_ids))
 
     async def list_sessions(
         self, *, prefix: str = "", updated_before: float | None = None, limit: int | None = None

@@ -9,8 +9,37 @@ from repertory.errors import ConcurrentUpdate
 from repertory.stores import MemoryStore, SQLiteStore, StateWrite
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+async def drop_redis_keys(prefix: str) -> None:
+    """Remove every key under ``prefix`` (and nothing else) from the test database."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        names = [n async for n in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for i in range(0, len(names), 500):
+            await client.unlink(*names[i:i + 500])
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 async def store(request, tmp_path):
+    if request.param == "redis":
+        import uuid
+
+        from repertory.stores.redis import RedisStore
+
+        prefix = f"rptest-{uuid.uuid4().hex}"
+        s = RedisStore(REDIS_URL, prefix=prefix)
+        try:
+            yield s
+        finally:
+            await s.close()
+            await drop_redis_keys(prefix)
+        return
     s = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "state.db")
     yield s
     await s.close()
@@ -68,3 +97,28 @@ async def test_expiry_and_delete(store):
     assert await store.delete("gone") is True
     assert await store.delete("gone") is False
     assert await store.load("gone") is None
+
+
+async def test_checkpoints(store):
+    from repertory.stores import CheckpointInfo, CheckpointRecord
+
+    await store.commit(StateWrite("k", 0, b"m", [b"a"]))
+    for i, kind in enumerate(["checkpoint", "version", "checkpoint"], start=1):
+        await store.put_checkpoint(CheckpointRecord(CheckpointInfo("k", f"c{i}", kind, i, 100.0 + i, i, f"l{i}"), b"D%d" % i))
+    assert [c.cp_id for c in await store.list_checkpoints("k")] == ["c1", "c2", "c3"]
+    assert [c.cp_id for c in await store.list_checkpoints("k", "checkpoint")] == ["c1", "c3"]
+    rec = await store.get_checkpoint("k", "c2")
+    assert rec.data == b"D2" and rec.info.label == "l2" and rec.info.kind == "version"
+    assert await store.get_checkpoint("k", "nope") is None
+    assert await store.delete_checkpoints("k", ["c1", "nope"]) == 1
+    assert [c.cp_id for c in await store.list_checkpoints("k")] == ["c2", "c3"]
+    await store.delete("k")
+    assert await store.list_checkpoints("k") == []
+
+
+async def test_touch(store):
+    assert await store.touch("none", None) is False
+    await store.commit(StateWrite("k", 0, b"m", [b"a"], expires_at=time.time() + 0.5))
+    assert await store.touch("k", None) is True
+    await asyncio.sleep(0.7)
+    assert (await store.load("k")).expires_at is None

@@ -1,0 +1,208 @@
+"""Durable operations on one session's state: checkpoints, versions, edits, import/export.
+
+Each function takes the store and the resident :class:`SessionState` (the host holds the
+session's mailbox lock while it runs) and commits with compare-and-set, so a lost race
+surfaces as ConcurrentUpdate and the host retries on fresh state. Restores never move the
+version backwards: they write the old content as a new version.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from repertory.stores.base import CheckpointInfo, CheckpointRecord, Store
+from repertory.stores.codec import MsgpackCodec
+
+from .errors import InvalidInput, SessionNotFound
+from .session_state import SessionState, check_history
+
+__all__ = ["OPS"]
+
+_codec = MsgpackCodec()
+CHECKPOINT, VERSION = "checkpoint", "version"
+# Meta fields that describe the live session rather than a point in its past.
+_LIVE_FIELDS = ("session_id", "user_id", "created_at", "ttl", "recent_turns", "last_turn_id")
+
+
+def snapshot(state: SessionState) -> bytes:
+    return _codec.encode({"meta": state.meta, "messages": state.messages, "version": state.version})
+
+
+def unsnapshot(data: bytes, source: str) -> dict[str, Any]:
+    snap = _codec.decode(data, source=source)
+    if not isinstance(snap, dict) or "meta" not in snap or "messages" not in snap:
+        from .errors import CorruptState
+
+        raise CorruptState(f"{source} is not a session snapshot")
+    return snap
+
+
+async def _commit_replace(store: Store, state: SessionState, messages_raw: list[bytes],
+                          meta: dict[str, Any]) -> int:
+    from repertory.stores.base import StateWrite
+
+    now = time.time()
+    meta = dict(meta, updated_at=now)
+    ttl = meta.get("ttl")
+    write = StateWrite(state.key, state.version, _codec.encode(meta), list(messages_raw), replace=True,
+                       updated_at=now, expires_at=now + ttl if ttl else None)
+    version = await store.commit(write)
+    state.applied(version, meta, list(messages_raw))
+    return version
+
+
+async def create_checkpoint(store: Store, state: SessionState, label: str = "", kind: str = CHECKPOINT,
+                            keep: int | None = None) -> dict[str, Any]:
+    existing = await store.list_checkpoints(state.key, kind)
+    seq = max((c.seq for c in existing), default=0 if kind == CHECKPOINT else -1) + 1
+    info = CheckpointInfo(state.key, f"{kind[0]}{seq}", kind, seq, time.time(), state.meta["turns"], label or "")
+    await store.put_checkpoint(CheckpointRecord(info, snapshot(state)))
+    if keep is not None and kind == CHECKPOINT and len(existing) + 1 > keep:
+        drop = [c.cp_id for c in existing[: len(existing) + 1 - keep]]
+        await store.delete_checkpoints(state.key, drop)
+    return _info_dict(info)
+
+
+def _info_dict(info: CheckpointInfo) -> dict[str, Any]:
+    return {"id": info.seq, "cp_id": info.cp_id, "kind": info.kind, "turn": info.turn,
+            "timestamp": info.created_at, "label": info.label}
+
+
+async def _find(store: Store, state: SessionState, ref: int | str, kind: str) -> CheckpointRecord:
+    cp_id = ref if isinstance(ref, str) else f"{kind[0]}{ref}"
+    rec = await store.get_checkpoint(state.key, cp_id)
+    if rec is None or rec.info.kind != kind:
+        known = [c.seq for c in await store.list_checkpoints(state.key, kind)]
+        raise InvalidInput(f"session {state.key!r} has no {kind} {ref!r}; it has {kind}s {known}")
+    return rec
+
+
+async def restore(store: Store, state: SessionState, ref: int | str, kind: str = CHECKPOINT) -> int:
+    rec = await _find(store, state, ref, kind)
+    snap = unsnapshot(rec.data, f"{kind} {ref!r} of session {state.key!r}")
+    meta = dict(snap["meta"])
+    for f in _LIVE_FIELDS:
+        if f in state.meta:
+            meta[f] = state.meta[f]
+    return await _commit_replace(store, state, snap["messages"], meta)
+
+
+async def list_checkpoints(store: Store, state: SessionState, kind: str = CHECKPOINT) -> list[dict[str, Any]]:
+    return [_info_dict(c) for c in await store.list_checkpoints(state.key, kind)]
+
+
+async def edit_history(store: Store, state: SessionState, action: str, arg: Any = None,
+                       content: str | None = None) -> Any:
+    """pop_turn / truncate / edit, each after a checkpoint of the state before it."""
+    history = state.history()
+    if action == "pop_turn":
+        last_user = next((i for i in range(len(history) - 1, -1, -1) if history[i]["role"] == "user"), None)
+        if last_user is None:
+            return []
+        cut, removed = last_user, history[last_user:]
+    elif action == "truncate":
+        if not isinstance(arg, int) or arg < 0:
+            raise InvalidInput("truncate takes a number of messages to keep (>= 0)")
+        cut, removed = arg, history[arg:]
+    elif action == "edit":
+        if not isinstance(arg, int) or not -len(history) <= arg < len(history):
+            raise InvalidInput(f"no message at index {arg!r}; the history has {len(history)} messages")
+        if not isinstance(content, str):
+            raise InvalidInput("edit_message takes the new content as a str")
+        cut, removed = None, [history[arg]]
+    else:
+        raise InvalidInput(f"unknown history edit {action!r}")
+    if not removed:
+        return []
+    await create_checkpoint(store, state, label=f"before {action}")
+    messages = state.messages[:cut] if cut is not None else list(state.messages)
+    if action == "edit":
+        edited = dict(history[arg], content=content, edited_at=time.time())
+        messages[arg] = _codec.encode(edited)
+    await _commit_replace(store, state, messages, state.meta)
+    return removed
+
+
+async def update_fields(store: Store, state: SessionState, field: str, updates: dict[str, Any],
+                        replace: bool = False) -> dict[str, Any]:
+    """Update (or replace) ``user_data``, ``user_profile`` or ``metadata``."""
+    if field not in ("user_data", "user_profile", "metadata"):
+        raise InvalidInput(f"cannot update {field!r}")
+    if not isinstance(updates, dict):
+        raise InvalidInput(f"{field} takes a dict")
+    _codec.encode(updates)  # refuse what cannot be stored before anything changes
+    value = dict(updates) if replace else {**state.meta.get(field, {}), **updates}
+    await _commit_replace(store, state, state.messages, dict(state.meta, **{field: value}))
+    return value
+
+
+async def set_ttl(store: Store, state: SessionState, ttl: float | None) -> None:
+    meta = dict(state.meta, ttl=ttl)
+    await _commit_replace(store, state, state.messages, meta)
+
+
+async def set_state(store: Store, state: SessionState, new: dict[str, Any]) -> int:
+    if not isinstance(new, dict):
+        raise InvalidInput("set_state takes the dict that get_state returns")
+    meta = dict(state.meta)
+    for f in ("user_data", "user_profile", "metadata"):
+        if f in new:
+            if not isinstance(new[f], dict):
+                raise InvalidInput(f"state[{f!r}] must be a dict")
+            meta[f] = new[f]
+    if "turns" in new:
+        meta["turns"] = int(new["turns"])
+    messages = state.messages
+    if "history" in new:
+        messages = [_codec.encode(m) for m in check_history(new["history"])]
+    return await _commit_replace(store, state, messages, meta)
+
+
+async def export(store: Store, state: SessionState, with_checkpoints: bool = False) -> dict[str, Any]:
+    if state.version == 0:
+        raise SessionNotFound(f"session {state.key!r} does not exist; nothing to export")
+    out: dict[str, Any] = {"kind": "repertory.session", "key": state.key, "meta": state.meta,
+                           "messages": state.messages, "version": state.version, "checkpoints": []}
+    if with_checkpoints:
+        for info in await store.list_checkpoints(state.key):
+            rec = await store.get_checkpoint(state.key, info.cp_id)
+            if rec is not None:
+                out["checkpoints"].append({"info": _info_dict(info), "data": rec.data})
+    return out
+
+
+async def import_(store: Store, state: SessionState, doc: dict[str, Any], overwrite: bool = True) -> int:
+    if not overwrite and state.version > 0:
+        raise InvalidInput(f"session {state.key!r} already exists; delete it or import with overwrite")
+    meta = dict(doc["meta"], session_id=state.meta["session_id"], user_id=state.meta["user_id"])
+    if state.version == 0:
+        meta["created_at"] = doc["meta"].get("created_at", time.time())
+    version = await _commit_replace(store, state, doc["messages"], meta)
+    for cp in doc.get("checkpoints") or []:
+        i = cp["info"]
+        info = CheckpointInfo(state.key, i["cp_id"], i["kind"], i["id"], i["timestamp"], i["turn"], i["label"])
+        await store.put_checkpoint(CheckpointRecord(info, cp["data"]))
+    return version
+
+
+async def get_checkpoint_snapshot(store: Store, state: SessionState, ref: int | str,
+                                  kind: str = CHECKPOINT) -> dict[str, Any]:
+    rec = await _find(store, state, ref, kind)
+    snap = unsnapshot(rec.data, f"{kind} {ref!r} of session {state.key!r}")
+    return {"kind": "repertory.session", "key": state.key, "meta": snap["meta"],
+            "messages": snap["messages"], "version": snap.get("version", 0), "checkpoints": []}
+
+
+OPS = {
+    "create_checkpoint": create_checkpoint,
+    "restore": restore,
+    "list_checkpoints": list_checkpoints,
+    "edit_history": edit_history,
+    "update_fields": update_fields,
+    "set_ttl": set_ttl,
+    "set_state": set_state,
+    "export": export,
+    "import": import_,
+    "checkpoint_snapshot": get_checkpoint_snapshot,
+}

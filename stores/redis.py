@@ -1,0 +1,585 @@
+"""The cluster store: sessions in Redis, with TTL.
+
+Key layout (``<p>`` is the store prefix, ``rp`` by default; ``<key>`` the session key)::
+
+    <p>:{<key>}:meta        hash: version, meta (blob), n_messages, updated_at, expires_at, write_id
+    <p>:{<key>}:msgs        list: the message blobs, in order
+    <p>:{<key>}:cps         sorted set: checkpoint ids, scored by created_at
+    <p>:{<key>}:cp:<cp_id>  hash: kind, seq, created_at, turn, label, data
+
+Why this shape:
+
+* The session key sits in a hash tag (``{...}``), so all of one session's keys hash to one
+  Redis Cluster slot. Every verb is then a single-slot Lua script or a single command, which
+  Redis Cluster accepts, and a session never straddles two nodes. Session keys therefore must
+  not contain braces (they never do: ids are validated upstream; we refuse them here too).
+* Writes are a Lua compare-and-set on the ``version`` field. A script runs atomically on the
+  server in one round trip; WATCH/MULTI needs at least three and retries under contention
+  (measured for this design: 104 µs vs 261 µs p50).
+* Commits that arrive while a round trip is in flight are sent together in one pipeline of
+  EVALSHA calls (group commit, as in the SQLite store), so a busy host pays one round trip for
+  many turns; each caller still gets its own result or ConcurrentUpdate. Loads batch the same
+  way, on their own pipeline so reads never queue behind writes.
+* Expiry is Redis TTL: every commit and ``touch`` sets the same PEXPIREAT on all of the
+  session's keys (checkpoints included), so they vanish together and nothing needs sweeping.
+  ``expires_at`` comes from the caller's clock and Redis applies it with its own: keep clocks
+  in sync (NTP) or expect skew of that size.
+* ``list_sessions`` SCANs ``<p>:{*}:meta`` instead of keeping a global index key, which would
+  be a cross-slot hot spot in a cluster.
+
+The checkpoint keys are derived inside the scripts from the ``cps`` index rather than passed as
+KEYS (their ids are only known server-side); they share the session's hash tag, hence its slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import structlog
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUnavailable
+
+from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+
+__all__ = ["RedisStore"]
+
+log = structlog.get_logger("repertory.store.redis")
+
+T = TypeVar("T")
+
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+
+# Sets the same absolute expiry (or none) on every key of one session, checkpoints included.
+_EXPIRE_ALL = """
+local function expire_all(meta, msgs, cps, cp_prefix, at)
+  local keys = {meta, msgs, cps}
+  for _, id in ipairs(redis.call('ZRANGE', cps, 0, -1)) do keys[#keys + 1] = cp_prefix .. id end
+  for _, k in ipairs(keys) do
+    if at == '' then redis.call('PERSIST', k) else redis.call('PEXPIREAT', k, at) end
+  end
+end
+"""
+
+# KEYS: meta, msgs, cps
+# ARGV: expected_version, meta, base_count, replace, updated_at, expire_ms|'', expires_at|'',
+#       write_id, cp_prefix, message...
+# -> {1, new_version} or {0, current_version}
+_COMMIT = _EXPIRE_ALL + """
+local expected = tonumber(ARGV[1])
+local stored = redis.call('HGET', KEYS[1], 'version')
+local current = stored and tonumber(stored) or 0
+if current ~= expected then
+  -- the client library re-sends after a dropped connection; if the first send did apply,
+  -- answer as it would have instead of reporting a conflict with ourselves
+  if stored and redis.call('HGET', KEYS[1], 'write_id') == ARGV[8] then return {1, current} end
+  return {0, current}
+end
+local base = tonumber(ARGV[3])
+if expected == 0 or ARGV[4] == '1' or base <= 0 then
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('LTRIM', KEYS[2], 0, base - 1)
+end
+-- unpack() is bounded by the Lua C stack: push long histories in slices
+for i = 10, #ARGV, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+local version = current + 1
+redis.call('HSET', KEYS[1], 'version', version, 'meta', ARGV[2], 'n_messages', redis.call('LLEN', KEYS[2]),
+           'updated_at', ARGV[5], 'expires_at', ARGV[7], 'write_id', ARGV[8])
+expire_all(KEYS[1], KEYS[2], KEYS[3], ARGV[9], ARGV[6])
+return {1, version}
+"""
+
+# KEYS: meta, msgs -> false or {version, meta, n_messages, updated_at, expires_at, {messages}}
+# One script, so the hash and the list are read at one instant (they cannot expire in between).
+_LOAD = """
+local h = redis.call('HMGET', KEYS[1], 'version', 'meta', 'n_messages', 'updated_at', 'expires_at')
+if not h[1] then return false end
+local n = tonumber(h[3])
+local msgs = {}
+if n > 0 then msgs = redis.call('LRANGE', KEYS[2], 0, n - 1) end
+return {h[1], h[2], h[3], h[4], h[5], msgs}
+"""
+
+# KEYS: meta, msgs, cps; ARGV: expire_ms|'', expires_at|'', cp_prefix -> 1, or 0 if gone
+_TOUCH = _EXPIRE_ALL + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
+expire_all(KEYS[1], KEYS[2], KEYS[3], ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: meta, msgs, cps; ARGV: cp_prefix -> 1 if the session existed
+_DELETE = """
+local existed = redis.call('EXISTS', KEYS[1])
+for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do redis.call('UNLINK', ARGV[1] .. id) end
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])
+return existed
+"""
+
+# KEYS: meta, cps, cp; ARGV: cp_id, kind, seq, created_at, turn, label, data
+_PUT_CHECKPOINT = """
+redis.call('HSET', KEYS[3], 'kind', ARGV[2], 'seq', ARGV[3], 'created_at', ARGV[4], 'turn', ARGV[5],
+           'label', ARGV[6], 'data', ARGV[7])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+-- a checkpoint lives exactly as long as its session (no session: no expiry to inherit)
+local at = redis.call('PEXPIRETIME', KEYS[1])
+if at > 0 then
+  redis.call('PEXPIREAT', KEYS[3], at)
+  redis.call('PEXPIREAT', KEYS[2], at)
+else
+  redis.call('PERSIST', KEYS[3])
+  redis.call('PERSIST', KEYS[2])
+end
+return 1
+"""
+
+# KEYS: cps; ARGV: cp_prefix, kind|'' -> {{cp_id, kind, seq, created_at, turn, label}, ...}
+_LIST_CHECKPOINTS = """
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local h = redis.call('HMGET', ARGV[1] .. id, 'kind', 'seq', 'created_at', 'turn', 'label')
+  if h[1] and (ARGV[2] == '' or h[1] == ARGV[2]) then
+    out[#out + 1] = {id, h[1], h[2], h[3], h[4], h[5]}
+  end
+end
+return out
+"""
+
+# KEYS: cps; ARGV: cp_prefix, cp_id... -> how many existed
+_DELETE_CHECKPOINTS = """
+local n = 0
+for i = 2, #ARGV do
+  local indexed = redis.call('ZREM', KEYS[1], ARGV[i])
+  local stored = redis.call('UNLINK', ARGV[1] .. ARGV[i])
+  if indexed == 1 or stored == 1 then n = n + 1 end
+end
+return n
+"""
+
+_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+
+
+def _glob_escape(text: str) -> str:
+    return text.translate(_GLOB_SPECIAL)
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _expiry_args(expires_at: float | None) -> tuple[str, str]:
+    """(PEXPIREAT milliseconds or '' for none, the stored expires_at or '')."""
+    if expires_at is None:
+        return "", ""
+    # floor: Redis may drop the keys up to 1 ms early, never keep them past expires_at
+    return str(math.floor(expires_at * 1000)), repr(float(expires_at))
+
+
+def _opt_float(raw: bytes | None) -> float | None:
+    return float(raw) if raw else None
+
+
+@dataclass(slots=True)
+class _Call:
+    """One queued script call and the future its caller awaits."""
+
+    script: AsyncScript
+    keys: Sequence[str]
+    args: Sequence[Any]
+    finish: Callable[[Any], Any]
+    fut: asyncio.Future[Any]
+
+
+class _Batcher:
+    """Sends the script calls queued while a round trip is in flight as one pipeline.
+
+    At most one pipeline per batcher is in flight; the first caller of an idle batcher starts
+    the flush task and every later caller joins the next pipeline.
+    """
+
+    def __init__(self, store: RedisStore, what: str) -> None:
+        self._store = store
+        self._what = what
+        self._pending: list[_Call] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any],
+                     finish: Callable[[Any], T]) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(_Call(script, keys, args, finish, fut))
+        if self._task is None:
+            self._task = loop.create_task(self._flush())
+        return await fut
+
+    async def drain(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _flush(self) -> None:
+        batch: list[_Call] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._store._send(batch, self._what)
+                batch = []
+        except BaseException as exc:
+            # Cancelled (loop shutting down) or a bug: nobody may be left waiting forever.
+            for call in (*batch, *self._pending):
+                if not call.fut.done():
+                    call.fut.set_exception(
+                        StoreError(f"the Redis {self._what} batch was interrupted: {exc!r}; retry"))
+            self._pending = []
+            raise
+        finally:
+            # Reset on every exit, failure included, so the next caller starts a fresh flush.
+            self._task = None
+
+
+class RedisStore(Store):
+    """Sessions in Redis at ``url`` (``redis://host:port/db`` or ``rediss://``).
+
+    ``prefix`` (or ``?prefix=`` in the URL; default ``rp``) starts every key, so several
+    deployments or test runs can share one database without seeing each other's sessions.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str | None = None,
+        socket_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+        health_check_interval: float = 10.0,
+        max_connections: int = 64,
+        retries: int = 2,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss"):
+            raise InvalidInput(f"not a Redis URL: {url!r}; use 'redis://host:6379/0' or 'rediss://...'")
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        url_prefix = next((v for k, v in query if k == "prefix"), None)
+        # redis-py would pass an unknown query argument on to its connections and fail there
+        client_url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"])))
+        self.prefix = prefix if prefix is not None else (url_prefix or "rp")
+        if not self.prefix or "{" in self.prefix or "}" in self.prefix:
+            raise InvalidInput(
+                f"Redis key prefix {self.prefix!r} must be non-empty and free of braces "
+                "(braces would move the cluster hash tag off the session key)"
+            )
+        self.url = _redact(url)
+        pool = BlockingConnectionPool.from_url(
+            client_url,
+            max_connections=max_connections,
+            # waiting this long for a free connection means Redis is not answering
+            timeout=socket_timeout,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            socket_keepalive=True,
+            health_check_interval=health_check_interval,
+            # A couple of quick retries ride out a restart or failover; more would only delay
+            # the StoreUnavailable a dead Redis deserves. Commits are safe to re-send: the
+            # script recognises its own write_id.
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries),
+        )
+        self._client: Redis = Redis.from_pool(pool)
+        self._commit_script = self._client.register_script(_COMMIT)
+        self._load_script = self._client.register_script(_LOAD)
+        self._touch_script = self._client.register_script(_TOUCH)
+        self._delete_script = self._client.register_script(_DELETE)
+        self._put_cp_script = self._client.register_script(_PUT_CHECKPOINT)
+        self._list_cps_script = self._client.register_script(_LIST_CHECKPOINTS)
+        self._delete_cps_script = self._client.register_script(_DELETE_CHECKPOINTS)
+        self._writes = _Batcher(self, "commit")
+        self._reads = _Batcher(self, "load")
+        # write ids only need to differ between writes of one session: a random
+        # per-store part plus a counter is unique without a syscall per write
+        self._write_ids = (f"{os.urandom(6).hex()}-{n:x}" for n in itertools.count())
+        self._loaded: set[AsyncScript] = set()
+        self._available = True
+        self._closed = False
+
+    # -- keys -------------------------------------------------------------------------
+    def _base(self, key: str) -> str:
+        if not isinstance(key, str) or "{" in key or "}" in key:
+            raise InvalidInput(
+                f"session key {key!r} cannot be stored in Redis: it must be a string without "
+                "braces (they delimit the cluster hash tag)"
+            )
+        return f"{self.prefix}:{{{key}}}"
+
+    def _session_keys(self, key: str) -> tuple[str, str, str]:
+        base = self._base(key)
+        return f"{base}:meta", f"{base}:msgs", f"{base}:cps"
+
+    # -- errors -----------------------------------------------------------------------
+    def _unavailable(self, exc: BaseException, what: str) -> StoreUnavailable:
+        if self._available:
+            self._available = False
+            log.warning("redis store unreachable", url=self.url, op=what, error=repr(exc))
+        return StoreUnavailable(
+            f"Redis store at {self.url} did not answer ({what}: {exc}). Check that Redis is "
+            "running and reachable at that URL; the operation was not acknowledged (if the "
+            "connection dropped mid-request a write may still have landed: reload before retrying)"
+        )
+
+    def _failed(self, exc: RedisError, what: str) -> StoreError:
+        return StoreError(f"Redis store at {self.url} refused {what}: {exc}")
+
+    def _mark_available(self) -> None:
+        if not self._available:
+            self._available = True
+            log.info("redis store reachable again", url=self.url)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailable(f"the Redis store at {self.url} was closed; open a new one")
+
+    # -- round trips ------------------------------------------------------------------
+    async def _send(self, batch: list[_Call], what: str) -> None:
+        """Run ``batch`` as one pipeline; settle every future. Never raises (but for cancellation)."""
+        todo = batch
+        for attempt in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            for call in todo:
+                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            try:
+                results = await pipe.execute(raise_on_error=False)
+            except _UNREACHABLE as exc:
+                err: Exception = self._unavailable(exc, what)
+            except RedisError as exc:
+                err = self._failed(exc, what)
+            else:
+                self._mark_available()
+                missing: list[_Call] = []
+                for call, res in zip(todo, results):
+                    if isinstance(res, NoScriptError) and attempt == 0:
+                        missing.append(call)
+                    elif isinstance(res, RedisError):
+                        _settle_error(call.fut, self._failed(res, what))
+                    else:
+                        _settle(call.fut, call.finish, res)
+                if not missing:
+                    return
+                # The script cache was flushed (Redis restarted, SCRIPT FLUSH, failover to a
+                # replica that never saw the script): load once, re-send only those calls.
+                # NOSCRIPT means they did not run, so re-sending cannot apply anything twice.
+                try:
+                    await self._reload({call.script for call in missing})
+                except _UNREACHABLE as exc:
+                    err = self._unavailable(exc, what)
+                except RedisError as exc:
+                    err = self._failed(exc, what)
+                else:
+                    todo = missing
+                    continue
+            for call in todo:
+                _settle_error(call.fut, err)
+            return
+
+    async def _reload(self, scripts: set[AsyncScript]) -> None:
+        for script in scripts:
+            # the first miss per script is the normal cold start; a later one means the cache was lost
+            event = "redis script cache was flushed; reloading" if script in self._loaded else "loading redis script"
+            (log.info if script in self._loaded else log.debug)(event, url=self.url, sha=script.sha)
+            script.sha = await self._client.script_load(script.script)
+            self._loaded.add(script)
+
+    async def _eval(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], what: str) -> Any:
+        """One script call outside the batches (the verbs that are not on the hot path)."""
+        self._check_open()
+        try:
+            try:
+                res = await self._client.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await self._reload({script})
+                res = await self._client.evalsha(script.sha, len(keys), *keys, *args)
+        except _UNREACHABLE as exc:
+            raise self._unavailable(exc, what) from exc
+        except RedisError as exc:
+            raise self._failed(exc, what) from exc
+        self._mark_available()
+        return res
+
+    # -- the verbs --------------------------------------------------------------------
+    async def load(self, key: str) -> SessionRecord | None:
+        self._check_open()
+        meta, msgs, _ = self._session_keys(key)
+        return await self._reads.submit(self._load_script, (meta, msgs), (), lambda res: _record(key, res))
+
+    async def commit(self, write: StateWrite) -> int:
+        self._check_open()
+        keys = self._session_keys(write.key)
+        expire_ms, expires_at = _expiry_args(write.expires_at)
+        args = (
+            write.expected_version, write.meta, write.base_count, "1" if write.replace else "0",
+            repr(float(write.updated_at)), expire_ms, expires_at, next(self._write_ids),
+            f"{self._base(write.key)}:cp:", *write.messages,
+        )
+
+        def finish(res: list[int]) -> int:
+            ok, version = res
+            if not ok:
+                raise ConcurrentUpdate(
+                    f"session {write.key!r} is at version {version}, the write expected "
+                    f"{write.expected_version}; reload the session and retry"
+                )
+            return int(version)
+
+        return await self._writes.submit(self._commit_script, keys, args, finish)
+
+    async def delete(self, key: str) -> bool:
+        res = await self._eval(self._delete_script, self._session_keys(key), (f"{self._base(key)}:cp:",), "delete")
+        return bool(res)
+
+    async def touch(self, key: str, expires_at: float | None) -> bool:
+        expire_ms, stored = _expiry_args(expires_at)
+        res = await self._eval(self._touch_script, self._session_keys(key),
+                               (expire_ms, stored, f"{self._base(key)}:cp:"), "touch")
+        return bool(res)
+
+    async def list_sessions(
+        self, *, prefix: str = "", updated_before: float | None = None, limit: int | None = None
+    ) -> list[SessionInfo]:
+        self._check_open()
+        head, tail = f"{self.prefix}:{{", "}:meta"
+        pattern = f"{_glob_escape(head)}{_glob_escape(prefix)}*{tail}"
+        try:
+            names: set[bytes] = set()  # SCAN may return a key twice
+            async for name in self._client.scan_iter(match=pattern, count=1000, _type="HASH"):
+                names.add(name)
+            found: list[tuple[str, list[Any]]] = []
+            ordered = sorted(names)
+            for start in range(0, len(ordered), 1000):
+                pipe = self._client.pipeline(transaction=False)
+                chunk = []
+                for name in ordered[start:start + 1000]:
+                    text = name.decode("utf-8", "surrogateescape")
+                    key = text[len(head):-len(tail)]
+                    if "{" in key or "}" in key:  # a checkpoint id that happens to end in "}:meta"
+                        continue
+                    chunk.append(key)
+                    pipe.hmget(name, "version", "n_messages", "updated_at", "expires_at")
+                found.extend(zip(chunk, await pipe.execute()))
+        except _UNREACHABLE as exc:
+            raise self._unavailable(exc, "list_sessions") from exc
+        except RedisError as exc:
+            raise self._failed(exc, "list_sessions") from exc
+        self._mark_available()
+        now = time.time()
+        out: list[SessionInfo] = []
+        for key, (version, n, updated, expires) in found:
+            if version is None:  # expired or deleted between SCAN and HMGET
+                continue
+            info = SessionInfo(key, int(version), int(n), float(updated), _opt_float(expires))
+            if info.expires_at is not None and info.expires_at <= now:
+                continue
+            if updated_before is not None and info.updated_at >= updated_before:
+                continue
+            out.append(info)
+        out.sort(key=lambda i: i.updated_at)
+        return out[:limit] if limit is not None else out
+
+    async def put_checkpoint(self, record: CheckpointRecord) -> None:
+        i = record.info
+        base = self._base(i.key)
+        await self._eval(
+            self._put_cp_script, (f"{base}:meta", f"{base}:cps", f"{base}:cp:{i.cp_id}"),
+            (i.cp_id, i.kind, i.seq, repr(float(i.created_at)), i.turn, i.label, record.data),
+            "put_checkpoint",
+        )
+
+    async def get_checkpoint(self, key: str, cp_id: str) -> CheckpointRecord | None:
+        self._check_open()
+        name = f"{self._base(key)}:cp:{cp_id}"
+        try:
+            h = await self._client.hgetall(name)
+        except _UNREACHABLE as exc:
+            raise self._unavailable(exc, "get_checkpoint") from exc
+        except RedisError as exc:
+            raise self._failed(exc, "get_checkpoint") from exc
+        self._mark_available()
+        if not h or b"data" not in h:
+            return None
+        info = CheckpointInfo(
+            key, cp_id, h[b"kind"].decode(), int(h[b"seq"]), float(h[b"created_at"]), int(h[b"turn"]),
+            h.get(b"label", b"").decode(),
+        )
+        return CheckpointRecord(info, h[b"data"])
+
+    async def list_checkpoints(self, key: str, kind: str | None = None) -> list[CheckpointInfo]:
+        base = self._base(key)
+        rows = await self._eval(self._list_cps_script, (f"{base}:cps",), (f"{base}:cp:", kind or ""),
+                                "list_checkpoints")
+        infos = [
+            CheckpointInfo(key, cp_id.decode(), k.decode(), int(seq), float(created), int(turn), label.decode())
+            for cp_id, k, seq, created, turn, label in rows
+        ]
+        # the index is scored by created_at only; seq breaks ties as the interface promises
+        infos.sort(key=lambda i: (i.created_at, i.seq))
+        return infos
+
+    async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
+        if not cp_ids:
+            return 0
+        base = self._base(key)
+        return int(await self._eval(self._delete_cps_script, (f"{base}:cps",), (f"{base}:cp:", *cp_ids),
+                                    "delete_checkpoints"))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # let writes already queued reach Redis (or fail) before the pool goes away
+        await self._writes.drain()
+        await self._reads.drain()
+        await self._client.aclose()
+
+
+def _record(key: str, res: list[Any] | None) -> SessionRecord | None:
+    if res is None:
+        return None
+    version, meta, _n, updated_at, expires_at, messages = res
+    expires = _opt_float(expires_at)
+    if expires is not None and expires <= time.time():
+        return None  # within the last millisecond before Redis drops it
+    return SessionRecord(key, int(version), meta, list(messages), float(updated_at), expires)
+
+
+def _settle(fut: asyncio.Future[Any], finish: Callable[[Any], Any], res: Any) -> None:
+    if fut.done():  # the caller was cancelled
+        return
+    try:
+        fut.set_result(finish(res))
+    except Exception as exc:
+        fut.set_exception(exc)
+
+
+def _settle_error(fut: asyncio.Future[Any], exc: Exception) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
