@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["DEMO_LABEL", "DEMO_MODEL", "DemoAnswer", "demo_answer"]
+__all__ = ["DEMO_LABEL", "DEMO_MODEL", "DemoAnswer", "demo_answer", "keywords"]
 
 DEMO_MODEL = "repertory/demo"
 DEMO_LABEL = "[demo model]"
@@ -53,14 +53,19 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower().replace("'", ""))
 
 
-def _keys(text: str) -> set[str]:
-    out = set()
+def keywords(text: str) -> list[str]:
+    """Content words of ``text`` (stop words dropped, simple plural folding), in order."""
+    out = []
     for w in _words(text):
         if w in _STOP:
             continue
         w = _SAME.get(w, w)
-        out.add(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
+        out.append(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
     return out
+
+
+def _keys(text: str) -> set[str]:
+    return set(keywords(text))
 
 
 def _is_question(text: str) -> bool:

@@ -13,6 +13,7 @@ and the local runtime calls it directly.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,7 +33,7 @@ __all__ = ["AgentPool", "HostCore"]
 
 log = structlog.get_logger("repertory.host")
 T = TypeVar("T")
-_CAS_RETRIES = 3
+_CAS_RETRIES = 8
 
 
 class AgentPool(Protocol):
@@ -113,11 +114,13 @@ class HostCore:
                     try:
                         return await fn(state)
                     except ConcurrentUpdate:
-                        # Someone else wrote this session: reload and redo the operation.
+                        # Someone else wrote this session: reload and redo the operation, after a
+                        # short random pause so that two contenders do not keep colliding.
                         slot.state = None
                         if attempt == _CAS_RETRIES - 1:
                             raise
                         log.info("cas_retry", session=key, attempt=attempt + 1)
+                        await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
                 raise AssertionError("unreachable")
         finally:
             slot.busy -= 1

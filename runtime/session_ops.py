@@ -17,18 +17,30 @@ if TYPE_CHECKING:
     from .agent import Agent
     from .session import Session
 
-__all__ = ["SessionOpsMixin", "UserData"]
+__all__ = ["SessionOpsMixin", "StateDict", "extract_topics"]
 
 
-class UserData(dict):
-    """``session.user_data``: a dict whose changes are written to the session at once."""
+def extract_topics(history: list[dict[str, Any]], top: int = 5) -> list[str]:
+    """Most frequent content words in the user messages of ``history``, most frequent first."""
+    from collections import Counter
 
-    def __init__(self, session: Session, data: dict[str, Any]) -> None:
+    from .demo_model import keywords
+
+    counts = Counter(w for m in history if m.get("role") == "user" and isinstance(m.get("content"), str)
+                     for w in keywords(m["content"]) if len(w) > 2)
+    return [w for w, _ in counts.most_common(top)]
+
+
+class StateDict(dict):
+    """``session.user_data`` / ``user_profile``: a dict whose changes are written at once."""
+
+    def __init__(self, session: Session, field: str, data: dict[str, Any]) -> None:
         super().__init__(data)
         self._session = session
+        self._field = field
 
     def _save(self) -> None:
-        self._session._write_field("user_data", dict(self), replace=True)
+        self._session._write_field(self._field, dict(self), replace=True)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         super().__setitem__(key, value)
@@ -189,9 +201,9 @@ class SessionOpsMixin:
         return run_sync(self._op, "update_fields", field, value, replace)
 
     @property
-    def user_data(self) -> UserData:
+    def user_data(self) -> StateDict:
         """The session's user data; assignments and changes are written through."""
-        return UserData(self, run_sync(self.aget_state)["user_data"])  # type: ignore[arg-type]
+        return StateDict(self, "user_data", run_sync(self.aget_state)["user_data"])  # type: ignore[arg-type]
 
     @user_data.setter
     def user_data(self, value: dict[str, Any]) -> None:
@@ -207,9 +219,13 @@ class SessionOpsMixin:
         self._write_field("metadata", dict(value), replace=True)
 
     @property
-    def user_profile(self) -> dict[str, Any]:
-        """The user's profile (``preferences`` inside it); change with update_profile/update_preference."""
-        return run_sync(self.aget_state)["user_profile"]  # type: ignore[attr-defined]
+    def user_profile(self) -> StateDict:
+        """The user's profile (``preferences`` inside it); assignments and changes are written through."""
+        return StateDict(self, "user_profile", run_sync(self.aget_state)["user_profile"])  # type: ignore[arg-type]
+
+    @user_profile.setter
+    def user_profile(self, value: dict[str, Any]) -> None:
+        self._write_field("user_profile", dict(value), replace=True)
 
     async def aupdate_user_data(self, **values: Any) -> dict[str, Any]:
         """Merge ``values`` into user_data; returns the new user_data."""
@@ -241,6 +257,35 @@ class SessionOpsMixin:
         """Seconds from the session's creation to its last update."""
         st = run_sync(self.aget_state)  # type: ignore[attr-defined]
         return st["updated_at"] - st["created_at"]
+
+    # -- context and results (what workflows read and record) -------------------------
+    async def aadd_result(self, objective: str, results: Any) -> None:
+        """Record a workflow's ``results`` for ``objective`` in the session state."""
+        state = await self.aget_state()  # type: ignore[attr-defined]
+        recorded = [*state["metadata"].get("results", []),
+                    {"objective": objective, "results": results, "timestamp": time.time()}]
+        await self._op("update_fields", "metadata", {"results": recorded}, False)
+
+    def add_result(self, objective: str, results: Any) -> None:
+        run_sync(self.aadd_result, objective, results)
+
+    async def aget_context(self, window: int = 10) -> dict[str, Any]:
+        """A plain dict for prompts and workflows: recent messages, user data, results, counters."""
+        st = await self.aget_state()  # type: ignore[attr-defined]
+        recent = st["history"][-window:] if window else []
+        return {"session_id": self.session_id, "user_id": self.user_id,
+                "recent_history": [{"role": m["role"], "content": m.get("content"), "name": m.get("name")}
+                                   for m in recent],
+                "recent_topics": extract_topics(recent), "user_data": st["user_data"],
+                "user_profile": st["user_profile"], "results": st["metadata"].get("results", []),
+                "interaction_count": st["turns"], "session_duration": time.time() - st["created_at"]}
+
+    def get_context(self, window: int = 10) -> dict[str, Any]:
+        return run_sync(self.aget_context, window)
+
+    def extract_topics(self, history: list[dict[str, Any]] | None = None, top: int = 5) -> list[str]:
+        """The most frequent content words of the user's messages (all, or of ``history``)."""
+        return extract_topics(self.get_history() if history is None else history, top)  # type: ignore[attr-defined]
 
     # -- expiry -----------------------------------------------------------------------
     async def apin(self) -> None:
