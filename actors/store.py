@@ -6,8 +6,13 @@ host does not know whether it writes the backend itself or through this actor.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import ray
-from ray.exceptions import RayTaskError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+
+from repertory.errors import StoreUnavailable
 
 from repertory.stores.base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 
@@ -16,6 +21,7 @@ from .agent_pool import unwrap_ray_error
 __all__ = ["STORE_ACTOR_NAME", "RemoteStore", "StoreActor"]
 
 STORE_ACTOR_NAME = "store"
+_RETRY_FOR = 60.0
 
 
 class StoreActor:
@@ -27,6 +33,9 @@ class StoreActor:
 
         configure_logging()
         self._store = open_store(url)
+
+    async def ping(self) -> bool:
+        return True
 
     async def load(self, key: str) -> SessionRecord | None:
         return await self._store.load(key)
@@ -57,10 +66,21 @@ class RemoteStore(Store):
         self.url = f"ray-actor://{namespace}/{STORE_ACTOR_NAME}"
 
     async def _call(self, method: str, *args):
-        try:
-            return await getattr(self._actor, method).remote(*args)
-        except RayTaskError as exc:
-            raise unwrap_ray_error(exc) from None
+        # A dead StoreActor is restarted by Ray; resend until it answers. A commit that had
+        # landed before the crash then fails its compare-and-set, and the host's retry finds
+        # the turn already stored (turn ids), so nothing is applied twice.
+        deadline = time.monotonic() + _RETRY_FOR
+        delay = 0.05
+        while True:
+            try:
+                return await getattr(self._actor, method).remote(*args)
+            except RayTaskError as exc:
+                raise unwrap_ray_error(exc) from None
+            except (ActorDiedError, ActorUnavailableError) as exc:
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(f"the StoreActor did not come back within {_RETRY_FOR:.0f} s: {exc}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def load(self, key: str) -> SessionRecord | None:
         return await self._call("load", key)

@@ -26,7 +26,7 @@ from repertory.stores.base import Store
 from .agent import TurnOutput
 from .config import Settings
 from . import state_ops
-from .errors import ConcurrentUpdate, InvalidInput
+from .errors import ConcurrentUpdate, InvalidInput, StoreError
 from .session_state import SessionState, TurnReply, TurnRequest, check_history, check_message
 
 __all__ = ["AgentPool", "HostCore"]
@@ -121,6 +121,11 @@ class HostCore:
                             raise
                         log.info("cas_retry", session=key, attempt=attempt + 1)
                         await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
+                    except StoreError:
+                        # The write may or may not have landed: forget the resident copy so the
+                        # next message reads what the store really holds.
+                        slot.state = None
+                        raise
                 raise AssertionError("unreachable")
         finally:
             slot.busy -= 1

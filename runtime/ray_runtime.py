@@ -59,8 +59,12 @@ class RayRuntime(Runtime):
 
         self._opts = {"namespace": settings.namespace, "max_restarts": -1, "num_cpus": 0,
                       "get_if_exists": True, "lifetime": "detached" if detached else None}
+        self._store_actor = None
         if settings.store_access == "actor":
-            ray.remote(StoreActor).options(name="store", max_concurrency=10_000, **self._opts).remote(settings.store)
+            # Keep the handle: a non-detached actor dies with its driver-side references.
+            self._store_actor = store_actor = ray.remote(StoreActor).options(name="store", max_concurrency=10_000,
+                                                         **self._opts).remote(settings.store)
+            ray.get(store_actor.ping.remote(), timeout=120)  # registered before hosts look it up
         n = settings.num_hosts or max(int(ray.cluster_resources().get("CPU", 1)), 1)
         self.num_hosts = n
         host_cls = ray.remote(SessionHost)
@@ -149,7 +153,18 @@ class RayRuntime(Runtime):
         return self._admin_store
 
     def stats(self) -> list[dict[str, Any]]:
-        return ray.get([h.stats.remote() for h in [*self.hosts, *self._dedicated.values()]])
+        out = []
+        for h in [*self.hosts, *self._dedicated.values()]:
+            deadline = time.monotonic() + _RETRY_FOR
+            while True:
+                try:
+                    out.append(ray.get(h.stats.remote()))
+                    break
+                except _RETRYABLE:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)  # the host is restarting
+        return out
 
     def shutdown(self) -> None:
         if self._admin_store is not None:
@@ -160,7 +175,10 @@ class RayRuntime(Runtime):
             except Exception:  # closing on the way out: nothing left to protect
                 pass
         if not self.detached:
-            for h in [*self.hosts, *self._dedicated.values(), *(a for hs in self._agents.values() for a in hs)]:
+            owned = [*self.hosts, *self._dedicated.values(), *(a for hs in self._agents.values() for a in hs)]
+            if self._store_actor is not None:
+                owned.append(self._store_actor)
+            for h in owned:
                 try:
                     ray.kill(h, no_restart=True)
                 except Exception:  # already gone

@@ -6,6 +6,7 @@ from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, 
 from .codec import FORMAT_VERSION, Codec, MsgpackCodec
 from .factory import open_store
 from .memory import MemoryStore
+from .redis import RedisStore
 from .sqlite import SQLiteStore
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "Codec",
     "MemoryStore",
     "MsgpackCodec",
+    "RedisStore",
     "SQLiteStore",
     "SessionInfo",
     "SessionRecord",

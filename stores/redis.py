@@ -186,6 +186,8 @@ def _redact(url: str) -> str:
     if parts.password is None:
         return url
     host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     user = parts.username or ""
@@ -341,7 +343,8 @@ class RedisStore(Store):
     def _unavailable(self, exc: BaseException, what: str) -> StoreUnavailable:
         if self._available:
             self._available = False
-            log.warning("redis store unreachable", url=self.url, op=what, error=repr(exc))
+            log.warning("redis store unreachable", url=self.url, op=what,
+                        error=f"{type(exc).__name__}: {exc}")
         return StoreUnavailable(
             f"Redis store at {self.url} did not answer ({what}: {exc}). Check that Redis is "
             "running and reachable at that URL; the operation was not acknowledged (if the "
@@ -404,9 +407,12 @@ class RedisStore(Store):
 
     async def _reload(self, scripts: set[AsyncScript]) -> None:
         for script in scripts:
-            # the first miss per script is the normal cold start; a later one means the cache was lost
-            event = "redis script cache was flushed; reloading" if script in self._loaded else "loading redis script"
-            (log.info if script in self._loaded else log.debug)(event, url=self.url, sha=script.sha)
+            # the first miss per script is the normal cold start; a later one means Redis lost
+            # its script cache (restart, failover), which is worth a line in the log
+            if script in self._loaded:
+                log.info("redis script cache was flushed; reloading", url=self.url, sha=script.sha)
+            else:
+                log.debug("loading redis script", url=self.url, sha=script.sha)
             script.sha = await self._client.script_load(script.script)
             self._loaded.add(script)
 
@@ -454,8 +460,13 @@ class RedisStore(Store):
         return await self._writes.submit(self._commit_script, keys, args, finish)
 
     async def delete(self, key: str) -> bool:
-        res = await self._eval(self._delete_script, self._session_keys(key), (f"{self._base(key)}:cp:",), "delete")
+        res = await self._eval(self._delete_script, self._session_keys(key), (f"{self._base(key)}:cp:",),
+                               "delete")
         return bool(res)
+
+    async def sweep_expired(self) -> int:
+        """Nothing to sweep: Redis expires a session's keys itself."""
+        return 0
 
     async def touch(self, key: str, expires_at: float | None) -> bool:
         expire_ms, stored = _expiry_args(expires_at)
@@ -555,9 +566,13 @@ class RedisStore(Store):
         if self._closed:
             return
         self._closed = True
-        # let writes already queued reach Redis (or fail) before the pool goes away
-        await self._writes.drain()
-        await self._reads.drain()
+        # let writes already queued reach Redis (or fail) before the pool goes away; their
+        # callers hear the outcome, so close() itself has nothing to report
+        for batcher in (self._writes, self._reads):
+            try:
+                await batcher.drain()
+            except Exception:
+                pass
         await self._client.aclose()
 
 

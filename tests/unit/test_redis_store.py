@@ -1,0 +1,325 @@
+"""What only the Redis store does: key layout, TTL, script cache, batching, outages.
+
+The shared Redis on 127.0.0.1:6379 is used only under a per-test key prefix in database 15;
+tests that stop or flush a server start a private ``redis-server`` of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+
+from repertory.errors import ConcurrentUpdate, InvalidInput, StoreUnavailable
+from repertory.stores.base import CheckpointInfo, CheckpointRecord, StateWrite
+from repertory.stores.factory import open_store
+from repertory.stores.redis import RedisStore
+from redis_server import PrivateRedis  # noqa: F401  (fixture private_redis comes from conftest)
+
+pytestmark = pytest.mark.redis
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+KEY = "user@example.com/s:1.a-b"
+
+
+async def _drop_keys(url: str, prefix: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        names = [n async for n in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for i in range(0, len(names), 500):
+            await client.unlink(*names[i:i + 500])
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"rptest-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+async def raw():
+    """A plain client on the test database, for looking at what the store wrote."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def store(prefix):
+    s = RedisStore(REDIS_URL, prefix=prefix)
+    try:
+        yield s
+    finally:
+        await s.close()
+        await _drop_keys(REDIS_URL, prefix)
+
+
+async def _keys(raw: aioredis.Redis, prefix: str) -> set[str]:
+    return {n.decode() async for n in raw.scan_iter(match=f"{prefix}:*", count=1000)}
+
+
+def _cp(key: str, cp_id: str, seq: int = 1, created_at: float = 100.0) -> CheckpointRecord:
+    return CheckpointRecord(CheckpointInfo(key, cp_id, "checkpoint", seq, created_at, seq, f"label {cp_id}"), b"DATA")
+
+
+# -- a private redis-server ---------------------------------------------------------------
+# -- layout --------------------------------------------------------------------------------
+async def test_keys_put_the_session_in_one_hash_slot(store, raw, prefix):
+    await store.commit(StateWrite(KEY, 0, b"meta", [b"m0", b"m1"], updated_at=1.0, expires_at=time.time() + 60))
+    await store.put_checkpoint(_cp(KEY, "c1"))
+    base = f"{prefix}:{{{KEY}}}"
+    assert await _keys(raw, prefix) == {f"{base}:meta", f"{base}:msgs", f"{base}:cps", f"{base}:cp:c1"}
+    assert len({key_slot(name.encode()) for name in await _keys(raw, prefix)}) == 1
+    assert await raw.type(f"{base}:meta") == b"hash"
+    assert await raw.lrange(f"{base}:msgs", 0, -1) == [b"m0", b"m1"]
+    meta = await raw.hgetall(f"{base}:meta")
+    assert (meta[b"version"], meta[b"meta"], meta[b"n_messages"]) == (b"1", b"meta", b"2")
+    assert await raw.zrange(f"{base}:cps", 0, -1) == [b"c1"]
+
+
+async def test_session_keys_with_braces_are_refused(store):
+    with pytest.raises(InvalidInput, match="braces"):
+        await store.commit(StateWrite("a{b}", 0, b"m"))
+    with pytest.raises(InvalidInput):
+        RedisStore(REDIS_URL, prefix="bad{prefix}")
+
+
+def test_url_prefix_and_redaction():
+    s = open_store("redis://:s3cret@127.0.0.1:6379/15?prefix=fromurl")
+    assert isinstance(s, RedisStore) and s.prefix == "fromurl"
+    assert "s3cret" not in s.url
+    assert RedisStore("rediss://127.0.0.1:6380/0").prefix == "rp"
+    assert RedisStore(REDIS_URL + "?prefix=a", prefix="b").prefix == "b"
+
+
+async def test_list_sessions_treats_glob_characters_literally(store):
+    for i, key in enumerate(["a*b", "a?c", "a[x]", "ab", "b"]):
+        await store.commit(StateWrite(key, 0, b"m", [b"x"], updated_at=float(i)))
+    assert [i.key for i in await store.list_sessions(prefix="a*")] == ["a*b"]
+    assert [i.key for i in await store.list_sessions(prefix="a[")] == ["a[x]"]
+    assert [i.key for i in await store.list_sessions(prefix="a")] == ["a*b", "a?c", "a[x]", "ab"]
+
+
+async def test_long_histories_survive_the_lua_stack_limit(store):
+    messages = [b"m%d" % i for i in range(2500)]
+    await store.commit(StateWrite("long", 0, b"m", messages))
+    await store.commit(StateWrite("long", 1, b"m", [b"tail"], base_count=2500))
+    rec = await store.load("long")
+    assert rec.messages == [*messages, b"tail"]
+
+
+# -- TTL -----------------------------------------------------------------------------------
+async def test_session_expires_with_its_ttl(store, raw, prefix):
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"], expires_at=time.time() + 1))
+    await store.put_checkpoint(_cp(KEY, "c1"))
+    assert await store.load(KEY) is not None
+    await asyncio.sleep(1.5)
+    assert await store.load(KEY) is None
+    assert await store.list_sessions() == []
+    assert await _keys(raw, prefix) == set()
+
+
+async def test_touch_refreshes_every_key(store, raw, prefix):
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"], expires_at=time.time() + 1))
+    await store.put_checkpoint(_cp(KEY, "c1"))
+    await asyncio.sleep(0.6)
+    assert await store.touch(KEY, time.time() + 3) is True
+    await asyncio.sleep(0.9)  # past the first expiry
+    rec = await store.load(KEY)
+    assert rec is not None and rec.expires_at > time.time() + 1
+    names = await _keys(raw, prefix)
+    assert len(names) == 4
+    for name in names:
+        assert 1000 < await raw.pttl(name) <= 3000, name
+    assert await store.touch("never-was", time.time() + 3) is False
+
+
+async def test_no_expiry_persists_every_key(store, raw, prefix):
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"], expires_at=None))
+    await store.put_checkpoint(_cp(KEY, "c1"))
+    assert {await raw.ttl(n) for n in await _keys(raw, prefix)} == {-1}
+    # a session with a TTL that is pinned later keeps all its keys
+    await store.commit(StateWrite(KEY, 1, b"m", [b"b"], base_count=1, expires_at=time.time() + 60))
+    assert {await raw.ttl(n) > 0 for n in await _keys(raw, prefix)} == {True}
+    await store.commit(StateWrite(KEY, 2, b"m", [b"c"], base_count=2, expires_at=None))
+    assert {await raw.ttl(n) for n in await _keys(raw, prefix)} == {-1}
+    await store.touch(KEY, time.time() + 60)
+    assert await store.touch(KEY, None) is True
+    assert {await raw.ttl(n) for n in await _keys(raw, prefix)} == {-1}
+    assert (await store.load(KEY)).expires_at is None
+
+
+async def test_checkpoints_expire_with_their_session(store, raw, prefix):
+    at = time.time() + 100
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"], expires_at=at))
+    await store.put_checkpoint(_cp(KEY, "c1"))
+    base = f"{prefix}:{{{KEY}}}"
+    assert await raw.pexpiretime(f"{base}:cp:c1") == await raw.pexpiretime(f"{base}:meta") == int(at * 1000)
+    # a later commit moves the checkpoints' expiry along with the session's
+    await store.commit(StateWrite(KEY, 1, b"m", [], base_count=1, expires_at=time.time() + 1))
+    await store.put_checkpoint(_cp(KEY, "c2", seq=2))
+    assert 0 < await raw.pttl(f"{base}:cp:c1") <= 1000
+    assert 0 < await raw.pttl(f"{base}:cp:c2") <= 1000
+    await asyncio.sleep(1.5)
+    assert await store.get_checkpoint(KEY, "c1") is None
+    assert await store.list_checkpoints(KEY) == []
+    assert await _keys(raw, prefix) == set()
+
+
+async def test_delete_removes_checkpoints(store, raw, prefix):
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"]))
+    await store.put_checkpoint(_cp(KEY, "c1"))
+    await store.put_checkpoint(_cp(KEY, "c2", seq=2))
+    assert await store.delete(KEY) is True
+    assert await _keys(raw, prefix) == set()
+
+
+async def test_checkpoints_sort_by_created_at_then_seq(store):
+    await store.commit(StateWrite(KEY, 0, b"m"))
+    await store.put_checkpoint(_cp(KEY, "zz", seq=1, created_at=5.0))
+    await store.put_checkpoint(_cp(KEY, "aa", seq=2, created_at=5.0))
+    await store.put_checkpoint(_cp(KEY, "mm", seq=3, created_at=1.0))
+    assert [c.cp_id for c in await store.list_checkpoints(KEY)] == ["mm", "zz", "aa"]
+    await store.put_checkpoint(_cp(KEY, "mm", seq=3, created_at=9.0))  # same id replaces
+    assert [c.cp_id for c in await store.list_checkpoints(KEY)] == ["zz", "aa", "mm"]
+
+
+# -- writes ----------------------------------------------------------------------------------
+async def test_concurrent_commits_share_round_trips(store, monkeypatch):
+    sizes: list[int] = []
+    send = store._send
+
+    async def counting_send(batch, what):
+        sizes.append(len(batch))
+        await send(batch, what)
+
+    monkeypatch.setattr(store, "_send", counting_send)
+    versions = await asyncio.gather(*[store.commit(StateWrite(f"s{i}", 0, b"m", [b"x"] * 3)) for i in range(200)])
+    assert versions == [1] * 200
+    assert sum(sizes) == 200 and len(sizes) < 200 and max(sizes) > 1
+    loaded = await asyncio.gather(*[store.load(f"s{i}") for i in range(200)])
+    assert all(r.messages == [b"x"] * 3 for r in loaded)
+
+
+async def test_one_of_twenty_concurrent_writers_wins(store):
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"]))
+    results = await asyncio.gather(
+        *[store.commit(StateWrite(KEY, 1, f"w{i}".encode(), [f"x{i}".encode()], base_count=1)) for i in range(20)],
+        return_exceptions=True)
+    winners = [i for i, r in enumerate(results) if r == 2]
+    losers = [r for r in results if isinstance(r, ConcurrentUpdate)]
+    assert len(winners) == 1 and len(losers) == 19
+    assert KEY in str(losers[0]) and "version 2" in str(losers[0]) and "expected 1" in str(losers[0])
+    assert "reload" in str(losers[0])
+    rec = await store.load(KEY)
+    assert (rec.version, rec.meta, rec.messages) == (2, f"w{winners[0]}".encode(), [b"a", f"x{winners[0]}".encode()])
+
+
+async def test_a_resent_commit_is_recognised(store, monkeypatch):
+    # What the client library does after a dropped connection: the same write arrives twice.
+    monkeypatch.setattr(store, "_write_ids", iter(["w-1", "w-1", "w-2"]))
+    write = StateWrite(KEY, 0, b"m", [b"a"])
+    assert await store.commit(write) == 1
+    assert await store.commit(write) == 1
+    assert (await store.load(KEY)).messages == [b"a"]
+    with pytest.raises(ConcurrentUpdate):  # a different write with a stale version still loses
+        await store.commit(write)
+
+
+async def test_closed_store_refuses_work(prefix):
+    s = RedisStore(REDIS_URL, prefix=prefix)
+    await s.commit(StateWrite(KEY, 0, b"m"))
+    await s.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await s.load(KEY)
+    await _drop_keys(REDIS_URL, prefix)
+
+
+# -- the script cache and outages (private servers) -----------------------------------------
+async def test_script_cache_flush_is_survived(private_redis):
+    s = RedisStore(private_redis.url, prefix="rp")
+    try:
+        await s.commit(StateWrite(KEY, 0, b"m", [b"a"]))
+        await s.put_checkpoint(_cp(KEY, "c1"))
+        client = aioredis.Redis.from_url(private_redis.url)
+        try:
+            await client.script_flush()
+        finally:
+            await client.aclose()
+        # batched path, with several callers missing the script at once
+        results = await asyncio.gather(
+            s.commit(StateWrite(KEY, 1, b"m", [b"b"], base_count=1)),
+            *[s.commit(StateWrite(f"other{i}", 0, b"m")) for i in range(5)],
+            s.load(KEY),
+        )
+        assert results[:6] == [2, 1, 1, 1, 1, 1]
+        assert results[6].version in (1, 2)
+        assert (await s.load(KEY)).messages == [b"a", b"b"]
+        assert [c.cp_id for c in await s.list_checkpoints(KEY)] == ["c1"]  # direct path
+    finally:
+        await s.close()
+
+
+async def test_outage_raises_store_unavailable_and_recovers(private_redis):
+    s = RedisStore(private_redis.url, prefix="rp")
+    try:
+        assert await s.commit(StateWrite(KEY, 0, b"m", [b"a"])) == 1
+        private_redis.stop()
+
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as info:
+            await s.commit(StateWrite(KEY, 1, b"m", [b"b"], base_count=1))
+        assert time.monotonic() - started < 10
+        assert private_redis.url in str(info.value) and "running" in str(info.value)
+        with pytest.raises(StoreUnavailable):
+            await s.load(KEY)
+        with pytest.raises(StoreUnavailable):
+            await s.list_sessions()
+        # concurrent writers all hear it, and the batch machinery is left idle, not wedged
+        results = await asyncio.gather(*[s.commit(StateWrite(f"k{i}", 0, b"m")) for i in range(10)],
+                                       return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailable) for r in results)
+        assert s._writes._task is None and s._writes._pending == []
+        assert time.monotonic() - started < 30
+
+        private_redis.start()  # same port, empty (no persistence)
+        # nothing half-written came back: the session is simply absent
+        assert await s.load(KEY) is None
+        versions = await asyncio.gather(*[s.commit(StateWrite(f"k{i}", 0, b"m", [b"x"])) for i in range(10)])
+        assert versions == [1] * 10
+        assert await s.commit(StateWrite(KEY, 0, b"m", [b"again"])) == 1
+        assert (await s.load(KEY)).messages == [b"again"]
+    finally:
+        await s.close()
+
+
+async def test_hung_server_times_out_and_leaves_state_whole(private_redis):
+    s = RedisStore(private_redis.url, prefix="rp", socket_timeout=0.5, retries=1)
+    try:
+        await s.commit(StateWrite(KEY, 0, b"m1", [b"a"]))
+        os.kill(private_redis.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await s.commit(StateWrite(KEY, 1, b"m2", [b"b", b"c"], base_count=1))
+            assert time.monotonic() - started < 10
+        finally:
+            os.kill(private_redis.proc.pid, signal.SIGCONT)
+        # The server may still run the write it had buffered: either way it is all or nothing.
+        rec = await s.load(KEY)
+        assert (rec.version, rec.meta, rec.messages) in [(1, b"m1", [b"a"]), (2, b"m2", [b"a", b"b", b"c"])]
+        assert await s.commit(StateWrite(KEY, rec.version, b"m3", [b"d"], base_count=len(rec.messages))) \
+            == rec.version + 1
+    finally:
+        await s.close()
