@@ -14,20 +14,27 @@ __all__ = ["AgentActor"]
 class AgentActor:
     """Serves one agent definition; many calls at once (async actor)."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, namespace: str) -> None:
         from repertory.logs import configure_logging
+        from repertory.ray_runtime import RaySharedStateBackend
+        from repertory.shared_state import SharedState
 
         configure_logging()
-        self._core = AgentCore(agent)
+
+        def open_shared(state_id: str) -> SharedState:
+            return SharedState(state_id, backend=RaySharedStateBackend.lookup(state_id, namespace))
+
+        self._core = AgentCore(agent, shared_state=open_shared)
         if isinstance(self._core.client, LiteLLMClient):
             # litellm takes seconds to import: start now so the first turn does not pay it all.
             threading.Thread(target=load_litellm, daemon=True).start()
 
-    async def run(self, history: list[dict], context: dict | None) -> TurnOutput:
-        return await self._core.run(history, context)
+    async def run(self, history: list[dict], context: dict | None, shared_state_id: str | None = None) -> TurnOutput:
+        return await self._core.run(history, context, shared_state_id)
 
-    async def stream(self, history: list[dict], context: dict | None) -> AsyncIterator[str | TurnOutput]:
-        async for item in self._core.stream(history, context):
+    async def stream(self, history: list[dict], context: dict | None,
+                     shared_state_id: str | None = None) -> AsyncIterator[str | TurnOutput]:
+        async for item in self._core.stream(history, context, shared_state_id):
             yield item
 
     async def ping(self) -> str:

@@ -48,12 +48,13 @@ class RayAgentPool:
             self._handles[name] = h
         return name, h
 
-    async def run(self, agent_key: str, replicas: int, history: list[dict], context: dict | None) -> TurnOutput:
+    async def run(self, agent_key: str, replicas: int, history: list[dict], context: dict | None,
+                  shared_state_id: str | None = None) -> TurnOutput:
         last: BaseException | None = None
         for attempt in range(replicas + 2):
             name, h = self._handle(agent_key, replicas)
             try:
-                return await h.run.remote(history, context)
+                return await h.run.remote(history, context, shared_state_id)
             except RayTaskError as exc:
                 raise unwrap_ray_error(exc) from None
             except (ActorDiedError, ActorUnavailableError) as exc:
@@ -63,10 +64,10 @@ class RayAgentPool:
                 await asyncio.sleep(0.05 * (attempt + 1))
         raise AgentError(f"no replica of agent {agent_key!r} answered: {last}")
 
-    async def stream(self, agent_key: str, replicas: int, history: list[dict],
-                     context: dict | None) -> AsyncIterator[str | TurnOutput]:
+    async def stream(self, agent_key: str, replicas: int, history: list[dict], context: dict | None,
+                     shared_state_id: str | None = None) -> AsyncIterator[str | TurnOutput]:
         _, h = self._handle(agent_key, replicas)
-        gen = h.stream.options(num_returns="streaming").remote(history, context)
+        gen = h.stream.options(num_returns="streaming").remote(history, context, shared_state_id)
         try:
             async for ref in gen:
                 yield await ref

@@ -6,6 +6,16 @@ is called.
 
 from __future__ import annotations
 
+from .admin import (
+    acleanup,
+    aexport_sessions,
+    aimport_sessions,
+    alist_sessions,
+    cleanup,
+    export_sessions,
+    import_sessions,
+    list_sessions,
+)
 from .agent import Agent
 from .api import get_runtime, init, is_initialized, shutdown
 from .demo_model import DEMO_MODEL
@@ -20,12 +30,14 @@ from .errors import (
     ModelError,
     RepertoryError,
     RuntimeNotReady,
+    SessionFileNotFound,
     SessionNotFound,
     StoreError,
     StoreUnavailable,
     UnsupportedFormat,
 )
 from .session import Session
+from .shared_state import SharedState
 from .tools import Tool
 
 __version__ = "0.1.0"
@@ -44,13 +56,23 @@ __all__ = [
     "RepertoryError",
     "RuntimeNotReady",
     "Session",
+    "SessionFileNotFound",
     "SessionNotFound",
+    "SharedState",
     "StoreError",
     "StoreUnavailable",
     "Tool",
     "UnsupportedFormat",
+    "acleanup",
+    "aexport_sessions",
+    "aimport_sessions",
+    "alist_sessions",
+    "cleanup",
+    "export_sessions",
     "get_runtime",
+    "import_sessions",
     "init",
     "is_initialized",
+    "list_sessions",
     "shutdown",
 ]

@@ -92,20 +92,26 @@ def _add_usage(total: dict[str, int], usage: dict[str, int]) -> None:
 class AgentCore:
     """Runs an agent's turns: prompt, model call, tool loop. Knows nothing about Ray."""
 
-    def __init__(self, agent: Agent, client: ModelClient | None = None) -> None:
+    def __init__(self, agent: Agent, client: ModelClient | None = None,
+                 shared_state: Callable[[str], Any] | None = None) -> None:
         self.agent = agent
         self.client = client or client_for(agent.model)
+        # How to open a shared state by id here (in an actor: by actor name, without a runtime).
+        self._open_shared = shared_state
         self._tools = {t.name: t for t in agent.tools}
         self._schemas = [t.schema for t in agent.tools] or None
 
-    def prompt(self, history: list[dict], context: dict | None = None) -> list[dict]:
-        """System instructions (and context), then the history window."""
+    def prompt(self, history: list[dict], context: dict | None = None,
+               shared: dict[str, Any] | None = None) -> list[dict]:
+        """System instructions (with context and shared state), then the history window."""
         a = self.agent
         window = history[-a.history_window:] if a.history_window else history
         system = a.instructions
         ctx = context if context is not None else a.context
         if ctx:
             system = f"{system}\n\nContext: {ctx}" if system else f"Context: {ctx}"
+        if shared:
+            system = f"{system}\n\nShared state: {shared}" if system else f"Shared state: {shared}"
         return ([{"role": "system", "content": system}] if system else []) + list(window)
 
     def _stamp(self, message: dict[str, Any], usage: dict[str, int] | None = None) -> dict[str, Any]:
@@ -116,56 +122,67 @@ class AgentCore:
             message["usage"] = usage
         return message
 
-    async def _run_tools(self, reply: ModelReply) -> list[dict[str, Any]]:
+    async def _setup(self, shared_state_id: str | None) -> tuple[dict[str, Tool], list[dict] | None, dict | None]:
+        if shared_state_id is None:
+            return self._tools, self._schemas, None
+        from .shared_state import SharedState
+        from .shared_state_tools import shared_state_tools
+
+        state = self._open_shared(shared_state_id) if self._open_shared else SharedState(shared_state_id)
+        tools = {**self._tools, **{t.name: t for t in shared_state_tools(state)}}
+        return tools, [t.schema for t in tools.values()], await state.asnapshot()
+
+    async def _run_tools(self, reply: ModelReply, tools: dict[str, Tool]) -> list[dict[str, Any]]:
         out = []
         for call in reply.message.get("tool_calls") or []:
             fn = call.get("function", {})
-            tool = self._tools.get(fn.get("name"))
+            tool = tools.get(fn.get("name"))
             if tool is None:
-                result = f"error: no tool named {fn.get('name')!r}; available: {sorted(self._tools)}"
+                result = f"error: no tool named {fn.get('name')!r}; available: {sorted(tools)}"
             else:
                 result = await tool.call(fn.get("arguments") or "{}")
             out.append(self._stamp({"role": "tool", "tool_call_id": call.get("id"),
                                     "name": fn.get("name"), "content": result}))
         return out
 
-    async def run(self, history: list[dict], context: dict | None = None) -> TurnOutput:
-        """Answer the last message of ``history`` (the user's), calling tools as asked."""
-        a = self.agent
-        prompt = self.prompt(history, context)
-        produced: list[dict[str, Any]] = []
-        total: dict[str, int] = {}
-        for _ in range(a.max_tool_rounds + 1):
-            reply = await self.client.complete(a.model, prompt + produced, tools=self._schemas, **a.llm_options)
-            _add_usage(total, reply.usage)
-            produced.append(self._stamp(reply.message, reply.usage))
-            if not reply.message.get("tool_calls"):
-                return TurnOutput(produced, total)
-            produced.extend(await self._run_tools(reply))
-        raise AgentError(
-            f"agent {a.name!r} still asked for tools after {a.max_tool_rounds} rounds; "
-            "raise max_tool_rounds or check the tools' results"
-        )
+    async def stream(self, history: list[dict], context: dict | None = None, shared_state_id: str | None = None,
+                     *, deltas: bool = True) -> AsyncIterator[str | TurnOutput]:
+        """Answer the last message of ``history`` (the user's), calling tools as asked.
 
-    async def stream(self, history: list[dict], context: dict | None = None) -> AsyncIterator[str | TurnOutput]:
-        """Like :meth:`run`, yielding text deltas as they come and the :class:`TurnOutput` last."""
+        Yields text deltas as they come (with ``deltas``) and the :class:`TurnOutput` last.
+        """
         a = self.agent
-        prompt = self.prompt(history, context)
+        tools, schemas, shared = await self._setup(shared_state_id)
+        prompt = self.prompt(history, context, shared)
         produced: list[dict[str, Any]] = []
         total: dict[str, int] = {}
         for _ in range(a.max_tool_rounds + 1):
-            reply: ModelReply | None = None
-            async for item in self.client.stream(a.model, prompt + produced, tools=self._schemas, **a.llm_options):
-                if isinstance(item, str):
-                    yield item
-                else:
-                    reply = item
-            if reply is None:
-                raise ModelError(f"model {a.model!r} ended its stream without a final message")
+            if deltas:
+                reply: ModelReply | None = None
+                async for item in self.client.stream(a.model, prompt + produced, tools=schemas, **a.llm_options):
+                    if isinstance(item, str):
+                        yield item
+                    else:
+                        reply = item
+                if reply is None:
+                    raise ModelError(f"model {a.model!r} ended its stream without a final message")
+            else:
+                reply = await self.client.complete(a.model, prompt + produced, tools=schemas, **a.llm_options)
             _add_usage(total, reply.usage)
             produced.append(self._stamp(reply.message, reply.usage))
             if not reply.message.get("tool_calls"):
                 yield TurnOutput(produced, total)
                 return
-            produced.extend(await self._run_tools(reply))
-        raise AgentError(f"agent {a.name!r} still asked for tools after {a.max_tool_rounds} rounds")
+            produced.extend(await self._run_tools(reply, tools))
+        raise AgentError(
+            f"agent {a.name!r} still asked for tools after {a.max_tool_rounds} rounds; "
+            "raise max_tool_rounds or check the tools' results"
+        )
+
+    async def run(self, history: list[dict], context: dict | None = None,
+                  shared_state_id: str | None = None) -> TurnOutput:
+        """Like :meth:`stream` without deltas: one model call per round, the output at the end."""
+        async for item in self.stream(history, context, shared_state_id, deltas=False):
+            if isinstance(item, TurnOutput):
+                return item
+        raise ModelError(f"agent {self.agent.name!r} produced no output")

@@ -8,6 +8,7 @@
      │    ├── EmptyMessage
      │    └── MessageTooLarge
      ├── SessionNotFound (also KeyError)
+     ├── SessionFileNotFound (also FileNotFoundError)
      ├── ConcurrentUpdate
      ├── StoreError
      │    ├── StoreUnavailable
@@ -33,6 +34,7 @@ __all__ = [
     "ModelError",
     "RepertoryError",
     "RuntimeNotReady",
+    "SessionFileNotFound",
     "SessionNotFound",
     "StoreError",
     "StoreUnavailable",
@@ -68,6 +70,10 @@ class SessionNotFound(RepertoryError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class SessionFileNotFound(RepertoryError, FileNotFoundError):
+    """A session file to load does not exist."""
 
 
 class ConcurrentUpdate(RepertoryError):

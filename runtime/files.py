@@ -9,7 +9,7 @@ from typing import Any
 
 from repertory.stores.codec import MsgpackCodec
 
-from .errors import CorruptState, InvalidInput
+from .errors import CorruptState, InvalidInput, SessionFileNotFound
 
 __all__ = ["read_session_file", "write_atomic", "write_session_file"]
 
@@ -55,7 +55,7 @@ def read_session_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = p.read_bytes()
     except FileNotFoundError:
-        raise
+        raise SessionFileNotFound(f"no session file at {p}; check the path (save() writes it)") from None
     except OSError as exc:
         raise InvalidInput(f"cannot read session file {p}: {exc}") from exc
     doc = _codec.decode(data, source=f"session file {p}")

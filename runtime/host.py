@@ -39,10 +39,11 @@ _CAS_RETRIES = 8
 class AgentPool(Protocol):
     """Where a host sends prompts: in-process agent cores or AgentActors."""
 
-    async def run(self, agent_key: str, replicas: int, history: list[dict], context: dict | None) -> TurnOutput: ...
+    async def run(self, agent_key: str, replicas: int, history: list[dict], context: dict | None,
+                  shared_state_id: str | None = None) -> TurnOutput: ...
 
-    def stream(self, agent_key: str, replicas: int, history: list[dict],
-               context: dict | None) -> AsyncIterator[str | TurnOutput]: ...
+    def stream(self, agent_key: str, replicas: int, history: list[dict], context: dict | None,
+               shared_state_id: str | None = None) -> AsyncIterator[str | TurnOutput]: ...
 
 
 class _Slot:
@@ -187,19 +188,65 @@ class HostCore:
             return None
         return TurnReply(content, {}, len(state.messages), state.version, replayed=True)
 
+    @staticmethod
+    def _user_message(req: TurnRequest) -> dict[str, Any]:
+        msg: dict[str, Any] = {"role": "user", "content": req.content, "timestamp": time.time()}
+        if req.agent_name is not None:
+            msg["agent"] = req.agent_name
+        return msg
+
+    @staticmethod
+    def _prompt_history(state: SessionState, req: TurnRequest, user_msg: dict) -> list[dict]:
+        history = state.history()
+        if req.history_mode == "own" and req.agent_name is not None:
+            history = [m for m in history if m.get("agent") == req.agent_name]
+        return [*history, user_msg]
+
+    def _tag(self, out: TurnOutput, req: TurnRequest) -> TurnOutput:
+        if req.agent_name is not None:
+            for m in out.messages:
+                m["agent"] = req.agent_name
+        return out
+
     async def turn(self, req: TurnRequest) -> TurnReply:
         """Process one user message; returns once the turn is durable."""
         check_message(req.content, self.settings.max_message_bytes)
+        if req.parallel:
+            return await self._parallel_turn(req)
 
         async def run(state: SessionState) -> TurnReply:
             replay = self._replay(state, req)
             if replay is not None:
                 return replay
-            user_msg = {"role": "user", "content": req.content, "timestamp": time.time()}
-            out = await self.agents.run(req.agent_key, req.replicas, [*state.history(), user_msg], req.context)
-            return await self._commit_turn(state, req, out, user_msg)
+            user_msg = self._user_message(req)
+            out = await self.agents.run(req.agent_key, req.replicas, self._prompt_history(state, req, user_msg),
+                                        req.context, req.shared_state_id)
+            return await self._commit_turn(state, req, self._tag(out, req), user_msg)
 
         return await self._with_session(req.key, req.session_id, req.user_id, run, req.ttl)
+
+    async def _parallel_turn(self, req: TurnRequest) -> TurnReply:
+        """A turn whose model call runs outside the mailbox (agents of one session in parallel).
+
+        The prompt is the history when the turn starts; the user message and the agent's
+        messages are appended together, in completion order, so pairs never interleave.
+        """
+        user_msg = self._user_message(req)
+
+        async def read(state: SessionState) -> tuple[TurnReply | None, list[dict]]:
+            return self._replay(state, req), self._prompt_history(state, req, user_msg)
+
+        replay, prompt = await self._with_session(req.key, req.session_id, req.user_id, read, req.ttl)
+        if replay is not None:
+            return replay
+        out = self._tag(await self.agents.run(req.agent_key, req.replicas, prompt, req.context,
+                                              req.shared_state_id), req)
+
+        async def append(state: SessionState) -> TurnReply:
+            replay = self._replay(state, req)
+            return replay if replay is not None else await self._commit_turn(state, req, out, user_msg)
+
+        return await self._with_session(req.key, req.session_id, req.user_id, append, req.ttl)
 
     async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
         """Like :meth:`turn`, yielding text deltas first and the durable :class:`TurnReply` last."""
@@ -212,10 +259,10 @@ class HostCore:
             if replay is not None:
                 await queue.put(replay.content)
                 return replay
-            user_msg = {"role": "user", "content": req.content, "timestamp": time.time()}
+            user_msg = self._user_message(req)
             out: TurnOutput | None = None
-            async for item in self.agents.stream(req.agent_key, req.replicas,
-                                                 [*state.history(), user_msg], req.context):
+            async for item in self.agents.stream(req.agent_key, req.replicas, self._prompt_history(state, req, user_msg),
+                                                 req.context, req.shared_state_id):
                 if isinstance(item, str):
                     await queue.put(item)
                 else:
@@ -224,7 +271,7 @@ class HostCore:
                 from .errors import ModelError
 
                 raise ModelError("the agent's stream ended without a final message")
-            return await self._commit_turn(state, req, out, user_msg)
+            return await self._commit_turn(state, req, self._tag(out, req), user_msg)
 
         async def drive() -> TurnReply:
             try:

@@ -26,7 +26,7 @@ from .routing import host_index
 from .runtime import Runtime
 from .session_state import TurnReply, TurnRequest
 
-__all__ = ["RayRuntime"]
+__all__ = ["RayRuntime", "RaySharedStateBackend"]
 
 _RETRYABLE = (ActorDiedError, ActorUnavailableError)
 _RETRY_FOR = 60.0  # seconds a handle keeps resending to a restarting host
@@ -75,6 +75,7 @@ class RayRuntime(Runtime):
         self._agents: dict[str, list] = {}
         self._dedicated: dict[str, Any] = {}
         self._admin_store = None
+        self._shared: dict[str, RaySharedStateBackend] = {}
         # Hosts open the store in their constructor: wait so that errors surface here.
         try:
             ray.get([h.ping.remote() for h in self.hosts], timeout=120)
@@ -94,7 +95,8 @@ class RayRuntime(Runtime):
         agent.replicas = replicas
         handles = [
             self._agent_cls.options(name=agent_actor_name(agent.key, i), max_concurrency=10_000,
-                                    max_task_retries=3, scheduling_strategy="SPREAD", **self._opts).remote(agent)
+                                    max_task_retries=3, scheduling_strategy="SPREAD",
+                                    **self._opts).remote(agent, self.settings.namespace)
             for i in range(replicas)
         ]
         ray.get([h.ping.remote() for h in handles], timeout=120)
@@ -140,6 +142,17 @@ class RayRuntime(Runtime):
     async def call(self, key: str, placement: str, method: str, *args: Any) -> Any:
         return await self._retrying(key, placement, lambda h: h.call.remote(method, *args))
 
+    def shared_state(self, state_id: str) -> RaySharedStateBackend:
+        backend = self._shared.get(state_id)
+        if backend is None:
+            from repertory.actors.shared_state import SharedStateActor, shared_state_actor_name
+
+            handle = ray.remote(SharedStateActor).options(
+                name=shared_state_actor_name(state_id), max_concurrency=10_000, **self._opts
+            ).remote(self.settings, state_id)
+            backend = self._shared[state_id] = RaySharedStateBackend(handle)
+        return backend
+
     def admin_store(self):
         if self._admin_store is None:
             if self.settings.store_access == "actor":
@@ -175,7 +188,8 @@ class RayRuntime(Runtime):
             except Exception:  # closing on the way out: nothing left to protect
                 pass
         if not self.detached:
-            owned = [*self.hosts, *self._dedicated.values(), *(a for hs in self._agents.values() for a in hs)]
+            owned = [*self.hosts, *self._dedicated.values(), *(a for hs in self._agents.values() for a in hs),
+                     *(b.handle for b in self._shared.values())]
             if self._store_actor is not None:
                 owned.append(self._store_actor)
             for h in owned:
@@ -185,3 +199,52 @@ class RayRuntime(Runtime):
                     pass
         if self.started_ray:
             ray.shutdown()
+
+
+class RaySharedStateBackend:
+    """Calls a SharedStateActor, resending while Ray restarts it."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    @classmethod
+    def lookup(cls, state_id: str, namespace: str) -> RaySharedStateBackend:
+        from repertory.actors.shared_state import shared_state_actor_name
+
+        try:
+            return cls(ray.get_actor(shared_state_actor_name(state_id), namespace=namespace))
+        except ValueError:
+            raise RuntimeNotReady(
+                f"shared state {state_id!r} has no actor; create SharedState({state_id!r}) in a driver first"
+            ) from None
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        deadline = time.monotonic() + _RETRY_FOR
+        delay = 0.05
+        while True:
+            try:
+                return await getattr(self.handle, method).remote(*args)
+            except RayTaskError as exc:
+                raise _unwrap(exc) from None
+            except _RETRYABLE as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeNotReady(f"the shared state actor did not come back: {exc}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def mutate(self, op_id: str, op: str, *args: Any) -> Any:
+        return await self._call("mutate", op_id, op, *args)
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        return await self._call("get", key, default)
+
+    async def snapshot(self) -> dict[str, Any]:
+        return await self._call("snapshot")
+
+    async def watch(self, keys: list[str] | None, after: int | None) -> AsyncIterator[dict[str, Any]]:
+        gen = self.handle.watch.options(num_returns="streaming").remote(keys, after)
+        try:
+            async for ref in gen:
+                yield await ref
+        except RayTaskError as exc:
+            raise _unwrap(exc) from None

@@ -47,6 +47,10 @@ class Runtime(abc.ABC):
         """Call a HostCore state operation (history, get_state, replace, delete, exists)."""
 
     @abc.abstractmethod
+    def shared_state(self, state_id: str) -> Any:
+        """The backend of a shared state: ``mutate``, ``get``, ``snapshot``, ``watch``."""
+
+    @abc.abstractmethod
     def admin_store(self) -> Store:
         """A store handle for listing and cleanup; use it on the sync portal's loop."""
 
@@ -74,12 +78,41 @@ class LocalAgentPool:
         except KeyError:
             raise AgentError(f"agent {key!r} is not deployed on this runtime") from None
 
-    async def run(self, agent_key: str, replicas: int, history: list[dict], context: dict | None) -> TurnOutput:
-        return await self._core(agent_key).run(history, context)
+    async def run(self, agent_key: str, replicas: int, history: list[dict], context: dict | None,
+                  shared_state_id: str | None = None) -> TurnOutput:
+        return await self._core(agent_key).run(history, context, shared_state_id)
 
-    def stream(self, agent_key: str, replicas: int, history: list[dict],
-               context: dict | None) -> AsyncIterator[str | TurnOutput]:
-        return self._core(agent_key).stream(history, context)
+    def stream(self, agent_key: str, replicas: int, history: list[dict], context: dict | None,
+               shared_state_id: str | None = None) -> AsyncIterator[str | TurnOutput]:
+        return self._core(agent_key).stream(history, context, shared_state_id)
+
+
+class LocalSharedStateBackend:
+    """A shared state's core in this process, driven on the runtime's loop."""
+
+    def __init__(self, core: Any, runtime: LocalRuntime) -> None:
+        self.core = core
+        self.runtime = runtime
+
+    async def mutate(self, op_id: str, op: str, *args: Any) -> Any:
+        return await self.runtime._on_loop(self.core.mutate, op_id, op, *args)
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        return await self.runtime._on_loop(self.core.get, key, default)
+
+    async def snapshot(self) -> dict[str, Any]:
+        return await self.runtime._on_loop(self.core.snapshot)
+
+    async def watch(self, keys: list[str] | None, after: int | None) -> AsyncIterator[dict[str, Any]]:
+        agen = self.core.watch(keys, after)
+        try:
+            while True:
+                try:
+                    yield await self.runtime._on_loop(agen.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            await self.runtime._on_loop(agen.aclose)
 
 
 class LocalRuntime(Runtime):
@@ -96,6 +129,7 @@ class LocalRuntime(Runtime):
         self.store = open_store(settings.store)
         self.host = HostCore(self.store, self.agents, settings, name="local", sweep_store=True)
         self._dedicated: dict[str, HostCore] = {}
+        self._shared: dict[str, LocalSharedStateBackend] = {}
 
     def _core(self, key: str, placement: str) -> HostCore:
         if placement != "dedicated":
@@ -134,6 +168,14 @@ class LocalRuntime(Runtime):
 
     def admin_store(self) -> Store:
         return self.store
+
+    def shared_state(self, state_id: str) -> Any:
+        backend = self._shared.get(state_id)
+        if backend is None:
+            from .shared_state_core import SharedStateCore
+
+            backend = self._shared[state_id] = LocalSharedStateBackend(SharedStateCore(self.store, state_id), self)
+        return backend
 
     def stats(self) -> list[dict[str, Any]]:
         return [self.host.stats()] + [c.stats() for c in self._dedicated.values()]

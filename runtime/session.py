@@ -14,6 +14,7 @@ from .errors import InvalidInput
 from .ids import new_session_id, validate_session_id, validate_user_id
 from .runtime import Runtime
 from .session_ops import SessionOpsMixin
+from .shared_state import SharedState
 from .session_state import TurnReply, TurnRequest, check_message, storage_key
 
 __all__ = ["Session"]
@@ -35,6 +36,9 @@ class Session(SessionOpsMixin):
         agent: Agent | None = None,
         user_id: str | None = None,
         *,
+        agents: dict[str, Agent] | None = None,
+        shared_state: SharedState | None = None,
+        agent_history: str = "shared",
         placement: str = "shared",
         ttl: float | None | EllipsisType = ...,
         checkpoint_every: int | None = None,
@@ -47,6 +51,14 @@ class Session(SessionOpsMixin):
             raise InvalidInput(f"placement must be 'shared' or 'dedicated', not {placement!r}")
         if agent is not None and not isinstance(agent, Agent):
             raise InvalidInput(f"agent must be a repertory.Agent, got {type(agent).__name__}")
+        if agents is not None:
+            if not isinstance(agents, dict) or not agents or not all(
+                    isinstance(k, str) and isinstance(v, Agent) for k, v in agents.items()):
+                raise InvalidInput("agents must be a non-empty dict of name -> repertory.Agent")
+        if shared_state is not None and not isinstance(shared_state, SharedState):
+            raise InvalidInput(f"shared_state must be a repertory.SharedState, got {type(shared_state).__name__}")
+        if agent_history not in ("shared", "own"):
+            raise InvalidInput("agent_history must be 'shared' (whole transcript) or 'own' (the agent's turns)")
         for name, n in (("checkpoint_every", checkpoint_every), ("keep_checkpoints", keep_checkpoints)):
             if n is not None and (not isinstance(n, int) or n < 1):
                 raise InvalidInput(f"{name} must be a positive int or None")
@@ -57,10 +69,16 @@ class Session(SessionOpsMixin):
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
         self.merge_conflicts: list[dict[str, Any]] = []
-        self.agent = agent if agent is not None else Agent("Assistant", "You are a helpful assistant.")
+        self.agents: dict[str, Agent] = dict(agents or {})
+        if agent is None:
+            agent = next(iter(self.agents.values())) if self.agents else Agent("Assistant", "You are a helpful assistant.")
+        self.agent = agent
+        self.shared_state = shared_state
+        self.agent_history = agent_history
         self._runtime = runtime
         self._key = storage_key(self.session_id, self.user_id)
-        self.runtime.ensure_agent(self.agent)
+        for a in {id(a): a for a in [self.agent, *self.agents.values()]}.values():
+            self.runtime.ensure_agent(a)
 
     @property
     def runtime(self) -> Runtime:
@@ -77,12 +95,37 @@ class Session(SessionOpsMixin):
         return f"Session(session_id={self.session_id!r}, user_id={self.user_id!r}, agent={self.agent.name!r})"
 
     # -- chat -------------------------------------------------------------------------
-    def _request(self, message: str) -> TurnRequest:
+    def _request(self, message: str, agent: Agent | None = None, agent_name: str | None = None,
+                 parallel: bool = False) -> TurnRequest:
         check_message(message, self.runtime.settings.max_message_bytes)
+        agent = agent or self.agent
         return TurnRequest(key=self._key, session_id=self.session_id, user_id=self.user_id,
-                           agent_key=self.agent.key, content=message, turn_id=uuid.uuid4().hex,
-                           replicas=self.agent.replicas or 1, ttl=self.ttl, context=self.agent.context,
-                           checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints)
+                           agent_key=agent.key, content=message, turn_id=uuid.uuid4().hex,
+                           replicas=agent.replicas or 1, ttl=self.ttl, context=agent.context,
+                           checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints,
+                           agent_name=agent_name,
+                           shared_state_id=self.shared_state.state_id if self.shared_state else None,
+                           parallel=parallel, history_mode=self.agent_history)
+
+    def _named_agent(self, name: str) -> Agent:
+        try:
+            return self.agents[name]
+        except (KeyError, TypeError):
+            raise InvalidInput(f"this session has no agent {name!r}; its agents are {sorted(self.agents)}") from None
+
+    async def arun_agent(self, name: str, message: str) -> str:
+        """Send ``message`` to the session's agent ``name``; its reply is recorded with that name.
+
+        Several ``arun_agent`` calls on one session may run at once (``asyncio.gather``): the
+        model calls run in parallel and each exchange is appended whole when it finishes.
+        """
+        agent = self._named_agent(name)
+        reply = await self.runtime.turn(self._request(message, agent, name, parallel=True), self.placement)
+        return reply.content
+
+    def run_agent(self, name: str, message: str) -> str:
+        """Sync :meth:`arun_agent`."""
+        return run_sync(self.arun_agent, name, message)
 
     async def achat(self, message: str) -> str:
         """Send ``message``; returns the agent's reply once the turn is durable."""

@@ -164,8 +164,10 @@ class SessionOpsMixin:
         fork = Session(new_session_id, agent=self.agent, user_id=self.user_id, placement=self.placement,
                        ttl=self._ttl, checkpoint_every=self.checkpoint_every,
                        keep_checkpoints=self.keep_checkpoints, runtime=self.runtime)
-        doc["meta"] = dict(doc["meta"], metadata={**doc["meta"].get("metadata", {}),
-                                                  "forked_from": self.session_id, "forked_at": time.time()})
+        now = time.time()
+        doc["meta"] = dict(doc["meta"], created_at=now, updated_at=now,
+                           metadata={**doc["meta"].get("metadata", {}), "forked_from": self.session_id,
+                                     "forked_at": now})
         await fork._op("import", doc, False)
         return fork
 

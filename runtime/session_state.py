@@ -66,6 +66,10 @@ class TurnRequest:
     context: dict | None = None
     checkpoint_every: int | None = None
     keep_checkpoints: int | None = None
+    agent_name: str | None = None  # the session's name for the agent (multi-agent sessions)
+    shared_state_id: str | None = None
+    parallel: bool = False  # run the model outside the mailbox; only the append is serialised
+    history_mode: str = "shared"  # "shared": whole transcript; "own": this agent's turns only
 
 
 @dataclass(slots=True)

@@ -39,14 +39,14 @@ def unsnapshot(data: bytes, source: str) -> dict[str, Any]:
 
 
 async def _commit_replace(store: Store, state: SessionState, messages_raw: list[bytes],
-                          meta: dict[str, Any]) -> int:
+                          meta: dict[str, Any], *, updated_at: float | None = None) -> int:
     from repertory.stores.base import StateWrite
 
     now = time.time()
-    meta = dict(meta, updated_at=now)
+    meta = dict(meta, updated_at=updated_at or now)
     ttl = meta.get("ttl")
     write = StateWrite(state.key, state.version, _codec.encode(meta), list(messages_raw), replace=True,
-                       updated_at=now, expires_at=now + ttl if ttl else None)
+                       updated_at=meta["updated_at"], expires_at=now + ttl if ttl else None)
     version = await store.commit(write)
     state.applied(version, meta, list(messages_raw))
     return version
@@ -178,7 +178,8 @@ async def import_(store: Store, state: SessionState, doc: dict[str, Any], overwr
     meta = dict(doc["meta"], session_id=state.meta["session_id"], user_id=state.meta["user_id"])
     if state.version == 0:
         meta["created_at"] = doc["meta"].get("created_at", time.time())
-    version = await _commit_replace(store, state, doc["messages"], meta)
+    # An imported session keeps its age, so listing and cleanup see when it was last used.
+    version = await _commit_replace(store, state, doc["messages"], meta, updated_at=doc["meta"].get("updated_at"))
     for cp in doc.get("checkpoints") or []:
         i = cp["info"]
         info = CheckpointInfo(state.key, i["cp_id"], i["kind"], i["id"], i["timestamp"], i["turn"], i["label"])

@@ -18,10 +18,8 @@ def open_store(url: str) -> Store:
     if scheme == "sqlite":
         from .sqlite import SQLiteStore
 
-        path = url[len("sqlite://"):]
-        if path.startswith("/") and not path.startswith("//"):
-            path = path  # sqlite:///abs/path -> /abs/path ; sqlite:///rel is taken as absolute
-        return SQLiteStore(path)
+        # sqlite:///abs/path.db -> /abs/path.db (the URL form SQLAlchemy users know)
+        return SQLiteStore(url[len("sqlite://"):])
     if scheme in ("redis", "rediss"):
         from .redis import RedisStore
 

@@ -2,10 +2,11 @@
 
 Behaviour, chosen by the last messages it receives:
 - tools offered and no tool result yet: answer with a tool call to the first tool,
-  with arguments {"city": "Paris"} (or {} if the tool takes none);
+  every required argument set to "Paris";
 - a tool result present: answer "The tool said: <result>";
 - otherwise: echo "echo: <last user message>".
-``fail_next`` makes the next N requests answer 500, to exercise retries.
+``fail_next`` makes the next N requests answer 500, to exercise retries; ``delay`` (seconds)
+is slept before each answer, to observe parallelism.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
         self.server.requests.append(body)
+        if self.server.delay:
+            time.sleep(self.server.delay)
         if self.server.fail_next > 0:
             self.server.fail_next -= 1
             self._send(500, {"error": {"message": "injected failure", "type": "server_error"}})
@@ -35,7 +38,7 @@ class _Handler(BaseHTTPRequestHandler):
         tool_results = [m for m in messages if m.get("role") == "tool"]
         if tools and not tool_results:
             fn = tools[0]["function"]
-            args = {"city": "Paris"} if fn.get("parameters", {}).get("properties") else {}
+            args = {name: "Paris" for name in fn.get("parameters", {}).get("required", [])}
             message = {"role": "assistant", "content": None, "tool_calls": [
                 {"id": "call_1", "type": "function",
                  "function": {"name": fn["name"], "arguments": json.dumps(args)}}]}
@@ -98,6 +101,7 @@ class OpenAIServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests: list[dict] = []
         self.fail_next = 0
+        self.delay = 0.0
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property

@@ -1,0 +1,427 @@
+"""Administration of stored sessions: list, clean up, export, import.
+
+Store reads run on the sync portal's loop (store objects are loop-bound); anything that
+changes a session goes through its host (``Runtime.call``), so a resident copy never
+outlives a delete and an import is written under the session's mailbox.
+
+Export formats. A path ending in ``.jsonl`` is one file, one session per line (UTF-8 JSON,
+``\\n``-terminated); bytes are base64 (standard alphabet) of repertory's codec records, so
+each keeps its checksum::
+
+    {"format": "repertory.session.v1",
+     "key": "alice/s1", "session_id": "s1", "user_id": "alice",   # readable; checked on import
+     "version": 7,                                                # store version when exported
+     "meta": "<base64 codec record: the meta dict>",
+     "messages": ["<base64 codec record: one message>", ...],
+     "checkpoints": [{"info": {"id": 1, "cp_id": "c1", "kind": "checkpoint", "turn": 2,
+                               "timestamp": 1717000000.0, "label": "auto at turn 2"},
+                      "data": "<base64 codec record: the snapshot>"}, ...]}
+
+Any other path is a folder of session files (``Session.save``'s format), one per session,
+named after the storage key with ``/`` replaced by ``__``, suffix ``.rps``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from repertory.stores.base import SessionInfo
+from repertory.stores.codec import MsgpackCodec
+
+from ._sync import on_portal, run_sync
+from .api import get_runtime
+from .errors import CorruptState, InvalidInput, SessionNotFound, UnsupportedFormat
+from .files import read_session_file, write_session_file
+from .ids import validate_session_id, validate_user_id
+from .logs import get_logger
+from .runtime import Runtime
+from .session_state import SCHEMA_VERSION, storage_key
+from .state_ops import unsnapshot
+
+__all__ = [
+    "ImportResult", "SessionSummary", "acleanup", "aexport_sessions", "aimport_sessions",
+    "alist_sessions", "cleanup", "export_sessions", "import_sessions", "list_sessions", "parse_duration",
+]
+
+log = get_logger("repertory.admin")
+_codec = MsgpackCodec()
+JSONL_FORMAT = "repertory.session.v1"
+_CONCURRENCY = 32  # host calls in flight during a cleanup
+_META_FIELDS = ("session_id", "created_at", "updated_at", "turns", "user_data", "user_profile", "metadata")
+_CP_FIELDS = ("id", "cp_id", "kind", "turn", "timestamp", "label")
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass(slots=True, frozen=True)
+class SessionSummary:
+    """One stored session, as listed (times are UTC-aware)."""
+
+    session_id: str
+    user_id: str | None
+    key: str
+    n_messages: int
+    updated_at: datetime
+    expires_at: datetime | None
+    version: int
+
+
+class ImportResult(int):
+    """The number of sessions an import wrote (it *is* that int), plus the keys it skipped."""
+
+    skipped: tuple[str, ...]
+
+    def __new__(cls, imported: int, skipped: Iterable[str] = ()) -> ImportResult:
+        obj = super().__new__(cls, imported)
+        obj.skipped = tuple(skipped)
+        return obj
+
+    def __repr__(self) -> str:
+        return f"ImportResult({int(self)}, skipped={self.skipped!r})"
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+def _summary(info: SessionInfo) -> SessionSummary:
+    user_id, _, session_id = info.key.rpartition("/")  # ids never hold '/', see storage_key
+    return SessionSummary(session_id, user_id or None, info.key, info.n_messages, _utc(info.updated_at),
+                          None if info.expires_at is None else _utc(info.expires_at), info.version)
+
+
+# -- durations --------------------------------------------------------------------------
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90s"``, ``"45m"``, ``"12h"``, ``"30d"``, ``"2w"`` (or combined, ``"1d12h"``) as a timedelta."""
+    compact = "".join(text.split()).lower() if isinstance(text, str) else ""
+    parts = _PART.findall(compact)
+    try:
+        if compact and "".join(n + u for n, u in parts) == compact:
+            return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+    except OverflowError:
+        pass
+    raise InvalidInput(f"cannot read the duration {text!r}; write a number and a unit "
+                       "(s, m, h, d, w), e.g. 90s, 45m, 12h, 30d, 2w, or combined: 1d12h")
+
+
+def _cutoff(older_than: timedelta) -> float:
+    if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+        raise InvalidInput(f"older_than must be a non-negative datetime.timedelta, got {older_than!r}")
+    return time.time() - older_than.total_seconds()
+
+
+# -- listing and cleanup ----------------------------------------------------------------
+async def _list(rt: Runtime, prefix: str, user_id: str | None, older_than: timedelta | None,
+                limit: int | None) -> list[SessionSummary]:
+    if not isinstance(prefix, str):
+        raise InvalidInput(f"prefix must be a str, got {type(prefix).__name__}")
+    user_id = validate_user_id(user_id)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidInput(f"limit must be a positive int or None, got {limit!r}")
+    before = None if older_than is None else _cutoff(older_than)
+    key_prefix = prefix if user_id is None else f"{user_id}/{prefix}"
+    store = rt.admin_store()
+
+    async def read() -> list[SessionInfo]:
+        return await store.list_sessions(prefix=key_prefix, updated_before=before, limit=limit)
+
+    return [_summary(i) for i in await on_portal(read)]
+
+
+async def alist_sessions(prefix: str = "", user_id: str | None = None, older_than: timedelta | None = None,
+                         limit: int | None = None) -> list[SessionSummary]:
+    """Stored sessions, least recently updated first.
+
+    ``prefix`` matches the storage key (``session_id``, or ``user_id/session_id``); with
+    ``user_id`` it matches session ids of that user. ``older_than``: only sessions not
+    updated for that long. Expired sessions are not listed.
+    """
+    return await _list(get_runtime(), prefix, user_id, older_than, limit)
+
+
+def list_sessions(prefix: str = "", user_id: str | None = None, older_than: timedelta | None = None,
+                  limit: int | None = None) -> list[SessionSummary]:
+    """Sync :func:`alist_sessions`."""
+    return run_sync(_list, get_runtime(), prefix, user_id, older_than, limit)  # init off the portal
+
+
+async def _cleanup(rt: Runtime, older_than: timedelta, dry_run: bool) -> list[SessionSummary]:
+    stale = await _list(rt, "", None, older_than, None)
+    if dry_run or not stale:
+        return stale
+    gate = asyncio.Semaphore(_CONCURRENCY)
+
+    async def drop(s: SessionSummary) -> bool:
+        async with gate:
+            # Through the host: a resident copy is dropped with the stored one.
+            return await rt.call(s.key, "shared", "delete", s.key)
+
+    existed = await asyncio.gather(*(drop(s) for s in stale))
+    removed = [s for s, gone in zip(stale, existed) if gone]
+    log.info("sessions_cleaned", removed=len(removed), older_than_s=older_than.total_seconds())
+    return removed
+
+
+async def acleanup(older_than: timedelta, *, dry_run: bool = False) -> list[SessionSummary]:
+    """Delete sessions not updated for ``older_than``; returns what was (or, dry run, would be) removed.
+
+    A session updated between the listing and its delete is still deleted: run it with a
+    margin (days, not seconds) on live systems.
+    """
+    return await _cleanup(get_runtime(), older_than, dry_run)
+
+
+def cleanup(older_than: timedelta, *, dry_run: bool = False) -> list[SessionSummary]:
+    """Sync :func:`acleanup`."""
+    return run_sync(_cleanup, get_runtime(), older_than, dry_run)
+
+
+# -- export -----------------------------------------------------------------------------
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _jsonl_line(doc: dict[str, Any]) -> bytes:
+    meta = doc["meta"]
+    obj = {"format": JSONL_FORMAT, "key": doc["key"], "session_id": meta["session_id"],
+           "user_id": meta.get("user_id"), "version": doc.get("version", 0),
+           "meta": _b64(_codec.encode(meta)), "messages": [_b64(m) for m in doc["messages"]],
+           "checkpoints": [{"info": cp["info"], "data": _b64(cp["data"])} for cp in doc.get("checkpoints") or []]}
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def _file_name(key: str, used: set[str]) -> str:
+    name = key.replace("/", "__")
+    if name in used:  # 'u__s' (no user) and 'u/s' map to one name: keep both files
+        name += "." + hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
+    used.add(name)
+    return name + ".rps"
+
+
+class _AtomicLines:
+    """A file written line by line that appears under its name only once complete."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        self.file: IO[bytes] = os.fdopen(fd, "wb")
+
+    def commit(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.tmp, self.target)
+
+    def abort(self) -> None:
+        self.file.close()
+        Path(self.tmp).unlink(missing_ok=True)
+
+
+async def _export(rt: Runtime, path: str | os.PathLike[str], prefix: str, with_checkpoints: bool,
+                  progress: Progress | None) -> int:
+    target = Path(path).expanduser()
+    jsonl = target.name.endswith(".jsonl")
+    sessions = await _list(rt, prefix, None, None, None)
+    out: _AtomicLines | None = None
+    try:
+        if jsonl:
+            out = _AtomicLines(target)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write the export to {target}: {exc}") from exc
+    used: set[str] = set()
+    n = 0
+    try:
+        for i, s in enumerate(sessions, 1):
+            try:
+                doc = await rt.call(s.key, "shared", "op", s.key, s.session_id, s.user_id, "export",
+                                    with_checkpoints)
+            except SessionNotFound:
+                doc = None  # deleted or expired since it was listed
+            if doc is not None:
+                if out is not None:
+                    out.file.write(_jsonl_line(doc))
+                else:
+                    await asyncio.to_thread(write_session_file, target / _file_name(s.key, used), doc)
+                n += 1
+            if progress is not None:
+                progress(i, len(sessions))
+        if out is not None:
+            await asyncio.to_thread(out.commit)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write the export to {target}: {exc}") from exc
+    finally:
+        if out is not None and not out.file.closed:
+            out.abort()
+    log.info("sessions_exported", sessions=n, path=str(target))
+    return n
+
+
+async def aexport_sessions(path: str | os.PathLike[str], prefix: str = "", with_checkpoints: bool = True,
+                           *, progress: Progress | None = None) -> int:
+    """Write the sessions whose key starts with ``prefix`` to ``path``; returns how many.
+
+    ``path`` ending in ``.jsonl``: one file, one session a line (see the module docstring);
+    otherwise a folder of session files. ``progress(done, total)`` is called after each session.
+    """
+    return await _export(get_runtime(), path, prefix, with_checkpoints, progress)
+
+
+def export_sessions(path: str | os.PathLike[str], prefix: str = "", with_checkpoints: bool = True,
+                    *, progress: Progress | None = None) -> int:
+    """Sync :func:`aexport_sessions`."""
+    return run_sync(_export, get_runtime(), path, prefix, with_checkpoints, progress)
+
+
+# -- import -----------------------------------------------------------------------------
+def _check_doc(doc: Any, where: str) -> tuple[str, str, str | None, dict[str, Any]]:
+    """Validate an exported session fully (every record's checksum) before anything is written."""
+    def bad(what: str) -> CorruptState:
+        return CorruptState(f"{where}: {what}; nothing was imported. Re-export it, or remove it and import the rest")
+
+    meta = doc.get("meta") if isinstance(doc, dict) else None
+    if not isinstance(meta, dict):
+        raise bad("not an exported session (no meta)")
+    if meta.get("schema") != SCHEMA_VERSION:
+        raise UnsupportedFormat(f"{where}: state schema {meta.get('schema')!r}; this release reads "
+                                f"schema {SCHEMA_VERSION}. Upgrade repertory to import it")
+    missing = [f for f in _META_FIELDS if f not in meta]
+    if missing:
+        raise bad(f"meta lacks {missing}")
+    if not all(isinstance(meta[f], dict) for f in ("user_data", "user_profile", "metadata")):
+        raise bad("user_data, user_profile and metadata must be dicts")
+    try:
+        session_id, user_id = validate_session_id(meta["session_id"]), validate_user_id(meta.get("user_id"))
+    except InvalidInput as exc:
+        raise bad(str(exc)) from exc
+    key = storage_key(session_id, user_id)
+    if doc.get("key", key) != key:
+        raise bad(f"key {doc['key']!r} does not match the session it holds ({key!r})")
+    messages = doc.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, bytes) for m in messages):
+        raise bad("messages must be a list of encoded messages")
+    for i, m in enumerate(messages):
+        msg = _codec.decode(m, source=f"{where} message {i}")
+        if not isinstance(msg, dict) or "role" not in msg:
+            raise bad(f"message {i} is not a message")
+    checkpoints = doc.get("checkpoints") or []
+    if not isinstance(checkpoints, list):
+        raise bad("checkpoints must be a list")
+    for j, cp in enumerate(checkpoints):
+        info = cp.get("info") if isinstance(cp, dict) else None
+        if (not isinstance(info, dict) or any(f not in info for f in _CP_FIELDS)
+                or info["kind"] not in ("checkpoint", "version") or not isinstance(cp.get("data"), bytes)):
+            raise bad(f"checkpoint {j} is incomplete")
+        unsnapshot(cp["data"], f"{where} checkpoint {info['cp_id']!r}")
+    clean = {"kind": "repertory.session", "key": key, "meta": meta, "messages": messages,
+             "version": doc.get("version", 0), "checkpoints": checkpoints}
+    return key, session_id, user_id, clean
+
+
+def _unb64(value: Any, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise CorruptState(f"{where} is not base64 text; nothing was imported")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CorruptState(f"{where} is not valid base64 ({exc}); nothing was imported") from exc
+
+
+def _parse_line(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptState(f"{where} is not JSON ({exc}); it may be truncated. Nothing was imported") from exc
+    if not isinstance(obj, dict) or obj.get("format") != JSONL_FORMAT:
+        raise CorruptState(f"{where} is not a repertory session line (format {JSONL_FORMAT!r}); nothing was imported")
+    cps = obj.get("checkpoints") or []
+    if not isinstance(cps, list) or not isinstance(obj.get("messages"), list):
+        raise CorruptState(f"{where}: messages and checkpoints must be lists; nothing was imported")
+    return {"key": obj.get("key"), "version": obj.get("version", 0),
+            "meta": _codec.decode(_unb64(obj.get("meta"), f"{where} meta"), source=f"{where} meta"),
+            "messages": [_unb64(m, f"{where} message {i}") for i, m in enumerate(obj["messages"])],
+            "checkpoints": [{"info": cp.get("info") if isinstance(cp, dict) else None,
+                             "data": _unb64(cp.get("data") if isinstance(cp, dict) else None,
+                                            f"{where} checkpoint {j}")} for j, cp in enumerate(cps)]}
+
+
+def _read_docs(source: Path) -> Iterator[tuple[str, str, str | None, dict[str, Any]]]:
+    """The validated sessions of an export, in file order."""
+    if source.name.endswith(".jsonl"):
+        try:
+            f = source.open("rb")
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {source}: {exc}") from exc
+        with f:
+            for n, raw in enumerate(f, 1):
+                if raw.strip():
+                    where = f"{source} line {n}"
+                    yield _check_doc(_parse_line(raw, where), where)
+        return
+    if not source.is_dir():
+        raise InvalidInput(f"{source} is neither a .jsonl export nor a folder of session files")
+    for p in sorted(source.glob("*.rps")):
+        yield _check_doc(read_session_file(p), f"session file {p}")
+
+
+async def _import(rt: Runtime, path: str | os.PathLike[str], overwrite: bool,
+                  progress: Progress | None) -> ImportResult:
+    source = Path(path).expanduser()
+    # Check everything first: a corrupt line or file stops the import before any write.
+    total = await asyncio.to_thread(lambda: sum(1 for _ in _read_docs(source)))
+    imported, skipped = 0, []
+    for i, (key, session_id, user_id, doc) in enumerate(_read_docs(source), 1):
+        if overwrite:
+            # Delete first, so the copy is exact: its checkpoints only, its created_at.
+            await rt.call(key, "shared", "delete", key)
+        if not overwrite and await rt.call(key, "shared", "exists", key):
+            skipped.append(key)
+        else:
+            try:
+                await rt.call(key, "shared", "op", key, session_id, user_id, "import", doc, overwrite)
+                imported += 1
+            except InvalidInput:
+                if overwrite or not await rt.call(key, "shared", "exists", key):
+                    raise
+                skipped.append(key)  # created by someone else since the check
+        if progress is not None:
+            progress(i, total)
+    if skipped:
+        log.info("import_skipped_existing", sessions=len(skipped), keys=skipped[:20])
+    log.info("sessions_imported", sessions=imported, skipped=len(skipped), path=str(source))
+    return ImportResult(imported, skipped)
+
+
+async def aimport_sessions(path: str | os.PathLike[str], overwrite: bool = False,
+                           *, progress: Progress | None = None) -> ImportResult:
+    """Import an export (``.jsonl`` file or folder); returns how many sessions were written.
+
+    Existing sessions are skipped unless ``overwrite`` (then replaced, checkpoints included);
+    the result's ``.skipped`` lists their keys. The whole input is checked before the first
+    write: corrupt input raises :class:`CorruptState` naming the line or file.
+    """
+    return await _import(get_runtime(), path, overwrite, progress)
+
+
+def import_sessions(path: str | os.PathLike[str], overwrite: bool = False,
+                    *, progress: Progress | None = None) -> ImportResult:
+    """Sync :func:`aimport_sessions`."""
+    return run_sync(_import, get_runtime(), path, overwrite, progress)

@@ -1,0 +1,182 @@
+"""Shared state: a versioned key-value map many sessions and agents read and write.
+
+:class:`SharedStateCore` is the logic (no Ray): every mutation is applied under one lock and
+written to the store (compare-and-set on the record's version) before it is acknowledged, so
+concurrent writers lose nothing and a restart finds every acknowledged change. Watchers wait
+on a condition and receive the changes after a given version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from repertory.stores.base import StateWrite, Store
+from repertory.stores.codec import MsgpackCodec
+
+from .errors import ConcurrentUpdate, InvalidInput
+
+__all__ = ["SharedStateCore", "shared_state_key"]
+
+_codec = MsgpackCodec()
+_MISSING = object()
+_HISTORY = 1024  # recent changes kept for watchers that fall behind
+_RECENT_OPS = 256
+
+
+def shared_state_key(state_id: str) -> str:
+    """Store key of a shared state ('~' never appears in session ids, so no clash)."""
+    return f"~shared/{state_id}"
+
+
+class SharedStateCore:
+    """One shared state's values, version and watchers."""
+
+    def __init__(self, store: Store, state_id: str) -> None:
+        self.store = store
+        self.state_id = state_id
+        self.key = shared_state_key(state_id)
+        self.values: dict[str, Any] = {}
+        self.version = 0  # store version of the record
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._changes: list[tuple[int, dict[str, Any]]] = []
+        self._recent_ops: list[list[Any]] = []  # [op_id, result]: a resent op is answered, not redone
+        self._loaded = False
+
+    async def _load(self) -> None:
+        if self._loaded:
+            return
+        rec = await self.store.load(self.key)
+        if rec is not None:
+            body = _codec.decode(rec.meta, source=f"shared state {self.state_id!r}")
+            self.values = dict(body.get("values", {}))
+            self._recent_ops = list(body.get("recent_ops", []))
+            self.version = rec.version
+        self._loaded = True
+
+    @staticmethod
+    def _check_value(value: Any) -> None:
+        _codec.encode(value)  # raises InvalidInput naming the unsupported type
+
+    async def _mutate(self, fn, op_id: str | None) -> Any:
+        async with self._lock:
+            await self._load()
+            if op_id is not None:
+                for done_id, done_result in self._recent_ops:
+                    if done_id == op_id:
+                        return done_result
+            new = dict(self.values)
+            result, changed = fn(new)
+            if not changed:
+                return result
+            now = time.time()
+            recent = [*self._recent_ops[-(_RECENT_OPS - 1):], [op_id, result]] if op_id else self._recent_ops
+            body = {"values": new, "updated_at": now, "recent_ops": recent}
+            write = StateWrite(self.key, self.version, _codec.encode(body), replace=True, updated_at=now)
+            try:
+                version = await self.store.commit(write)
+            except ConcurrentUpdate:
+                # Another process wrote this state (two runtimes): reload; the caller retries.
+                self._loaded = False
+                raise
+            self.values, self.version, self._recent_ops = new, version, recent
+            self._changes.append((version, {k: new.get(k) for k in changed}))
+            del self._changes[:-_HISTORY]
+        async with self._changed:
+            self._changed.notify_all()
+        return result
+
+    async def mutate(self, op_id: str | None, op: str, *args: Any) -> Any:
+        """Apply a write operation once per ``op_id``; retried on a lost compare-and-set."""
+        fn = getattr(self, f"_op_{op}", None)
+        if fn is None:
+            raise InvalidInput(f"unknown shared-state operation {op!r}")
+        for attempt in range(8):
+            try:
+                return await self._mutate(lambda values: fn(values, *args), op_id)
+            except ConcurrentUpdate:
+                if attempt == 7:
+                    raise
+                await asyncio.sleep(0.001 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    # Each _op_ returns (result, changed keys) and edits ``values`` in place.
+    def _op_set(self, values: dict, key: str, value: Any) -> tuple[Any, list[str]]:
+        self._check_key(key)
+        self._check_value(value)
+        values[key] = value
+        return None, [key]
+
+    def _op_update(self, values: dict, mapping: dict) -> tuple[Any, list[str]]:
+        if not isinstance(mapping, dict):
+            raise InvalidInput("update takes a dict")
+        for k in mapping:
+            self._check_key(k)
+        self._check_value(mapping)
+        values.update(mapping)
+        return None, list(mapping)
+
+    def _op_delete(self, values: dict, key: str) -> tuple[Any, list[str]]:
+        if key not in values:
+            return False, []
+        del values[key]
+        return True, [key]
+
+    def _op_compare_and_set(self, values: dict, key: str, expected: Any, new: Any) -> tuple[Any, list[str]]:
+        self._check_key(key)
+        self._check_value(new)
+        if values.get(key, None) != expected:
+            return False, []
+        values[key] = new
+        return True, [key]
+
+    def _op_increment(self, values: dict, key: str, n: int | float = 1) -> tuple[Any, list[str]]:
+        self._check_key(key)
+        cur = values.get(key, 0)
+        if not isinstance(cur, (int, float)) or isinstance(cur, bool) or not isinstance(n, (int, float)):
+            raise InvalidInput(f"increment needs numbers; {key!r} holds {type(cur).__name__}")
+        values[key] = cur + n
+        return values[key], [key]
+
+    def _op_append(self, values: dict, key: str, item: Any) -> tuple[Any, list[str]]:
+        self._check_key(key)
+        self._check_value(item)
+        cur = values.get(key, [])
+        if not isinstance(cur, list):
+            raise InvalidInput(f"append needs a list; {key!r} holds {type(cur).__name__}")
+        values[key] = [*cur, item]
+        return len(values[key]), [key]
+
+    @staticmethod
+    def _check_key(key: Any) -> None:
+        if not isinstance(key, str) or not key:
+            raise InvalidInput(f"shared-state keys are non-empty strings, got {key!r}")
+
+    # -- reads ------------------------------------------------------------------------
+    async def get(self, key: str, default: Any = None) -> Any:
+        await self._load()
+        return self.values.get(key, default)
+
+    async def snapshot(self) -> dict[str, Any]:
+        await self._load()
+        return {"values": dict(self.values), "version": self.version}
+
+    async def watch(self, keys: list[str] | None, after: int | None) -> AsyncIterator[dict[str, Any]]:
+        """Yield ``{"version": v, "changes": {key: value}}`` for each change after ``after``."""
+        await self._load()
+        seen = self.version if after is None else after
+        wanted = set(keys) if keys else None
+        while True:
+            pending = [(v, ch) for v, ch in self._changes if v > seen]
+            if not pending:
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self._changes and self._changes[-1][0] > seen)
+                continue
+            for v, ch in pending:
+                seen = v
+                picked = {k: val for k, val in ch.items() if wanted is None or k in wanted}
+                if picked:
+                    yield {"version": v, "changes": picked}

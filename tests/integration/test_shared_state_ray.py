@@ -1,0 +1,115 @@
+"""SharedState actors and multi-agent sessions on real Ray."""
+
+import asyncio
+import os
+import signal
+import threading
+
+import pytest
+import ray
+
+import repertory
+from openai_server import OpenAIServer
+from repertory import Agent, Session, SharedState
+
+pytestmark = pytest.mark.ray
+
+
+def _actor_pid(state_id, namespace):
+    h = ray.get_actor(f"shared:{state_id}", namespace=namespace)
+    return ray.get(h.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
+
+
+async def test_50_agents_x_100_increments_exact(runtime):
+    s = SharedState("hits")
+
+    async def agent(i):
+        for _ in range(100):
+            await s.aincrement("n")
+
+    await asyncio.gather(*[agent(i) for i in range(50)])
+    assert await s.aget("n") == 5000
+
+
+def test_cas_race_from_threads_has_one_winner(runtime):
+    s = SharedState("leader")
+    s.get("warm")
+    results = []
+    threads = [threading.Thread(target=lambda i=i: results.append(s.compare_and_set("leader", None, i)))
+               for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1 and s.get("leader") in range(20)
+
+
+def test_survives_actor_kill_and_runtime_restart(runtime):
+    s = SharedState("tough")
+    for _ in range(10):
+        s.increment("n")
+    os.kill(_actor_pid("tough", runtime.settings.namespace), signal.SIGKILL)
+    assert s.increment("n") == 11  # restarted, reloaded from the store
+    repertory.shutdown()
+    repertory.init(store=runtime.settings.store, num_hosts=2, namespace=runtime.settings.namespace)
+    assert SharedState("tough").get("n") == 11
+
+
+def test_watch_over_ray(runtime):
+    s = SharedState("news")
+    s.set("x", 0)
+    got = []
+
+    def watch():
+        for change in s.watch(["x"]):
+            got.append(change["changes"]["x"])
+            if len(got) == 3:
+                return
+
+    t = threading.Thread(target=watch)
+    t.start()
+    import time
+
+    time.sleep(0.5)
+    for i in range(1, 4):
+        s.set("x", i)
+    t.join(timeout=30)
+    assert got == [1, 2, 3]
+
+
+@pytest.fixture
+def slow_server():
+    with OpenAIServer() as srv:
+        srv.delay = 1.0
+        yield srv
+
+
+async def test_agents_of_one_session_run_in_parallel(runtime, slow_server):
+    opts = dict(model="openai/test-model", api_base=slow_server.base_url, api_key="k")
+    s = Session(session_id="parallel", agents={"a": Agent(name="A", **opts), "b": Agent(name="B", **opts)})
+    import time
+
+    slow_server.delay = 0.0
+    await asyncio.gather(s.arun_agent("a", "warm up"), s.arun_agent("b", "warm up"))  # litellm import
+    await s.aclear()
+    slow_server.delay = 1.0
+    t0 = time.monotonic()
+    ra, rb = await asyncio.gather(s.arun_agent("a", "one"), s.arun_agent("b", "two"))
+    took = time.monotonic() - t0
+    assert (ra, rb) == ("echo: one", "echo: two")
+    assert took < 1.8  # two 1 s model calls overlapped
+    hist = await s.aget_history()
+    pairs = [(hist[i]["agent"], hist[i + 1]["agent"]) for i in range(0, 4, 2)]
+    assert sorted(pairs) == [("a", "a"), ("b", "b")]  # each exchange appended whole
+
+
+def test_agent_uses_shared_state_tool(runtime):
+    with OpenAIServer() as srv:
+        shared = SharedState("weather-board")
+        shared.set("Paris", "sunny")
+        agent = Agent(name="Reader", model="openai/test-model", api_base=srv.base_url, api_key="k")
+        s = Session(agents={"reader": agent}, shared_state=shared)
+        assert s.run_agent("reader", "What's the weather in Paris?") == "The tool said: sunny"
+        tool_names = [t["function"]["name"] for t in srv.requests[0]["tools"]]
+        assert tool_names == ["shared_state_get", "shared_state_set", "shared_state_append"]
+        assert "Shared state:" in srv.requests[0]["messages"][0]["content"]
