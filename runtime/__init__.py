@@ -35,10 +35,12 @@ from .errors import (
     StoreError,
     StoreUnavailable,
     UnsupportedFormat,
+    WorkflowError,
 )
 from .session import Session
 from .shared_state import SharedState
 from .tools import Tool
+from .workflow import Task, Workflow, WorkflowResults
 
 __version__ = "0.1.0"
 
@@ -61,8 +63,12 @@ __all__ = [
     "SharedState",
     "StoreError",
     "StoreUnavailable",
+    "Task",
     "Tool",
     "UnsupportedFormat",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowResults",
     "acleanup",
     "aexport_sessions",
     "aimport_sessions",

@@ -16,6 +16,7 @@
      │         └── UnsupportedFormat
      ├── ModelError
      ├── AgentError
+     ├── WorkflowError
      └── RuntimeNotReady
 
 Each message says what happened and what to do about it.
@@ -39,6 +40,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "UnsupportedFormat",
+    "WorkflowError",
 ]
 
 
@@ -102,6 +104,18 @@ class ModelError(RepertoryError):
 
 class AgentError(RepertoryError):
     """An agent definition or a tool is unusable."""
+
+
+class WorkflowError(RepertoryError):
+    """A workflow is malformed (unknown dependency, cycle) or some of its tasks failed."""
+
+    def __init__(self, message: str, results: dict | None = None, errors: dict | None = None) -> None:
+        super().__init__(message)
+        self.results = results or {}
+        self.errors = errors or {}
+
+    def __reduce__(self):
+        return (self.__class__, (self.args[0], self.results, self.errors))
 
 
 class RuntimeNotReady(RepertoryError):

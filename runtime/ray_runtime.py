@@ -76,6 +76,7 @@ class RayRuntime(Runtime):
         self._dedicated: dict[str, Any] = {}
         self._admin_store = None
         self._shared: dict[str, RaySharedStateBackend] = {}
+        self._driver_pool = None
         # Hosts open the store in their constructor: wait so that errors surface here.
         try:
             ray.get([h.ping.remote() for h in self.hosts], timeout=120)
@@ -141,6 +142,16 @@ class RayRuntime(Runtime):
 
     async def call(self, key: str, placement: str, method: str, *args: Any) -> Any:
         return await self._retrying(key, placement, lambda h: h.call.remote(method, *args))
+
+    async def run_agent(self, agent: Agent, messages: list[dict], context: dict | None = None,
+                        shared_state_id: str | None = None) -> Any:
+        if agent.key not in self._agents:
+            await asyncio.to_thread(self.ensure_agent, agent)  # actor creation blocks: not on the loop
+        if self._driver_pool is None:
+            from repertory.actors.agent_pool import RayAgentPool
+
+            self._driver_pool = RayAgentPool(self.settings.namespace)
+        return await self._driver_pool.run(agent.key, agent.replicas or 1, messages, context, shared_state_id)
 
     def shared_state(self, state_id: str) -> RaySharedStateBackend:
         backend = self._shared.get(state_id)

@@ -47,6 +47,11 @@ class Runtime(abc.ABC):
         """Call a HostCore state operation (history, get_state, replace, delete, exists)."""
 
     @abc.abstractmethod
+    async def run_agent(self, agent: Agent, messages: list[dict], context: dict | None = None,
+                        shared_state_id: str | None = None) -> TurnOutput:
+        """One agent call outside any session (workflow tasks, batch jobs)."""
+
+    @abc.abstractmethod
     def shared_state(self, state_id: str) -> Any:
         """The backend of a shared state: ``mutate``, ``get``, ``snapshot``, ``watch``."""
 
@@ -168,6 +173,11 @@ class LocalRuntime(Runtime):
 
     def admin_store(self) -> Store:
         return self.store
+
+    async def run_agent(self, agent: Agent, messages: list[dict], context: dict | None = None,
+                        shared_state_id: str | None = None) -> TurnOutput:
+        self.ensure_agent(agent)
+        return await self._on_loop(self.agents.run, agent.key, 1, messages, context, shared_state_id)
 
     def shared_state(self, state_id: str) -> Any:
         backend = self._shared.get(state_id)

@@ -195,7 +195,26 @@ async def get_checkpoint_snapshot(store: Store, state: SessionState, ref: int | 
             "messages": snap["messages"], "version": snap.get("version", 0), "checkpoints": []}
 
 
+async def update_workflow(store: Store, state: SessionState, workflow_id: str,
+                          tasks: dict[str, Any], status: str | None = None) -> dict[str, Any]:
+    """Merge task entries into ``metadata["workflows"][workflow_id]`` atomically (parallel tasks)."""
+    meta = dict(state.meta)
+    metadata = dict(meta.get("metadata", {}))
+    workflows = dict(metadata.get("workflows", {}))
+    wf = dict(workflows.get(workflow_id, {"tasks": {}, "status": "running"}))
+    wf["tasks"] = {**wf.get("tasks", {}), **tasks}
+    if status is not None:
+        wf["status"] = status
+    wf["updated_at"] = time.time()
+    workflows[workflow_id] = wf
+    metadata["workflows"] = workflows
+    meta["metadata"] = metadata
+    await _commit_replace(store, state, state.messages, meta)
+    return wf
+
+
 OPS = {
+    "update_workflow": update_workflow,
     "create_checkpoint": create_checkpoint,
     "restore": restore,
     "list_checkpoints": list_checkpoints,
