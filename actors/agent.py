@@ -29,10 +29,10 @@ class AgentActor:
             # litellm takes seconds to import: start now so the first turn does not pay it all.
             threading.Thread(target=load_litellm, daemon=True).start()
 
-    async def run(self, history: list[dict], context: dict | None, shared_state_id: str | None = None) -> TurnOutput:
+    async def run(self, history: bytes | list[dict], context: dict | None, shared_state_id: str | None = None) -> TurnOutput:
         return await self._core.run(history, context, shared_state_id)
 
-    async def stream(self, history: list[dict], context: dict | None,
+    async def stream(self, history: bytes | list[dict], context: dict | None,
                      shared_state_id: str | None = None) -> AsyncIterator[str | TurnOutput]:
         async for item in self._core.stream(history, context, shared_state_id):
             yield item

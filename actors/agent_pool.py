@@ -48,7 +48,7 @@ class RayAgentPool:
             self._handles[name] = h
         return name, h
 
-    async def run(self, agent_key: str, replicas: int, history: list[dict], context: dict | None,
+    async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                   shared_state_id: str | None = None) -> TurnOutput:
         last: BaseException | None = None
         for attempt in range(replicas + 2):
@@ -64,7 +64,7 @@ class RayAgentPool:
                 await asyncio.sleep(0.05 * (attempt + 1))
         raise AgentError(f"no replica of agent {agent_key!r} answered: {last}")
 
-    async def stream(self, agent_key: str, replicas: int, history: list[dict], context: dict | None,
+    async def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                      shared_state_id: str | None = None) -> AsyncIterator[str | TurnOutput]:
         _, h = self._handle(agent_key, replicas)
         gen = h.stream.options(num_returns="streaming").remote(history, context, shared_state_id)

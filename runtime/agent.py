@@ -145,13 +145,18 @@ class AgentCore:
                                     "name": fn.get("name"), "content": result}))
         return out
 
-    async def stream(self, history: list[dict], context: dict | None = None, shared_state_id: str | None = None,
-                     *, deltas: bool = True) -> AsyncIterator[str | TurnOutput]:
+    async def stream(self, history: bytes | list[dict], context: dict | None = None,
+                     shared_state_id: str | None = None, *, deltas: bool = True) -> AsyncIterator[str | TurnOutput]:
         """Answer the last message of ``history`` (the user's), calling tools as asked.
 
+        ``history`` is a list of messages or, from a host, one msgpack array of them.
         Yields text deltas as they come (with ``deltas``) and the :class:`TurnOutput` last.
         """
         a = self.agent
+        if isinstance(history, (bytes, bytearray)):
+            from repertory.stores.codec import unpack_array
+
+            history = unpack_array(history)
         tools, schemas, shared = await self._setup(shared_state_id)
         prompt = self.prompt(history, context, shared)
         produced: list[dict[str, Any]] = []
@@ -179,7 +184,7 @@ class AgentCore:
             "raise max_tool_rounds or check the tools' results"
         )
 
-    async def run(self, history: list[dict], context: dict | None = None,
+    async def run(self, history: bytes | list[dict], context: dict | None = None,
                   shared_state_id: str | None = None) -> TurnOutput:
         """Like :meth:`stream` without deltas: one model call per round, the output at the end."""
         async for item in self.stream(history, context, shared_state_id, deltas=False):

@@ -39,10 +39,10 @@ _CAS_RETRIES = 8
 class AgentPool(Protocol):
     """Where a host sends prompts: in-process agent cores or AgentActors."""
 
-    async def run(self, agent_key: str, replicas: int, history: list[dict], context: dict | None,
+    async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                   shared_state_id: str | None = None) -> TurnOutput: ...
 
-    def stream(self, agent_key: str, replicas: int, history: list[dict], context: dict | None,
+    def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                shared_state_id: str | None = None) -> AsyncIterator[str | TurnOutput]: ...
 
 
@@ -196,11 +196,13 @@ class HostCore:
         return msg
 
     @staticmethod
-    def _prompt_history(state: SessionState, req: TurnRequest, user_msg: dict) -> list[dict]:
-        history = state.history()
+    def _prompt_history(state: SessionState, req: TurnRequest, user_msg: dict) -> bytes | list[dict]:
         if req.history_mode == "own" and req.agent_name is not None:
-            history = [m for m in history if m.get("agent") == req.agent_name]
-        return [*history, user_msg]
+            history = [m for m in state.history() if m.get("agent") == req.agent_name]
+            if req.history_window:
+                history = history[-req.history_window:]
+            return [*history, user_msg]
+        return state.prompt_blob(user_msg, req.history_window)
 
     def _tag(self, out: TurnOutput, req: TurnRequest) -> TurnOutput:
         if req.agent_name is not None:

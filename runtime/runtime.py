@@ -83,11 +83,11 @@ class LocalAgentPool:
         except KeyError:
             raise AgentError(f"agent {key!r} is not deployed on this runtime") from None
 
-    async def run(self, agent_key: str, replicas: int, history: list[dict], context: dict | None,
+    async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                   shared_state_id: str | None = None) -> TurnOutput:
         return await self._core(agent_key).run(history, context, shared_state_id)
 
-    def stream(self, agent_key: str, replicas: int, history: list[dict], context: dict | None,
+    def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                shared_state_id: str | None = None) -> AsyncIterator[str | TurnOutput]:
         return self._core(agent_key).stream(history, context, shared_state_id)
 

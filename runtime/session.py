@@ -76,15 +76,19 @@ class Session(SessionOpsMixin):
         self.shared_state = shared_state
         self.agent_history = agent_history
         self._runtime = runtime
+        self._deployed_on: Runtime | None = None
         self._key = storage_key(self.session_id, self.user_id)
-        for a in {id(a): a for a in [self.agent, *self.agents.values()]}.values():
-            self.runtime.ensure_agent(a)
+        self.runtime  # deploy the agents now: errors surface here, not on the first message
 
     @property
     def runtime(self) -> Runtime:
-        if self._runtime is None:
-            self._runtime = get_runtime()
-        return self._runtime
+        """The runtime given at creation, else the running one (a restarted runtime is picked up)."""
+        rt = self._runtime if self._runtime is not None else get_runtime()
+        if rt is not self._deployed_on:
+            for a in {id(a): a for a in [self.agent, *self.agents.values()]}.values():
+                rt.ensure_agent(a)
+            self._deployed_on = rt
+        return rt
 
     @property
     def ttl(self) -> float | None:
@@ -105,7 +109,8 @@ class Session(SessionOpsMixin):
                            checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints,
                            agent_name=agent_name,
                            shared_state_id=self.shared_state.state_id if self.shared_state else None,
-                           parallel=parallel, history_mode=self.agent_history)
+                           parallel=parallel, history_mode=self.agent_history,
+                           history_window=agent.history_window)
 
     def _named_agent(self, name: str) -> Agent:
         try:

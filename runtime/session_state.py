@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repertory.stores.base import SessionRecord, StateWrite
-from repertory.stores.codec import MsgpackCodec
+from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array, verify
 
 from .errors import EmptyMessage, InvalidInput, MessageTooLarge
 
@@ -70,6 +70,7 @@ class TurnRequest:
     shared_state_id: str | None = None
     parallel: bool = False  # run the model outside the mailbox; only the append is serialised
     history_mode: str = "shared"  # "shared": whole transcript; "own": this agent's turns only
+    history_window: int | None = None  # only the last N messages go to the agent
 
 
 @dataclass(slots=True)
@@ -109,10 +110,20 @@ class SessionState:
             from .errors import UnsupportedFormat
 
             raise UnsupportedFormat(f"session {rec.key!r} has state schema {meta.get('schema') if isinstance(meta, dict) else '?'}")
-        return cls(rec.key, rec.version, meta, rec.messages)
+        # Check every message once, here, so that reads can decode the history in one pass.
+        messages = [verify(m, source=f"session {rec.key!r} message {i}") for i, m in enumerate(rec.messages)]
+        return cls(rec.key, rec.version, meta, messages)
 
     def history(self) -> list[dict[str, Any]]:
-        return [_codec.decode(m, source=f"session {self.key!r} message {i}") for i, m in enumerate(self.messages)]
+        return unpack_array(pack_array(self.messages))
+
+    def prompt_blob(self, user_msg: dict[str, Any], window: int | None = None) -> bytes:
+        """History (its last ``window`` messages) plus ``user_msg``, as one msgpack array.
+
+        The host never decodes the history for a turn: the agent does, in one pass.
+        """
+        msgs = self.messages[-window:] if window else self.messages
+        return pack_array([*msgs, _codec.encode(user_msg)])
 
     def replay(self, turn_id: str) -> str | None:
         """The stored reply of a recent turn with this id, or None if it never happened."""

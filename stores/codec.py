@@ -20,7 +20,8 @@ import msgpack
 
 from repertory.errors import CorruptState, UnsupportedFormat
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "Codec", "MsgpackCodec", "register_migration"]
+__all__ = ["FORMAT_VERSION", "MAGIC", "Codec", "MsgpackCodec", "pack_array", "register_migration",
+           "unpack_array", "verify"]
 
 MAGIC = b"RPS"
 FORMAT_VERSION = 1
@@ -104,5 +105,34 @@ class MsgpackCodec:
         return value
 
 
+def verify(data: bytes, *, source: str = "state", codec: MsgpackCodec | None = None) -> bytes:
+    """Check one encoded value (header, version, checksum); returns it in the current version.
+
+    Done once when a session is activated, so that later reads can skip per-value checks.
+    """
+    codec = codec or _default_codec
+    if len(data) >= _HEADER.size and data[:3] == MAGIC:
+        _, version, crc = _HEADER.unpack_from(data)
+        if version == codec.version and zlib.crc32(memoryview(data)[_HEADER.size:]) == crc:
+            return data
+    return codec.encode(codec.decode(data, source=source))  # raises the precise error, or migrates
+
+
+def pack_array(blobs: list[bytes]) -> bytes:
+    """One msgpack array of verified encoded values, without decoding them (headers dropped)."""
+    n = len(blobs)
+    head = bytes((0x90 | n,)) if n < 16 else (b"\xdc" + n.to_bytes(2, "big") if n < 65536 else b"\xdd" + n.to_bytes(4, "big"))
+    size = _HEADER.size
+    return head + b"".join([b[size:] for b in blobs])
+
+
+def unpack_array(data: bytes) -> list[Any]:
+    """Decode what :func:`pack_array` built, in one pass, allowing only plain msgpack types."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_no_ext)
+
+
 def _no_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not allowed in repertory state")
+
+
+_default_codec = MsgpackCodec()

@@ -138,3 +138,38 @@ def test_sync_chat_inside_running_loop(runtime):
         return s.chat("My name is Alice")  # sync call while a loop runs in this thread
 
     assert "Alice" in asyncio.run(main())
+
+
+def test_dead_agent_replica_is_replaced_and_call_retried(runtime):
+    import os
+    import signal
+    import threading
+    import time
+
+    from openai_server import OpenAIServer
+
+    with OpenAIServer() as srv:
+        agent = Agent(name="Fragile", model="openai/test-model", api_base=srv.base_url, api_key="k", replicas=2)
+        s = Session(session_id="fragile", agent=agent)
+        assert s.chat("warm up") == "echo: warm up"
+        srv.delay = 1.0
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("reply", s.chat("survive this")))
+        t.start()
+        time.sleep(0.5)  # the model call is in flight on one replica: kill every replica
+        for i in range(2):
+            h = ray.get_actor(f"agent:{agent.key}:{i}", namespace=runtime.settings.namespace)
+            os.kill(ray.get(h.__ray_call__.remote(lambda self: os.getpid())), signal.SIGKILL)
+        srv.delay = 0.0
+        t.join(timeout=120)
+        assert result.get("reply") == "echo: survive this"
+        users = [m["content"] for m in s.get_history() if m["role"] == "user"]
+        assert users == ["warm up", "survive this"]
+
+
+def test_session_handle_survives_runtime_restart(runtime):
+    s = Session(session_id="long-lived")
+    s.chat("My name is Alice")
+    repertory.shutdown()
+    repertory.init(store=runtime.settings.store, num_hosts=2, namespace=runtime.settings.namespace)
+    assert "Alice" in s.chat("What's my name?")  # the same handle, on the new runtime
