@@ -176,6 +176,7 @@ class HostCore:
         write, meta, messages = state.append_write([user_msg, *out.messages], turn_id=req.turn_id)
         version = await self.store.commit(write)
         state.applied(version, meta, messages)
+        log.debug("turn_committed", turn=meta["turns"], version=version, messages=len(messages), **out.usage)
         if req.checkpoint_every and meta["turns"] % req.checkpoint_every == 0:
             await state_ops.create_checkpoint(self.store, state, label=f"auto at turn {meta['turns']}",
                                               keep=req.keep_checkpoints)
@@ -213,6 +214,11 @@ class HostCore:
     async def turn(self, req: TurnRequest) -> TurnReply:
         """Process one user message; returns once the turn is durable."""
         check_message(req.content, self.settings.max_message_bytes)
+        # Every log line of this turn carries the session and turn ids.
+        with structlog.contextvars.bound_contextvars(session=req.key, turn_id=req.turn_id, agent=req.agent_name):
+            return await self._turn(req)
+
+    async def _turn(self, req: TurnRequest) -> TurnReply:
         if req.parallel:
             return await self._parallel_turn(req)
 
@@ -275,7 +281,8 @@ class HostCore:
                 raise ModelError("the agent's stream ended without a final message")
             return await self._commit_turn(state, req, self._tag(out, req), user_msg)
 
-        async def drive() -> TurnReply:
+        async def drive() -> TurnReply:  # its own task, so the bound ids stay in it
+            structlog.contextvars.bind_contextvars(session=req.key, turn_id=req.turn_id)
             try:
                 return await self._with_session(req.key, req.session_id, req.user_id, run, req.ttl)
             finally:

@@ -113,3 +113,22 @@ def test_agent_uses_shared_state_tool(runtime):
         tool_names = [t["function"]["name"] for t in srv.requests[0]["tools"]]
         assert tool_names == ["shared_state_get", "shared_state_set", "shared_state_append"]
         assert "Shared state:" in srv.requests[0]["messages"][0]["content"]
+
+
+def test_diamond_workflow_on_ray_runs_b_and_c_in_parallel(runtime):
+    from repertory import Task, Workflow
+
+    with OpenAIServer() as srv:
+        w = Agent(name="Worker", model="openai/test-model", api_base=srv.base_url, api_key="k", replicas=2)
+        Workflow([Task("warm up", agent=w)]).run()
+        srv.delay = 0.6
+        events = []
+        a = Task("step a", agent=w, name="a")
+        b = Task("step b", agent=w, name="b", depends_on=[a])
+        c = Task("step c", agent=w, name="c", depends_on=[a])
+        d = Task("step d", agent=w, name="d", depends_on=[b, c])
+        results = Workflow([a, b, c, d], on_event=events.append).run()
+        t = {(e["event"], e["task"]): e["time"] for e in events}
+        assert t[("task_started", "c")] < t[("task_finished", "b")]
+        assert t[("task_started", "b")] < t[("task_finished", "c")]
+        assert "step b" in results["d"] and "step c" in results["d"]
