@@ -9,19 +9,15 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
 from repertory.agent import TurnOutput
-from repertory.errors import AgentError, RepertoryError
+from repertory.errors import AgentError
 
-__all__ = ["RayAgentPool", "agent_actor_name", "unwrap_ray_error"]
+from .calls import unwrap_ray_error
+
+__all__ = ["RayAgentPool", "agent_actor_name"]
 
 
 def agent_actor_name(agent_key: str, index: int) -> str:
     return f"agent:{agent_key}:{index}"
-
-
-def unwrap_ray_error(exc: RayTaskError) -> BaseException:
-    """The repertory error inside a Ray task error, or the task error itself."""
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, RepertoryError) else exc
 
 
 class RayAgentPool:

@@ -29,14 +29,9 @@ class SessionHost:
         from repertory.logs import configure_logging
 
         configure_logging()
-        if settings.store_access == "actor":
-            from .store import RemoteStore
+        from .store import open_actor_store
 
-            store = RemoteStore(settings.namespace)
-        else:
-            from repertory.stores.factory import open_store
-
-            store = open_store(settings.store)
+        store = open_actor_store(settings)
         # One host sweeps expired sessions out of the store (a no-op for Redis, which expires keys).
         self._core = HostCore(store, RayAgentPool(settings.namespace), settings, name=name,
                               sweep_store=name == "host-0")

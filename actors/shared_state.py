@@ -22,14 +22,9 @@ class SharedStateActor:
         from repertory.logs import configure_logging
 
         configure_logging()
-        if settings.store_access == "actor":
-            from .store import RemoteStore
+        from .store import open_actor_store
 
-            store = RemoteStore(settings.namespace)
-        else:
-            from repertory.stores.factory import open_store
-
-            store = open_store(settings.store)
+        store = open_actor_store(settings)
         self._core = SharedStateCore(store, state_id)
 
     async def mutate(self, op_id: str, op: str, *args: Any) -> Any:

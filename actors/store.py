@@ -6,22 +6,27 @@ host does not know whether it writes the backend itself or through this actor.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
+from repertory.config import Settings
 from repertory.errors import StoreUnavailable
 
 from repertory.stores.base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 
-from .agent_pool import unwrap_ray_error
+from .calls import RESTART_WAIT, call_restartable
 
-__all__ = ["STORE_ACTOR_NAME", "RemoteStore", "StoreActor"]
+__all__ = ["STORE_ACTOR_NAME", "RemoteStore", "StoreActor", "open_actor_store"]
 
 STORE_ACTOR_NAME = "store"
-_RETRY_FOR = 60.0
+
+
+def open_actor_store(settings: Settings) -> Store:
+    """The store an actor uses: its own connection, or the StoreActor in ``actor`` mode."""
+    if settings.store_access == "actor":
+        return RemoteStore(settings.namespace)
+    from repertory.stores.factory import open_store
+
+    return open_store(settings.store)
 
 
 class StoreActor:
@@ -69,18 +74,9 @@ class RemoteStore(Store):
         # A dead StoreActor is restarted by Ray; resend until it answers. A commit that had
         # landed before the crash then fails its compare-and-set, and the host's retry finds
         # the turn already stored (turn ids), so nothing is applied twice.
-        deadline = time.monotonic() + _RETRY_FOR
-        delay = 0.05
-        while True:
-            try:
-                return await getattr(self._actor, method).remote(*args)
-            except RayTaskError as exc:
-                raise unwrap_ray_error(exc) from None
-            except (ActorDiedError, ActorUnavailableError) as exc:
-                if time.monotonic() > deadline:
-                    raise StoreUnavailable(f"the StoreActor did not come back within {_RETRY_FOR:.0f} s: {exc}") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        return await call_restartable(
+            lambda: getattr(self._actor, method).remote(*args),
+            lambda exc: StoreUnavailable(f"the StoreActor did not come back within {RESTART_WAIT:.0f} s: {exc}"))
 
     async def load(self, key: str) -> SessionRecord | None:
         return await self._call("load", key)

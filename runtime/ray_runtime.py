@@ -33,7 +33,7 @@ _RETRY_FOR = 60.0  # seconds a handle keeps resending to a restarting host
 
 
 def _unwrap(exc: RayTaskError) -> BaseException:
-    from repertory.actors.agent_pool import unwrap_ray_error
+    from repertory.actors.calls import unwrap_ray_error
 
     return unwrap_ray_error(exc)
 
@@ -116,18 +116,12 @@ class RayRuntime(Runtime):
         return h
 
     async def _retrying(self, key: str, placement: str, call):
-        deadline = time.monotonic() + _RETRY_FOR
-        delay = 0.05
-        while True:
-            try:
-                return await call(self._host(key, placement))
-            except RayTaskError as exc:
-                raise _unwrap(exc) from None
-            except _RETRYABLE as exc:
-                if time.monotonic() > deadline:
-                    raise RuntimeNotReady(f"the host of session {key!r} did not come back: {exc}") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        from repertory.actors.calls import call_restartable
+
+        # Resending is safe: turns carry ids and state operations are compare-and-set writes.
+        return await call_restartable(
+            lambda: call(self._host(key, placement)),
+            lambda exc: RuntimeNotReady(f"the host of session {key!r} did not come back: {exc}"))
 
     async def turn(self, req: TurnRequest, placement: str = "shared") -> TurnReply:
         return await self._retrying(req.key, placement, lambda h: h.turn.remote(req))
@@ -230,18 +224,12 @@ class RaySharedStateBackend:
             ) from None
 
     async def _call(self, method: str, *args: Any) -> Any:
-        deadline = time.monotonic() + _RETRY_FOR
-        delay = 0.05
-        while True:
-            try:
-                return await getattr(self.handle, method).remote(*args)
-            except RayTaskError as exc:
-                raise _unwrap(exc) from None
-            except _RETRYABLE as exc:
-                if time.monotonic() > deadline:
-                    raise RuntimeNotReady(f"the shared state actor did not come back: {exc}") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        from repertory.actors.calls import call_restartable
+
+        # Mutations carry operation ids, so a resent one is answered, not applied twice.
+        return await call_restartable(
+            lambda: getattr(self.handle, method).remote(*args),
+            lambda exc: RuntimeNotReady(f"the shared state actor did not come back: {exc}"))
 
     async def mutate(self, op_id: str, op: str, *args: Any) -> Any:
         return await self._call("mutate", op_id, op, *args)

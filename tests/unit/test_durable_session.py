@@ -18,13 +18,6 @@ from repertory.config import Settings
 from repertory.runtime import LocalRuntime
 
 
-@pytest.fixture
-def rt(tmp_path):
-    rt = repertory.init(runtime="local", store=f"sqlite:///{tmp_path / 'state.db'}")
-    yield rt
-    repertory.shutdown()
-
-
 def users(s):
     return [m["content"] for m in s.get_history() if m["role"] == "user"]
 

@@ -8,13 +8,6 @@ import repertory
 from repertory import Agent, InvalidInput, Session, SharedState
 
 
-@pytest.fixture
-def rt(tmp_path):
-    rt = repertory.init(runtime="local", store=f"sqlite:///{tmp_path / 'state.db'}")
-    yield rt
-    repertory.shutdown()
-
-
 def test_operations_and_versions(rt):
     s = SharedState("board")
     assert s.get("missing", 7) == 7 and s.version() == 0

@@ -11,13 +11,6 @@ from repertory.workflow import plan
 
 
 @pytest.fixture
-def rt(tmp_path):
-    rt = repertory.init(runtime="local", store=f"sqlite:///{tmp_path / 'state.db'}")
-    yield rt
-    repertory.shutdown()
-
-
-@pytest.fixture
 def server():
     with OpenAIServer() as srv:
         yield srv
