@@ -18,6 +18,7 @@ from .admin import (
 )
 from .agent import Agent
 from .api import get_runtime, init, is_initialized, shutdown
+from .batch import BatchReport, abatch, batch
 from .demo_model import DEMO_MODEL
 from .errors import (
     AgentError,
@@ -48,6 +49,7 @@ __all__ = [
     "DEMO_MODEL",
     "Agent",
     "AgentError",
+    "BatchReport",
     "ConcurrentUpdate",
     "CorruptState",
     "EmptyMessage",
@@ -69,10 +71,12 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "WorkflowResults",
+    "abatch",
     "acleanup",
     "aexport_sessions",
     "aimport_sessions",
     "alist_sessions",
+    "batch",
     "cleanup",
     "export_sessions",
     "get_runtime",

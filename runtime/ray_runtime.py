@@ -21,7 +21,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutErro
 
 from .agent import Agent
 from .config import Settings
-from .errors import RuntimeNotReady
+from .errors import AgentError, RuntimeNotReady
 from .routing import host_index
 from .runtime import Runtime
 from .session_state import TurnReply, TurnRequest
@@ -100,7 +100,12 @@ class RayRuntime(Runtime):
                                     **self._opts).remote(agent, self.settings.namespace)
             for i in range(replicas)
         ]
-        ray.get([h.ping.remote() for h in handles], timeout=120)
+        try:
+            ray.get([h.ping.remote() for h in handles], timeout=120)
+        except (RayTaskError, ActorDiedError, GetTimeoutError) as exc:
+            cause = _unwrap(exc) if isinstance(exc, RayTaskError) else exc
+            raise AgentError(f"the actors of agent {agent.name!r} did not start: {cause}; check that its "
+                             "tools and options can be pickled and imported on the cluster") from exc
         self._agents[agent.key] = handles
 
     # -- hosts ------------------------------------------------------------------------

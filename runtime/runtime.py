@@ -75,7 +75,15 @@ class LocalAgentPool:
         self.cores: dict[str, AgentCore] = {}
 
     def add(self, agent: Agent) -> None:
-        self.cores.setdefault(agent.key, AgentCore(agent))
+        if agent.key not in self.cores:
+            core = self.cores[agent.key] = AgentCore(agent)
+            from .model_client import LiteLLMClient, load_litellm
+
+            if isinstance(core.client, LiteLLMClient):
+                # litellm takes seconds to import: not on the loop that serves every session.
+                import threading
+
+                threading.Thread(target=load_litellm, daemon=True).start()
 
     def _core(self, key: str) -> AgentCore:
         try:

@@ -1,0 +1,365 @@
+"""Agents described in a small YAML or JSON file: name, instructions, model, tools by import path.
+
+Either a mapping from agent name to its fields, or a list of entries with a ``name``::
+
+    researcher:
+      instructions: You find facts.
+      model: openai/gpt-4o-mini          # default: $REPERTORY_MODEL or repertory/demo
+      tools: [mypkg.tools:search, mypkg.tools.fetch_page]
+      replicas: 2
+      temperature: 0.2                   # model options go to every model call
+      options: {some_provider_flag: 1}   # anything litellm takes that is not listed below
+
+Tools are imported by path, ``"package.module:function"`` or ``"package.module.function"``.
+A module that is not importable is looked for next to the agents file (and its code then
+travels to Ray workers with the agent); any other tool module must be importable on every
+Ray node (installed, or shipped with the job's runtime_env).
+Every error names the file and the agent and says what to fix.
+
+Batch job lines (see :mod:`repertory.batch`) are checked here too, into :class:`Job`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .agent import Agent
+from .errors import AgentError, InvalidInput, InvalidSessionId, WorkflowError
+from .ids import validate_session_id, validate_user_id
+from .logs import configure_logging, get_logger
+from .workflow import Task, plan
+
+__all__ = ["AGENT_FIELDS", "LLM_OPTIONS", "Job", "agents_from_spec", "default_session_id", "import_tool",
+           "job_id", "load_agents", "parse_job", "pick_agent", "pick_default", "resolve_agents"]
+
+log = get_logger("repertory.agent_spec")
+
+AGENT_FIELDS = frozenset({"name", "instructions", "model", "tools", "replicas", "max_tool_rounds",
+                          "history_window", "options"})
+# Model options accepted inline. A closed list, so that a typo ("instruction", "tool") is an
+# error instead of a keyword silently sent to the model; others go under ``options:``.
+LLM_OPTIONS = frozenset({
+    "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n",
+    "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
+    "response_format", "tool_choice", "parallel_tool_calls", "user", "reasoning_effort",
+    "api_base", "base_url", "api_key", "api_version", "organization", "deployment_id",
+    "custom_llm_provider", "timeout", "num_retries", "extra_headers", "drop_params", "metadata",
+    "mock_response",
+})
+JOB_FIELDS = frozenset({"id", "session_id", "user_id", "agent", "messages", "workflow", "input"})
+TASK_FIELDS = frozenset({"name", "description", "agent", "depends_on", "expected_output"})
+
+
+def _where(source: str, name: str | None) -> str:
+    return f"{source}, agent {name!r}" if name is not None else source
+
+
+def _ship_by_value(module: Any) -> None:
+    # Ray workers cannot import a module that sits next to the agents file on this machine:
+    # pickle its functions by value, so that they travel to the AgentActors with the agent.
+    try:
+        from ray import cloudpickle
+    except ImportError:
+        return
+    cloudpickle.register_pickle_by_value(module)
+
+
+def _resolve(module_name: str, attr_path: list[str], base_dir: Path | None) -> Any:
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.split(".")[0]
+        local = base_dir is not None and ((base_dir / f"{top}.py").is_file() or (base_dir / top).is_dir())
+        if exc.name != top or not local:
+            raise
+        # A tool module next to the agents file: make that folder importable, once.
+        folder = str(base_dir)
+        if folder not in sys.path:
+            sys.path.append(folder)
+        obj = importlib.import_module(module_name)
+        _ship_by_value(sys.modules[top])
+    for attr in attr_path:
+        obj = getattr(obj, attr)
+    return obj
+
+
+def import_tool(spec: str, *, base_dir: str | os.PathLike[str] | None = None,
+                where: str = "tool") -> Callable[..., Any]:
+    """Import the callable named by ``spec`` (``"mod.sub:func"`` or ``"mod.sub.func"``)."""
+    if not isinstance(spec, str) or not spec.strip() or spec.count(":") > 1:
+        raise AgentError(f"{where}: a tool is an import path like 'package.module:function', got {spec!r}")
+    base = Path(base_dir) if base_dir is not None else None
+    if ":" in spec:
+        module_name, _, attrs = spec.partition(":")
+        candidates = [(module_name, attrs.split("."))]
+    else:
+        parts = spec.split(".")
+        if len(parts) < 2:
+            raise AgentError(f"{where}: tool {spec!r} names no module; write 'module:function'")
+        # Longest importable module prefix first: "a.b.c" is a.b:c, else a:b.c.
+        candidates = [(".".join(parts[:i]), parts[i:]) for i in range(len(parts) - 1, 0, -1)]
+    last: BaseException | None = None
+    for module_name, attrs in candidates:
+        if not module_name or not all(attrs):
+            continue
+        try:
+            obj = _resolve(module_name, attrs, base)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ""
+            if module_name == missing or module_name.startswith(missing + "."):
+                last = exc
+                continue  # not this module: a shorter prefix may be it
+            raise AgentError(f"{where}: tool {spec!r}: its module needs {missing!r}, which is not "
+                             "installed; install it") from exc
+        except AttributeError as exc:
+            last = exc
+            continue
+        except Exception as exc:  # the module itself failed while importing
+            raise AgentError(f"{where}: importing tool {spec!r} failed: {type(exc).__name__}: {exc}; "
+                             "fix the module or the path") from exc
+        if not callable(obj):
+            raise AgentError(f"{where}: tool {spec!r} is a {type(obj).__name__}, not a function; "
+                             "point it at a callable")
+        return obj
+    raise AgentError(f"{where}: cannot import tool {spec!r} ({last}); check the import path and that "
+                     "its package is installed, on PYTHONPATH, or next to the agents file")
+
+
+def _check_type(value: Any, types: type | tuple[type, ...], key: str, where: str, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, types):  # True is an int in Python, not here
+        raise AgentError(f"{where}: {key!r} must be {what}, got {value!r:.60}")
+
+
+def _agent(name: str, fields: Any, source: str, base_dir: Path | None) -> Agent:
+    where = _where(source, name)
+    if fields is None:
+        fields = {}
+    if not isinstance(fields, dict):
+        raise AgentError(f"{where}: an agent is a mapping of fields (instructions, model, tools, ...), "
+                         f"got {type(fields).__name__}")
+    unknown = sorted(set(fields) - AGENT_FIELDS - LLM_OPTIONS)
+    if unknown:
+        hints = [h for k in unknown for h in difflib.get_close_matches(str(k), AGENT_FIELDS | LLM_OPTIONS, 1)]
+        hint = f" (did you mean {', '.join(repr(h) for h in hints)}?)" if hints else ""
+        raise AgentError(f"{where}: unknown field(s) {unknown}{hint}; agent fields are {sorted(AGENT_FIELDS)}, "
+                         "and other model options go under 'options:'")
+    if "name" in fields and fields["name"] != name:
+        raise AgentError(f"{where}: 'name' is {fields['name']!r} but the entry is {name!r}; drop one")
+    for key in ("instructions", "model"):
+        if fields.get(key) is not None:
+            _check_type(fields[key], str, key, where, "text")
+    for key in ("replicas", "max_tool_rounds", "history_window"):
+        if fields.get(key) is not None:
+            _check_type(fields[key], int, key, where, "a whole number")
+            if fields[key] < 1:
+                raise AgentError(f"{where}: {key!r} must be at least 1, got {fields[key]}")
+    tools = fields.get("tools") or []
+    if isinstance(tools, str):
+        tools = [tools]
+    _check_type(tools, list, "tools", where, "a list of import paths")
+    options = fields.get("options") or {}
+    _check_type(options, dict, "options", where, "a mapping of model options")
+    llm = {k: v for k, v in fields.items() if k in LLM_OPTIONS}
+    llm.update(options)
+    fns = [import_tool(t, base_dir=base_dir, where=where) for t in tools]
+    kwargs = {k: fields[k] for k in ("replicas", "history_window") if fields.get(k) is not None}
+    if fields.get("max_tool_rounds") is not None:
+        kwargs["max_tool_rounds"] = fields["max_tool_rounds"]
+    try:
+        return Agent(name, fields.get("instructions") or "", fields.get("model"), fns, **kwargs, **llm)
+    except AgentError as exc:
+        raise AgentError(f"{where}: {exc}") from exc
+    except TypeError as exc:
+        raise AgentError(f"{where}: {exc}; check the field names") from exc
+
+
+def agents_from_spec(spec: Any, source: str = "agents spec", base_dir: str | os.PathLike[str] | None = None
+                     ) -> dict[str, Agent]:
+    """Agents (by name) from an already parsed spec: a mapping name -> fields, or a list with names."""
+    base = Path(base_dir) if base_dir is not None else None
+    if isinstance(spec, dict):
+        entries = [(str(name) if isinstance(name, (str, int)) else name, fields) for name, fields in spec.items()]
+    elif isinstance(spec, list):
+        entries = []
+        for i, item in enumerate(spec, 1):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
+                raise AgentError(f"{source}: entry {i} needs a 'name' (a list holds agents with names)")
+            entries.append((item["name"], item))
+    else:
+        raise InvalidInput(f"{source}: expected a mapping of agent name -> fields, or a list of agents with "
+                           f"a 'name'; got {type(spec).__name__}")
+    if not entries:
+        raise InvalidInput(f"{source}: defines no agents; add at least one")
+    agents: dict[str, Agent] = {}
+    for name, fields in entries:
+        if not isinstance(name, str) or not name.strip():
+            raise AgentError(f"{source}: agent names must be non-empty text, got {name!r}")
+        if name in agents:
+            raise AgentError(f"{source}: agent {name!r} is defined twice; rename one")
+        agents[name] = _agent(name, fields, source, base)
+    return agents
+
+
+def _parse(path: Path, text: str) -> Any:
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise InvalidInput(f"agents file {path} is not valid JSON: {exc}") from exc
+    try:
+        import yaml
+    except ImportError as exc:  # pyyaml comes with litellm and ray; say so if it went missing
+        raise InvalidInput(f"reading {path} needs PyYAML (pip install pyyaml), or write it as .json") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"agents file {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+
+
+def load_agents(path: str | os.PathLike[str]) -> dict[str, Agent]:
+    """Read agents from a ``.yaml``/``.yml``/``.json`` file; see the module docstring."""
+    configure_logging()  # may run before repertory.init(): keep structlog's defaults quiet
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"agents file {p} does not exist; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read agents file {p}: {exc}") from exc
+    agents = agents_from_spec(_parse(p, text), f"agents file {p}", p.resolve().parent)
+    log.info("agents_loaded", path=str(p), agents=sorted(agents))
+    return agents
+
+
+# -- batch jobs -------------------------------------------------------------------------
+@dataclass(slots=True)
+class Job:
+    """A checked batch job: an agent job (``messages``) or a workflow job (``tasks``)."""
+
+    id: str
+    line: int
+    session_id: str
+    user_id: str | None
+    agent: Agent | None
+    messages: list[str] = field(default_factory=list)
+    tasks: list[Task] | None = None  # a workflow job
+
+
+def job_id(obj: Any) -> str | None:
+    """The job id of a parsed line as text (numbers allowed), or None if it has none."""
+    jid = obj.get("id") if isinstance(obj, dict) else None
+    if isinstance(jid, bool) or not isinstance(jid, (str, int)) or jid == "":
+        return None
+    return str(jid)
+
+
+def pick_agent(name: Any, agents: dict[str, Agent], what: str) -> Agent:
+    """``agents[name]``, or InvalidInput naming ``what`` asked for it and the known names."""
+    if not isinstance(name, str):
+        raise InvalidInput(f"{what} 'agent' must be an agent's name, got {name!r:.60}")
+    try:
+        return agents[name]
+    except KeyError:
+        known = f"the agents given are {sorted(agents)}" if agents else "no agents were given (--agents FILE)"
+        raise InvalidInput(f"{what}: unknown agent {name!r}; {known}") from None
+
+
+def default_session_id(jid: str) -> str:
+    """``batch-<id>``, or ``batch-<digest>`` for an id that is not a valid session id."""
+    try:
+        return validate_session_id(f"batch-{jid}")
+    except InvalidSessionId:  # spaces, or too long: a stable digest instead
+        return f"batch-{hashlib.sha256(jid.encode()).hexdigest()[:32]}"
+
+
+def parse_job(obj: Any, line: int, agents: dict[str, Agent], default: Agent | None) -> Job:
+    """A validated job, or InvalidInput saying what is wrong with the line."""
+    if isinstance(obj, Exception):
+        raise obj
+    if not isinstance(obj, dict):
+        raise InvalidInput(f"line {line}: a job is a JSON object, got {type(obj).__name__}")
+    jid = job_id(obj)
+    if jid is None:
+        raise InvalidInput(f"line {line}: a job needs an 'id' (text or a number), unique in the batch")
+    unknown = sorted(set(obj) - JOB_FIELDS)
+    if unknown:
+        raise InvalidInput(f"line {line}: unknown field(s) {unknown}; job fields are {sorted(JOB_FIELDS)}")
+    if ("messages" in obj) == ("workflow" in obj):
+        raise InvalidInput(f"line {line}: give 'messages' (an agent job) or 'workflow', exactly one")
+    user_id = validate_user_id(obj.get("user_id"))
+    sid = obj.get("session_id")
+    session_id = default_session_id(jid) if sid is None else validate_session_id(sid)
+    agent = default if obj.get("agent") is None else pick_agent(obj["agent"], agents, f"line {line}")
+    if "messages" in obj:
+        messages = obj["messages"]
+        messages = [messages] if isinstance(messages, str) else messages
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, str) for m in messages):
+            raise InvalidInput(f"line {line}: 'messages' must be a non-empty list of texts")
+        if "input" in obj:
+            raise InvalidInput(f"line {line}: 'input' is for workflow jobs; send it as a message instead")
+        if agent is None:
+            raise InvalidInput(f"line {line}: no agent; name one with 'agent' or set a default agent")
+        return Job(jid, line, session_id, user_id, agent, messages)
+    wf = obj["workflow"]
+    specs = wf.get("tasks") if isinstance(wf, dict) else None
+    if not isinstance(specs, list) or not specs or set(wf) - {"name", "tasks"}:
+        raise InvalidInput(f"line {line}: 'workflow' must be {{\"name\": ..., \"tasks\": [...]}} "
+                           "with at least one task")
+    tasks = []
+    for i, t in enumerate(specs, 1):
+        what = f"line {line} task {i}"
+        if not isinstance(t, dict) or set(t) - TASK_FIELDS:
+            raise InvalidInput(f"{what}: a task is an object with fields {sorted(TASK_FIELDS)}")
+        deps = t.get("depends_on") or []
+        deps = [deps] if isinstance(deps, str) else deps
+        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+            raise InvalidInput(f"{what}: 'depends_on' must be a list of task names")
+        for key in ("name", "expected_output"):
+            if t.get(key) is not None and not isinstance(t[key], str):
+                raise InvalidInput(f"{what}: {key!r} must be text")
+        task_agent = agent if t.get("agent") is None else pick_agent(t["agent"], agents, what)
+        if task_agent is None:
+            raise InvalidInput(f"{what}: no agent; name one on the task or the job, or set a default agent")
+        try:
+            tasks.append(Task(t.get("description"), agent=task_agent, context=obj.get("input"),
+                              depends_on=deps, name=t.get("name"), expected_output=t.get("expected_output")))
+        except InvalidInput as exc:
+            raise InvalidInput(f"{what}: {exc}") from None
+    try:
+        plan(tasks)
+    except WorkflowError as exc:
+        raise InvalidInput(f"line {line}: {exc}") from None
+    return Job(jid, line, session_id, user_id, agent or tasks[0].agent, tasks=tasks)
+
+
+def resolve_agents(agents: dict[str, Agent] | str | os.PathLike[str] | None) -> dict[str, Agent]:
+    """Agents by name from a dict or an agents file (None: no agents)."""
+    if agents is None:
+        return {}
+    if isinstance(agents, (str, os.PathLike)):
+        return load_agents(agents)
+    if not isinstance(agents, dict) or not all(isinstance(k, str) and isinstance(v, Agent) for k, v in agents.items()):
+        raise InvalidInput("agents must be a dict of name -> repertory.Agent, or the path of an agents file")
+    return dict(agents)
+
+
+def pick_default(default_agent: Agent | str | None, agents: dict[str, Agent]) -> Agent | None:
+    """The agent of jobs that name none: the one given, else the only agent, else (no agents) an assistant."""
+    if isinstance(default_agent, Agent):
+        return default_agent
+    if isinstance(default_agent, str):
+        return pick_agent(default_agent, agents, "default_agent")
+    if default_agent is not None:
+        raise InvalidInput("default_agent must be an agent's name or a repertory.Agent")
+    if len(agents) == 1:
+        return next(iter(agents.values()))
+    return None if agents else Agent("Assistant", "You are a helpful assistant.")
