@@ -54,6 +54,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUnavailable
 
+from . import redis_scripts as scripts
 from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 
 __all__ = ["RedisStore"]
@@ -63,115 +64,6 @@ log = structlog.get_logger("repertory.store.redis")
 T = TypeVar("T")
 
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
-
-# Sets the same absolute expiry (or none) on every key of one session, checkpoints included.
-_EXPIRE_ALL = """
-local function expire_all(meta, msgs, cps, cp_prefix, at)
-  local keys = {meta, msgs, cps}
-  for _, id in ipairs(redis.call('ZRANGE', cps, 0, -1)) do keys[#keys + 1] = cp_prefix .. id end
-  for _, k in ipairs(keys) do
-    if at == '' then redis.call('PERSIST', k) else redis.call('PEXPIREAT', k, at) end
-  end
-end
-"""
-
-# KEYS: meta, msgs, cps
-# ARGV: expected_version, meta, base_count, replace, updated_at, expire_ms|'', expires_at|'',
-#       write_id, cp_prefix, message...
-# -> {1, new_version} or {0, current_version}
-_COMMIT = _EXPIRE_ALL + """
-local expected = tonumber(ARGV[1])
-local stored = redis.call('HGET', KEYS[1], 'version')
-local current = stored and tonumber(stored) or 0
-if current ~= expected then
-  -- the client library re-sends after a dropped connection; if the first send did apply,
-  -- answer as it would have instead of reporting a conflict with ourselves
-  if stored and redis.call('HGET', KEYS[1], 'write_id') == ARGV[8] then return {1, current} end
-  return {0, current}
-end
-local base = tonumber(ARGV[3])
-if expected == 0 or ARGV[4] == '1' or base <= 0 then
-  redis.call('DEL', KEYS[2])
-else
-  redis.call('LTRIM', KEYS[2], 0, base - 1)
-end
--- unpack() is bounded by the Lua C stack: push long histories in slices
-for i = 10, #ARGV, 1000 do
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
-end
-local version = current + 1
-redis.call('HSET', KEYS[1], 'version', version, 'meta', ARGV[2], 'n_messages', redis.call('LLEN', KEYS[2]),
-           'updated_at', ARGV[5], 'expires_at', ARGV[7], 'write_id', ARGV[8])
-expire_all(KEYS[1], KEYS[2], KEYS[3], ARGV[9], ARGV[6])
-return {1, version}
-"""
-
-# KEYS: meta, msgs -> false or {version, meta, n_messages, updated_at, expires_at, {messages}}
-# One script, so the hash and the list are read at one instant (they cannot expire in between).
-_LOAD = """
-local h = redis.call('HMGET', KEYS[1], 'version', 'meta', 'n_messages', 'updated_at', 'expires_at')
-if not h[1] then return false end
-local n = tonumber(h[3])
-local msgs = {}
-if n > 0 then msgs = redis.call('LRANGE', KEYS[2], 0, n - 1) end
-return {h[1], h[2], h[3], h[4], h[5], msgs}
-"""
-
-# KEYS: meta, msgs, cps; ARGV: expire_ms|'', expires_at|'', cp_prefix -> 1, or 0 if gone
-_TOUCH = _EXPIRE_ALL + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
-expire_all(KEYS[1], KEYS[2], KEYS[3], ARGV[3], ARGV[1])
-return 1
-"""
-
-# KEYS: meta, msgs, cps; ARGV: cp_prefix -> 1 if the session existed
-_DELETE = """
-local existed = redis.call('EXISTS', KEYS[1])
-for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do redis.call('UNLINK', ARGV[1] .. id) end
-redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])
-return existed
-"""
-
-# KEYS: meta, cps, cp; ARGV: cp_id, kind, seq, created_at, turn, label, data
-_PUT_CHECKPOINT = """
-redis.call('HSET', KEYS[3], 'kind', ARGV[2], 'seq', ARGV[3], 'created_at', ARGV[4], 'turn', ARGV[5],
-           'label', ARGV[6], 'data', ARGV[7])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
--- a checkpoint lives exactly as long as its session (no session: no expiry to inherit)
-local at = redis.call('PEXPIRETIME', KEYS[1])
-if at > 0 then
-  redis.call('PEXPIREAT', KEYS[3], at)
-  redis.call('PEXPIREAT', KEYS[2], at)
-else
-  redis.call('PERSIST', KEYS[3])
-  redis.call('PERSIST', KEYS[2])
-end
-return 1
-"""
-
-# KEYS: cps; ARGV: cp_prefix, kind|'' -> {{cp_id, kind, seq, created_at, turn, label}, ...}
-_LIST_CHECKPOINTS = """
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local h = redis.call('HMGET', ARGV[1] .. id, 'kind', 'seq', 'created_at', 'turn', 'label')
-  if h[1] and (ARGV[2] == '' or h[1] == ARGV[2]) then
-    out[#out + 1] = {id, h[1], h[2], h[3], h[4], h[5]}
-  end
-end
-return out
-"""
-
-# KEYS: cps; ARGV: cp_prefix, cp_id... -> how many existed
-_DELETE_CHECKPOINTS = """
-local n = 0
-for i = 2, #ARGV do
-  local indexed = redis.call('ZREM', KEYS[1], ARGV[i])
-  local stored = redis.call('UNLINK', ARGV[1] .. ARGV[i])
-  if indexed == 1 or stored == 1 then n = n + 1 end
-end
-return n
-"""
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
@@ -321,13 +213,13 @@ class RedisStore(Store):
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries),
         )
         self._client: Redis = Redis.from_pool(pool)
-        self._commit_script = self._client.register_script(_COMMIT)
-        self._load_script = self._client.register_script(_LOAD)
-        self._touch_script = self._client.register_script(_TOUCH)
-        self._delete_script = self._client.register_script(_DELETE)
-        self._put_cp_script = self._client.register_script(_PUT_CHECKPOINT)
-        self._list_cps_script = self._client.register_script(_LIST_CHECKPOINTS)
-        self._delete_cps_script = self._client.register_script(_DELETE_CHECKPOINTS)
+        self._commit_script = self._client.register_script(scripts.COMMIT)
+        self._load_script = self._client.register_script(scripts.LOAD)
+        self._touch_script = self._client.register_script(scripts.TOUCH)
+        self._delete_script = self._client.register_script(scripts.DELETE)
+        self._put_cp_script = self._client.register_script(scripts.PUT_CHECKPOINT)
+        self._list_cps_script = self._client.register_script(scripts.LIST_CHECKPOINTS)
+        self._delete_cps_script = self._client.register_script(scripts.DELETE_CHECKPOINTS)
         self._writes = _Batcher(self, "commit")
         self._reads = _Batcher(self, "load")
         # write ids only need to differ between writes of one session: a random
