@@ -25,6 +25,8 @@ from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, 
 __all__ = ["SQLiteStore"]
 
 log = structlog.get_logger("repertory.store.sqlite")
+_INLINE_MAX = 16  # larger groups commit on the store thread, so the loop is never held long
+_CHECKPOINT_EVERY = 256  # inline commits between WAL checkpoints on the store thread
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -68,6 +70,8 @@ class SQLiteStore(Store):
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[StateWrite, asyncio.Future[int]]] = []
         self._flushing = False
+        self._inline: sqlite3.Connection | None = None
+        self._inline_commits = 0
 
     # -- the store thread -------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -102,8 +106,22 @@ class SQLiteStore(Store):
         )]
         return SessionRecord(key, version, meta, msgs, updated_at, expires_at)
 
-    def _commit_sync(self, writes: list[StateWrite]) -> list[int | Exception]:
-        conn = self._connect()
+    def _inline_connect(self) -> sqlite3.Connection | None:
+        """The event loop's own connection: never waits for a lock (busy_timeout 0)."""
+        if self._inline is None and self._conn is not None:  # the schema exists by now
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA busy_timeout=0")
+            # WAL checkpoints can take milliseconds: the store thread runs them instead.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._inline = conn
+        return self._inline
+
+    def _checkpoint_wal(self) -> None:
+        self._connect().execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _commit_sync(self, writes: list[StateWrite], conn: sqlite3.Connection | None = None) -> list[int | Exception]:
+        conn = conn or self._connect()
         results: list[int | Exception] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -257,7 +275,10 @@ class SQLiteStore(Store):
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    results = await self._run(self._commit_sync, [w for w, _ in batch])
+                    writes = [w for w, _ in batch]
+                    results = self._commit_inline(writes) if len(writes) <= _INLINE_MAX else None
+                    if results is None:
+                        results = await self._run(self._commit_sync, writes)
                 except Exception as exc:  # the whole transaction failed: every writer hears it
                     for _, fut in batch:
                         if not fut.done():
@@ -272,6 +293,25 @@ class SQLiteStore(Store):
                         fut.set_result(res)
         finally:
             self._flushing = False
+
+    def _commit_inline(self, writes: list[StateWrite]) -> list[int | Exception] | None:
+        """Commit on the loop thread when no other writer holds the lock (~30 µs instead of a
+        ~180 µs thread hop); None when the lock is taken, to wait for it on the store thread."""
+        conn = self._inline_connect()
+        if conn is None:
+            return None
+        try:
+            results = self._commit_sync(writes, conn)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None
+            raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+        self._inline_commits += 1
+        if self._inline_commits % _CHECKPOINT_EVERY == 0:
+            asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint_wal)
+        return results
 
     async def delete(self, key: str) -> bool:
         return await self._run(self._tx, self._delete_in, key)
@@ -301,6 +341,10 @@ class SQLiteStore(Store):
         return await self._run(self._list_sync, prefix, updated_before, limit)
 
     async def close(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
+
         def _close() -> None:
             if self._conn is not None:
                 self._conn.close()
