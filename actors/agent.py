@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from repertory.agent import Agent, AgentCore, TurnOutput
 from repertory.model_client import LiteLLMClient, load_litellm
+from repertory.wire import pack
 
 __all__ = ["AgentActor"]
 
@@ -29,13 +30,14 @@ class AgentActor:
             # litellm takes seconds to import: start now so the first turn does not pay it all.
             threading.Thread(target=load_litellm, daemon=True).start()
 
-    async def run(self, history: bytes | list[dict], context: dict | None, shared_state_id: str | None = None) -> TurnOutput:
-        return await self._core.run(history, context, shared_state_id)
+    async def run(self, history: bytes | list[dict], context: dict | None,
+                  shared_state_id: str | None = None) -> bytes | TurnOutput:
+        return pack(await self._core.run(history, context, shared_state_id))
 
     async def stream(self, history: bytes | list[dict], context: dict | None,
-                     shared_state_id: str | None = None) -> AsyncIterator[str | TurnOutput]:
+                     shared_state_id: str | None = None) -> AsyncIterator[str | bytes | TurnOutput]:
         async for item in self._core.stream(history, context, shared_state_id):
-            yield item
+            yield item if isinstance(item, str) else pack(item)
 
     async def ping(self) -> str:
         return self._core.agent.name

@@ -10,6 +10,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
 from repertory.agent import TurnOutput
 from repertory.errors import AgentError
+from repertory.wire import unpack
 
 from .calls import unwrap_ray_error
 
@@ -50,7 +51,7 @@ class RayAgentPool:
         for attempt in range(replicas + 2):
             name, h = self._handle(agent_key, replicas)
             try:
-                return await h.run.remote(history, context, shared_state_id)
+                return unpack(TurnOutput, await h.run.remote(history, context, shared_state_id))
             except RayTaskError as exc:
                 raise unwrap_ray_error(exc) from None
             except (ActorDiedError, ActorUnavailableError) as exc:
@@ -66,6 +67,7 @@ class RayAgentPool:
         gen = h.stream.options(num_returns="streaming").remote(history, context, shared_state_id)
         try:
             async for ref in gen:
-                yield await ref
+                item = await ref
+                yield item if isinstance(item, str) else unpack(TurnOutput, item)
         except RayTaskError as exc:
             raise unwrap_ray_error(exc) from None

@@ -14,6 +14,7 @@ from typing import Any
 from repertory.config import Settings
 from repertory.host import HostCore
 from repertory.session_state import TurnReply, TurnRequest
+from repertory.wire import pack, unpack
 
 from .agent_pool import RayAgentPool
 
@@ -36,12 +37,12 @@ class SessionHost:
         self._core = HostCore(store, RayAgentPool(settings.namespace), settings, name=name,
                               sweep_store=name == "host-0")
 
-    async def turn(self, req: TurnRequest) -> TurnReply:
-        return await self._core.turn(req)
+    async def turn(self, req: bytes | TurnRequest) -> bytes | TurnReply:
+        return pack(await self._core.turn(unpack(TurnRequest, req)))
 
-    async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
-        async for item in self._core.stream_turn(req):
-            yield item
+    async def stream_turn(self, req: bytes | TurnRequest) -> AsyncIterator[str | bytes | TurnReply]:
+        async for item in self._core.stream_turn(unpack(TurnRequest, req)):
+            yield item if isinstance(item, str) else pack(item)
 
     async def call(self, method: str, *args: Any) -> Any:
         if method not in _ALLOWED:

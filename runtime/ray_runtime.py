@@ -25,6 +25,7 @@ from .errors import AgentError, RuntimeNotReady
 from .routing import host_index
 from .runtime import Runtime
 from .session_state import TurnReply, TurnRequest
+from .wire import pack, unpack
 
 __all__ = ["RayRuntime", "RaySharedStateBackend"]
 
@@ -129,13 +130,15 @@ class RayRuntime(Runtime):
             lambda exc: RuntimeNotReady(f"the host of session {key!r} did not come back: {exc}"))
 
     async def turn(self, req: TurnRequest, placement: str = "shared") -> TurnReply:
-        return await self._retrying(req.key, placement, lambda h: h.turn.remote(req))
+        data = pack(req)
+        return unpack(TurnReply, await self._retrying(req.key, placement, lambda h: h.turn.remote(data)))
 
     async def stream_turn(self, req: TurnRequest, placement: str = "shared") -> AsyncIterator[str | TurnReply]:
-        gen = self._host(req.key, placement).stream_turn.options(num_returns="streaming").remote(req)
+        gen = self._host(req.key, placement).stream_turn.options(num_returns="streaming").remote(pack(req))
         try:
             async for ref in gen:
-                yield await ref
+                item = await ref
+                yield item if isinstance(item, str) else unpack(TurnReply, item)
         except RayTaskError as exc:
             raise _unwrap(exc) from None
 
