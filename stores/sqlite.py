@@ -27,6 +27,7 @@ __all__ = ["SQLiteStore"]
 log = structlog.get_logger("repertory.store.sqlite")
 _INLINE_MAX = 16  # larger groups commit on the store thread, so the loop is never held long
 _CHECKPOINT_EVERY = 256  # inline commits between WAL checkpoints on the store thread
+_INLINE_MAX_MESSAGES = 256  # longer histories are read on the store thread
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -91,8 +92,10 @@ class SQLiteStore(Store):
             self._conn = conn
         return self._conn
 
-    def _load_sync(self, key: str) -> SessionRecord | None:
-        conn = self._connect()
+    def _load_sync(self, key: str, conn: sqlite3.Connection | None = None,
+                   max_messages: int | None = None) -> SessionRecord | None | bool:
+        """The session; False if it has more than ``max_messages`` (read it elsewhere)."""
+        conn = conn or self._connect()
         row = conn.execute(
             "SELECT version, meta, n_messages, updated_at, expires_at FROM sessions WHERE key = ?", (key,)
         ).fetchone()
@@ -101,6 +104,8 @@ class SQLiteStore(Store):
         version, meta, n, updated_at, expires_at = row
         if expires_at is not None and expires_at <= time.time():
             return None
+        if max_messages is not None and n > max_messages:
+            return False
         msgs = [r[0] for r in conn.execute(
             "SELECT data FROM messages WHERE key = ? AND seq < ? ORDER BY seq", (key, n)
         )]
@@ -259,6 +264,16 @@ class SQLiteStore(Store):
 
     # -- the async verbs --------------------------------------------------------------
     async def load(self, key: str) -> SessionRecord | None:
+        conn = self._inline_connect()
+        if conn is not None:
+            # WAL readers never wait for writers: a short history is read on the loop thread
+            # (~50 µs instead of a thread hop); a long one on the store thread.
+            try:
+                rec = self._load_sync(key, conn, _INLINE_MAX_MESSAGES)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+            if rec is not False:
+                return rec  # type: ignore[return-value]
         return await self._run(self._load_sync, key)
 
     async def commit(self, write: StateWrite) -> int:
