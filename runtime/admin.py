@@ -162,6 +162,7 @@ def list_sessions(prefix: str = "", user_id: str | None = None, older_than: time
 
 
 async def _cleanup(rt: Runtime, older_than: timedelta, dry_run: bool) -> list[SessionSummary]:
+    cutoff = time.time() - older_than.total_seconds()
     stale = await _list(rt, "", None, older_than, None)
     if dry_run or not stale:
         return stale
@@ -169,8 +170,9 @@ async def _cleanup(rt: Runtime, older_than: timedelta, dry_run: bool) -> list[Se
 
     async def drop(s: SessionSummary) -> bool:
         async with gate:
-            # Through the host: a resident copy is dropped with the stored one.
-            return await rt.call(s.key, "shared", "delete", s.key)
+            # Through the host, under the session's lock: a resident copy goes too, and a
+            # session used since it was listed is kept.
+            return await rt.call(s.key, "shared", "delete", s.key, cutoff)
 
     existed = await asyncio.gather(*(drop(s) for s in stale))
     removed = [s for s, gone in zip(stale, existed) if gone]

@@ -341,9 +341,17 @@ class HostCore:
             return True
         return await self.store.load(key) is not None
 
-    async def delete(self, key: str) -> bool:
+    async def delete(self, key: str, updated_before: float | None = None) -> bool:
+        """Delete a session; with ``updated_before``, only if it was not updated since (cleanup
+        must not remove a session that was used after it was listed)."""
         slot = self._slot(key)
         async with slot.lock:
+            if updated_before is not None:
+                rec = await self.store.load(key)
+                if rec is None:
+                    return False
+                if rec.updated_at >= updated_before:
+                    return False
             existed = await self.store.delete(key)
             slot.state = None
         self._slots.pop(key, None)

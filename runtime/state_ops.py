@@ -120,7 +120,10 @@ async def edit_history(store: Store, state: SessionState, action: str, arg: Any 
     if action == "edit":
         edited = dict(history[arg], content=content, edited_at=time.time())
         messages[arg] = _codec.encode(edited)
-    await _commit_replace(store, state, messages, state.meta)
+    meta = state.meta
+    if action == "pop_turn":
+        meta = dict(meta, turns=max(meta["turns"] - 1, 0))
+    await _commit_replace(store, state, messages, meta)
     return removed
 
 

@@ -270,6 +270,10 @@ class SQLiteStore(Store):
             # (~50 µs instead of a thread hop); a long one on the store thread.
             try:
                 rec = self._load_sync(key, conn, _INLINE_MAX_MESSAGES)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+                rec = False  # a checkpoint holds the WAL index for a moment: read on the store thread
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
             if rec is not False:

@@ -350,3 +350,27 @@ def test_cli_import_corrupt_is_one_red_line(cli_db, tmp_path):
     result = _run(tmp_path / "fresh.db", "import", str(out))
     assert result.exit_code == 1 and "CorruptState" in result.output and "line 3" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cleanup_keeps_a_session_used_after_it_was_listed(tmp_path):
+    import asyncio
+    import time as _time
+
+    import repertory
+    from repertory import Session
+
+    rt = repertory.init(runtime="local", store=f"sqlite:///{tmp_path / 'race.db'}")
+    try:
+        s = Session(session_id="busy-one")
+        s.chat("hello")
+        cutoff = _time.time() - 3600  # listed as if older than an hour ago...
+        s.chat("used again")          # ...but used since
+        gone = asyncio.run(_delete(rt, "busy-one", cutoff))
+        assert gone is False and s.exists()
+        assert asyncio.run(_delete(rt, "busy-one", _time.time() + 1)) is True
+    finally:
+        repertory.shutdown()
+
+
+async def _delete(rt, key, cutoff):
+    return await rt.call(key, "shared", "delete", key, cutoff)

@@ -98,7 +98,8 @@ def test_two_runtimes_on_one_redis_session(prefix):
 
         results = asyncio.run(burst())
         lost = {i for i, r in enumerate(results) if isinstance(r, Exception)}
-        assert all(isinstance(results[i], repertory.ConcurrentUpdate) for i in lost) and len(lost) <= 3
+        assert all(isinstance(results[i], repertory.ConcurrentUpdate) for i in lost), results
+        assert len(lost) <= 8, results
         c = LocalRuntime(Settings(store=url))  # a fresh reader: resident copies may lag
         users = [m["content"] for m in Session(session_id="shared", runtime=c).get_history() if m["role"] == "user"]
         c.shutdown()
