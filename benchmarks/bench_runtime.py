@@ -44,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     console,
-    content,
     emit_json,
     fmt_num,
     fmt_ratio,

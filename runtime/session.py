@@ -78,7 +78,7 @@ class Session(SessionOpsMixin):
         self._runtime = runtime
         self._deployed_on: Runtime | None = None
         self._key = storage_key(self.session_id, self.user_id)
-        self.runtime  # deploy the agents now: errors surface here, not on the first message
+        _ = self.runtime  # deploys the agents now: errors surface here, not on the first message
 
     @property
     def runtime(self) -> Runtime:

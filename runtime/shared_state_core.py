@@ -173,7 +173,7 @@ class SharedStateCore:
             pending = [(v, ch) for v, ch in self._changes if v > seen]
             if not pending:
                 async with self._changed:
-                    await self._changed.wait_for(lambda: self._changes and self._changes[-1][0] > seen)
+                    await self._changed.wait_for(lambda after=seen: bool(self._changes) and self._changes[-1][0] > after)
                 continue
             for v, ch in pending:
                 seen = v

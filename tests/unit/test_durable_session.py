@@ -170,7 +170,7 @@ def test_two_runtimes_write_one_session_without_lost_updates(tmp_path):
 
 
 def test_ttl_expiry_and_pin_on_sqlite(tmp_path):
-    rt = repertory.init(runtime="local", store=f"sqlite:///{tmp_path / 'ttl.db'}", sweep_interval=0.1,
+    repertory.init(runtime="local", store=f"sqlite:///{tmp_path / 'ttl.db'}", sweep_interval=0.1,
                         idle_timeout=0.2)
     try:
         short = Session(session_id="short", ttl=0.5)

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis

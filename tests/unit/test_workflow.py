@@ -1,6 +1,5 @@
 """Tasks and workflows on the local runtime, against a local OpenAI-compatible server."""
 
-import time
 
 import pytest
 
