@@ -218,7 +218,10 @@ class Workflow:
                 async with sem:
                     self._emit("task_started", name)
                     agent = task.agent or (self.session.agent if self.session is not None else Agent())
-                    prompt = task.prompt(results, session_context if not deps else None)
+                    # Root tasks see the session's context, unless the caller gave one (the seed
+                    # page passes session.get_context() itself).
+                    own = deps or task.context is not None
+                    prompt = task.prompt(results, None if own else session_context)
                     try:
                         out = await runtime.run_agent(agent, [{"role": "user", "content": prompt}])
                     except RepertoryError as exc:
