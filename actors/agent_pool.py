@@ -12,7 +12,7 @@ from repertory.agent import TurnOutput
 from repertory.errors import AgentError
 from repertory.wire import unpack
 
-from .calls import unwrap_ray_error
+from .calls import iterate_streaming, unwrap_ray_error
 
 __all__ = ["RayAgentPool", "agent_actor_name"]
 
@@ -65,9 +65,5 @@ class RayAgentPool:
                      shared_state_id: str | None = None) -> AsyncIterator[str | TurnOutput]:
         _, h = self._handle(agent_key, replicas)
         gen = h.stream.options(num_returns="streaming").remote(history, context, shared_state_id)
-        try:
-            async for ref in gen:
-                item = await ref
-                yield item if isinstance(item, str) else unpack(TurnOutput, item)
-        except RayTaskError as exc:
-            raise unwrap_ray_error(exc) from None
+        async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else unpack(TurnOutput, i)):
+            yield item

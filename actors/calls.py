@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
 from repertory.errors import RepertoryError
 
-__all__ = ["RESTART_WAIT", "call_restartable", "unwrap_ray_error"]
+__all__ = ["RESTART_WAIT", "call_restartable", "iterate_streaming", "unwrap_ray_error"]
 
 T = TypeVar("T")
 RESTART_WAIT = 60.0  # seconds to keep resending to an actor that Ray is restarting
@@ -43,3 +43,13 @@ async def call_restartable(call: Callable[[], Awaitable[T]], gone: Callable[[Bas
                 raise gone(exc) from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+async def iterate_streaming(gen: Any, convert: Callable[[Any], T] = lambda item: item) -> AsyncIterator[T]:
+    """The items of a Ray streaming generator (``num_returns="streaming"``), converted, with
+    the repertory error inside a failed task raised as itself."""
+    try:
+        async for ref in gen:
+            yield convert(await ref)
+    except RayTaskError as exc:
+        raise unwrap_ray_error(exc) from None

@@ -134,13 +134,11 @@ class RayRuntime(Runtime):
         return unpack(TurnReply, await self._retrying(req.key, placement, lambda h: h.turn.remote(data)))
 
     async def stream_turn(self, req: TurnRequest, placement: str = "shared") -> AsyncIterator[str | TurnReply]:
+        from repertory.actors.calls import iterate_streaming
+
         gen = self._host(req.key, placement).stream_turn.options(num_returns="streaming").remote(pack(req))
-        try:
-            async for ref in gen:
-                item = await ref
-                yield item if isinstance(item, str) else unpack(TurnReply, item)
-        except RayTaskError as exc:
-            raise _unwrap(exc) from None
+        async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else unpack(TurnReply, i)):
+            yield item
 
     async def call(self, key: str, placement: str, method: str, *args: Any) -> Any:
         return await self._retrying(key, placement, lambda h: h.call.remote(method, *args))
@@ -249,9 +247,7 @@ class RaySharedStateBackend:
         return await self._call("snapshot")
 
     async def watch(self, keys: list[str] | None, after: int | None) -> AsyncIterator[dict[str, Any]]:
-        gen = self.handle.watch.options(num_returns="streaming").remote(keys, after)
-        try:
-            async for ref in gen:
-                yield await ref
-        except RayTaskError as exc:
-            raise _unwrap(exc) from None
+        from repertory.actors.calls import iterate_streaming
+
+        async for change in iterate_streaming(self.handle.watch.options(num_returns="streaming").remote(keys, after)):
+            yield change
