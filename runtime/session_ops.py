@@ -199,13 +199,17 @@ class SessionOpsMixin:
         return run_sync(self.amerge, other, session_id)
 
     # -- user data, profile, preferences ----------------------------------------------
+    def _fields(self) -> dict[str, Any]:
+        """user_data, user_profile, metadata, times and counters, without the history."""
+        return run_sync(self._op, "read_fields")
+
     def _write_field(self, field: str, value: dict[str, Any], replace: bool = False) -> dict[str, Any]:
         return run_sync(self._op, "update_fields", field, value, replace)
 
     @property
     def user_data(self) -> StateDict:
         """The session's user data; assignments and changes are written through."""
-        return StateDict(self, "user_data", run_sync(self.aget_state)["user_data"])  # type: ignore[arg-type]
+        return StateDict(self, "user_data", self._fields()["user_data"])
 
     @user_data.setter
     def user_data(self, value: dict[str, Any]) -> None:
@@ -214,7 +218,7 @@ class SessionOpsMixin:
     @property
     def metadata(self) -> dict[str, Any]:
         """Free-form metadata; assign to replace it."""
-        return run_sync(self.aget_state)["metadata"]  # type: ignore[attr-defined]
+        return self._fields()["metadata"]
 
     @metadata.setter
     def metadata(self, value: dict[str, Any]) -> None:
@@ -223,7 +227,7 @@ class SessionOpsMixin:
     @property
     def user_profile(self) -> StateDict:
         """The user's profile (``preferences`` inside it); assignments and changes are written through."""
-        return StateDict(self, "user_profile", run_sync(self.aget_state)["user_profile"])  # type: ignore[arg-type]
+        return StateDict(self, "user_profile", self._fields()["user_profile"])
 
     @user_profile.setter
     def user_profile(self, value: dict[str, Any]) -> None:
@@ -244,9 +248,7 @@ class SessionOpsMixin:
         run_sync(self.aupdate_profile, key, value)
 
     async def aupdate_preference(self, key: str, value: Any) -> None:
-        profile = (await self.aget_state())["user_profile"]  # type: ignore[attr-defined]
-        prefs = {**profile.get("preferences", {}), key: value}
-        await self._op("update_fields", "user_profile", {"preferences": prefs}, False)
+        await self._op("update_item", "user_profile", "preferences", {key: value}, "merge")
 
     def update_preference(self, key: str, value: Any) -> None:
         """Set one user preference (kept in ``user_profile['preferences']``)."""
@@ -257,16 +259,14 @@ class SessionOpsMixin:
 
     def get_duration(self) -> float:
         """Seconds from the session's creation to its last update."""
-        st = run_sync(self.aget_state)  # type: ignore[attr-defined]
+        st = self._fields()
         return st["updated_at"] - st["created_at"]
 
     # -- context and results (what workflows read and record) -------------------------
     async def aadd_result(self, objective: str, results: Any) -> None:
         """Record a workflow's ``results`` for ``objective`` in the session state."""
-        state = await self.aget_state()  # type: ignore[attr-defined]
-        recorded = [*state["metadata"].get("results", []),
-                    {"objective": objective, "results": results, "timestamp": time.time()}]
-        await self._op("update_fields", "metadata", {"results": recorded}, False)
+        await self._op("update_item", "metadata", "results",
+                       {"objective": objective, "results": results, "timestamp": time.time()}, "append")
 
     def add_result(self, objective: str, results: Any) -> None:
         run_sync(self.aadd_result, objective, results)
@@ -336,7 +336,7 @@ class SessionOpsMixin:
 
     # -- lifecycle --------------------------------------------------------------------
     def __enter__(self) -> Session:
-        run_sync(self.aget_state)  # type: ignore[attr-defined]  # activate (load) now
+        self._fields()  # activate (load) now
         return self  # type: ignore[return-value]
 
     def __exit__(self, *exc: object) -> None:
@@ -344,7 +344,7 @@ class SessionOpsMixin:
         return None
 
     async def __aenter__(self) -> Session:
-        await self.aget_state()  # type: ignore[attr-defined]
+        await self._op("read_fields")
         return self  # type: ignore[return-value]
 
     async def __aexit__(self, *exc: object) -> None:

@@ -140,6 +140,29 @@ async def update_fields(store: Store, state: SessionState, field: str, updates: 
     return value
 
 
+async def update_item(store: Store, state: SessionState, field: str, key: str, value: Any,
+                      mode: str) -> Any:
+    """Merge ``value`` into the dict at ``field[key]`` (mode "merge") or append it to the list
+    there ("append"), in one write under the session's lock: concurrent callers lose nothing."""
+    current = state.meta.get(field, {}).get(key)
+    if mode == "merge":
+        new = {**(current or {}), **value}
+    elif mode == "append":
+        new = [*(current or []), value]
+    else:
+        raise InvalidInput(f"unknown update mode {mode!r}")
+    await update_fields(store, state, field, {key: new})
+    return new
+
+
+async def read_fields(store: Store, state: SessionState) -> dict[str, Any]:
+    """Everything but the history: reading user data does not decode or ship the messages."""
+    m = state.meta
+    return {"user_data": m["user_data"], "user_profile": m["user_profile"], "metadata": m["metadata"],
+            "created_at": m["created_at"], "updated_at": m["updated_at"], "turns": m["turns"],
+            "version": state.version}
+
+
 async def set_ttl(store: Store, state: SessionState, ttl: float | None) -> None:
     meta = dict(state.meta, ttl=ttl)
     await _commit_replace(store, state, state.messages, meta)
@@ -223,6 +246,8 @@ OPS = {
     "list_checkpoints": list_checkpoints,
     "edit_history": edit_history,
     "update_fields": update_fields,
+    "update_item": update_item,
+    "read_fields": read_fields,
     "set_ttl": set_ttl,
     "set_state": set_state,
     "export": export,

@@ -142,8 +142,8 @@ class Workflow:
     async def _progress(self) -> dict[str, dict[str, Any]]:
         if self.session is None:
             return {}
-        state = await self.session.aget_state()
-        return state["metadata"].get("workflows", {}).get(self.name, {}).get("tasks", {})
+        fields = await self.session._op("read_fields")
+        return fields["metadata"].get("workflows", {}).get(self.name, {}).get("tasks", {})
 
     async def _record(self, entries: dict[str, Any], status: str | None = None) -> None:
         if self.session is not None:

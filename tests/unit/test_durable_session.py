@@ -232,3 +232,12 @@ def test_property_save_load_fork_merge_keep_histories(rt, tmp_path, a, b):
         return (m["role"], m["content"], m["timestamp"], None)
     assert len({ident(m) for m in merged}) == len(merged) == len({ident(m) for m in a + b})
     assert [m["timestamp"] for m in merged] == sorted(m["timestamp"] for m in merged)
+
+
+async def test_concurrent_results_and_preferences_lose_nothing(rt):
+    s = Session(session_id="busy-fields")
+    await asyncio.gather(*[s.aadd_result(f"objective {i}", i) for i in range(20)],
+                         *[s.aupdate_preference(f"p{i}", i) for i in range(20)])
+    ctx = await s.aget_context()
+    assert sorted(r["results"] for r in ctx["results"]) == list(range(20))
+    assert ctx["user_profile"]["preferences"] == {f"p{i}": i for i in range(20)}
