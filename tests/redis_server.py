@@ -77,3 +77,19 @@ def private_redis(tmp_path):
         yield server
     finally:
         server.stop()
+
+
+TEST_DB_URL = "redis://127.0.0.1:6379/15"
+
+
+async def drop_redis_keys(prefix: str, url: str = TEST_DB_URL) -> None:
+    """Remove every key under ``prefix`` (and nothing else) from the test database."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        names = [n async for n in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for i in range(0, len(names), 500):
+            await client.unlink(*names[i:i + 500])
+    finally:
+        await client.aclose()

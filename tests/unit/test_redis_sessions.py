@@ -11,6 +11,7 @@ import repertory
 from repertory import Session, StoreUnavailable
 from repertory.config import Settings
 from repertory.runtime import LocalRuntime
+from redis_server import drop_redis_keys
 
 pytestmark = pytest.mark.redis
 
@@ -19,9 +20,7 @@ pytestmark = pytest.mark.redis
 def prefix():
     p = f"rptest-{uuid.uuid4().hex[:8]}"
     yield p
-    r = redis.Redis(host="127.0.0.1", port=6379, db=15)
-    for k in r.scan_iter(match=f"{p}:*"):
-        r.unlink(k)
+    asyncio.run(drop_redis_keys(p))
 
 
 def test_default_ttl_is_one_hour_and_pin_removes_it(prefix):

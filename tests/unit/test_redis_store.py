@@ -20,22 +20,12 @@ from repertory.errors import ConcurrentUpdate, InvalidInput, StoreUnavailable
 from repertory.stores.base import CheckpointInfo, CheckpointRecord, StateWrite
 from repertory.stores.factory import open_store
 from repertory.stores.redis import RedisStore
-from redis_server import PrivateRedis  # noqa: F401  (fixture private_redis comes from conftest)
+from redis_server import PrivateRedis, drop_redis_keys  # noqa: F401  (fixture private_redis comes from conftest)
 
 pytestmark = pytest.mark.redis
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 KEY = "user@example.com/s:1.a-b"
-
-
-async def _drop_keys(url: str, prefix: str) -> None:
-    client = aioredis.Redis.from_url(url)
-    try:
-        names = [n async for n in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        for i in range(0, len(names), 500):
-            await client.unlink(*names[i:i + 500])
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
@@ -58,7 +48,7 @@ async def store(prefix):
         yield s
     finally:
         await s.close()
-        await _drop_keys(REDIS_URL, prefix)
+        await drop_redis_keys(prefix, REDIS_URL)
 
 
 async def _keys(raw: aioredis.Redis, prefix: str) -> set[str]:
@@ -239,7 +229,7 @@ async def test_closed_store_refuses_work(prefix):
     await s.close()
     with pytest.raises(StoreUnavailable, match="closed"):
         await s.load(KEY)
-    await _drop_keys(REDIS_URL, prefix)
+    await drop_redis_keys(prefix, REDIS_URL)
 
 
 # -- the script cache and outages (private servers) -----------------------------------------

@@ -6,23 +6,9 @@ import time
 import pytest
 
 from repertory.errors import ConcurrentUpdate
+from redis_server import TEST_DB_URL as REDIS_URL
+from redis_server import drop_redis_keys
 from repertory.stores import MemoryStore, SQLiteStore, StateWrite
-
-
-REDIS_URL = "redis://127.0.0.1:6379/15"
-
-
-async def drop_redis_keys(prefix: str) -> None:
-    """Remove every key under ``prefix`` (and nothing else) from the test database."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        names = [n async for n in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        for i in range(0, len(names), 500):
-            await client.unlink(*names[i:i + 500])
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
