@@ -86,7 +86,7 @@ def memory_child(n: int) -> dict[str, Any]:
             rec = await super().load(key)
             if rec is None:
                 return None
-            return SessionRecord(rec.key, rec.version, bytes(bytearray(rec.meta)),
+            return SessionRecord(rec.key, rec.revision, bytes(bytearray(rec.meta)),
                                  [bytes(bytearray(m)) for m in rec.messages], rec.updated_at, rec.expires_at)
 
     async def main() -> dict[str, Any]:

@@ -10,7 +10,7 @@ each keeps its checksum::
 
     {"format": "repertory.session.v1",
      "key": "alice/s1", "session_id": "s1", "user_id": "alice",   # readable; checked on import
-     "version": 7,                                                # store version when exported
+     "version": 7,                                                # store revision when exported
      "meta": "<base64 codec record: the meta dict>",
      "messages": ["<base64 codec record: one message>", ...],
      "checkpoints": [{"info": {"id": 1, "cp_id": "c1", "kind": "checkpoint", "turn": 2,
@@ -75,7 +75,7 @@ class SessionSummary:
     n_messages: int
     updated_at: datetime
     expires_at: datetime | None
-    version: int
+    revision: int
 
 
 class ImportResult(int):
@@ -99,7 +99,7 @@ def _utc(ts: float) -> datetime:
 def _summary(info: SessionInfo) -> SessionSummary:
     user_id, _, session_id = info.key.rpartition("/")  # ids never hold '/', see storage_key
     return SessionSummary(session_id, user_id or None, info.key, info.n_messages, _utc(info.updated_at),
-                          None if info.expires_at is None else _utc(info.expires_at), info.version)
+                          None if info.expires_at is None else _utc(info.expires_at), info.revision)
 
 
 # -- durations --------------------------------------------------------------------------

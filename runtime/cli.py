@@ -273,7 +273,7 @@ def sessions_show(
     info.add_column(style="bold")
     info.add_column(overflow="fold")
     rows = [("created", _fmt_time(state["created_at"])), ("updated", _fmt_time(state["updated_at"])),
-            ("turns", str(state["turns"])), ("store version", str(state["version"])),
+            ("turns", str(state["turns"])), ("revision", str(state["revision"])),
             ("user_data", _fmt_data(state["user_data"])), ("user_profile", _fmt_data(state["user_profile"])),
             ("metadata", _fmt_data(state["metadata"])),
             ("checkpoints", ", ".join(f"{c['id']} (turn {c['turn']}{': ' + c['label'] if c['label'] else ''})"

@@ -95,7 +95,7 @@ class HostCore:
             slot.touched = 0.0 if rec is not None else time.time()
         state = slot.state
         ttl = state.meta.get("ttl")
-        if ttl and state.version > 0:
+        if ttl and state.revision > 0:
             now = time.time()
             # Access refreshes the expiry; at most every tenth of the TTL, so reads stay cheap.
             if now - slot.touched >= ttl / 10 or slot.touched == 0.0:
@@ -174,20 +174,20 @@ class HostCore:
     async def _commit_turn(self, state: SessionState, req: TurnRequest, out: TurnOutput,
                            user_msg: dict) -> TurnReply:
         write, meta, messages = state.append_write([user_msg, *out.messages], turn_id=req.turn_id)
-        version = await self.store.commit(write)
-        state.applied(version, meta, messages)
-        log.debug("turn_committed", turn=meta["turns"], version=version, messages=len(messages), **out.usage)
+        revision = await self.store.commit(write)
+        state.applied(revision, meta, messages)
+        log.debug("turn_committed", turn=meta["turns"], revision=revision, messages=len(messages), **out.usage)
         if req.checkpoint_every and meta["turns"] % req.checkpoint_every == 0:
             await state_ops.create_checkpoint(self.store, state, label=f"auto at turn {meta['turns']}",
                                               keep=req.keep_checkpoints)
-        return TurnReply(out.reply, out.usage, len(messages), version)
+        return TurnReply(out.reply, out.usage, len(messages), revision)
 
     def _replay(self, state: SessionState, req: TurnRequest) -> TurnReply | None:
         # A resent request (the caller lost the reply when a host died): answer from the store.
         content = state.replay(req.turn_id)
         if content is None:
             return None
-        return TurnReply(content, {}, len(state.messages), state.version, replayed=True)
+        return TurnReply(content, {}, len(state.messages), state.revision, replayed=True)
 
     @staticmethod
     def _user_message(req: TurnRequest) -> dict[str, Any]:
@@ -312,15 +312,15 @@ class HostCore:
 
     async def replace(self, key: str, session_id: str, user_id: str | None,
                       messages: list[dict] | None = None, meta_updates: dict[str, Any] | None = None) -> int:
-        """Replace the history (None keeps it) and update meta fields; returns the new version."""
+        """Replace the history (None keeps it) and update meta fields; returns the new revision."""
         new_messages = None if messages is None else check_history(messages)
 
         async def put(state: SessionState) -> int:
             msgs = state.history() if new_messages is None else new_messages
             write, meta, encoded = state.replace_write(msgs, meta_updates)
-            version = await self.store.commit(write)
-            state.applied(version, meta, encoded)
-            return version
+            revision = await self.store.commit(write)
+            state.applied(revision, meta, encoded)
+            return revision
 
         return await self._with_session(key, session_id, user_id, put)
 
@@ -337,7 +337,7 @@ class HostCore:
 
     async def exists(self, key: str) -> bool:
         slot = self._slots.get(key)
-        if slot is not None and slot.state is not None and slot.state.version > 0:
+        if slot is not None and slot.state is not None and slot.state.revision > 0:
             return True
         return await self.store.load(key) is not None
 

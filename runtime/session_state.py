@@ -80,18 +80,18 @@ class TurnReply:
     content: str
     usage: dict
     n_messages: int
-    version: int
+    revision: int
     replayed: bool = False
 
 
 class SessionState:
-    """History (encoded messages) plus meta, at a known store version."""
+    """History (encoded messages) plus meta, at a known store revision."""
 
-    __slots__ = ("key", "version", "meta", "messages")
+    __slots__ = ("key", "revision", "meta", "messages")
 
-    def __init__(self, key: str, version: int, meta: dict[str, Any], messages: list[bytes]) -> None:
+    def __init__(self, key: str, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:
         self.key = key
-        self.version = version
+        self.revision = revision
         self.meta = meta
         self.messages = messages
 
@@ -112,7 +112,7 @@ class SessionState:
             raise UnsupportedFormat(f"session {rec.key!r} has state schema {meta.get('schema') if isinstance(meta, dict) else '?'}")
         # Check every message once, here, so that reads can decode the history in one pass.
         messages = [verify(m, source=f"session {rec.key!r} message {i}") for i, m in enumerate(rec.messages)]
-        return cls(rec.key, rec.version, meta, messages)
+        return cls(rec.key, rec.revision, meta, messages)
 
     def history(self) -> list[dict[str, Any]]:
         return unpack_array(pack_array(self.messages))
@@ -149,7 +149,7 @@ class SessionState:
                       [turn_id, len(self.messages) + len(messages) - 1]]
             meta["recent_turns"] = recent
         encoded = [_codec.encode(m) for m in messages]
-        write = StateWrite(self.key, self.version, _codec.encode(meta), encoded,
+        write = StateWrite(self.key, self.revision, _codec.encode(meta), encoded,
                            base_count=len(self.messages), updated_at=now, expires_at=self._expires(now))
         return write, meta, self.messages + encoded
 
@@ -159,12 +159,12 @@ class SessionState:
         now = time.time()
         meta = dict(self.meta, updated_at=now, **(meta_updates or {}))
         encoded = [_codec.encode(m) for m in messages]
-        write = StateWrite(self.key, self.version, _codec.encode(meta), encoded, replace=True,
+        write = StateWrite(self.key, self.revision, _codec.encode(meta), encoded, replace=True,
                            updated_at=now, expires_at=self._expires(now))
         return write, meta, encoded
 
-    def applied(self, version: int, meta: dict[str, Any], messages: list[bytes]) -> None:
-        self.version, self.meta, self.messages = version, meta, messages
+    def applied(self, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:
+        self.revision, self.meta, self.messages = revision, meta, messages
 
     def public_state(self) -> dict[str, Any]:
         """The documented plain-dict form of the state (see Session.get_state)."""
@@ -172,4 +172,4 @@ class SessionState:
         return {"schema": SCHEMA_VERSION, "session_id": m["session_id"], "user_id": m["user_id"],
                 "history": self.history(), "user_data": m["user_data"], "user_profile": m["user_profile"],
                 "metadata": m["metadata"], "created_at": m["created_at"], "updated_at": m["updated_at"],
-                "turns": m["turns"], "version": self.version}
+                "turns": m["turns"], "revision": self.revision}

@@ -19,7 +19,7 @@ __all__ = ["SharedState"]
 
 
 class SharedState:
-    """A named, versioned key-value map; ``SharedState()`` makes a new one, ``SharedState("id")`` opens one."""
+    """A named, revisioned key-value map; ``SharedState()`` makes a new one, ``SharedState("id")`` opens one."""
 
     def __init__(self, state_id: str | None = None, *, runtime: Any = None, backend: Any = None) -> None:
         self.state_id = validate_session_id(state_id) if state_id is not None else f"shared-{uuid.uuid4().hex}"
@@ -67,9 +67,9 @@ class SharedState:
         """A copy of all values."""
         return (await self._backend().snapshot())["values"]
 
-    async def aversion(self) -> int:
-        """The version number; it grows by one with every change."""
-        return (await self._backend().snapshot())["version"]
+    async def arevision(self) -> int:
+        """The revision number; it grows by one with every change."""
+        return (await self._backend().snapshot())["revision"]
 
     async def acompare_and_set(self, key: str, expected: Any, new: Any) -> bool:
         """Set ``key`` to ``new`` only if it holds ``expected`` (None: absent); True if it did."""
@@ -84,7 +84,7 @@ class SharedState:
         return await self._mutate("append", key, item)
 
     async def awatch(self, keys: list[str] | None = None, *, after: int | None = None) -> AsyncIterator[dict]:
-        """Changes as they happen: ``{"version": v, "changes": {key: value}}`` (None: deleted)."""
+        """Changes as they happen: ``{"revision": v, "changes": {key: value}}`` (None: deleted)."""
         if keys is not None and not isinstance(keys, (list, tuple)):
             raise InvalidInput("watch takes a list of keys, or None for all")
         async for change in self._backend().watch(list(keys) if keys else None, after):
@@ -109,8 +109,8 @@ class SharedState:
     def snapshot(self) -> dict[str, Any]:
         return run_sync(self.asnapshot)
 
-    def version(self) -> int:
-        return run_sync(self.aversion)
+    def revision(self) -> int:
+        return run_sync(self.arevision)
 
     def compare_and_set(self, key: str, expected: Any, new: Any) -> bool:
         return run_sync(self.acompare_and_set, key, expected, new)

@@ -1,9 +1,9 @@
-"""Shared state: a versioned key-value map many sessions and agents read and write.
+"""Shared state: a revisioned key-value map many sessions and agents read and write.
 
 :class:`SharedStateCore` is the logic (no Ray): every mutation is applied under one lock and
-written to the store (compare-and-set on the record's version) before it is acknowledged, so
+written to the store (compare-and-set on the record's revision) before it is acknowledged, so
 concurrent writers lose nothing and a restart finds every acknowledged change. Watchers wait
-on a condition and receive the changes after a given version.
+on a condition and receive the changes after a given revision.
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ def shared_state_key(state_id: str) -> str:
 
 
 class SharedStateCore:
-    """One shared state's values, version and watchers."""
+    """One shared state's values, revision and watchers."""
 
     def __init__(self, store: Store, state_id: str) -> None:
         self.store = store
         self.state_id = state_id
         self.key = shared_state_key(state_id)
         self.values: dict[str, Any] = {}
-        self.version = 0  # store version of the record
+        self.revision = 0  # store revision of the record
         self._lock = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._changes: list[tuple[int, dict[str, Any]]] = []
@@ -54,7 +54,7 @@ class SharedStateCore:
             body = _codec.decode(rec.meta, source=f"shared state {self.state_id!r}")
             self.values = dict(body.get("values", {}))
             self._recent_ops = list(body.get("recent_ops", []))
-            self.version = rec.version
+            self.revision = rec.revision
         self._loaded = True
 
     @staticmethod
@@ -75,15 +75,15 @@ class SharedStateCore:
             now = time.time()
             recent = [*self._recent_ops[-(_RECENT_OPS - 1):], [op_id, result]] if op_id else self._recent_ops
             body = {"values": new, "updated_at": now, "recent_ops": recent}
-            write = StateWrite(self.key, self.version, _codec.encode(body), replace=True, updated_at=now)
+            write = StateWrite(self.key, self.revision, _codec.encode(body), replace=True, updated_at=now)
             try:
-                version = await self.store.commit(write)
+                revision = await self.store.commit(write)
             except ConcurrentUpdate:
                 # Another process wrote this state (two runtimes): reload; the caller retries.
                 self._loaded = False
                 raise
-            self.values, self.version, self._recent_ops = new, version, recent
-            self._changes.append((version, {k: new.get(k) for k in changed}))
+            self.values, self.revision, self._recent_ops = new, revision, recent
+            self._changes.append((revision, {k: new.get(k) for k in changed}))
             del self._changes[:-_HISTORY]
         async with self._changed:
             self._changed.notify_all()
@@ -162,12 +162,12 @@ class SharedStateCore:
 
     async def snapshot(self) -> dict[str, Any]:
         await self._load()
-        return {"values": dict(self.values), "version": self.version}
+        return {"values": dict(self.values), "revision": self.revision}
 
     async def watch(self, keys: list[str] | None, after: int | None) -> AsyncIterator[dict[str, Any]]:
-        """Yield ``{"version": v, "changes": {key: value}}`` for each change after ``after``."""
+        """Yield ``{"revision": v, "changes": {key: value}}`` for each change after ``after``."""
         await self._load()
-        seen = self.version if after is None else after
+        seen = self.revision if after is None else after
         wanted = set(keys) if keys else None
         while True:
             pending = [(v, ch) for v, ch in self._changes if v > seen]
@@ -179,4 +179,4 @@ class SharedStateCore:
                 seen = v
                 picked = {k: val for k, val in ch.items() if wanted is None or k in wanted}
                 if picked:
-                    yield {"version": v, "changes": picked}
+                    yield {"revision": v, "changes": picked}

@@ -3,7 +3,7 @@
 Each function takes the store and the resident :class:`SessionState` (the host holds the
 session's mailbox lock while it runs) and commits with compare-and-set, so a lost race
 surfaces as ConcurrentUpdate and the host retries on fresh state. Restores never move the
-version backwards: they write the old content as a new version.
+revision backwards: they write the old content as a new revision.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _LIVE_FIELDS = ("session_id", "user_id", "created_at", "ttl", "recent_turns", "l
 
 
 def snapshot(state: SessionState) -> bytes:
-    return _codec.encode({"meta": state.meta, "messages": state.messages, "version": state.version})
+    return _codec.encode({"meta": state.meta, "messages": state.messages, "revision": state.revision})
 
 
 def unsnapshot(data: bytes, source: str) -> dict[str, Any]:
@@ -45,11 +45,11 @@ async def _commit_replace(store: Store, state: SessionState, messages_raw: list[
     now = time.time()
     meta = dict(meta, updated_at=updated_at or now)
     ttl = meta.get("ttl")
-    write = StateWrite(state.key, state.version, _codec.encode(meta), list(messages_raw), replace=True,
+    write = StateWrite(state.key, state.revision, _codec.encode(meta), list(messages_raw), replace=True,
                        updated_at=meta["updated_at"], expires_at=now + ttl if ttl else None)
-    version = await store.commit(write)
-    state.applied(version, meta, list(messages_raw))
-    return version
+    revision = await store.commit(write)
+    state.applied(revision, meta, list(messages_raw))
+    return revision
 
 
 async def create_checkpoint(store: Store, state: SessionState, label: str = "", kind: str = CHECKPOINT,
@@ -160,7 +160,7 @@ async def read_fields(store: Store, state: SessionState) -> dict[str, Any]:
     m = state.meta
     return {"user_data": m["user_data"], "user_profile": m["user_profile"], "metadata": m["metadata"],
             "created_at": m["created_at"], "updated_at": m["updated_at"], "turns": m["turns"],
-            "version": state.version}
+            "revision": state.revision}
 
 
 async def set_ttl(store: Store, state: SessionState, ttl: float | None) -> None:
@@ -186,10 +186,10 @@ async def set_state(store: Store, state: SessionState, new: dict[str, Any]) -> i
 
 
 async def export(store: Store, state: SessionState, with_checkpoints: bool = False) -> dict[str, Any]:
-    if state.version == 0:
+    if state.revision == 0:
         raise SessionNotFound(f"session {state.key!r} does not exist; nothing to export")
     out: dict[str, Any] = {"kind": "repertory.session", "key": state.key, "meta": state.meta,
-                           "messages": state.messages, "version": state.version, "checkpoints": []}
+                           "messages": state.messages, "version": state.revision, "checkpoints": []}
     if with_checkpoints:
         for info in await store.list_checkpoints(state.key):
             rec = await store.get_checkpoint(state.key, info.cp_id)
@@ -199,18 +199,18 @@ async def export(store: Store, state: SessionState, with_checkpoints: bool = Fal
 
 
 async def import_(store: Store, state: SessionState, doc: dict[str, Any], overwrite: bool = True) -> int:
-    if not overwrite and state.version > 0:
+    if not overwrite and state.revision > 0:
         raise InvalidInput(f"session {state.key!r} already exists; delete it or import with overwrite")
     meta = dict(doc["meta"], session_id=state.meta["session_id"], user_id=state.meta["user_id"])
-    if state.version == 0:
+    if state.revision == 0:
         meta["created_at"] = doc["meta"].get("created_at", time.time())
     # An imported session keeps its age, so listing and cleanup see when it was last used.
-    version = await _commit_replace(store, state, doc["messages"], meta, updated_at=doc["meta"].get("updated_at"))
+    revision = await _commit_replace(store, state, doc["messages"], meta, updated_at=doc["meta"].get("updated_at"))
     for cp in doc.get("checkpoints") or []:
         i = cp["info"]
         info = CheckpointInfo(state.key, i["cp_id"], i["kind"], i["id"], i["timestamp"], i["turn"], i["label"])
         await store.put_checkpoint(CheckpointRecord(info, cp["data"]))
-    return version
+    return revision
 
 
 async def get_checkpoint_snapshot(store: Store, state: SessionState, ref: int | str,

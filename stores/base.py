@@ -2,7 +2,7 @@
 
 A session is stored as one *meta* blob (everything but the history, codec-encoded) plus its
 messages, each a codec-encoded blob in order. A turn appends messages; edits replace them.
-Every write is a compare-and-set on the session's version, so two writers never silently
+Every write is a compare-and-set on the session's revision, so two writers never silently
 overwrite each other: the loser gets :class:`~repertory.errors.ConcurrentUpdate`.
 """
 
@@ -19,7 +19,7 @@ class SessionRecord:
     """A session as read from a store."""
 
     key: str
-    version: int
+    revision: int
     meta: bytes
     messages: list[bytes]
     updated_at: float
@@ -30,13 +30,13 @@ class SessionRecord:
 class StateWrite:
     """One compare-and-set write of a session.
 
-    ``expected_version`` 0 means "the session must not exist yet". With ``replace`` the
+    ``expected_revision`` 0 means "the session must not exist yet". With ``replace`` the
     stored messages are replaced by ``messages``; otherwise ``messages`` are appended after
     the ``base_count`` messages the writer knows of.
     """
 
     key: str
-    expected_version: int
+    expected_revision: int
     meta: bytes
     messages: list[bytes] = field(default_factory=list)
     base_count: int = 0
@@ -50,7 +50,7 @@ class SessionInfo:
     """A line of a session listing."""
 
     key: str
-    version: int
+    revision: int
     n_messages: int
     updated_at: float
     expires_at: float | None
@@ -92,7 +92,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def commit(self, write: StateWrite) -> int:
-        """Apply ``write`` atomically; return the new version or raise ConcurrentUpdate."""
+        """Apply ``write`` atomically; return the new revision or raise ConcurrentUpdate."""
 
     @abc.abstractmethod
     async def delete(self, key: str) -> bool:

@@ -32,15 +32,15 @@ class MemoryStore(Store):
         rec = self._live(key)
         if rec is None:
             return None
-        return SessionRecord(rec.key, rec.version, rec.meta, list(rec.messages), rec.updated_at, rec.expires_at)
+        return SessionRecord(rec.key, rec.revision, rec.meta, list(rec.messages), rec.updated_at, rec.expires_at)
 
     async def commit(self, write: StateWrite) -> int:
         rec = self._live(write.key)
-        current = rec.version if rec else 0
-        if current != write.expected_version:
+        current = rec.revision if rec else 0
+        if current != write.expected_revision:
             raise ConcurrentUpdate(
-                f"session {write.key!r} is at version {current}, the write expected "
-                f"{write.expected_version}; reload the session and retry"
+                f"session {write.key!r} is at revision {current}, the write expected "
+                f"{write.expected_revision}; reload the session and retry"
             )
         if rec is None or write.replace:
             messages = list(write.messages)
@@ -87,7 +87,7 @@ class MemoryStore(Store):
         self, *, prefix: str = "", updated_before: float | None = None, limit: int | None = None
     ) -> list[SessionInfo]:
         out = [
-            SessionInfo(r.key, r.version, len(r.messages), r.updated_at, r.expires_at)
+            SessionInfo(r.key, r.revision, len(r.messages), r.updated_at, r.expires_at)
             for k in list(self._records)
             if k.startswith(prefix) and (r := self._live(k)) is not None
             and (updated_before is None or r.updated_at < updated_before)

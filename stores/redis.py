@@ -359,7 +359,7 @@ class RedisStore(Store):
         keys = self._session_keys(write.key)
         expire_ms, expires_at = _expiry_args(write.expires_at)
         args = (
-            write.expected_version, write.meta, write.base_count, "1" if write.replace else "0",
+            write.expected_revision, write.meta, write.base_count, "1" if write.replace else "0",
             repr(float(write.updated_at)), expire_ms, expires_at, next(self._write_ids),
             f"{self._base(write.key)}:cp:", *write.messages,
         )
@@ -368,8 +368,8 @@ class RedisStore(Store):
             ok, version = res
             if not ok:
                 raise ConcurrentUpdate(
-                    f"session {write.key!r} is at version {version}, the write expected "
-                    f"{write.expected_version}; reload the session and retry"
+                    f"session {write.key!r} is at revision {version}, the write expected "
+                    f"{write.expected_revision}; reload the session and retry"
                 )
             return int(version)
 

@@ -141,7 +141,7 @@ class SQLiteStore(Store):
     @staticmethod
     def _apply(conn: sqlite3.Connection, w: StateWrite) -> int | Exception:
         now = time.time()
-        if w.expected_version == 0:
+        if w.expected_revision == 0:
             # An expired row counts as absent: it may be replaced by a new session.
             conn.execute(
                 "DELETE FROM sessions WHERE key = ? AND expires_at IS NOT NULL AND expires_at <= ?",
@@ -158,14 +158,14 @@ class SQLiteStore(Store):
             cur = conn.execute(
                 "UPDATE sessions SET version = version + 1, meta = ?, n_messages = ?, updated_at = ?,"
                 " expires_at = ? WHERE key = ? AND version = ?",
-                (w.meta, n, w.updated_at, w.expires_at, w.key, w.expected_version),
+                (w.meta, n, w.updated_at, w.expires_at, w.key, w.expected_revision),
             )
             replace, start = w.replace, w.base_count
         if cur.rowcount != 1:
             row = conn.execute("SELECT version FROM sessions WHERE key = ?", (w.key,)).fetchone()
             return ConcurrentUpdate(
-                f"session {w.key!r} is at version {row[0] if row else 0}, the write expected "
-                f"{w.expected_version}; reload the session and retry"
+                f"session {w.key!r} is at revision {row[0] if row else 0}, the write expected "
+                f"{w.expected_revision}; reload the session and retry"
             )
         if replace:
             conn.execute("DELETE FROM messages WHERE key = ?", (w.key,))
@@ -175,7 +175,7 @@ class SQLiteStore(Store):
             "INSERT INTO messages (key, seq, data) VALUES (?, ?, ?)",
             [(w.key, start + i, m) for i, m in enumerate(w.messages)],
         )
-        return w.expected_version + 1
+        return w.expected_revision + 1
 
     def _tx(self, fn, *args):
         conn = self._connect()

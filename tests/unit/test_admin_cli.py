@@ -93,7 +93,7 @@ def test_list_sessions_filters_and_summaries(db):
     assert (first.session_id, first.user_id, first.n_messages, first.expires_at) == ("a1", "alice", 2, None)
     assert first.updated_at.tzinfo is not None and first.updated_at.utcoffset() == timedelta(0)
     assert datetime.now(timezone.utc) - first.updated_at > timedelta(days=39)
-    assert first.version >= 1
+    assert first.revision >= 1
     assert rows[2].user_id is None and rows[2].session_id == "b1"
     assert [r.key for r in repertory.list_sessions(user_id="alice")] == ["alice/a1", "alice/a2"]
     assert [r.key for r in repertory.list_sessions(prefix="a2", user_id="alice")] == ["alice/a2"]

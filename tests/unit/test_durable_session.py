@@ -36,14 +36,14 @@ def test_checkpoint_list_restore_and_retention(rt):
         s.restore_checkpoint(99)
 
 
-def test_restore_keeps_version_moving_forward(rt):
+def test_restore_keeps_revision_moving_forward(rt):
     s = Session()
     s.chat("one")
     cp = s.create_checkpoint()
-    v_before = s.get_state()["version"]
+    v_before = s.get_state()["revision"]
     s.chat("two")
     s.restore_checkpoint(cp)
-    assert s.get_state()["version"] > v_before + 1  # restore is a new write, never a rewind
+    assert s.get_state()["revision"] > v_before + 1  # restore is a new write, never a rewind
 
 
 def test_fork_is_independent_and_can_start_at_a_checkpoint(rt):

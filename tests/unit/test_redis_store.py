@@ -206,10 +206,10 @@ async def test_one_of_twenty_concurrent_writers_wins(store):
     winners = [i for i, r in enumerate(results) if r == 2]
     losers = [r for r in results if isinstance(r, ConcurrentUpdate)]
     assert len(winners) == 1 and len(losers) == 19
-    assert KEY in str(losers[0]) and "version 2" in str(losers[0]) and "expected 1" in str(losers[0])
+    assert KEY in str(losers[0]) and "revision 2" in str(losers[0]) and "expected 1" in str(losers[0])
     assert "reload" in str(losers[0])
     rec = await store.load(KEY)
-    assert (rec.version, rec.meta, rec.messages) == (2, f"w{winners[0]}".encode(), [b"a", f"x{winners[0]}".encode()])
+    assert (rec.revision, rec.meta, rec.messages) == (2, f"w{winners[0]}".encode(), [b"a", f"x{winners[0]}".encode()])
 
 
 async def test_a_resent_commit_is_recognised(store, monkeypatch):
@@ -219,7 +219,7 @@ async def test_a_resent_commit_is_recognised(store, monkeypatch):
     assert await store.commit(write) == 1
     assert await store.commit(write) == 1
     assert (await store.load(KEY)).messages == [b"a"]
-    with pytest.raises(ConcurrentUpdate):  # a different write with a stale version still loses
+    with pytest.raises(ConcurrentUpdate):  # a different write with a stale revision still loses
         await store.commit(write)
 
 
@@ -250,7 +250,7 @@ async def test_script_cache_flush_is_survived(private_redis):
             s.load(KEY),
         )
         assert results[:6] == [2, 1, 1, 1, 1, 1]
-        assert results[6].version in (1, 2)
+        assert results[6].revision in (1, 2)
         assert (await s.load(KEY)).messages == [b"a", b"b"]
         assert [c.cp_id for c in await s.list_checkpoints(KEY)] == ["c1"]  # direct path
     finally:
@@ -304,8 +304,8 @@ async def test_hung_server_times_out_and_leaves_state_whole(private_redis):
             os.kill(private_redis.proc.pid, signal.SIGCONT)
         # The server may still run the write it had buffered: either way it is all or nothing.
         rec = await s.load(KEY)
-        assert (rec.version, rec.meta, rec.messages) in [(1, b"m1", [b"a"]), (2, b"m2", [b"a", b"b", b"c"])]
-        assert await s.commit(StateWrite(KEY, rec.version, b"m3", [b"d"], base_count=len(rec.messages))) \
-            == rec.version + 1
+        assert (rec.revision, rec.meta, rec.messages) in [(1, b"m1", [b"a"]), (2, b"m2", [b"a", b"b", b"c"])]
+        assert await s.commit(StateWrite(KEY, rec.revision, b"m3", [b"d"], base_count=len(rec.messages))) \
+            == rec.revision + 1
     finally:
         await s.close()

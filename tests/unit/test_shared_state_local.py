@@ -10,7 +10,7 @@ from repertory import Agent, InvalidInput, Session, SharedState
 
 def test_operations_and_versions(rt):
     s = SharedState("board")
-    assert s.get("missing", 7) == 7 and s.version() == 0
+    assert s.get("missing", 7) == 7 and s.revision() == 0
     s.set("a", 1)
     s.update({"b": [1], "c": {"x": True}})
     assert s.increment("a", 2) == 3
@@ -21,7 +21,7 @@ def test_operations_and_versions(rt):
     assert s.delete("c") is True and s.delete("c") is False
     assert s.snapshot() == {"a": 10, "b": [1, 2], "new": "made"}
     assert sorted(s.keys()) == ["a", "b", "new"]
-    assert s.version() == 7  # one per change; refused/no-op operations do not count
+    assert s.revision() == 7  # one per change; refused/no-op operations do not count
 
 
 def test_bad_values_and_keys_are_refused(rt):
@@ -71,7 +71,7 @@ async def test_watch_yields_changes(rt):
     await s.aset("a", 2)
     await asyncio.wait_for(task, 5)
     assert [c["changes"] for c in seen] == [{"a": 1}, {"a": 2}]
-    assert seen[1]["version"] > seen[0]["version"]
+    assert seen[1]["revision"] > seen[0]["revision"]
 
 
 def test_seed_multi_agent_snippet(rt):

@@ -37,7 +37,7 @@ async def test_create_append_load(store):
     assert v1 == 1
     v2 = await store.commit(StateWrite("k", 1, b"meta2", [b"m2"], base_count=2, updated_at=2.0))
     rec = await store.load("k")
-    assert (rec.version, rec.meta, rec.messages) == (v2, b"meta2", [b"m0", b"m1", b"m2"])
+    assert (rec.revision, rec.meta, rec.messages) == (v2, b"meta2", [b"m0", b"m1", b"m2"])
 
 
 async def test_replace_and_truncating_append(store):
