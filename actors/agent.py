@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 
-from repertory.agent import Agent, AgentCore, TurnOutput
-from repertory.model_client import LiteLLMClient, load_litellm
-from repertory.wire import pack
+from repertory.agents.agent import Agent, AgentCore, TurnOutput
+from repertory.agents.model_client import LiteLLMClient, load_litellm
+from repertory.host.wire import pack
 
 __all__ = ["AgentActor"]
 
@@ -17,8 +17,8 @@ class AgentActor:
 
     def __init__(self, agent: Agent, namespace: str) -> None:
         from repertory.logs import configure_logging
-        from repertory.ray_runtime import RaySharedStateBackend
-        from repertory.shared_state import SharedState
+        from repertory.runtimes.ray import RaySharedStateBackend
+        from repertory.shared.handle import SharedState
 
         configure_logging()
 

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
-from repertory.agent import TurnOutput
+from repertory.agents.agent import TurnOutput
 from repertory.errors import AgentError
-from repertory.wire import unpack
+from repertory.host.wire import unpack
 
 from .calls import iterate_streaming, unwrap_ray_error
 

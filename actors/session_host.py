@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from repertory.config import Settings
-from repertory.host import HostCore
-from repertory.session_state import TurnReply, TurnRequest
-from repertory.wire import pack, unpack
+from repertory.host.core import HostCore
+from repertory.state.session_state import TurnReply, TurnRequest
+from repertory.host.wire import pack, unpack
 
 from .agent_pool import RayAgentPool
 

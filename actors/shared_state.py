@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from repertory.config import Settings
-from repertory.shared_state_core import SharedStateCore
+from repertory.shared.core import SharedStateCore
 
 __all__ = ["SharedStateActor", "shared_state_actor_name"]
 

@@ -24,7 +24,7 @@ from _common import content, emit_json, fmt_num, fmt_ratio, load_info, ratio, ta
 
 async def baseline(n: int, concurrency: int) -> float:
     """Jobs/s of a plain asyncio loop over litellm (same model, same prompts, no storage)."""
-    from repertory.model_client import load_litellm
+    from repertory.agents.model_client import load_litellm
 
     litellm = load_litellm()
     sem = asyncio.Semaphore(concurrency)

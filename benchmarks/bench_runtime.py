@@ -74,9 +74,9 @@ def memory_child(n: int) -> dict[str, Any]:
     import tracemalloc
 
     from repertory.config import Settings
-    from repertory.host import HostCore
-    from repertory.runtime import LocalAgentPool
-    from repertory.session_state import SessionState
+    from repertory.host.core import HostCore
+    from repertory.runtimes.local import LocalAgentPool
+    from repertory.state.session_state import SessionState
     from repertory.stores import MemoryStore, SessionRecord
 
     class CopyingStore(MemoryStore):
@@ -142,7 +142,7 @@ def run_memory(n: int) -> dict[str, Any]:
 
 # -- d. model client cost in-process ---------------------------------------------------------
 async def model_client_cost(n: int) -> dict[str, Any]:
-    from repertory.model_client import LiteLLMClient, NullModelClient, load_litellm
+    from repertory.agents.model_client import LiteLLMClient, NullModelClient, load_litellm
 
     t0 = perf()
     load_litellm()
@@ -244,7 +244,7 @@ async def run_concurrent(settings: list[Setting], n_sessions: int, rounds: int) 
 
 
 def _req(agent, key: str, text: str):
-    from repertory.session_state import TurnRequest
+    from repertory.state.session_state import TurnRequest
 
     return TurnRequest(key=key, session_id=key, user_id=None, agent_key=agent.key, content=text,
                        turn_id=uuid.uuid4().hex)
@@ -577,8 +577,8 @@ def report(res: dict[str, Any], args) -> dict[str, Any]:
 # -- main ------------------------------------------------------------------------------------
 async def measure_all(tmp: Path, agents: dict[str, Any], hosts, rt_direct, rt_actor, args) -> dict[str, Any]:
     from repertory.config import Settings
-    from repertory.host import HostCore
-    from repertory.runtime import LocalAgentPool
+    from repertory.host.core import HostCore
+    from repertory.runtimes.local import LocalAgentPool
     from repertory.stores import SQLiteStore
 
     db = tmp / "inproc.db"
@@ -666,7 +666,7 @@ def main() -> None:
             res["memory"].append(run_memory(n))
 
     import repertory
-    from repertory.agent import Agent
+    from repertory.agents.agent import Agent
 
     agents = {"null": Agent("Bench", "You are terse.", model="repertory/null")}
     if not args.skip_demo:
@@ -681,7 +681,7 @@ def main() -> None:
     import ray
 
     from repertory.config import Settings
-    from repertory.ray_runtime import RayRuntime
+    from repertory.runtimes.ray import RayRuntime
 
     with tempfile.TemporaryDirectory(prefix="repertory-bench-") as tmpdir:
         tmp = Path(tmpdir)

@@ -102,7 +102,7 @@ class RepertoryBackend(Backend):
         self.store = self._make()
 
     async def setup(self, sid, msgs):
-        from repertory.session_state import SessionState
+        from repertory.state.session_state import SessionState
 
         st = SessionState.new(sid, sid, None, self.ttl)
         write, meta, enc = st.append_write(msgs, turns=10)
@@ -118,7 +118,7 @@ class RepertoryBackend(Backend):
         st.applied(version, meta, enc)
 
     async def load(self, sid):
-        from repertory.session_state import SessionState
+        from repertory.state.session_state import SessionState
 
         t0 = perf()
         rec = await self.store.load(sid)

@@ -6,7 +6,7 @@ is called.
 
 from __future__ import annotations
 
-from .admin import (
+from repertory.admin.sessions import (
     acleanup,
     aexport_sessions,
     aimport_sessions,
@@ -16,11 +16,11 @@ from .admin import (
     import_sessions,
     list_sessions,
 )
-from .agent import Agent
-from .api import get_runtime, init, is_initialized, shutdown
-from .batch import BatchReport, abatch, batch
-from .demo_model import DEMO_MODEL
-from .errors import (
+from repertory.agents.agent import Agent
+from repertory.runtimes.current import get_runtime, init, is_initialized, shutdown
+from repertory.batch.runner import BatchReport, abatch, batch
+from repertory.agents.demo_model import DEMO_MODEL
+from repertory.errors import (
     AgentError,
     ConcurrentUpdate,
     CorruptState,
@@ -38,10 +38,10 @@ from .errors import (
     UnsupportedFormat,
     WorkflowError,
 )
-from .session import Session
-from .shared_state import SharedState
-from .tools import Tool
-from .workflow import Task, Workflow, WorkflowResults
+from repertory.session.handle import Session
+from repertory.shared.handle import SharedState
+from repertory.agents.tools import Tool
+from repertory.workflow import Task, Workflow, WorkflowResults
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import anyio
 from anyio.from_thread import BlockingPortal
 
-from .errors import RuntimeNotReady
+from repertory.errors import RuntimeNotReady
 
 __all__ = ["portal_thread_id", "run_sync", "iterate_sync"]
 

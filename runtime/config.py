@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .demo_model import DEMO_MODEL
-from .errors import InvalidInput
+from repertory.agents.demo_model import DEMO_MODEL
+from repertory.errors import InvalidInput
 
 __all__ = ["Settings", "default_model", "home_dir"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from .errors import InvalidSessionId
+from repertory.errors import InvalidSessionId
 
 __all__ = ["MAX_ID_LENGTH", "new_session_id", "validate_session_id", "validate_user_id"]
 

@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._sync import run_sync
-from .agent import Agent
-from .errors import InvalidInput, RepertoryError, WorkflowError
+from repertory._sync import run_sync
+from repertory.agents.agent import Agent
+from repertory.errors import InvalidInput, RepertoryError, WorkflowError
 
 if TYPE_CHECKING:
-    from .session import Session
+    from repertory.session.handle import Session
 
 __all__ = ["Task", "Workflow", "WorkflowResults", "plan"]
 
@@ -182,7 +182,7 @@ class Workflow:
     # -- running ------------------------------------------------------------------------
     async def arun(self) -> WorkflowResults:
         """Run every task whose dependencies are met, in parallel; returns results by task name."""
-        from .api import get_runtime
+        from repertory.runtimes.current import get_runtime
 
         runtime = self.session.runtime if self.session is not None else get_runtime()
         progress = await self._progress()

@@ -7,7 +7,7 @@ import pytest
 
 import repertory
 from repertory import Session
-from repertory.demo_model import DEMO_LABEL
+from repertory.agents.demo_model import DEMO_LABEL
 
 pytestmark = pytest.mark.ray
 

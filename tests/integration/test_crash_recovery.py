@@ -10,7 +10,7 @@ import ray
 
 import repertory
 from repertory import Agent, Session
-from repertory.routing import host_index
+from repertory.host.routing import host_index
 
 pytestmark = pytest.mark.ray
 

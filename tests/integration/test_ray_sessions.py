@@ -78,7 +78,7 @@ def test_killed_host_comes_back_with_full_history(runtime):
     s = Session(session_id="survivor")
     s.chat("My name is Alice")
     stats_before = {st["host"]: st["pid"] for st in runtime.stats()}
-    from repertory.routing import host_index
+    from repertory.host.routing import host_index
 
     idx = host_index("survivor", runtime.num_hosts)
     ray.kill(runtime.hosts[idx], no_restart=False)

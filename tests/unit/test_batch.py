@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 import repertory
 from openai_server import OpenAIServer
 from repertory import Agent, AgentError, InvalidInput, Session
-from repertory.agent_spec import import_tool, load_agents
+from repertory.agents.spec import import_tool, load_agents
 from repertory.cli import app
-from repertory.demo_model import DEMO_LABEL
+from repertory.agents.demo_model import DEMO_LABEL
 
-batch_mod = importlib.import_module("repertory.batch")  # repertory.batch is the function
+batch_mod = importlib.import_module("repertory.batch.runner")
 REPERTORY = str(Path(sys.executable).with_name("repertory"))
 
 

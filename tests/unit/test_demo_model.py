@@ -1,4 +1,4 @@
-from repertory.demo_model import DEMO_LABEL, demo_answer
+from repertory.agents.demo_model import DEMO_LABEL, demo_answer
 
 
 def msgs(*texts):

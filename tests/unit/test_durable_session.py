@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import repertory
 from repertory import CorruptState, InvalidInput, Session, UnsupportedFormat
 from repertory.config import Settings
-from repertory.runtime import LocalRuntime
+from repertory.runtimes.local import LocalRuntime
 
 
 def users(s):

@@ -5,13 +5,13 @@ import uuid
 
 import pytest
 
-from repertory.agent import Agent, AgentCore
+from repertory.agents.agent import Agent, AgentCore
 from repertory.config import Settings
 from repertory.errors import EmptyMessage, MessageTooLarge, ModelError
-from repertory.host import HostCore
-from repertory.model_client import ModelReply
-from repertory.runtime import LocalAgentPool
-from repertory.session_state import TurnRequest
+from repertory.host.core import HostCore
+from repertory.agents.model_client import ModelReply
+from repertory.runtimes.local import LocalAgentPool
+from repertory.state.session_state import TurnRequest
 from repertory.stores import MemoryStore, SQLiteStore
 
 

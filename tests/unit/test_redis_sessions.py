@@ -10,7 +10,7 @@ import redis
 import repertory
 from repertory import Session, StoreUnavailable
 from repertory.config import Settings
-from repertory.runtime import LocalRuntime
+from repertory.runtimes.local import LocalRuntime
 from redis_server import drop_redis_keys
 
 pytestmark = pytest.mark.redis

@@ -10,12 +10,12 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._sync import run_sync
-from .errors import InvalidInput
+from repertory._sync import run_sync
+from repertory.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from .agent import Agent
-    from .session import Session
+    from repertory.agents.agent import Agent
+    from repertory.session.handle import Session
 
 __all__ = ["SessionOpsMixin", "StateDict", "extract_topics"]
 
@@ -24,7 +24,7 @@ def extract_topics(history: list[dict[str, Any]], top: int = 5) -> list[str]:
     """Most frequent content words in the user messages of ``history``, most frequent first."""
     from collections import Counter
 
-    from .demo_model import keywords
+    from repertory.agents.demo_model import keywords
 
     counts = Counter(w for m in history if m.get("role") == "user" and isinstance(m.get("content"), str)
                      for w in keywords(m["content"]) if len(w) > 2)
@@ -155,7 +155,7 @@ class SessionOpsMixin:
     # -- branches and merges ----------------------------------------------------------
     async def afork(self, new_session_id: str | None = None, at: int | str | None = None) -> Session:
         """A new, independent session sharing this one's past (now, or at a checkpoint)."""
-        from .session import Session
+        from repertory.session.handle import Session
 
         if at is None:
             doc = await self._op("export", True)
@@ -180,8 +180,8 @@ class SessionOpsMixin:
         Works as ``a.merge(b)`` and ``Session.merge(a, b)``. Keys both set differently are
         listed in the new session's ``merge_conflicts`` (the later-updated session's value wins).
         """
-        from .merge import merge_states
-        from .session import Session
+        from repertory.state.merge import merge_states
+        from repertory.session.handle import Session
 
         a, b = await self.aget_state(), await other.aget_state()
         result = merge_states(a, b)
@@ -308,7 +308,7 @@ class SessionOpsMixin:
     # -- files ------------------------------------------------------------------------
     async def asave(self, path: str | os.PathLike[str], *, with_checkpoints: bool = False) -> str:
         """Write the session to ``path`` atomically, in repertory's format (also for ``.pkl``)."""
-        from .files import write_session_file
+        from repertory.state.files import write_session_file
 
         doc = await self._op("export", with_checkpoints)
         return str(write_session_file(path, doc))
@@ -320,7 +320,7 @@ class SessionOpsMixin:
     async def aload(cls, path: str | os.PathLike[str], agent: Agent | None = None,
                     session_id: str | None = None, **kwargs: Any) -> Session:
         """Restore a saved session into the runtime (same id unless ``session_id``) and return it."""
-        from .files import read_session_file
+        from repertory.state.files import read_session_file
 
         doc = read_session_file(path)
         meta = doc["meta"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from repertory.stores.codec import MsgpackCodec
 
-from .errors import CorruptState, InvalidInput, SessionFileNotFound
+from repertory.errors import CorruptState, InvalidInput, SessionFileNotFound
 
 __all__ = ["read_session_file", "write_atomic", "write_session_file"]
 

@@ -9,7 +9,7 @@ from typing import Any
 from repertory.stores.base import SessionRecord, StateWrite
 from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array, verify
 
-from .errors import EmptyMessage, InvalidInput, MessageTooLarge
+from repertory.errors import EmptyMessage, InvalidInput, MessageTooLarge
 
 __all__ = ["SCHEMA_VERSION", "SessionState", "TurnRequest", "TurnReply", "check_message", "storage_key"]
 
@@ -107,7 +107,7 @@ class SessionState:
     def from_record(cls, rec: SessionRecord) -> SessionState:
         meta = _codec.decode(rec.meta, source=f"session {rec.key!r} (meta)")
         if not isinstance(meta, dict) or meta.get("schema") != SCHEMA_VERSION:
-            from .errors import UnsupportedFormat
+            from repertory.errors import UnsupportedFormat
 
             raise UnsupportedFormat(f"session {rec.key!r} has state schema {meta.get('schema') if isinstance(meta, dict) else '?'}")
         # Check every message once, here, so that reads can decode the history in one pass.

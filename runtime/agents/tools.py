@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .errors import AgentError
+from repertory.errors import AgentError
 
 __all__ = ["Tool", "as_tool"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .shared_state import SharedState
-from .tools import Tool
+from repertory.shared.handle import SharedState
+from repertory.agents.tools import Tool
 
 __all__ = ["shared_state_tools"]
 

@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .demo_model import DEMO_MODEL, demo_answer
-from .errors import ModelError
+from repertory.agents.demo_model import DEMO_MODEL, demo_answer
+from repertory.errors import ModelError
 
 __all__ = ["NULL_MODEL", "LiteLLMClient", "ModelClient", "ModelReply", "NullModelClient", "client_for"]
 
@@ -64,7 +64,7 @@ def load_litellm():
             os.environ.setdefault("LITELLM_LOG", "ERROR")
             import litellm
 
-            from ._demo_provider import register_demo_provider
+            from repertory.agents.demo_provider import register_demo_provider
 
             litellm.suppress_debug_info = True
             litellm.telemetry = False

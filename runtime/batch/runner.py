@@ -43,17 +43,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ._sync import run_sync
-from .agent import Agent
-from .api import get_runtime
-from .agent_spec import Job, job_id, parse_job, pick_default, resolve_agents
-from .errors import InvalidInput, RepertoryError, WorkflowError
-from .logs import get_logger
-from .model_client import NULL_MODEL, load_litellm
-from .runtime import LocalRuntime, Runtime
-from .session import Session
-from .session_state import _RECENT_TURNS  # how many turn ids a session remembers for replay
-from .workflow import Workflow
+from repertory._sync import run_sync
+from repertory.agents.agent import Agent
+from repertory.runtimes.current import get_runtime
+from repertory.agents.spec import Job, job_id, parse_job, pick_default, resolve_agents
+from repertory.errors import InvalidInput, RepertoryError, WorkflowError
+from repertory.logs import get_logger
+from repertory.agents.model_client import NULL_MODEL, load_litellm
+from repertory.runtimes.local import LocalRuntime, Runtime
+from repertory.session.handle import Session
+from repertory.state.session_state import _RECENT_TURNS  # how many turn ids a session remembers for replay
+from repertory.workflow import Workflow
 
 __all__ = ["BatchReport", "abatch", "batch"]
 

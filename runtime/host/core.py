@@ -23,11 +23,11 @@ import structlog
 
 from repertory.stores.base import Store
 
-from .agent import TurnOutput
-from .config import Settings
-from . import state_ops
-from .errors import ConcurrentUpdate, InvalidInput, StoreError
-from .session_state import SessionState, TurnReply, TurnRequest, check_history, check_message
+from repertory.agents.agent import TurnOutput
+from repertory.config import Settings
+from repertory.state import ops as state_ops
+from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError
+from repertory.state.session_state import SessionState, TurnReply, TurnRequest, check_history, check_message
 
 __all__ = ["AgentPool", "HostCore"]
 
@@ -276,7 +276,7 @@ class HostCore:
                 else:
                     out = item
             if out is None:
-                from .errors import ModelError
+                from repertory.errors import ModelError
 
                 raise ModelError("the agent's stream ended without a final message")
             return await self._commit_turn(state, req, self._tag(out, req), user_msg)

@@ -19,7 +19,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from repertory.admin import SessionSummary
+    from repertory.admin.sessions import SessionSummary
 
 app = typer.Typer(help="repertory: stateful LLM agent sessions on Ray.", no_args_is_help=True,
                   add_completion=False)
@@ -229,7 +229,7 @@ def sessions_ls(
     local: LocalOpt = False,
 ) -> None:
     """List stored sessions, least recently updated first."""
-    from repertory.admin import list_sessions, parse_duration
+    from repertory.admin.sessions import list_sessions, parse_duration
 
     with _errors():
         age = parse_duration(older_than) if older_than else None
@@ -316,7 +316,7 @@ def sessions_cleanup(
     local: LocalOpt = False,
 ) -> None:
     """Remove sessions idle for --older-than (a dry run unless --yes)."""
-    from repertory.admin import cleanup, parse_duration
+    from repertory.admin.sessions import cleanup, parse_duration
 
     with _errors():
         age = parse_duration(older_than)
@@ -343,7 +343,7 @@ def sessions_export(
     local: LocalOpt = False,
 ) -> None:
     """Export sessions to a .jsonl file or a folder of session files."""
-    from repertory.admin import export_sessions
+    from repertory.admin.sessions import export_sessions
 
     with _errors(), _runtime(store, local), _progress("exporting") as progress:
         n = export_sessions(out, prefix=prefix, with_checkpoints=checkpoints, progress=progress)
@@ -358,7 +358,7 @@ def sessions_import(
     local: LocalOpt = False,
 ) -> None:
     """Import sessions from an export; existing ones are skipped unless --overwrite."""
-    from repertory.admin import import_sessions
+    from repertory.admin.sessions import import_sessions
 
     with _errors(), _runtime(store, local), _progress("importing") as progress:
         result = import_sessions(src, overwrite=overwrite, progress=progress)
@@ -390,8 +390,8 @@ def batch_cmd(
                                TimeElapsedColumn, TimeRemainingColumn)
 
     from repertory._sync import _get_portal
-    from repertory.agent_spec import load_agents
-    from repertory.batch import BatchReport, abatch
+    from repertory.agents.spec import load_agents
+    from repertory.batch.runner import BatchReport, abatch
 
     columns = (SpinnerColumn(), TextColumn("batch"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[jobs]:.1f} jobs/s  {task.fields[turns]:.1f} turns/s"),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .config import Settings
-from .errors import InvalidInput, RuntimeNotReady
-from .logs import configure_logging, get_logger
-from .runtime import Runtime
+from repertory.config import Settings
+from repertory.errors import InvalidInput, RuntimeNotReady
+from repertory.logs import configure_logging, get_logger
+from repertory.runtimes.local import Runtime
 
 __all__ = ["get_runtime", "init", "is_initialized", "shutdown"]
 
@@ -45,11 +45,11 @@ def init(
         except TypeError as exc:
             raise InvalidInput(f"unknown setting: {exc}") from exc
         if runtime == "local":
-            from .runtime import LocalRuntime
+            from repertory.runtimes.local import LocalRuntime
 
             rt: Runtime = LocalRuntime(s)
         elif runtime == "ray":
-            from .ray_runtime import RayRuntime
+            from repertory.runtimes.ray import RayRuntime
 
             rt = RayRuntime(s, address, detached=detached)
         else:

@@ -11,9 +11,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from ._sync import iterate_sync, run_sync
-from .errors import InvalidInput
-from .ids import validate_session_id
+from repertory._sync import iterate_sync, run_sync
+from repertory.errors import InvalidInput
+from repertory.ids import validate_session_id
 
 __all__ = ["SharedState"]
 
@@ -35,7 +35,7 @@ class SharedState:
     def _backend(self):
         if self._backend_obj is None:
             if self._runtime is None:
-                from .api import get_runtime
+                from repertory.runtimes.current import get_runtime
 
                 self._runtime = get_runtime()
             self._backend_obj = self._runtime.shared_state(self.state_id)

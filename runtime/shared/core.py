@@ -16,7 +16,7 @@ from typing import Any
 from repertory.stores.base import StateWrite, Store
 from repertory.stores.codec import MsgpackCodec
 
-from .errors import ConcurrentUpdate, InvalidInput
+from repertory.errors import ConcurrentUpdate, InvalidInput
 
 __all__ = ["SharedStateCore", "shared_state_key"]
 

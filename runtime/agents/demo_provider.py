@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from .demo_model import DEMO_MODEL, demo_answer
+from repertory.agents.demo_model import DEMO_MODEL, demo_answer
 
 __all__ = ["register_demo_provider"]
 

@@ -13,11 +13,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .agent import Agent, AgentCore, TurnOutput
-from .config import Settings
-from .errors import AgentError
-from .host import HostCore
-from .session_state import TurnReply, TurnRequest
+from repertory.agents.agent import Agent, AgentCore, TurnOutput
+from repertory.config import Settings
+from repertory.errors import AgentError
+from repertory.host.core import HostCore
+from repertory.state.session_state import TurnReply, TurnRequest
 
 if TYPE_CHECKING:
     from repertory.stores.base import Store
@@ -77,7 +77,7 @@ class LocalAgentPool:
     def add(self, agent: Agent) -> None:
         if agent.key not in self.cores:
             core = self.cores[agent.key] = AgentCore(agent)
-            from .model_client import LiteLLMClient, load_litellm
+            from repertory.agents.model_client import LiteLLMClient, load_litellm
 
             if isinstance(core.client, LiteLLMClient):
                 # litellm takes seconds to import: not on the loop that serves every session.
@@ -134,7 +134,7 @@ class LocalRuntime(Runtime):
     def __init__(self, settings: Settings) -> None:
         from repertory.stores.factory import open_store
 
-        from ._sync import call_in_portal
+        from repertory._sync import call_in_portal
 
         self.settings = settings
         self.agents = LocalAgentPool()
@@ -190,7 +190,7 @@ class LocalRuntime(Runtime):
     def shared_state(self, state_id: str) -> Any:
         backend = self._shared.get(state_id)
         if backend is None:
-            from .shared_state_core import SharedStateCore
+            from repertory.shared.core import SharedStateCore
 
             backend = self._shared[state_id] = LocalSharedStateBackend(SharedStateCore(self.store, state_id), self)
         return backend

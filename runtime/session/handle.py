@@ -7,15 +7,15 @@ from collections.abc import AsyncIterator, Iterator
 from types import EllipsisType
 from typing import Any
 
-from ._sync import iterate_sync, run_sync
-from .agent import Agent
-from .api import get_runtime
-from .errors import InvalidInput
-from .ids import new_session_id, validate_session_id, validate_user_id
-from .runtime import Runtime
-from .session_ops import SessionOpsMixin
-from .shared_state import SharedState
-from .session_state import TurnReply, TurnRequest, check_message, storage_key
+from repertory._sync import iterate_sync, run_sync
+from repertory.agents.agent import Agent
+from repertory.runtimes.current import get_runtime
+from repertory.errors import InvalidInput
+from repertory.ids import new_session_id, validate_session_id, validate_user_id
+from repertory.runtimes.local import Runtime
+from repertory.session.ops import SessionOpsMixin
+from repertory.shared.handle import SharedState
+from repertory.state.session_state import TurnReply, TurnRequest, check_message, storage_key
 
 __all__ = ["Session"]
 

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .agent import Agent
-from .errors import AgentError, InvalidInput, InvalidSessionId, WorkflowError
-from .ids import validate_session_id, validate_user_id
-from .logs import configure_logging, get_logger
-from .workflow import Task, plan
+from repertory.agents.agent import Agent
+from repertory.errors import AgentError, InvalidInput, InvalidSessionId, WorkflowError
+from repertory.ids import validate_session_id, validate_user_id
+from repertory.logs import configure_logging, get_logger
+from repertory.workflow import Task, plan
 
 __all__ = ["AGENT_FIELDS", "LLM_OPTIONS", "Job", "agents_from_spec", "default_session_id", "import_tool",
            "job_id", "load_agents", "parse_job", "pick_agent", "pick_default", "resolve_agents"]

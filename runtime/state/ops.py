@@ -14,8 +14,8 @@ from typing import Any
 from repertory.stores.base import CheckpointInfo, CheckpointRecord, Store
 from repertory.stores.codec import MsgpackCodec
 
-from .errors import InvalidInput, SessionNotFound
-from .session_state import SessionState, check_history
+from repertory.errors import InvalidInput, SessionNotFound
+from repertory.state.session_state import SessionState, check_history
 
 __all__ = ["OPS"]
 
@@ -32,7 +32,7 @@ def snapshot(state: SessionState) -> bytes:
 def unsnapshot(data: bytes, source: str) -> dict[str, Any]:
     snap = _codec.decode(data, source=source)
     if not isinstance(snap, dict) or "meta" not in snap or "messages" not in snap:
-        from .errors import CorruptState
+        from repertory.errors import CorruptState
 
         raise CorruptState(f"{source} is not a session snapshot")
     return snap

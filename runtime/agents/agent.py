@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import default_model
-from .errors import AgentError, ModelError
-from .model_client import ModelClient, ModelReply, client_for
-from .tools import Tool, as_tool
+from repertory.config import default_model
+from repertory.errors import AgentError, ModelError
+from repertory.agents.model_client import ModelClient, ModelReply, client_for
+from repertory.agents.tools import Tool, as_tool
 
 __all__ = ["Agent", "AgentCore", "TurnOutput"]
 
@@ -125,8 +125,8 @@ class AgentCore:
     async def _setup(self, shared_state_id: str | None) -> tuple[dict[str, Tool], list[dict] | None, dict | None]:
         if shared_state_id is None:
             return self._tools, self._schemas, None
-        from .shared_state import SharedState
-        from .shared_state_tools import shared_state_tools
+        from repertory.shared.handle import SharedState
+        from repertory.agents.shared_tools import shared_state_tools
 
         state = self._open_shared(shared_state_id) if self._open_shared else SharedState(shared_state_id)
         tools = {**self._tools, **{t.name: t for t in shared_state_tools(state)}}

@@ -41,15 +41,15 @@ from typing import IO, Any
 from repertory.stores.base import SessionInfo
 from repertory.stores.codec import MsgpackCodec
 
-from ._sync import on_portal, run_sync
-from .api import get_runtime
-from .errors import CorruptState, InvalidInput, SessionNotFound, UnsupportedFormat
-from .files import read_session_file, write_session_file
-from .ids import validate_session_id, validate_user_id
-from .logs import get_logger
-from .runtime import Runtime
-from .session_state import SCHEMA_VERSION, storage_key
-from .state_ops import unsnapshot
+from repertory._sync import on_portal, run_sync
+from repertory.runtimes.current import get_runtime
+from repertory.errors import CorruptState, InvalidInput, SessionNotFound, UnsupportedFormat
+from repertory.state.files import read_session_file, write_session_file
+from repertory.ids import validate_session_id, validate_user_id
+from repertory.logs import get_logger
+from repertory.runtimes.local import Runtime
+from repertory.state.session_state import SCHEMA_VERSION, storage_key
+from repertory.state.ops import unsnapshot
 
 __all__ = [
     "ImportResult", "SessionSummary", "acleanup", "aexport_sessions", "aimport_sessions",

@@ -19,13 +19,13 @@ from typing import Any
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayTaskError
 
-from .agent import Agent
-from .config import Settings
-from .errors import AgentError, RuntimeNotReady
-from .routing import host_index
-from .runtime import Runtime
-from .session_state import TurnReply, TurnRequest
-from .wire import pack, unpack
+from repertory.agents.agent import Agent
+from repertory.config import Settings
+from repertory.errors import AgentError, RuntimeNotReady
+from repertory.host.routing import host_index
+from repertory.runtimes.local import Runtime
+from repertory.state.session_state import TurnReply, TurnRequest
+from repertory.host.wire import pack, unpack
 
 __all__ = ["RayRuntime", "RaySharedStateBackend"]
 
@@ -192,7 +192,7 @@ class RayRuntime(Runtime):
 
     def shutdown(self) -> None:
         if self._admin_store is not None:
-            from ._sync import run_sync
+            from repertory._sync import run_sync
 
             try:
                 run_sync(self._admin_store.close)
