@@ -21,7 +21,8 @@ Why this shape:
   many turns; each caller still gets its own result or ConcurrentUpdate. Loads batch the same
   way, on their own pipeline so reads never queue behind writes.
 * Expiry is Redis TTL: every commit and ``touch`` sets the same PEXPIREAT on all of the
-  session's keys (checkpoints included), so they vanish together and nothing needs sweeping.
+  session's keys (checkpoints included), so they vanish together and nothing needs sweeping
+  (``sweep_expired`` is the base class's, which returns 0).
   ``expires_at`` comes from the caller's clock and Redis applies it with its own: keep clocks
   in sync (NTP) or expect skew of that size.
 * ``list_sessions`` SCANs ``<p>:{*}:meta`` instead of keeping a global index key, which would
@@ -379,10 +380,6 @@ class RedisStore(Store):
         res = await self._eval(self._delete_script, self._session_keys(key), (f"{self._base(key)}:cp:",),
                                "delete")
         return bool(res)
-
-    async def sweep_expired(self) -> int:
-        """Nothing to sweep: Redis expires a session's keys itself."""
-        return 0
 
     async def touch(self, key: str, expires_at: float | None) -> bool:
         expire_ms, stored = _expiry_args(expires_at)
