@@ -14,6 +14,7 @@ from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, 
 from .codec import FORMAT_VERSION, Codec, MsgpackCodec
 from .factory import open_store
 from .memory import MemoryStore
+from .urls import redact_url
 
 if TYPE_CHECKING:
     from .redis import RedisStore
@@ -33,6 +34,7 @@ __all__ = [
     "StateWrite",
     "Store",
     "open_store",
+    "redact_url",
 ]
 
 _LAZY = {"RedisStore": ".redis", "SQLiteStore": ".sqlite"}

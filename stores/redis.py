@@ -57,6 +57,7 @@ from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUn
 
 from . import redis_scripts as scripts
 from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from .urls import MASK, redact_url, url_secrets
 
 __all__ = ["RedisStore"]
 
@@ -71,20 +72,6 @@ _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 def _glob_escape(text: str) -> str:
     return text.translate(_GLOB_SPECIAL)
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _expiry_args(expires_at: float | None) -> tuple[str, str]:
@@ -185,9 +172,15 @@ class RedisStore(Store):
         max_connections: int = 64,
         retries: int = 2,
     ) -> None:
-        parts = urlsplit(url)
+        self.url = redact_url(url)
+        self._secrets = url_secrets(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise InvalidInput(f"cannot read the Redis URL {self.url!r} ({self._scrub(exc)}); "
+                               "use 'redis://[:password@]host:6379/0' or 'rediss://...'") from None
         if parts.scheme not in ("redis", "rediss"):
-            raise InvalidInput(f"not a Redis URL: {url!r}; use 'redis://host:6379/0' or 'rediss://...'")
+            raise InvalidInput(f"not a Redis URL: {self.url!r}; use 'redis://host:6379/0' or 'rediss://...'")
         query = parse_qsl(parts.query, keep_blank_values=True)
         url_prefix = next((v for k, v in query if k == "prefix"), None)
         # redis-py would pass an unknown query argument on to its connections and fail there
@@ -198,21 +191,25 @@ class RedisStore(Store):
                 f"Redis key prefix {self.prefix!r} must be non-empty and free of braces "
                 "(braces would move the cluster hash tag off the session key)"
             )
-        self.url = _redact(url)
-        pool = BlockingConnectionPool.from_url(
-            client_url,
-            max_connections=max_connections,
-            # waiting this long for a free connection means Redis is not answering
-            timeout=socket_timeout,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            socket_keepalive=True,
-            health_check_interval=health_check_interval,
-            # A couple of quick retries ride out a restart or failover; more would only delay
-            # the StoreUnavailable a dead Redis deserves. Commits are safe to re-send: the
-            # script recognises its own write_id.
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries),
-        )
+        try:
+            pool = BlockingConnectionPool.from_url(
+                client_url,
+                max_connections=max_connections,
+                # waiting this long for a free connection means Redis is not answering
+                timeout=socket_timeout,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=connect_timeout,
+                socket_keepalive=True,
+                health_check_interval=health_check_interval,
+                # A couple of quick retries ride out a restart or failover; more would only delay
+                # the StoreUnavailable a dead Redis deserves. Commits are safe to re-send: the
+                # script recognises its own write_id.
+                retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries),
+            )
+        except (ValueError, TypeError) as exc:
+            # from None: the driver's error may quote the URL, password and all
+            raise InvalidInput(f"cannot use the Redis URL {self.url!r}: {self._scrub(exc)}; "
+                               "use 'redis://[:password@]host:6379/0' or 'rediss://...'") from None
         self._client: Redis = Redis.from_pool(pool)
         self._commit_script = self._client.register_script(scripts.COMMIT)
         self._load_script = self._client.register_script(scripts.LOAD)
@@ -244,19 +241,27 @@ class RedisStore(Store):
         return f"{base}:meta", f"{base}:msgs", f"{base}:cps"
 
     # -- errors -----------------------------------------------------------------------
+    def _scrub(self, exc: BaseException | str) -> str:
+        """The driver's message with the URL's secrets masked: our messages only show the
+        redacted URL, but nothing promises the driver's never quote what it was given."""
+        text = str(exc)
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
     def _unavailable(self, exc: BaseException, what: str) -> StoreUnavailable:
         if self._available:
             self._available = False
             log.warning("redis store unreachable", url=self.url, op=what,
-                        error=f"{type(exc).__name__}: {exc}")
+                        error=f"{type(exc).__name__}: {self._scrub(exc)}")
         return StoreUnavailable(
-            f"Redis store at {self.url} did not answer ({what}: {exc}). Check that Redis is "
-            "running and reachable at that URL; the operation was not acknowledged (if the "
-            "connection dropped mid-request a write may still have landed: reload before retrying)"
+            f"Redis store at {self.url} did not answer ({what}: {self._scrub(exc)}). Check that "
+            "Redis is running and reachable at that URL; the operation was not acknowledged (if "
+            "the connection dropped mid-request a write may still have landed: reload before retrying)"
         )
 
     def _failed(self, exc: RedisError, what: str) -> StoreError:
-        return StoreError(f"Redis store at {self.url} refused {what}: {exc}")
+        return StoreError(f"Redis store at {self.url} refused {what}: {self._scrub(exc)}")
 
     def _mark_available(self) -> None:
         if not self._available:
