@@ -50,7 +50,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUnavailable
@@ -225,6 +225,7 @@ class RedisStore(Store):
         self._write_ids = (f"{os.urandom(6).hex()}-{n:x}" for n in itertools.count())
         self._loaded: set[AsyncScript] = set()
         self._available = True
+        self._out_of_memory = False  # for logging the first refusal only
         self._closed = False
 
     # -- keys -------------------------------------------------------------------------
@@ -261,7 +262,24 @@ class RedisStore(Store):
         )
 
     def _failed(self, exc: RedisError, what: str) -> StoreError:
+        if isinstance(exc, OutOfMemoryError):
+            if not self._out_of_memory:
+                self._out_of_memory = True
+                log.warning("redis store out of memory: writes are refused", url=self.url, op=what,
+                            error=self._scrub(exc))
+            return StoreUnavailable(
+                f"Redis at {self.url} is out of memory (its used memory is over maxmemory and it "
+                f"may evict nothing), so it refused the {what}: nothing was stored. Free memory by "
+                "deleting sessions you no longer need or giving sessions a shorter TTL, or raise "
+                "Redis's maxmemory; keep maxmemory-policy noeviction, since evicting single keys "
+                f"would tear sessions apart. (Redis said: {self._scrub(exc)})"
+            )
         return StoreError(f"Redis store at {self.url} refused {what}: {self._scrub(exc)}")
+
+    def _wrote(self) -> None:
+        if self._out_of_memory:
+            self._out_of_memory = False
+            log.info("redis store accepts writes again", url=self.url)
 
     def _mark_available(self) -> None:
         if not self._available:
@@ -377,6 +395,7 @@ class RedisStore(Store):
                     f"session {write.key!r} is at revision {version}, the write expected "
                     f"{write.expected_revision}; reload the session and retry"
                 )
+            self._wrote()
             return int(version)
 
         return await self._writes.submit(self._commit_script, keys, args, finish)
@@ -387,9 +406,24 @@ class RedisStore(Store):
         return bool(res)
 
     async def touch(self, key: str, expires_at: float | None) -> bool:
+        """Refresh the session's expiry. When Redis is out of memory the refresh is skipped with
+        a warning (the session keeps its previous expiry) rather than raised: reads refresh the
+        TTL, and a read must not fail because memory is short."""
         expire_ms, stored = _expiry_args(expires_at)
-        res = await self._eval(self._touch_script, self._session_keys(key),
-                               (expire_ms, stored, f"{self._base(key)}:cp:"), "touch")
+        keys = self._session_keys(key)
+        try:
+            res = await self._eval(self._touch_script, keys, (expire_ms, stored, f"{self._base(key)}:cp:"),
+                                   "touch")
+        except StoreUnavailable as exc:
+            if not isinstance(exc.__cause__, OutOfMemoryError):
+                raise
+            log.warning("redis out of memory: session expiry not refreshed", url=self.url, session=key)
+            try:
+                return bool(await self._client.exists(keys[0]))
+            except _UNREACHABLE as lost:
+                raise self._unavailable(lost, "touch") from lost
+            except RedisError as failed:
+                raise self._failed(failed, "touch") from failed
         return bool(res)
 
     async def list_sessions(
@@ -442,6 +476,7 @@ class RedisStore(Store):
             (i.cp_id, i.kind, i.seq, repr(float(i.created_at)), i.turn, i.label, record.data),
             "put_checkpoint",
         )
+        self._wrote()
 
     async def get_checkpoint(self, key: str, cp_id: str) -> CheckpointRecord | None:
         self._check_open()
