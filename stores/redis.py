@@ -39,9 +39,8 @@ import itertools
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
@@ -57,13 +56,12 @@ from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUn
 
 from . import redis_scripts as scripts
 from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from .redis_batch import Batcher, Call, settle, settle_error
 from .urls import MASK, redact_url, url_secrets
 
 __all__ = ["RedisStore"]
 
 log = structlog.get_logger("repertory.store.redis")
-
-T = TypeVar("T")
 
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
@@ -84,74 +82,6 @@ def _expiry_args(expires_at: float | None) -> tuple[str, str]:
 
 def _opt_float(raw: bytes | None) -> float | None:
     return float(raw) if raw else None
-
-
-@dataclass(slots=True)
-class _Call:
-    """One queued script call and the future its caller awaits."""
-
-    script: AsyncScript
-    keys: Sequence[str]
-    args: Sequence[Any]
-    finish: Callable[[Any], Any]
-    fut: asyncio.Future[Any]
-
-
-class _Batcher:
-    """Sends the script calls queued while a round trip is in flight as one pipeline.
-
-    At most one pipeline per batcher is in flight; the first caller of an idle batcher starts
-    the flush task and every later caller joins the next pipeline.
-    """
-
-    def __init__(self, store: RedisStore, what: str) -> None:
-        self._store = store
-        self._what = what
-        self._pending: list[_Call] = []
-        self._task: asyncio.Task[None] | None = None
-        self._lone = False  # a lone call is being sent outside the flush task
-
-    async def submit(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any],
-                     finish: Callable[[Any], T]) -> T:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        call = _Call(script, keys, args, finish, fut)
-        if self._task is None and not self._lone:
-            # Idle: send at once instead of through a flush task; callers who arrive
-            # meanwhile are batched by a flush task as usual.
-            self._lone = True
-            try:
-                await self._store._send([call], self._what)
-            finally:
-                self._lone = False
-            return await fut
-        self._pending.append(call)
-        if self._task is None:
-            self._task = loop.create_task(self._flush())
-        return await fut
-
-    async def drain(self) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
-
-    async def _flush(self) -> None:
-        batch: list[_Call] = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                await self._store._send(batch, self._what)
-                batch = []
-        except BaseException as exc:
-            # Cancelled (loop shutting down) or a bug: nobody may be left waiting forever.
-            for call in (*batch, *self._pending):
-                if not call.fut.done():
-                    call.fut.set_exception(
-                        StoreError(f"the Redis {self._what} batch was interrupted: {exc!r}; retry"))
-            self._pending = []
-            raise
-        finally:
-            # Reset on every exit, failure included, so the next caller starts a fresh flush.
-            self._task = None
 
 
 class RedisStore(Store):
@@ -218,8 +148,8 @@ class RedisStore(Store):
         self._put_cp_script = self._client.register_script(scripts.PUT_CHECKPOINT)
         self._list_cps_script = self._client.register_script(scripts.LIST_CHECKPOINTS)
         self._delete_cps_script = self._client.register_script(scripts.DELETE_CHECKPOINTS)
-        self._writes = _Batcher(self, "commit")
-        self._reads = _Batcher(self, "load")
+        self._writes = Batcher(self, "commit")
+        self._reads = Batcher(self, "load")
         # write ids only need to differ between writes of one session: a random
         # per-store part plus a counter is unique without a syscall per write
         self._write_ids = (f"{os.urandom(6).hex()}-{n:x}" for n in itertools.count())
@@ -291,7 +221,7 @@ class RedisStore(Store):
             raise StoreUnavailable(f"the Redis store at {self.url} was closed; open a new one")
 
     # -- round trips ------------------------------------------------------------------
-    async def _execute(self, calls: list[_Call]) -> list[Any]:
+    async def _execute(self, calls: list[Call]) -> list[Any]:
         """One round trip; errors of single calls come back as results, like a pipeline's."""
         if len(calls) == 1:
             # A lone call skips the pipeline machinery (measured: ~60 µs less per call).
@@ -307,7 +237,7 @@ class RedisStore(Store):
             pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
         return await pipe.execute(raise_on_error=False)
 
-    async def _send(self, batch: list[_Call], what: str) -> None:
+    async def _send(self, batch: list[Call], what: str) -> None:
         """Run ``batch`` as one pipeline; settle every future. Never raises (but for cancellation)."""
         todo = batch
         for attempt in range(2):
@@ -319,14 +249,14 @@ class RedisStore(Store):
                 err = self._failed(exc, what)
             else:
                 self._mark_available()
-                missing: list[_Call] = []
+                missing: list[Call] = []
                 for call, res in zip(todo, results):
                     if isinstance(res, NoScriptError) and attempt == 0:
                         missing.append(call)
                     elif isinstance(res, RedisError):
-                        _settle_error(call.fut, self._failed(res, what))
+                        settle_error(call.fut, self._failed(res, what))
                     else:
-                        _settle(call.fut, call.finish, res)
+                        settle(call.fut, call.finish, res)
                 if not missing:
                     return
                 # The script cache was flushed (Redis restarted, SCRIPT FLUSH, failover to a
@@ -342,7 +272,7 @@ class RedisStore(Store):
                     todo = missing
                     continue
             for call in todo:
-                _settle_error(call.fut, err)
+                settle_error(call.fut, err)
             return
 
     async def _reload(self, scripts: set[AsyncScript]) -> None:
@@ -537,17 +467,3 @@ def _record(key: str, res: list[Any] | None) -> SessionRecord | None:
     if expires is not None and expires <= time.time():
         return None  # within the last millisecond before Redis drops it
     return SessionRecord(key, int(version), meta, list(messages), float(updated_at), expires)
-
-
-def _settle(fut: asyncio.Future[Any], finish: Callable[[Any], Any], res: Any) -> None:
-    if fut.done():  # the caller was cancelled
-        return
-    try:
-        fut.set_result(finish(res))
-    except Exception as exc:
-        fut.set_exception(exc)
-
-
-def _settle_error(fut: asyncio.Future[Any], exc: Exception) -> None:
-    if not fut.done():
-        fut.set_exception(exc)
