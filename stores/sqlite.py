@@ -8,7 +8,9 @@ open the same file; WAL and ``busy_timeout`` serialise their transactions.
 
 Failures come out typed (see ``sqlite_errors``): a damaged file is CorruptState, and from then
 on the store refuses every write so that the damage does not spread; a full disk, a read-only
-folder or a file that cannot be opened is StoreUnavailable.
+folder or a file that cannot be opened is StoreUnavailable. Before a write is acknowledged the
+store checks that its file is still the one at its path (one stat): a database deleted or
+replaced under a running store would otherwise swallow acknowledged turns.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from pathlib import Path
 
 import structlog
 
-from repertory.errors import ConcurrentUpdate, CorruptState, StoreError
+from repertory.errors import ConcurrentUpdate, CorruptState, StoreError, StoreUnavailable
 
 from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 from .sqlite_errors import is_busy, translate
-from .sqlite_files import rollback
+from .sqlite_files import FileId, file_id, rollback
 
 __all__ = ["SQLiteStore"]
 
@@ -79,7 +81,8 @@ class SQLiteStore(Store):
         self._flushing = False
         self._inline: sqlite3.Connection | None = None
         self._inline_commits = 0
-        self._refusal: StoreError | None = None  # why writes are refused (a damaged file)
+        self._file_id: FileId | None = None  # the file the connections opened
+        self._refusal: StoreError | None = None  # why writes are refused (damaged or lost file)
 
     # -- failures ---------------------------------------------------------------------
     def _error(self, exc: BaseException, what: str) -> StoreError:
@@ -94,6 +97,23 @@ class SQLiteStore(Store):
             raise type(self._refusal)(f"write refused, nothing was written. Earlier: {self._refusal}") \
                 from self._refusal
 
+    def _check_file(self, op: str) -> None:
+        """Raise unless the file at our path is still the one the connections write to."""
+        now = file_id(self.path)
+        if now == self._file_id:
+            return
+        what = "deleted" if now is None else "replaced by another file"
+        err = StoreUnavailable(
+            f"the SQLite store's file {self.path} was {what} while the store had it open, so what "
+            f"it writes goes to a file nobody will read again: the {op} is not acknowledged, and the "
+            "store refuses writes from now on. Find what removed it (a clean-up job, an 'rm'), "
+            "restore it from a backup if you have one, and restart"
+        )
+        if self._refusal is None:
+            self._refusal = err
+            log.error("sqlite store file gone: writes refused", path=str(self.path), file=what)
+        raise err
+
     # -- the store thread -------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -106,6 +126,7 @@ class SQLiteStore(Store):
                 conn.executescript(_SCHEMA)
             except (sqlite3.Error, OSError) as exc:
                 raise self._error(exc, "open") from exc
+            self._file_id = file_id(self.path)
             self._conn = conn
         return self._conn
 
@@ -139,6 +160,11 @@ class SQLiteStore(Store):
                 conn.execute("PRAGMA wal_autocheckpoint=0")
             except sqlite3.Error as exc:
                 raise self._error(exc, "open") from exc
+            try:
+                self._check_file("open")  # it opened by path: it must be the store thread's file
+            except StoreError:
+                conn.close()
+                raise
             self._inline = conn
         return self._inline
 
@@ -160,6 +186,7 @@ class SQLiteStore(Store):
         except BaseException:
             rollback(conn)
             raise
+        self._check_file("commit")
         return results
 
     @staticmethod
@@ -211,6 +238,7 @@ class SQLiteStore(Store):
         except BaseException:
             rollback(conn)
             raise
+        self._check_file("write")
         return out
 
     @staticmethod

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from pathlib import Path
 
 import structlog
 
-__all__ = ["rollback"]
+__all__ = ["FileId", "file_id", "rollback"]
 
 log = structlog.get_logger("repertory.store.sqlite")
+
+
+FileId = tuple[int, int]
+
+
+def file_id(path: Path) -> FileId | None:
+    """(device, inode) of the file now at ``path``, or None if there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def rollback(conn: sqlite3.Connection) -> None:

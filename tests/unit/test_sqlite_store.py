@@ -270,3 +270,46 @@ def test_a_read_only_place_is_store_unavailable(shared_dir, case):
     assert out.get("error") == "StoreUnavailable", out
     assert str(path) in out["message"] and "writable" in out["message"], out
     assert out["causes"], "the original error is not chained"
+
+
+# -- the file vanishing under the store ----------------------------------------------------
+async def test_a_deleted_database_is_noticed_before_acknowledging(tmp_path):
+    path = tmp_path / "state.db"
+    store = SQLiteStore(path)
+    try:
+        assert await store.commit(StateWrite("before", 0, b"m", [b"a"])) == 1
+        for suffix in ("", "-wal", "-shm"):  # rm state.db*
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        acked = 0
+        for i in range(100):
+            try:
+                await store.commit(StateWrite(f"after{i}", 0, b"m", [b"a"]))
+                acked += 1
+            except StoreUnavailable as exc:
+                assert str(path) in str(exc) and ("deleted" in str(exc) or "replaced" in str(exc)), str(exc)
+        assert acked == 0, f"{acked} turns were acknowledged into a deleted file"
+        with pytest.raises(StoreUnavailable):
+            await store.put_checkpoint(_cp("before"))
+    finally:
+        await store.close()
+    reopened = SQLiteStore(path)
+    try:
+        assert await reopened.list_sessions() == []
+    finally:
+        await reopened.close()
+
+
+async def test_a_replaced_database_is_noticed(tmp_path):
+    path, other = tmp_path / "state.db", tmp_path / "other.db"
+    await _commit_one(other)
+    store = SQLiteStore(path)
+    try:
+        await store.commit(StateWrite("mine", 0, b"m", [b"a"]))
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        os.replace(other, path)
+        with pytest.raises(StoreUnavailable, match="replaced") as info:
+            await store.commit(StateWrite("mine", 1, b"m", [b"b"], base_count=1))
+        assert str(path) in str(info.value)
+    finally:
+        await store.close()
