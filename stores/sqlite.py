@@ -28,7 +28,7 @@ from repertory.errors import ConcurrentUpdate, CorruptState, StoreError, StoreUn
 
 from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 from .sqlite_errors import is_busy, translate
-from .sqlite_files import FileId, file_id, rollback
+from .sqlite_files import FileId, create_private_file, file_id, make_private_folder, rollback
 
 __all__ = ["SQLiteStore"]
 
@@ -118,7 +118,8 @@ class SQLiteStore(Store):
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                make_private_folder(self.path.parent)
+                create_private_file(self.path)
                 conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self._synchronous}")

@@ -12,11 +12,13 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from repertory.errors import CorruptState, StoreError, StoreUnavailable
 from repertory.stores.base import CheckpointInfo, CheckpointRecord, StateWrite
@@ -313,3 +315,33 @@ async def test_a_replaced_database_is_noticed(tmp_path):
         assert str(path) in str(info.value)
     finally:
         await store.close()
+
+
+# -- file modes ----------------------------------------------------------------------------
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
+async def test_the_store_creates_private_folders_and_files(tmp_path, umask):
+    path = tmp_path / "home" / ".repertory" / "state.db"
+    old = os.umask(umask)
+    try:
+        store = SQLiteStore(path)
+        try:
+            await store.commit(StateWrite("k", 0, b"m", [b"a"]))
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode)
+                     for p in (tmp_path / "home", path.parent, path, Path(f"{path}-wal"), Path(f"{path}-shm"))}
+        finally:
+            await store.close()
+    finally:
+        os.umask(old)
+    assert modes == {"home": 0o700, ".repertory": 0o700, "state.db": 0o600,
+                     "state.db-wal": 0o600, "state.db-shm": 0o600}
+
+
+async def test_an_existing_readable_file_keeps_its_mode_with_a_warning(tmp_path):
+    path = tmp_path / "state.db"
+    sqlite3.connect(path).close()
+    path.chmod(0o644)
+    with capture_logs() as logs:
+        await _commit_one(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert warnings and "chmod 600" in str(warnings[0]) and str(path) in str(warnings[0]), warnings
