@@ -28,7 +28,7 @@ from repertory.errors import ConcurrentUpdate, CorruptState, StoreError, StoreUn
 
 from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 from .sqlite_errors import is_busy, translate
-from .sqlite_files import FileId, create_private_file, file_id, make_private_folder, rollback
+from .sqlite_files import FileId, create_private_file, file_id, make_private_folder, open_connection, rollback
 
 __all__ = ["SQLiteStore"]
 
@@ -37,35 +37,7 @@ _INLINE_MAX = 16  # larger groups commit on the store thread, so the loop is nev
 _CHECKPOINT_EVERY = 256  # inline commits between WAL checkpoints on the store thread
 _INLINE_MAX_MESSAGES = 256  # longer histories are read on the store thread
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    key TEXT PRIMARY KEY,
-    version INTEGER NOT NULL,
-    meta BLOB NOT NULL,
-    n_messages INTEGER NOT NULL,
-    updated_at REAL NOT NULL,
-    expires_at REAL
-);
-CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated_at);
-CREATE INDEX IF NOT EXISTS sessions_expires ON sessions(expires_at) WHERE expires_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS messages (
-    key TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (key, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints (
-    key TEXT NOT NULL,
-    cp_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    turn INTEGER NOT NULL,
-    label TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (key, cp_id)
-) WITHOUT ROWID;
-"""
+_BUSY_TIMEOUT = 30.0  # seconds a statement waits for another connection's lock
 
 
 class SQLiteStore(Store):
@@ -120,11 +92,7 @@ class SQLiteStore(Store):
             try:
                 make_private_folder(self.path.parent)
                 create_private_file(self.path)
-                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"PRAGMA synchronous={self._synchronous}")
-                conn.execute("PRAGMA busy_timeout=30000")
-                conn.executescript(_SCHEMA)
+                conn = open_connection(self.path, synchronous=self._synchronous, busy_timeout=_BUSY_TIMEOUT)
             except (sqlite3.Error, OSError) as exc:
                 raise self._error(exc, "open") from exc
             self._file_id = file_id(self.path)
