@@ -29,6 +29,6 @@ def open_store(url: str) -> Store:
 
         return MemoryStore()
     raise InvalidInput(
-        f"unknown store URL {redact_url(url)!r}; use 'sqlite:///path/to/state.db', "
+        f"unknown store URL {redact_url(url) if isinstance(url, str) else url!r}; use 'sqlite:///path/to/state.db', "
         "'redis://host:6379/0' (or 'rediss://...') or 'memory://'"
     )

@@ -92,3 +92,9 @@ def test_refused_redis_urls_are_redacted():
     with pytest.raises(InvalidInput) as info:
         RedisStore("http://:secret@127.0.0.1:6379/0")
     assert not [t for t in _texts(info.value) if "secret" in t]
+
+
+@pytest.mark.parametrize("url", [None, 5])
+def test_open_store_refuses_what_is_not_a_url(url):
+    with pytest.raises(InvalidInput, match="unknown store URL"):
+        open_store(url)
