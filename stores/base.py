@@ -124,5 +124,14 @@ class Store(abc.ABC):
     async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
         """Remove these checkpoints; returns how many existed."""
 
+    async def sweep_expired(self) -> int:
+        """Delete the sessions (and their checkpoints) whose expiry has passed; returns how many.
+
+        Expired sessions already read as absent, so sweeping only reclaims space. This default
+        suits a backend that expires keys itself (Redis) or holds nothing: there is nothing to
+        sweep, and it returns 0. A backend that keeps expired rows until told (SQLite) overrides it.
+        """
+        return 0
+
     async def close(self) -> None:
         """Release connections; the store is unusable afterwards."""

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
-
 from repertory.errors import InvalidInput
 
 from .base import Store
+from .urls import redact_url
 
-__all__ = ["open_store"]
+__all__ = ["open_store", "redact_url"]
 
 
 def open_store(url: str) -> Store:
     """``sqlite:///path/state.db``, ``redis://host:6379/0`` (or ``rediss://``; ``?prefix=rp``
     sets the key prefix), ``memory://``; anything else is refused with the choices."""
-    scheme = urlparse(url).scheme
+    # not urlparse: it raises on some malformed URLs (an unbalanced '['), quoting nothing useful
+    scheme = url.partition(":")[0].lower() if isinstance(url, str) and ":" in url else ""
     if scheme == "sqlite":
         from .sqlite import SQLiteStore
 
@@ -29,6 +29,6 @@ def open_store(url: str) -> Store:
 
         return MemoryStore()
     raise InvalidInput(
-        f"unknown store URL {url!r}; use 'sqlite:///path/to/state.db', "
+        f"unknown store URL {redact_url(url) if isinstance(url, str) else url!r}; use 'sqlite:///path/to/state.db', "
         "'redis://host:6379/0' (or 'rediss://...') or 'memory://'"
     )

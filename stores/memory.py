@@ -56,7 +56,7 @@ class MemoryStore(Store):
         return self._records.pop(key, None) is not None
 
     async def sweep_expired(self) -> int:
-        """Drop expired sessions; returns how many."""
+        """Drop expired sessions (and their checkpoints); returns how many."""
         before = len(self._records)
         for key in list(self._records):
             self._live(key)

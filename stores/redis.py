@@ -21,7 +21,8 @@ Why this shape:
   many turns; each caller still gets its own result or ConcurrentUpdate. Loads batch the same
   way, on their own pipeline so reads never queue behind writes.
 * Expiry is Redis TTL: every commit and ``touch`` sets the same PEXPIREAT on all of the
-  session's keys (checkpoints included), so they vanish together and nothing needs sweeping.
+  session's keys (checkpoints included), so they vanish together and nothing needs sweeping
+  (``sweep_expired`` is the base class's, which returns 0).
   ``expires_at`` comes from the caller's clock and Redis applies it with its own: keep clocks
   in sync (NTP) or expect skew of that size.
 * ``list_sessions`` SCANs ``<p>:{*}:meta`` instead of keeping a global index key, which would
@@ -38,9 +39,8 @@ import itertools
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
@@ -49,19 +49,19 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUnavailable
 
 from . import redis_scripts as scripts
 from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from .redis_batch import Batcher, Call, settle, settle_error
+from .urls import MASK, redact_url, url_secrets
 
 __all__ = ["RedisStore"]
 
 log = structlog.get_logger("repertory.store.redis")
-
-T = TypeVar("T")
 
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
@@ -70,20 +70,6 @@ _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 def _glob_escape(text: str) -> str:
     return text.translate(_GLOB_SPECIAL)
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _expiry_args(expires_at: float | None) -> tuple[str, str]:
@@ -96,74 +82,6 @@ def _expiry_args(expires_at: float | None) -> tuple[str, str]:
 
 def _opt_float(raw: bytes | None) -> float | None:
     return float(raw) if raw else None
-
-
-@dataclass(slots=True)
-class _Call:
-    """One queued script call and the future its caller awaits."""
-
-    script: AsyncScript
-    keys: Sequence[str]
-    args: Sequence[Any]
-    finish: Callable[[Any], Any]
-    fut: asyncio.Future[Any]
-
-
-class _Batcher:
-    """Sends the script calls queued while a round trip is in flight as one pipeline.
-
-    At most one pipeline per batcher is in flight; the first caller of an idle batcher starts
-    the flush task and every later caller joins the next pipeline.
-    """
-
-    def __init__(self, store: RedisStore, what: str) -> None:
-        self._store = store
-        self._what = what
-        self._pending: list[_Call] = []
-        self._task: asyncio.Task[None] | None = None
-        self._lone = False  # a lone call is being sent outside the flush task
-
-    async def submit(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any],
-                     finish: Callable[[Any], T]) -> T:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        call = _Call(script, keys, args, finish, fut)
-        if self._task is None and not self._lone:
-            # Idle: send at once instead of through a flush task; callers who arrive
-            # meanwhile are batched by a flush task as usual.
-            self._lone = True
-            try:
-                await self._store._send([call], self._what)
-            finally:
-                self._lone = False
-            return await fut
-        self._pending.append(call)
-        if self._task is None:
-            self._task = loop.create_task(self._flush())
-        return await fut
-
-    async def drain(self) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
-
-    async def _flush(self) -> None:
-        batch: list[_Call] = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                await self._store._send(batch, self._what)
-                batch = []
-        except BaseException as exc:
-            # Cancelled (loop shutting down) or a bug: nobody may be left waiting forever.
-            for call in (*batch, *self._pending):
-                if not call.fut.done():
-                    call.fut.set_exception(
-                        StoreError(f"the Redis {self._what} batch was interrupted: {exc!r}; retry"))
-            self._pending = []
-            raise
-        finally:
-            # Reset on every exit, failure included, so the next caller starts a fresh flush.
-            self._task = None
 
 
 class RedisStore(Store):
@@ -184,9 +102,15 @@ class RedisStore(Store):
         max_connections: int = 64,
         retries: int = 2,
     ) -> None:
-        parts = urlsplit(url)
+        self.url = redact_url(url)
+        self._secrets = url_secrets(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise InvalidInput(f"cannot read the Redis URL {self.url!r} ({self._scrub(exc)}); "
+                               "use 'redis://[:password@]host:6379/0' or 'rediss://...'") from None
         if parts.scheme not in ("redis", "rediss"):
-            raise InvalidInput(f"not a Redis URL: {url!r}; use 'redis://host:6379/0' or 'rediss://...'")
+            raise InvalidInput(f"not a Redis URL: {self.url!r}; use 'redis://host:6379/0' or 'rediss://...'")
         query = parse_qsl(parts.query, keep_blank_values=True)
         url_prefix = next((v for k, v in query if k == "prefix"), None)
         # redis-py would pass an unknown query argument on to its connections and fail there
@@ -197,21 +121,25 @@ class RedisStore(Store):
                 f"Redis key prefix {self.prefix!r} must be non-empty and free of braces "
                 "(braces would move the cluster hash tag off the session key)"
             )
-        self.url = _redact(url)
-        pool = BlockingConnectionPool.from_url(
-            client_url,
-            max_connections=max_connections,
-            # waiting this long for a free connection means Redis is not answering
-            timeout=socket_timeout,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            socket_keepalive=True,
-            health_check_interval=health_check_interval,
-            # A couple of quick retries ride out a restart or failover; more would only delay
-            # the StoreUnavailable a dead Redis deserves. Commits are safe to re-send: the
-            # script recognises its own write_id.
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries),
-        )
+        try:
+            pool = BlockingConnectionPool.from_url(
+                client_url,
+                max_connections=max_connections,
+                # waiting this long for a free connection means Redis is not answering
+                timeout=socket_timeout,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=connect_timeout,
+                socket_keepalive=True,
+                health_check_interval=health_check_interval,
+                # A couple of quick retries ride out a restart or failover; more would only delay
+                # the StoreUnavailable a dead Redis deserves. Commits are safe to re-send: the
+                # script recognises its own write_id.
+                retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries),
+            )
+        except (ValueError, TypeError) as exc:
+            # from None: the driver's error may quote the URL, password and all
+            raise InvalidInput(f"cannot use the Redis URL {self.url!r}: {self._scrub(exc)}; "
+                               "use 'redis://[:password@]host:6379/0' or 'rediss://...'") from None
         self._client: Redis = Redis.from_pool(pool)
         self._commit_script = self._client.register_script(scripts.COMMIT)
         self._load_script = self._client.register_script(scripts.LOAD)
@@ -220,13 +148,14 @@ class RedisStore(Store):
         self._put_cp_script = self._client.register_script(scripts.PUT_CHECKPOINT)
         self._list_cps_script = self._client.register_script(scripts.LIST_CHECKPOINTS)
         self._delete_cps_script = self._client.register_script(scripts.DELETE_CHECKPOINTS)
-        self._writes = _Batcher(self, "commit")
-        self._reads = _Batcher(self, "load")
+        self._writes = Batcher(self, "commit")
+        self._reads = Batcher(self, "load")
         # write ids only need to differ between writes of one session: a random
         # per-store part plus a counter is unique without a syscall per write
         self._write_ids = (f"{os.urandom(6).hex()}-{n:x}" for n in itertools.count())
         self._loaded: set[AsyncScript] = set()
         self._available = True
+        self._out_of_memory = False  # for logging the first refusal only
         self._closed = False
 
     # -- keys -------------------------------------------------------------------------
@@ -243,19 +172,44 @@ class RedisStore(Store):
         return f"{base}:meta", f"{base}:msgs", f"{base}:cps"
 
     # -- errors -----------------------------------------------------------------------
+    def _scrub(self, exc: BaseException | str) -> str:
+        """The driver's message with the URL's secrets masked: our messages only show the
+        redacted URL, but nothing promises the driver's never quote what it was given."""
+        text = str(exc)
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
     def _unavailable(self, exc: BaseException, what: str) -> StoreUnavailable:
         if self._available:
             self._available = False
             log.warning("redis store unreachable", url=self.url, op=what,
-                        error=f"{type(exc).__name__}: {exc}")
+                        error=f"{type(exc).__name__}: {self._scrub(exc)}")
         return StoreUnavailable(
-            f"Redis store at {self.url} did not answer ({what}: {exc}). Check that Redis is "
-            "running and reachable at that URL; the operation was not acknowledged (if the "
-            "connection dropped mid-request a write may still have landed: reload before retrying)"
+            f"Redis store at {self.url} did not answer ({what}: {self._scrub(exc)}). Check that "
+            "Redis is running and reachable at that URL; the operation was not acknowledged (if "
+            "the connection dropped mid-request a write may still have landed: reload before retrying)"
         )
 
     def _failed(self, exc: RedisError, what: str) -> StoreError:
-        return StoreError(f"Redis store at {self.url} refused {what}: {exc}")
+        if isinstance(exc, OutOfMemoryError):
+            if not self._out_of_memory:
+                self._out_of_memory = True
+                log.warning("redis store out of memory: writes are refused", url=self.url, op=what,
+                            error=self._scrub(exc))
+            return StoreUnavailable(
+                f"Redis at {self.url} is out of memory (its used memory is over maxmemory and it "
+                f"may evict nothing), so it refused the {what}: nothing was stored. Free memory by "
+                "deleting sessions you no longer need or giving sessions a shorter TTL, or raise "
+                "Redis's maxmemory; keep maxmemory-policy noeviction, since evicting single keys "
+                f"would tear sessions apart. (Redis said: {self._scrub(exc)})"
+            )
+        return StoreError(f"Redis store at {self.url} refused {what}: {self._scrub(exc)}")
+
+    def _wrote(self) -> None:
+        if self._out_of_memory:
+            self._out_of_memory = False
+            log.info("redis store accepts writes again", url=self.url)
 
     def _mark_available(self) -> None:
         if not self._available:
@@ -267,7 +221,7 @@ class RedisStore(Store):
             raise StoreUnavailable(f"the Redis store at {self.url} was closed; open a new one")
 
     # -- round trips ------------------------------------------------------------------
-    async def _execute(self, calls: list[_Call]) -> list[Any]:
+    async def _execute(self, calls: list[Call]) -> list[Any]:
         """One round trip; errors of single calls come back as results, like a pipeline's."""
         if len(calls) == 1:
             # A lone call skips the pipeline machinery (measured: ~60 µs less per call).
@@ -283,7 +237,7 @@ class RedisStore(Store):
             pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
         return await pipe.execute(raise_on_error=False)
 
-    async def _send(self, batch: list[_Call], what: str) -> None:
+    async def _send(self, batch: list[Call], what: str) -> None:
         """Run ``batch`` as one pipeline; settle every future. Never raises (but for cancellation)."""
         todo = batch
         for attempt in range(2):
@@ -295,14 +249,14 @@ class RedisStore(Store):
                 err = self._failed(exc, what)
             else:
                 self._mark_available()
-                missing: list[_Call] = []
+                missing: list[Call] = []
                 for call, res in zip(todo, results):
                     if isinstance(res, NoScriptError) and attempt == 0:
                         missing.append(call)
                     elif isinstance(res, RedisError):
-                        _settle_error(call.fut, self._failed(res, what))
+                        settle_error(call.fut, self._failed(res, what))
                     else:
-                        _settle(call.fut, call.finish, res)
+                        settle(call.fut, call.finish, res)
                 if not missing:
                     return
                 # The script cache was flushed (Redis restarted, SCRIPT FLUSH, failover to a
@@ -318,7 +272,7 @@ class RedisStore(Store):
                     todo = missing
                     continue
             for call in todo:
-                _settle_error(call.fut, err)
+                settle_error(call.fut, err)
             return
 
     async def _reload(self, scripts: set[AsyncScript]) -> None:
@@ -371,6 +325,7 @@ class RedisStore(Store):
                     f"session {write.key!r} is at revision {version}, the write expected "
                     f"{write.expected_revision}; reload the session and retry"
                 )
+            self._wrote()
             return int(version)
 
         return await self._writes.submit(self._commit_script, keys, args, finish)
@@ -380,14 +335,25 @@ class RedisStore(Store):
                                "delete")
         return bool(res)
 
-    async def sweep_expired(self) -> int:
-        """Nothing to sweep: Redis expires a session's keys itself."""
-        return 0
-
     async def touch(self, key: str, expires_at: float | None) -> bool:
+        """Refresh the session's expiry. When Redis is out of memory the refresh is skipped with
+        a warning (the session keeps its previous expiry) rather than raised: reads refresh the
+        TTL, and a read must not fail because memory is short."""
         expire_ms, stored = _expiry_args(expires_at)
-        res = await self._eval(self._touch_script, self._session_keys(key),
-                               (expire_ms, stored, f"{self._base(key)}:cp:"), "touch")
+        keys = self._session_keys(key)
+        try:
+            res = await self._eval(self._touch_script, keys, (expire_ms, stored, f"{self._base(key)}:cp:"),
+                                   "touch")
+        except StoreUnavailable as exc:
+            if not isinstance(exc.__cause__, OutOfMemoryError):
+                raise
+            log.warning("redis out of memory: session expiry not refreshed", url=self.url, session=key)
+            try:
+                return bool(await self._client.exists(keys[0]))
+            except _UNREACHABLE as lost:
+                raise self._unavailable(lost, "touch") from lost
+            except RedisError as failed:
+                raise self._failed(failed, "touch") from failed
         return bool(res)
 
     async def list_sessions(
@@ -440,6 +406,7 @@ class RedisStore(Store):
             (i.cp_id, i.kind, i.seq, repr(float(i.created_at)), i.turn, i.label, record.data),
             "put_checkpoint",
         )
+        self._wrote()
 
     async def get_checkpoint(self, key: str, cp_id: str) -> CheckpointRecord | None:
         self._check_open()
@@ -500,17 +467,3 @@ def _record(key: str, res: list[Any] | None) -> SessionRecord | None:
     if expires is not None and expires <= time.time():
         return None  # within the last millisecond before Redis drops it
     return SessionRecord(key, int(version), meta, list(messages), float(updated_at), expires)
-
-
-def _settle(fut: asyncio.Future[Any], finish: Callable[[Any], Any], res: Any) -> None:
-    if fut.done():  # the caller was cancelled
-        return
-    try:
-        fut.set_result(finish(res))
-    except Exception as exc:
-        fut.set_exception(exc)
-
-
-def _settle_error(fut: asyncio.Future[Any], exc: Exception) -> None:
-    if not fut.done():
-        fut.set_exception(exc)

@@ -1,6 +1,24 @@
-"""The Lua scripts of the Redis store. Each touches only one session's keys (one cluster slot)."""
+"""The Lua scripts of the Redis store. Each touches only one session's keys (one cluster slot).
+
+Every script starts with a Redis 7 ``#!lua`` shebang that declares its flags, because a script
+without one is not refused when Redis is out of memory: Redis only stops its first
+memory-growing command, and COMMIT's first write is a DEL or LTRIM, after which nothing stops
+it (100 turns of 100 KB went into a Redis with maxmemory 2 MB and noeviction). With a shebang:
+
+* writers (no flags) are refused before they run while used memory is over maxmemory, so
+  a refused write has stored nothing;
+* readers (``no-writes``) run regardless;
+* DELETE and DELETE_CHECKPOINTS (``allow-oom``) run regardless: they only free memory, and
+  deleting is how an operator gets out of that state.
+"""
 
 from __future__ import annotations
+
+
+def _script(body: str, flags: str = "") -> str:
+    # the shebang must be the script's very first line
+    return (f"#!lua flags={flags}\n" if flags else "#!lua\n") + body
+
 
 # Sets the same absolute expiry (or none) on every key of one session, checkpoints included.
 EXPIRE_ALL = """
@@ -17,7 +35,7 @@ end
 # ARGV: expected_version, meta, base_count, replace, updated_at, expire_ms|'', expires_at|'',
 #       write_id, cp_prefix, message...
 # -> {1, new_version} or {0, current_version}
-COMMIT = EXPIRE_ALL + """
+COMMIT = _script(EXPIRE_ALL + """
 local expected = tonumber(ARGV[1])
 local stored = redis.call('HGET', KEYS[1], 'version')
 local current = stored and tonumber(stored) or 0
@@ -42,37 +60,37 @@ redis.call('HSET', KEYS[1], 'version', version, 'meta', ARGV[2], 'n_messages', r
            'updated_at', ARGV[5], 'expires_at', ARGV[7], 'write_id', ARGV[8])
 expire_all(KEYS[1], KEYS[2], KEYS[3], ARGV[9], ARGV[6])
 return {1, version}
-"""
+""")
 
 # KEYS: meta, msgs -> false or {version, meta, n_messages, updated_at, expires_at, {messages}}
 # One script, so the hash and the list are read at one instant (they cannot expire in between).
-LOAD = """
+LOAD = _script("""
 local h = redis.call('HMGET', KEYS[1], 'version', 'meta', 'n_messages', 'updated_at', 'expires_at')
 if not h[1] then return false end
 local n = tonumber(h[3])
 local msgs = {}
 if n > 0 then msgs = redis.call('LRANGE', KEYS[2], 0, n - 1) end
 return {h[1], h[2], h[3], h[4], h[5], msgs}
-"""
+""", "no-writes")
 
 # KEYS: meta, msgs, cps; ARGV: expire_ms|'', expires_at|'', cp_prefix -> 1, or 0 if gone
-TOUCH = EXPIRE_ALL + """
+TOUCH = _script(EXPIRE_ALL + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
 expire_all(KEYS[1], KEYS[2], KEYS[3], ARGV[3], ARGV[1])
 return 1
-"""
+""")
 
 # KEYS: meta, msgs, cps; ARGV: cp_prefix -> 1 if the session existed
-DELETE = """
+DELETE = _script("""
 local existed = redis.call('EXISTS', KEYS[1])
 for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do redis.call('UNLINK', ARGV[1] .. id) end
 redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])
 return existed
-"""
+""", "allow-oom")
 
 # KEYS: meta, cps, cp; ARGV: cp_id, kind, seq, created_at, turn, label, data
-PUT_CHECKPOINT = """
+PUT_CHECKPOINT = _script("""
 redis.call('HSET', KEYS[3], 'kind', ARGV[2], 'seq', ARGV[3], 'created_at', ARGV[4], 'turn', ARGV[5],
            'label', ARGV[6], 'data', ARGV[7])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
@@ -86,10 +104,10 @@ else
   redis.call('PERSIST', KEYS[2])
 end
 return 1
-"""
+""")
 
 # KEYS: cps; ARGV: cp_prefix, kind|'' -> {{cp_id, kind, seq, created_at, turn, label}, ...}
-LIST_CHECKPOINTS = """
+LIST_CHECKPOINTS = _script("""
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local h = redis.call('HMGET', ARGV[1] .. id, 'kind', 'seq', 'created_at', 'turn', 'label')
@@ -98,10 +116,10 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   end
 end
 return out
-"""
+""", "no-writes")
 
 # KEYS: cps; ARGV: cp_prefix, cp_id... -> how many existed
-DELETE_CHECKPOINTS = """
+DELETE_CHECKPOINTS = _script("""
 local n = 0
 for i = 2, #ARGV do
   local indexed = redis.call('ZREM', KEYS[1], ARGV[i])
@@ -109,4 +127,4 @@ for i = 2, #ARGV do
   if indexed == 1 or stored == 1 then n = n + 1 end
 end
 return n
-"""
+""", "allow-oom")

@@ -5,6 +5,12 @@ Writes are group-committed: every write that arrives while a transaction is in f
 the next one, so a busy host pays one commit for many turns. Each write is still a
 compare-and-set on the session version. Several processes (the host actors of one node) may
 open the same file; WAL and ``busy_timeout`` serialise their transactions.
+
+Failures come out typed (see ``sqlite_errors``): a damaged file is CorruptState, and from then
+on the store refuses every write so that the damage does not spread; a full disk, a read-only
+folder or a file that cannot be opened is StoreUnavailable. Before a write is acknowledged the
+store checks that its file is still the one at its path (one stat): a database deleted or
+replaced under a running store would otherwise swallow acknowledged turns.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ from pathlib import Path
 
 import structlog
 
-from repertory.errors import ConcurrentUpdate, StoreUnavailable
+from repertory.errors import ConcurrentUpdate, CorruptState, StoreError, StoreUnavailable
 
 from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from .sqlite_errors import is_busy, translate
+from .sqlite_files import FileId, create_private_file, file_id, make_private_folder, open_connection, rollback
 
 __all__ = ["SQLiteStore"]
 
@@ -29,35 +37,7 @@ _INLINE_MAX = 16  # larger groups commit on the store thread, so the loop is nev
 _CHECKPOINT_EVERY = 256  # inline commits between WAL checkpoints on the store thread
 _INLINE_MAX_MESSAGES = 256  # longer histories are read on the store thread
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    key TEXT PRIMARY KEY,
-    version INTEGER NOT NULL,
-    meta BLOB NOT NULL,
-    n_messages INTEGER NOT NULL,
-    updated_at REAL NOT NULL,
-    expires_at REAL
-);
-CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated_at);
-CREATE INDEX IF NOT EXISTS sessions_expires ON sessions(expires_at) WHERE expires_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS messages (
-    key TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (key, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints (
-    key TEXT NOT NULL,
-    cp_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    turn INTEGER NOT NULL,
-    label TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (key, cp_id)
-) WITHOUT ROWID;
-"""
+_BUSY_TIMEOUT = 30.0  # seconds a statement waits for another connection's lock
 
 
 class SQLiteStore(Store):
@@ -73,22 +53,49 @@ class SQLiteStore(Store):
         self._flushing = False
         self._inline: sqlite3.Connection | None = None
         self._inline_commits = 0
+        self._file_id: FileId | None = None  # the file the connections opened
+        self._refusal: StoreError | None = None  # why writes are refused (damaged or lost file)
+
+    # -- failures ---------------------------------------------------------------------
+    def _error(self, exc: BaseException, what: str) -> StoreError:
+        err = translate(exc, self.path, what)
+        if isinstance(err, CorruptState) and self._refusal is None:
+            self._refusal = err
+            log.error("sqlite store damaged: writes refused", path=str(self.path), op=what, error=str(exc))
+        return err
+
+    def _check_writable(self) -> None:
+        if self._refusal is not None:
+            raise type(self._refusal)(f"write refused, nothing was written. Earlier: {self._refusal}") \
+                from self._refusal
+
+    def _check_file(self, op: str) -> None:
+        """Raise unless the file at our path is still the one the connections write to."""
+        now = file_id(self.path)
+        if now == self._file_id:
+            return
+        what = "deleted" if now is None else "replaced by another file"
+        err = StoreUnavailable(
+            f"the SQLite store's file {self.path} was {what} while the store had it open, so what "
+            f"it writes goes to a file nobody will read again: the {op} is not acknowledged, and the "
+            "store refuses writes from now on. Find what removed it (a clean-up job, an 'rm'), "
+            "restore it from a backup if you have one, and restart"
+        )
+        if self._refusal is None:
+            self._refusal = err
+            log.error("sqlite store file gone: writes refused", path=str(self.path), file=what)
+        raise err
 
     # -- the store thread -------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"PRAGMA synchronous={self._synchronous}")
-                conn.execute("PRAGMA busy_timeout=30000")
-                conn.executescript(_SCHEMA)
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(
-                    f"cannot open the SQLite store at {self.path}: {exc}. "
-                    "Check that the folder is writable, or pass store='sqlite:///other/path'"
-                ) from exc
+                make_private_folder(self.path.parent)
+                create_private_file(self.path)
+                conn = open_connection(self.path, synchronous=self._synchronous, busy_timeout=_BUSY_TIMEOUT)
+            except (sqlite3.Error, OSError) as exc:
+                raise self._error(exc, "open") from exc
+            self._file_id = file_id(self.path)
             self._conn = conn
         return self._conn
 
@@ -114,18 +121,30 @@ class SQLiteStore(Store):
     def _inline_connect(self) -> sqlite3.Connection | None:
         """The event loop's own connection: never waits for a lock (busy_timeout 0)."""
         if self._inline is None and self._conn is not None:  # the schema exists by now
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute("PRAGMA busy_timeout=0")
-            # WAL checkpoints can take milliseconds: the store thread runs them instead.
-            conn.execute("PRAGMA wal_autocheckpoint=0")
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                conn.execute(f"PRAGMA synchronous={self._synchronous}")
+                conn.execute("PRAGMA busy_timeout=0")
+                # WAL checkpoints can take milliseconds: the store thread runs them instead.
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+            except sqlite3.Error as exc:
+                raise self._error(exc, "open") from exc
+            try:
+                self._check_file("open")  # it opened by path: it must be the store thread's file
+            except StoreError:
+                conn.close()
+                raise
             self._inline = conn
         return self._inline
 
     def _checkpoint_wal(self) -> None:
-        self._connect().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        try:
+            self._connect().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except (sqlite3.Error, StoreError) as exc:  # nobody awaits it: the next write reports the trouble
+            log.warning("sqlite wal checkpoint failed", path=str(self.path), error=str(exc))
 
     def _commit_sync(self, writes: list[StateWrite], conn: sqlite3.Connection | None = None) -> list[int | Exception]:
+        self._check_writable()
         conn = conn or self._connect()
         results: list[int | Exception] = []
         conn.execute("BEGIN IMMEDIATE")
@@ -134,8 +153,9 @@ class SQLiteStore(Store):
                 results.append(self._apply(conn, w))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
+        self._check_file("commit")
         return results
 
     @staticmethod
@@ -178,14 +198,16 @@ class SQLiteStore(Store):
         return w.expected_revision + 1
 
     def _tx(self, fn, *args):
+        self._check_writable()
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
             out = fn(conn, *args)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
+        self._check_file("write")
         return out
 
     @staticmethod
@@ -255,12 +277,12 @@ class SQLiteStore(Store):
             args.append(limit)
         return [SessionInfo(*row) for row in conn.execute(sql, args)]
 
-    async def _run(self, fn, *args):
+    async def _run(self, what: str, fn, *args):
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise self._error(exc, what) from exc
 
     # -- the async verbs --------------------------------------------------------------
     async def load(self, key: str) -> SessionRecord | None:
@@ -270,17 +292,16 @@ class SQLiteStore(Store):
             # (~50 µs instead of a thread hop); a long one on the store thread.
             try:
                 rec = self._load_sync(key, conn, _INLINE_MAX_MESSAGES)
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
-                rec = False  # a checkpoint holds the WAL index for a moment: read on the store thread
             except sqlite3.Error as exc:
-                raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+                if not is_busy(exc):
+                    raise self._error(exc, "load") from exc
+                rec = False  # a checkpoint holds the WAL index for a moment: read on the store thread
             if rec is not False:
                 return rec  # type: ignore[return-value]
-        return await self._run(self._load_sync, key)
+        return await self._run("load", self._load_sync, key)
 
     async def commit(self, write: StateWrite) -> int:
+        self._check_writable()
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append((write, fut))
         if not self._flushing:
@@ -297,7 +318,7 @@ class SQLiteStore(Store):
                     writes = [w for w, _ in batch]
                     results = self._commit_inline(writes) if len(writes) <= _INLINE_MAX else None
                     if results is None:
-                        results = await self._run(self._commit_sync, writes)
+                        results = await self._run("commit", self._commit_sync, writes)
                 except Exception as exc:  # the whole transaction failed: every writer hears it
                     for _, fut in batch:
                         if not fut.done():
@@ -321,43 +342,41 @@ class SQLiteStore(Store):
             return None
         try:
             results = self._commit_sync(writes, conn)
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                return None
-            raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store {self.path} failed: {exc}") from exc
+            if is_busy(exc):
+                return None
+            raise self._error(exc, "commit") from exc
         self._inline_commits += 1
         if self._inline_commits % _CHECKPOINT_EVERY == 0:
             asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint_wal)
         return results
 
     async def delete(self, key: str) -> bool:
-        return await self._run(self._tx, self._delete_in, key)
+        return await self._run("delete", self._tx, self._delete_in, key)
 
     async def sweep_expired(self) -> int:
         """Delete sessions (and their checkpoints) whose expiry has passed; returns how many."""
-        return await self._run(self._tx, self._sweep_in, time.time())
+        return await self._run("sweep_expired", self._tx, self._sweep_in, time.time())
 
     async def touch(self, key: str, expires_at: float | None) -> bool:
-        return await self._run(self._tx, self._touch_in, key, expires_at)
+        return await self._run("touch", self._tx, self._touch_in, key, expires_at)
 
     async def put_checkpoint(self, record: CheckpointRecord) -> None:
-        await self._run(self._tx, self._put_cp_in, record)
+        await self._run("put_checkpoint", self._tx, self._put_cp_in, record)
 
     async def get_checkpoint(self, key: str, cp_id: str) -> CheckpointRecord | None:
-        return await self._run(self._get_cp_sync, key, cp_id)
+        return await self._run("get_checkpoint", self._get_cp_sync, key, cp_id)
 
     async def list_checkpoints(self, key: str, kind: str | None = None) -> list[CheckpointInfo]:
-        return await self._run(self._list_cps_sync, key, kind)
+        return await self._run("list_checkpoints", self._list_cps_sync, key, kind)
 
     async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
-        return await self._run(self._tx, self._delete_cps_in, key, list(cp_ids))
+        return await self._run("delete_checkpoints", self._tx, self._delete_cps_in, key, list(cp_ids))
 
     async def list_sessions(
         self, *, prefix: str = "", updated_before: float | None = None, limit: int | None = None
     ) -> list[SessionInfo]:
-        return await self._run(self._list_sync, prefix, updated_before, limit)
+        return await self._run("list_sessions", self._list_sync, prefix, updated_before, limit)
 
     async def close(self) -> None:
         if self._inline is not None:

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,9 @@ def _free_port() -> int:
 class PrivateRedis:
     """A throw-away redis-server on its own port (no persistence), started and stopped at will."""
 
-    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
+    def __init__(self, workdir: Path, *, persistent: bool = False, args: Sequence[str] = ()) -> None:
         self.persistent = persistent  # append-only file, fsync on every write: survives restarts
+        self.args = list(args)  # more redis-server options, e.g. ("--maxmemory", "2mb")
         self.port = _free_port()
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
@@ -36,7 +38,7 @@ class PrivateRedis:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
-             "--daemonize", "no", "--dir", str(self.workdir)],
+             "--daemonize", "no", "--dir", str(self.workdir), *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10

@@ -309,3 +309,86 @@ async def test_hung_server_times_out_and_leaves_state_whole(private_redis):
             == rec.revision + 1
     finally:
         await s.close()
+
+
+# -- out of memory (a private server with maxmemory 2 MB and noeviction) ---------------------
+@pytest.fixture
+def small_redis(tmp_path):
+    server = PrivateRedis(tmp_path, args=("--maxmemory", "2mb", "--maxmemory-policy", "noeviction"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def _used_memory(url: str) -> int:
+    client = aioredis.Redis.from_url(url)
+    try:
+        return int((await client.info("memory"))["used_memory"])
+    finally:
+        await client.aclose()
+
+
+TURN = b"x" * 100_000
+
+
+async def _fill(s: RedisStore, key: str) -> tuple[int, StoreUnavailable | None]:
+    """Commit 100 turns of 100 KB; (how many were acknowledged, the error that stopped them)."""
+    revision = await s.commit(StateWrite(key, 0, b"m", [], expires_at=time.time() + 600))
+    for i in range(100):
+        try:
+            revision = await s.commit(StateWrite(key, revision, b"m", [TURN], base_count=i,
+                                                 expires_at=time.time() + 600))
+        except StoreUnavailable as exc:
+            return i, exc
+    return 100, None
+
+
+async def test_commits_are_refused_when_redis_is_out_of_memory(small_redis):
+    s = RedisStore(small_redis.url, prefix="rp")
+    try:
+        acked, err = await _fill(s, KEY)
+        assert err is not None, f"all {acked} turns of 100 KB were acknowledged by a 2 MB Redis"
+        message = str(err)
+        assert "out of memory" in message and "maxmemory" in message and small_redis.url in message
+        assert "nothing was stored" in message and "deleting sessions" in message  # what happened, what to do
+        assert 0 < acked < 20
+        assert await _used_memory(small_redis.url) < 3 * 1024 * 1024
+        # every acknowledged turn is there, and nothing of the refused ones
+        assert (await s.load(KEY)).messages == [TURN] * acked
+        # batched commits hear it too, each with its own error
+        results = await asyncio.gather(*[s.commit(StateWrite(f"new{i}", 0, b"m", [TURN])) for i in range(5)],
+                                       return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailable) and "out of memory" in str(r) for r in results), results
+        with pytest.raises(StoreUnavailable, match="out of memory"):
+            await s.put_checkpoint(_cp(KEY, "c1"))
+    finally:
+        await s.close()
+
+
+async def test_reads_work_and_deletes_free_memory_when_redis_is_out_of_memory(small_redis):
+    from structlog.testing import capture_logs
+
+    s = RedisStore(small_redis.url, prefix="rp")
+    try:
+        await s.commit(StateWrite("small", 0, b"m", [b"a"], expires_at=time.time() + 600))
+        await s.put_checkpoint(_cp("small", "c1"))
+        acked, err = await _fill(s, KEY)
+        assert err is not None
+        assert len((await s.load(KEY)).messages) == acked
+        assert {i.key for i in await s.list_sessions()} == {KEY, "small"}
+        assert [c.cp_id for c in await s.list_checkpoints("small")] == ["c1"]
+        assert (await s.get_checkpoint("small", "c1")).data == b"DATA"
+        # a TTL refresh Redis refuses never fails the read that asked for it: a warning instead
+        with capture_logs() as logs:
+            assert await s.touch(KEY, time.time() + 900) is True
+            assert await s.touch("never-was", time.time() + 900) is False
+        warnings = [e for e in logs if e["log_level"] == "warning"]
+        assert warnings and "out of memory" in warnings[0]["event"] and warnings[0]["url"] == small_redis.url
+        # deleting is how memory is freed, so it must work now; then writes resume
+        assert await s.delete_checkpoints("small", ["c1"]) == 1
+        assert await s.delete(KEY) is True
+        assert await s.commit(StateWrite("small", 1, b"m", [b"b"], base_count=1)) == 2
+    finally:
+        await s.close()
