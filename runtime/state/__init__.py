@@ -1,0 +1,1 @@
+"""The declared shapes of stored state (pure checks, no I/O)."""
