@@ -59,6 +59,11 @@ def _text(s: str) -> None:
                             "repair the text, e.g. s.encode('utf-8', 'replace').decode()") from None
 
 
+def _too_deep(limit: int) -> Violation:
+    return Violation(f"nests more than {limit} containers deep",
+                     "flatten it, or store deep data as a JSON string or bytes")
+
+
 def _key(k: Any) -> None:
     if not isinstance(k, str):
         raise Violation(f"has the {type(k).__name__} key {k!r:.40}",
@@ -71,16 +76,32 @@ def _key(k: Any) -> None:
         raise
 
 
+def _flat(v: list) -> bool:
+    """A list of plain ascii str, in-range int, finite float, bool, None or bytes (pairs, tags)."""
+    for x in v:
+        t = type(x)
+        if t is str:
+            if x.isascii():
+                continue
+        elif t is int:
+            if -9223372036854775808 <= x <= 18446744073709551615:
+                continue
+        elif t is float:
+            if x == x:
+                continue
+        elif t is bool or x is None or t is bytes:
+            continue
+        return False
+    return True
+
+
 def _walk(v: Any, level: int, limit: int) -> None:
     # On the codec's hot path: exact scalars are checked inline, without a call each.
-    if isinstance(v, (dict, list)):
+    if isinstance(v, dict):
         if level >= limit:
-            raise Violation(f"nests more than {limit} containers deep",
-                            "flatten it, or store deep data as a JSON string or bytes")
-        items = v.items() if isinstance(v, dict) else enumerate(v)
-        is_dict = isinstance(v, dict)
-        for k, x in items:
-            if is_dict and (type(k) is not str or not k.isascii()):
+            raise _too_deep(limit)
+        for k, x in v.items():
+            if type(k) is not str or not k.isascii():
                 _key(k)
             t = type(x)
             if t is str:
@@ -94,10 +115,35 @@ def _walk(v: Any, level: int, limit: int) -> None:
                     continue
             elif t is bool or x is None or t is bytes:
                 continue
+            elif t is list and level + 1 < limit and _flat(x):
+                continue
             try:
                 _walk(x, level + 1, limit)
             except Violation as bad:
-                bad.where = f"[{k!r}]" + bad.where if is_dict else f"[{k}]" + bad.where
+                bad.where = f"[{k!r}]" + bad.where
+                raise
+    elif isinstance(v, list):
+        if level >= limit:
+            raise _too_deep(limit)
+        for x in v:  # no enumerate: the index is only needed on failure
+            t = type(x)
+            if t is str:
+                if x.isascii():
+                    continue
+            elif t is float:
+                if x == x:
+                    continue
+            elif t is int:
+                if -9223372036854775808 <= x <= 18446744073709551615:
+                    continue
+            elif t is bool or x is None or t is bytes:
+                continue
+            elif t is list and level + 1 < limit and _flat(x):
+                continue
+            try:
+                _walk(x, level + 1, limit)
+            except Violation as bad:
+                bad.where = f"[{next(i for i, y in enumerate(v) if y is x)}]" + bad.where
                 raise
     elif isinstance(v, str):
         _text(v)
