@@ -4,9 +4,14 @@ Layout of an encoded record::
 
     b"RPS" | format version (1 byte) | crc32 of the body (4 bytes, big endian) | msgpack body
 
-Decoding accepts only the msgpack types (no extension types), checks the magic, the version
-and the checksum, and names what it was reading in every error. Older format versions go
-through registered migrations; newer ones are refused with :class:`UnsupportedFormat`.
+Encoding accepts exactly what reads back equal (:mod:`repertory.stores.values`: plain data,
+str keys, no NaN, no tuples or sets, bounded depth) and refuses the rest with
+:class:`InvalidInput`. Decoding accepts only the msgpack types (no extension types), checks the
+magic, the version and the checksum, and names what it was reading in every error: any
+failure is :class:`CorruptState`, never a raw TypeError or ValueError. Decoding still reads
+non-str map keys (records written before the encoder refused them); unhashable ones are
+CorruptState. Older format versions go through registered migrations; newer ones are refused
+with :class:`UnsupportedFormat`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any, Protocol
 
 import msgpack
 
-from repertory.errors import CorruptState, UnsupportedFormat
+from repertory.errors import CorruptState, InvalidInput, RepertoryError, UnsupportedFormat
+from repertory.stores.values import RECORD_MAX_DEPTH, check_value
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Codec", "MsgpackCodec", "pack_array", "register_migration",
            "unpack_array", "verify"]
@@ -40,18 +46,18 @@ def register_migration(from_version: int, fn: Callable[[Any], Any]) -> None:
 class Codec(Protocol):
     """Turns plain data (dicts, lists, str, bytes, numbers) into bytes and back."""
 
-    def encode(self, value: Any) -> bytes: ...
+    def encode(self, value: Any, *, where: str = "the value") -> bytes: ...
 
     def decode(self, data: bytes, *, source: str = "state") -> Any: ...
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    raise TypeError(
-        f"cannot store a {type(obj).__name__}: session state holds plain data "
-        "(dict, list, str, int, float, bool, None, bytes); convert it first"
-    )
+def _unpack(body: Any, source: str) -> Any:
+    try:
+        return msgpack.unpackb(body, raw=False, strict_map_key=False, ext_hook=_no_ext)
+    except Exception as exc:  # ValueError, TypeError (unhashable map key), msgpack's own errors
+        detail = "nested too deeply" if isinstance(exc, msgpack.StackError) else f"{type(exc).__name__}: {exc}"
+        raise CorruptState(f"{source} could not be decoded ({detail}); "
+                           "restore it from a checkpoint or a backup") from exc
 
 
 class MsgpackCodec:
@@ -60,16 +66,21 @@ class MsgpackCodec:
     def __init__(self, version: int = FORMAT_VERSION) -> None:
         self.version = version
 
-    def encode(self, value: Any) -> bytes:
+    def encode(self, value: Any, *, where: str = "the value") -> bytes:
+        """Encode plain data; :class:`InvalidInput` (naming ``where``) for what would not read back."""
+        check_value(value, where, max_depth=RECORD_MAX_DEPTH)
         try:
-            body = msgpack.packb(value, use_bin_type=True, default=_default)
-        except (TypeError, ValueError, OverflowError) as exc:
-            from repertory.errors import InvalidInput
-
-            raise InvalidInput(str(exc)) from exc
+            body = msgpack.packb(value, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:  # not expected after check_value
+            raise InvalidInput(f"cannot store {where}: {exc}") from exc
         return _HEADER.pack(MAGIC, self.version, zlib.crc32(body)) + body
 
     def decode(self, data: bytes, *, source: str = "state") -> Any:
+        if isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
+        elif not isinstance(data, bytes):
+            raise CorruptState(f"{source} is a {type(data).__name__}, not encoded state; "
+                               "restore it from a checkpoint or a backup")
         if not data:
             raise CorruptState(f"{source} is empty; restore it from a checkpoint or a backup")
         if len(data) < _HEADER.size or data[:3] != MAGIC:
@@ -92,15 +103,18 @@ class MsgpackCodec:
                 f"{source} failed its checksum (truncated or altered); nothing was changed. "
                 "Restore it from a checkpoint or a backup."
             )
-        try:
-            value = msgpack.unpackb(body, raw=False, strict_map_key=False, ext_hook=_no_ext)
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-            raise CorruptState(f"{source} could not be decoded: {exc}") from exc
+        value = _unpack(body, source)
         while version < self.version:
             migrate = _MIGRATIONS.get(version)
             if migrate is None:
                 raise UnsupportedFormat(f"{source} has format version {version} and no migration")
-            value = migrate(value)
+            try:
+                value = migrate(value)
+            except RepertoryError:
+                raise
+            except Exception as exc:  # a migration meeting a body it does not expect
+                raise CorruptState(f"{source} could not be migrated from format version {version} "
+                                   f"({type(exc).__name__}: {exc})") from exc
             version += 1
         return value
 
@@ -115,7 +129,10 @@ def verify(data: bytes, *, source: str = "state", codec: MsgpackCodec | None = N
         _, version, crc = _HEADER.unpack_from(data)
         if version == codec.version and zlib.crc32(memoryview(data)[_HEADER.size:]) == crc:
             return data
-    return codec.encode(codec.decode(data, source=source))  # raises the precise error, or migrates
+    value = codec.decode(data, source=source)  # raises the precise error, or migrates
+    # An old record may hold what this release no longer stores (an int key): corrupt, not input.
+    check_value(value, source, error=CorruptState, max_depth=RECORD_MAX_DEPTH)
+    return codec.encode(value, where=source)
 
 
 def pack_array(blobs: list[bytes]) -> bytes:
@@ -126,9 +143,9 @@ def pack_array(blobs: list[bytes]) -> bytes:
     return head + b"".join([b[size:] for b in blobs])
 
 
-def unpack_array(data: bytes) -> list[Any]:
+def unpack_array(data: bytes, *, source: str = "history") -> list[Any]:
     """Decode what :func:`pack_array` built, in one pass, allowing only plain msgpack types."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_no_ext)
+    return _unpack(data, source)
 
 
 def _no_ext(code: int, data: bytes) -> Any:

@@ -1,0 +1,241 @@
+"""The one declared schema of a session's stored state (pure checks, no I/O).
+
+Every write, every load from the store, every file load and every import checks with these
+functions. Each takes ``error``: :class:`InvalidInput` for what a caller gives (the message
+says how to fix it), :class:`CorruptState` for what was read (the message says to restore).
+Plain values follow :mod:`repertory.stores.values` (NaN, tuples, non-str keys, depth: see
+there). Times and durations must be finite numbers. Meta fields are declared: an unknown
+field is refused, so a new one is added here (and the schema version bumped if old
+releases could misread it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from repertory.errors import CorruptState, InvalidInput, UnsupportedFormat
+from repertory.ids import validate_session_id, validate_user_id
+
+from repertory.stores.values import MAX_DEPTH, RECORD_MAX_DEPTH, Error, Violation, check_plain, check_value, raise_as
+
+__all__ = ["MAX_DEPTH", "RECORD_MAX_DEPTH", "ROLES", "SCHEMA_VERSION", "check_checkpoint_info",
+           "check_export_doc", "check_message", "check_meta", "check_ttl", "check_value"]
+
+SCHEMA_VERSION = 1  # of the meta dict; equals session_state.SCHEMA_VERSION (a test checks)
+ROLES = frozenset({"system", "user", "assistant", "tool"})
+_IMPORT = "nothing was imported. Re-export it, or remove it and import the rest"
+_META_REQUIRED = ("schema", "session_id", "user_id", "created_at", "updated_at", "turns", "user_data",
+                  "user_profile", "metadata", "recent_turns", "ttl")
+_META_OPTIONAL = ("last_turn_id",)
+_INFO_FIELDS = ("id", "cp_id", "kind", "turn", "timestamp", "label")
+
+
+# -- fields ---------------------------------------------------------------------------------
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_time(x: Any) -> bool:
+    """A finite number that converts to a float (time.time() + ttl must not overflow)."""
+    if _is_int(x):
+        return -(2**63) <= x < 2**64
+    return isinstance(x, float) and math.isfinite(x)
+
+
+def _need(ok: bool, where: str, what: str, fix: str) -> None:
+    if not ok:
+        raise Violation(what, fix, where)
+
+
+def check_ttl(ttl: Any) -> float | None:
+    """``ttl`` if it is None or a finite positive number of seconds, else :class:`InvalidInput`."""
+    try:
+        return _ttl(ttl, "ttl")
+    except Violation as bad:
+        raise_as(bad, InvalidInput)
+
+
+def _ttl(ttl: Any, where: str) -> float | None:
+    _need(ttl is None or (_is_time(ttl) and ttl > 0), where, f"must be a positive number of seconds, got {ttl!r:.40}",
+          "use None to keep the session forever")
+    return ttl
+
+
+def _message(msg: Any, where: str) -> dict[str, Any]:
+    _need(isinstance(msg, dict), where, f"must be a dict, got {type(msg).__name__}",
+          'pass {"role": ..., "content": ...}')
+    check_plain(msg, where)
+    role = msg.get("role")
+    _need(isinstance(role, str) and role in ROLES, where, f"has role {role!r:.40}", f"use one of {sorted(ROLES)}")
+    content = msg.get("content")
+    # OpenAI's tool-call messages carry no text: None (or no content) only there.
+    tool_call = role == "assistant" and bool(msg.get("tool_calls"))
+    _need(isinstance(content, str) or (content is None and tool_call), where + "['content']",
+          f"must be a str, got {type(content).__name__}", "put the text in content (None only on an "
+          "assistant message with tool_calls)")
+    for f in ("timestamp", "edited_at"):
+        _need(f not in msg or _is_time(msg[f]), f"{where}[{f!r}]", f"must be a finite number, got {msg.get(f)!r:.40}",
+              "use time.time()")
+    # name and tool_call_id may be None: agent.py copies them from the model's call as given.
+    for f, nullable in (("name", True), ("tool_call_id", True), ("agent", False)):
+        v = msg.get(f)
+        _need(f not in msg or isinstance(v, str) or (nullable and v is None), f"{where}[{f!r}]",
+              f"must be a str, got {type(v).__name__}", "pass text")
+    usage = msg.get("usage", {})
+    _need(isinstance(usage, dict) and all(_is_int(n) for n in usage.values()), f"{where}['usage']",
+          "must map token-count names to ints", 'e.g. {"prompt_tokens": 12}')
+    calls = msg.get("tool_calls", [])
+    _need(isinstance(calls, list) and all(isinstance(c, dict) for c in calls), f"{where}['tool_calls']",
+          "must be a list of dicts", "use the OpenAI tool_calls format")
+    return dict(msg)
+
+
+def check_message(msg: Any, index: int, *, where: str = "history", error: Error = InvalidInput) -> dict[str, Any]:
+    """One stored message (role, content, typed optional fields); returns a shallow copy."""
+    try:
+        return _message(msg, f"{where} message {index}")
+    except Violation as bad:
+        raise_as(bad, error)
+
+
+def _meta(meta: Any, where: str, error: Error) -> dict[str, Any]:
+    m = f"{where} meta"
+    _need(isinstance(meta, dict), m, f"must be a dict, got {type(meta).__name__}", "pass the meta of a session")
+    schema = meta.get("schema")
+    if _is_int(schema) and schema != SCHEMA_VERSION and not issubclass(error, InvalidInput):
+        raise UnsupportedFormat(f"{where} has state schema {schema}; this release reads schema "
+                                f"{SCHEMA_VERSION}. Upgrade repertory to read it")
+    _need(schema == SCHEMA_VERSION and _is_int(schema), m + "['schema']", f"is {schema!r:.40}",
+          f"it must be {SCHEMA_VERSION}")
+    missing = [f for f in _META_REQUIRED if f not in meta]
+    _need(not missing, m, f"lacks {missing}", "start from the meta of a session")
+    unknown = sorted(str(f) for f in meta if f not in _META_REQUIRED and f not in _META_OPTIONAL)
+    _need(not unknown, m, f"has unknown fields {unknown}", f"the fields are {sorted(_META_REQUIRED + _META_OPTIONAL)}")
+    try:
+        validate_session_id(meta["session_id"])
+        validate_user_id(meta["user_id"])
+    except InvalidInput as exc:
+        raise Violation(str(exc), "use a valid id", m) from None
+    for f in ("created_at", "updated_at"):
+        _need(_is_time(meta[f]), f"{m}['{f}']", f"must be a finite number, got {meta[f]!r:.40}", "use time.time()")
+    _need(_is_int(meta["turns"]) and meta["turns"] >= 0, m + "['turns']",
+          f"must be an int >= 0, got {meta['turns']!r:.40}", "count the turns")
+    for f in ("user_data", "user_profile", "metadata"):
+        _need(isinstance(meta[f], dict), f"{m}['{f}']", f"must be a dict, got {type(meta[f]).__name__}", "pass a dict")
+        check_plain(meta[f], f"{m}['{f}']")
+    recent = meta["recent_turns"]
+    _need(isinstance(recent, list) and all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and _is_int(p[1]) for p in recent),
+        m + "['recent_turns']", "must be a list of [turn id, message index] pairs", "leave it to repertory")
+    _ttl(meta["ttl"], m + "['ttl']")
+    last = meta.get("last_turn_id")
+    _need(last is None or isinstance(last, str), m + "['last_turn_id']", "must be a str or None", "pass text")
+    # The rest (surrogates in ids, huge ints) in one walk; the three dicts were walked above.
+    check_plain({k: v for k, v in meta.items() if k not in ("user_data", "user_profile", "metadata")}, m)
+    return dict(meta)
+
+
+def check_meta(meta: Any, where: str, *, error: Error = CorruptState) -> dict[str, Any]:
+    """A session's meta as stored; returns a shallow copy.
+
+    ``error``: CorruptState (default) for meta loaded from a store or file, where an unknown
+    schema version raises UnsupportedFormat; InvalidInput for a caller's write.
+    """
+    try:
+        return _meta(meta, where, error)
+    except Violation as bad:
+        raise_as(bad, error)
+
+
+def _info(info: Any, where: str) -> dict[str, Any]:
+    _need(isinstance(info, dict) and set(info) == set(_INFO_FIELDS), where,
+          f"checkpoint info must be a dict with exactly {list(_INFO_FIELDS)}", "list_checkpoints() gives them")
+    kind, n = info["kind"], info["id"]
+    _need(kind in ("checkpoint", "version"), where, f"kind is {kind!r:.40}", "use 'checkpoint' or 'version'")
+    first = 1 if kind == "checkpoint" else 0  # versions start at 0, checkpoints at 1
+    _need(_is_int(n) and n >= first, where, f"{kind} id must be an int >= {first}, got {n!r:.40}", "use its number")
+    _need(info["cp_id"] == f"{kind[0]}{n}", where, f"cp_id {info['cp_id']!r:.40} does not match {kind} {n}",
+          f"use {kind[0]}{n!r}")
+    _need(_is_int(info["turn"]) and info["turn"] >= 0, where, f"turn must be an int >= 0, got {info['turn']!r:.40}",
+          "use the session's turn count")
+    _need(_is_time(info["timestamp"]), where, f"timestamp must be a finite number, got {info['timestamp']!r:.40}",
+          "use time.time()")
+    _need(isinstance(info["label"], str), where, f"label must be a str, got {type(info['label']).__name__}",
+          "pass text")
+    check_plain(info, where)
+    return dict(info)
+
+
+def check_checkpoint_info(info: Any, where: str, *, error: Error = CorruptState) -> dict[str, Any]:
+    """A checkpoint's or version's info dict (id, cp_id, kind, turn, timestamp, label); a copy."""
+    try:
+        return _info(info, where)
+    except Violation as bad:
+        raise_as(bad, error)
+
+
+# -- exported sessions ----------------------------------------------------------------------
+def _decoded(data: Any, where: str) -> Any:
+    from repertory.stores.codec import MsgpackCodec  # lazy: the codec imports this module
+
+    _need(isinstance(data, bytes), where, f"must be an encoded record (bytes), got {type(data).__name__}",
+          "re-export it")
+    try:
+        return MsgpackCodec().decode(data, source=where)
+    except UnsupportedFormat:
+        raise
+    except CorruptState as exc:
+        raise CorruptState(f"{exc} ({_IMPORT})") from None
+
+
+def _messages(raw: Any, where: str) -> list[bytes]:
+    _need(isinstance(raw, list), where, "messages must be a list of encoded messages", "re-export it")
+    for i, m in enumerate(raw):
+        _message(_decoded(m, f"{where} message {i}"), f"{where} message {i}")
+    return list(raw)
+
+
+def _export_doc(doc: Any, where: str) -> dict[str, Any]:
+    _need(isinstance(doc, dict) and doc.get("kind", "repertory.session") == "repertory.session", where,
+          "is not an exported session", "re-export it")
+    meta = _meta(doc.get("meta"), where, CorruptState)
+    from repertory.state.session_state import storage_key  # lazy: keeps this module free of runtime imports
+
+    key = storage_key(meta["session_id"], meta["user_id"])
+    _need(doc.get("key", key) == key, where, f"key {doc.get('key')!r:.80} does not match the session it holds "
+          f"({key!r})", "re-export it")
+    version = doc.get("version", 0)
+    _need(_is_int(version) and version >= 0, where, f"version must be an int >= 0, got {version!r:.40}", "re-export it")
+    messages = _messages(doc.get("messages"), where)
+    checkpoints = doc.get("checkpoints") or []
+    _need(isinstance(checkpoints, list), where, "checkpoints must be a list", "re-export it")
+    clean_cps, seen = [], set()
+    for j, cp in enumerate(checkpoints):
+        at = f"{where} checkpoint {j}"
+        _need(isinstance(cp, dict), at, "must be a dict with info and data", "re-export it")
+        info = _info(cp.get("info"), at)
+        _need(info["cp_id"] not in seen, at, f"{info['cp_id']!r} appears twice", "re-export it")
+        seen.add(info["cp_id"])
+        snap = _decoded(cp.get("data"), at)
+        _need(isinstance(snap, dict) and "meta" in snap and "messages" in snap, at, "is not a session snapshot",
+              "re-export it")
+        _meta(snap["meta"], at, CorruptState)
+        rev = snap.get("revision", snap.get("version", 0))  # "version" in snapshots of older releases
+        _need(_is_int(rev) and rev >= 0, at, f"revision must be an int >= 0, got {rev!r:.40}", "re-export it")
+        _messages(snap["messages"], at)
+        clean_cps.append({"info": info, "data": cp["data"]})
+    return {"kind": "repertory.session", "key": key, "meta": meta, "messages": messages,
+            "version": version, "checkpoints": clean_cps}
+
+
+def check_export_doc(doc: Any, where: str) -> dict[str, Any]:
+    """An exported session (``state_ops.export``'s dict), every record decoded and checked.
+
+    Returns the clean doc; raises CorruptState (UnsupportedFormat for a newer schema) before
+    anything is written, naming ``where`` (a file, or a line of one).
+    """
+    try:
+        return _export_doc(doc, where)
+    except Violation as bad:
+        raise_as(bad, CorruptState, _IMPORT)

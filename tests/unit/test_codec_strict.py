@@ -1,0 +1,140 @@
+"""The codec refuses on encode what it cannot read back, and decoding only ever raises CorruptState."""
+
+import struct
+import zlib
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from repertory.errors import CorruptState, InvalidInput, UnsupportedFormat
+from repertory.stores.values import RECORD_MAX_DEPTH
+from repertory.stores.codec import _MIGRATIONS, MAGIC, MsgpackCodec, pack_array, register_migration, unpack_array, verify
+
+codec = MsgpackCodec()
+
+
+def record(body: bytes, version: int = 1) -> bytes:
+    """A record with a valid header and checksum around any body."""
+    return struct.pack(">3sBI", MAGIC, version, zlib.crc32(body)) + body
+
+
+def nested(depth: int) -> list:
+    v: list = []
+    for _ in range(depth - 1):
+        v = [v]
+    return v
+
+
+# -- encode -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value,match", [
+    ({(1, 2): "a"}, "the tuple key"),  # was written, then decoding raised a raw TypeError
+    ({1: "a"}, "the int key"),
+    ({None: "a"}, "the NoneType key"),
+    ({"t": (1, 2)}, "tuple, which would read back as a list"),
+    ({"s": {1, 2}}, "set, which would read back as a list"),  # was silently stored as a list
+    ({"x": float("nan")}, "NaN"),
+    ({"n": 2**64}, "outside 64 bits"),
+    ({"s": "\udc80"}, "not valid Unicode"),
+    ({"o": object()}, "plain data"),
+])
+def test_encode_refuses_what_would_not_read_back(value, match):
+    with pytest.raises(InvalidInput, match=match):
+        codec.encode(value)
+
+
+def test_encode_names_what_it_stores():
+    with pytest.raises(InvalidInput, match=r"^user_data\['k'\] is a tuple"):
+        codec.encode({"k": ()}, where="user_data")
+
+
+def test_depth_of_records():
+    assert codec.decode(codec.encode(nested(RECORD_MAX_DEPTH))) == nested(RECORD_MAX_DEPTH)
+    for depth in (RECORD_MAX_DEPTH + 1, 100_000):
+        with pytest.raises(InvalidInput, match="containers deep"):
+            codec.encode(nested(depth))
+
+
+# -- decode -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("body,what", [
+    (b"\x81\x92\x01\x02\xa1a", "array as a map key (a tuple key written by older releases)"),
+    (b"\x81\x81\x01\x02\x03", "map as a map key"),
+    (b"\x91" * 5000 + b"\xc0", "nested past msgpack's stack"),
+    (b"\xa2\xff\xfe", "invalid UTF-8 in a str"),
+    (b"\x92\x01", "truncated body (checksum valid)"),
+    (b"\x01\x02", "extra data"),
+    (b"\xc1", "reserved byte"),
+    (b"", "empty body"),
+    (msgpack.packb(msgpack.ExtType(1, b"x")), "extension type"),
+    (b"\xdb\xff\xff\xff\xff", "a str claiming 4 GiB"),
+])
+def test_decode_raises_only_corrupt_state(body, what):
+    with pytest.raises(CorruptState, match="session 'k' meta"):
+        codec.decode(record(body), source="session 'k' meta")
+
+
+@pytest.mark.parametrize("data", [None, "text", 42, ["x"]])
+def test_decode_refuses_non_bytes(data):
+    with pytest.raises(CorruptState, match="not encoded state"):
+        codec.decode(data, source="file x")
+
+
+def test_decode_accepts_bytes_likes():
+    data = codec.encode({"a": 1})
+    assert codec.decode(bytearray(data)) == codec.decode(memoryview(data)) == {"a": 1}
+
+
+def test_records_with_int_keys_from_older_releases_still_decode():
+    assert codec.decode(record(msgpack.packb({3: "int key"}))) == {3: "int key"}
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=64))
+def test_any_checksum_valid_body_decodes_or_is_corrupt(body):
+    try:
+        codec.decode(record(body), source="fuzz")
+    except CorruptState as exc:
+        assert "fuzz" in str(exc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_any_bytes_decode_or_are_corrupt(data):
+    try:
+        codec.decode(data, source="fuzz")
+    except CorruptState:
+        pass
+
+
+def test_unpack_array_raises_corrupt_state():
+    good = [codec.encode({"role": "user", "content": "x"})]
+    assert unpack_array(pack_array(good)) == [{"role": "user", "content": "x"}]
+    with pytest.raises(CorruptState, match="session 'k' history"):
+        unpack_array(b"\x91\x81\x91\x01\x02", source="session 'k' history")
+
+
+# -- migrations ---------------------------------------------------------------------------------
+@pytest.fixture
+def v2():
+    yield MsgpackCodec(version=2)
+    _MIGRATIONS.pop(1, None)
+
+
+def test_a_failing_migration_is_corrupt_state(v2):
+    register_migration(1, lambda body: body["missing"])
+    with pytest.raises(CorruptState, match="could not be migrated from format version 1.*KeyError"):
+        v2.decode(codec.encode({"x": 1}), source="old record")
+
+
+def test_verify_refuses_old_records_this_release_no_longer_stores(v2):
+    register_migration(1, lambda body: body)
+    old = record(msgpack.packb({3: "x"}))
+    with pytest.raises(CorruptState, match="old record.*int key"):
+        verify(old, source="old record", codec=v2)
+    assert v2.decode(verify(codec.encode({"a": 1}), codec=v2)) == {"a": 1}
+
+
+def test_newer_records_stay_unsupported():
+    with pytest.raises(UnsupportedFormat):
+        codec.decode(record(b"\xc0", version=9))
