@@ -7,6 +7,7 @@ stable path) to build hostile session records.
 from __future__ import annotations
 
 import asyncio
+import textwrap
 import base64
 import json
 import time
@@ -81,3 +82,24 @@ def b64(data: bytes) -> str:
 
 def unb64(text: str) -> bytes:
     return base64.b64decode(text)
+
+
+# Issue 16 item 1: the other runtime (another process) deletes the session, recreates it and
+# brings the new incarnation to the revision the first runtime holds.
+OTHER_RUNTIME = textwrap.dedent("""
+    import sys
+    import repertory
+    from repertory import Session
+    store, target = sys.argv[1], int(sys.argv[2])
+    repertory.init(runtime="local", store=store)
+    s = Session("shared-id")
+    assert s.delete()
+    s.chat("B was here.")
+    s.update_user_data(owner="B")
+    i = 0
+    while s.get_state()["revision"] < target:  # bring the new incarnation to A's revision
+        i += 1
+        s.update_user_data(n=i)
+    print(s.get_state()["revision"])
+    repertory.shutdown()
+""")

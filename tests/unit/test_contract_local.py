@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import repertory
-from contract_helpers import STORES, make_store, read_jsonl, restart_local, start_local, wait_for
+from contract_helpers import OTHER_RUNTIME, STORES, make_store, read_jsonl, restart_local, start_local, wait_for
 from openai_server import OpenAIServer
 from repertory import (Agent, CorruptState, InvalidInput, InvalidSessionId, Session, SharedState)
 from repertory.cli import app
@@ -70,23 +70,6 @@ def noted(message: str) -> str:
 # ---------------------------------------------------------------------------------------
 # item 1: a compare-and-set token never repeats across incarnations
 # ---------------------------------------------------------------------------------------
-_OTHER_RUNTIME = textwrap.dedent("""
-    import sys
-    import repertory
-    from repertory import Session
-    store, target = sys.argv[1], int(sys.argv[2])
-    repertory.init(runtime="local", store=store)
-    s = Session("shared-id")
-    assert s.delete()
-    s.chat("B was here.")
-    s.update_user_data(owner="B")
-    i = 0
-    while s.get_state()["revision"] < target:  # bring the new incarnation to A's revision
-        i += 1
-        s.update_user_data(n=i)
-    print(s.get_state()["revision"])
-    repertory.shutdown()
-""")
 
 
 @xfail(1, "a deleted-and-recreated session reuses revision numbers; A's stale commit wipes B's data")
@@ -95,7 +78,7 @@ def test_recreated_session_never_reuses_a_revision_seen_by_another_runtime(local
     for i in range(4):
         a.chat(f"A says {i}.")
     revision = a.get_state()["revision"]  # A's resident copy is at this revision
-    b = subprocess.run([sys.executable, "-c", _OTHER_RUNTIME, local.url, str(revision)],
+    b = subprocess.run([sys.executable, "-c", OTHER_RUNTIME, local.url, str(revision)],
                        capture_output=True, text=True, timeout=120)
     assert b.returncode == 0, b.stderr
     assert int(b.stdout.split()[-1]) == revision  # B's incarnation reached A's revision
