@@ -155,61 +155,59 @@ def test_redis_expiry_is_seen_by_a_resident_session(ray_cluster, tmp_path):
 # ---------------------------------------------------------------------------------------
 # item 8: with the hosts SIGKILLed, every mutating operation is applied once
 # ---------------------------------------------------------------------------------------
-def _kill_hosts_while(runtime, worker: threading.Thread, progress, kills_wanted: int = 3) -> int:
-    """SIGKILL every host process each time the worker has made progress; returns the kills."""
-    kills, seen = 0, progress()
-    while worker.is_alive() and kills < kills_wanted:
+N_SESSIONS, N_OPS = 6, 60
+
+
+def _hammer_while_killing_hosts(runtime, op) -> list[list]:
+    """Run ``op(session_index, i)`` N_OPS times on each of N_SESSIONS threads (several operations
+    in flight at any time) and SIGKILL every host each time they made some progress. Returns
+    what each thread got back, in order; an exception stops its thread and is re-raised."""
+    done: list[list] = [[] for _ in range(N_SESSIONS)]
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
         try:
-            wait_for(lambda: progress() >= seen + 5 or not worker.is_alive(), timeout=120,
-                     what="the worker to make progress")
-        except AssertionError:
-            break
-        if not worker.is_alive():
-            break
-        for st in runtime.stats():
-            try:
-                os.kill(st["pid"], signal.SIGKILL)
-            except (KeyError, ProcessLookupError):
-                pass
-        kills += 1
+            for i in range(N_OPS):
+                done[k].append(op(k, i))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(N_SESSIONS)]
+    for w in workers:
+        w.start()
+    progress = lambda: sum(len(d) for d in done)  # noqa: E731
+    kills = 0
+    while any(w.is_alive() for w in workers) and kills < 4:
         seen = progress()
-    return kills
+        wait_for(lambda: progress() >= seen + 15 or not any(w.is_alive() for w in workers), timeout=120,
+                 what="the workers to make progress")
+        for st in runtime.stats():
+            os.kill(st["pid"], signal.SIGKILL)
+        kills += 1
+    for w in workers:
+        w.join(timeout=240)
+    assert not any(w.is_alive() for w in workers)
+    if errors:
+        raise errors[0]
+    assert kills >= 2
+    return done
 
 
+@xfail(8, "a host killed during add_result: the resent operation is applied twice")
 def test_add_result_applied_once_when_hosts_are_killed(runtime):
-    s = Session("results", agent=NULL)
-    s.chat("start")
-    acked: list[int] = []
-
-    def work():
-        for i in range(150):
-            s.add_result(f"objective {i}", i)
-            acked.append(i)
-
-    worker = threading.Thread(target=work)
-    worker.start()
-    kills = _kill_hosts_while(runtime, worker, lambda: len(acked))
-    worker.join(timeout=240)
-    assert not worker.is_alive() and kills >= 2 and len(acked) == 150
-    results = s.metadata["results"]
-    assert [r["results"] for r in results] == list(range(150))
+    sessions = [Session(f"results-{k}", agent=NULL) for k in range(N_SESSIONS)]
+    _hammer_while_killing_hosts(runtime, lambda k, i: sessions[k].add_result(f"objective {i}", i))
+    for s in sessions:
+        assert [r["results"] for r in s.metadata["results"]] == list(range(N_OPS))
 
 
+@xfail(8, "a host killed during pop_turn: the resent operation removes an extra exchange")
 def test_pop_turn_applied_once_when_hosts_are_killed(runtime):
-    s = Session("pops", agent=NULL)
-    for i in range(120):
-        s.chat(f"turn {i}")
-    popped: list[str] = []
-
-    def work():
-        for _ in range(100):
-            removed = s.pop_turn()
-            popped.append(removed[0]["content"])
-
-    worker = threading.Thread(target=work)
-    worker.start()
-    kills = _kill_hosts_while(runtime, worker, lambda: len(popped))
-    worker.join(timeout=240)
-    assert not worker.is_alive() and kills >= 2 and len(popped) == 100
-    assert popped == [f"turn {i}" for i in range(119, 19, -1)]  # each pop removed the next exchange
-    assert [m["content"] for m in s.get_history() if m["role"] == "user"] == [f"turn {i}" for i in range(20)]
+    sessions = [Session(f"pops-{k}", agent=NULL) for k in range(N_SESSIONS)]
+    for s in sessions:
+        s.set_history([m for i in range(N_OPS + 10) for m in ({"role": "user", "content": f"turn {i}"},
+                                                             {"role": "assistant", "content": f"reply {i}"})])
+    popped = _hammer_while_killing_hosts(runtime, lambda k, i: sessions[k].pop_turn()[0]["content"])
+    for s, removed in zip(sessions, popped):
+        assert removed == [f"turn {i}" for i in range(N_OPS + 9, 9, -1)]  # each pop took the next exchange
+        assert [m["content"] for m in s.get_history() if m["role"] == "user"] == [f"turn {i}" for i in range(10)]
