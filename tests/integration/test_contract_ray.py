@@ -155,7 +155,7 @@ def test_redis_expiry_is_seen_by_a_resident_session(ray_cluster, tmp_path):
 # ---------------------------------------------------------------------------------------
 # item 8: with the hosts SIGKILLed, every mutating operation is applied once
 # ---------------------------------------------------------------------------------------
-N_SESSIONS, N_OPS = 6, 60
+N_SESSIONS, N_OPS, N_KILLS = 6, 90, 6
 
 
 def _hammer_while_killing_hosts(runtime, op) -> list[list]:
@@ -177,7 +177,7 @@ def _hammer_while_killing_hosts(runtime, op) -> list[list]:
         w.start()
     progress = lambda: sum(len(d) for d in done)  # noqa: E731
     kills = 0
-    while any(w.is_alive() for w in workers) and kills < 4:
+    while any(w.is_alive() for w in workers) and kills < N_KILLS:
         seen = progress()
         wait_for(lambda: progress() >= seen + 15 or not any(w.is_alive() for w in workers), timeout=120,
                  what="the workers to make progress")
