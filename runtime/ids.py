@@ -27,7 +27,7 @@ def _check(value: object, what: str) -> str:
             f"{what} {value!r} must be 1 to {MAX_ID_LENGTH} characters long; "
             "use a shorter id, or leave session_id=None for a uuid4"
         )
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise InvalidSessionId(
             f"{what} {value!r} may only hold letters, digits and . _ : @ - "
             "and must start with a letter or digit"

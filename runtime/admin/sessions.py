@@ -28,6 +28,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -120,14 +121,33 @@ def parse_duration(text: str) -> timedelta:
                        "(s, m, h, d, w), e.g. 90s, 45m, 12h, 30d, 2w, or combined: 1d12h")
 
 
-def _cutoff(older_than: timedelta) -> float:
-    if not isinstance(older_than, timedelta) or older_than < timedelta(0):
-        raise InvalidInput(f"older_than must be a non-negative datetime.timedelta, got {older_than!r}")
-    return time.time() - older_than.total_seconds()
+Age = timedelta | int | float | str  # a timedelta, a number of days, or "30d", "12h", ...
+
+
+def as_age(older_than: Age) -> timedelta:
+    """``older_than`` as a timedelta: a timedelta, a number of days, or a duration text."""
+    if isinstance(older_than, str):
+        age = parse_duration(older_than)
+    elif isinstance(older_than, (int, float)) and not isinstance(older_than, bool):
+        if not math.isfinite(older_than):
+            raise InvalidInput(f"older_than must be a finite number of days, got {older_than!r}")
+        age = timedelta(days=older_than)
+    elif isinstance(older_than, timedelta):
+        age = older_than
+    else:
+        raise InvalidInput("older_than takes a datetime.timedelta, a number of days, or a duration "
+                           f"such as '30d'; got {older_than!r}")
+    if age < timedelta(0):
+        raise InvalidInput(f"older_than must not be negative, got {older_than!r}")
+    return age
+
+
+def _cutoff(older_than: Age) -> float:
+    return time.time() - as_age(older_than).total_seconds()
 
 
 # -- listing and cleanup ----------------------------------------------------------------
-async def _list(rt: Runtime, prefix: str, user_id: str | None, older_than: timedelta | None,
+async def _list(rt: Runtime, prefix: str, user_id: str | None, older_than: Age | None,
                 limit: int | None) -> list[SessionSummary]:
     if not isinstance(prefix, str):
         raise InvalidInput(f"prefix must be a str, got {type(prefix).__name__}")
@@ -144,7 +164,7 @@ async def _list(rt: Runtime, prefix: str, user_id: str | None, older_than: timed
     return [_summary(i) for i in await on_portal(read)]
 
 
-async def alist_sessions(prefix: str = "", user_id: str | None = None, older_than: timedelta | None = None,
+async def alist_sessions(prefix: str = "", user_id: str | None = None, older_than: Age | None = None,
                          limit: int | None = None) -> list[SessionSummary]:
     """Stored sessions, least recently updated first.
 
@@ -155,13 +175,14 @@ async def alist_sessions(prefix: str = "", user_id: str | None = None, older_tha
     return await _list(get_runtime(), prefix, user_id, older_than, limit)
 
 
-def list_sessions(prefix: str = "", user_id: str | None = None, older_than: timedelta | None = None,
+def list_sessions(prefix: str = "", user_id: str | None = None, older_than: Age | None = None,
                   limit: int | None = None) -> list[SessionSummary]:
     """Sync :func:`alist_sessions`."""
     return run_sync(_list, get_runtime(), prefix, user_id, older_than, limit)  # init off the portal
 
 
-async def _cleanup(rt: Runtime, older_than: timedelta, dry_run: bool) -> list[SessionSummary]:
+async def _cleanup(rt: Runtime, older_than: Age, dry_run: bool) -> list[SessionSummary]:
+    older_than = as_age(older_than)
     cutoff = time.time() - older_than.total_seconds()
     stale = await _list(rt, "", None, older_than, None)
     if dry_run or not stale:
@@ -180,16 +201,17 @@ async def _cleanup(rt: Runtime, older_than: timedelta, dry_run: bool) -> list[Se
     return removed
 
 
-async def acleanup(older_than: timedelta, *, dry_run: bool = False) -> list[SessionSummary]:
+async def acleanup(older_than: Age, *, dry_run: bool = False) -> list[SessionSummary]:
     """Delete sessions not updated for ``older_than``; returns what was (or, dry run, would be) removed.
 
-    A session updated between the listing and its delete is still deleted: run it with a
-    margin (days, not seconds) on live systems.
+    ``older_than`` is a timedelta, a number of days (``cleanup(30)``) or a duration text
+    (``"12h"``). Each delete runs under the session's lock and keeps a session that was
+    updated after it was listed, so a live session is never removed by a cleanup.
     """
     return await _cleanup(get_runtime(), older_than, dry_run)
 
 
-def cleanup(older_than: timedelta, *, dry_run: bool = False) -> list[SessionSummary]:
+def cleanup(older_than: Age, *, dry_run: bool = False) -> list[SessionSummary]:
     """Sync :func:`acleanup`."""
     return run_sync(_cleanup, get_runtime(), older_than, dry_run)
 

@@ -103,7 +103,7 @@ def test_list_sessions_filters_and_summaries(db):
     with pytest.raises(InvalidInput):
         repertory.list_sessions(limit=0)
     with pytest.raises(InvalidInput):
-        repertory.list_sessions(older_than=30)  # a timedelta, not a number
+        repertory.list_sessions(older_than="thirty days")  # a timedelta, a number of days or "30d"
 
 
 def test_cleanup_dry_run_then_delete_through_hosts(db):

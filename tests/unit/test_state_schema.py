@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from repertory.errors import CorruptState, InvalidInput, UnsupportedFormat
-from repertory.session_state import SCHEMA_VERSION as LIVE_SCHEMA_VERSION
-from repertory.session_state import SessionState
+from repertory.state.session_state import SCHEMA_VERSION as LIVE_SCHEMA_VERSION
+from repertory.state.session_state import SessionState
 from repertory.state.schema import (MAX_DEPTH, SCHEMA_VERSION, check_checkpoint_info, check_export_doc,
                                     check_message, check_meta, check_ttl, check_value)
-from repertory.state_ops import snapshot
+from repertory.state.ops import snapshot
 from repertory.stores.codec import MsgpackCodec
 
 codec = MsgpackCodec()
