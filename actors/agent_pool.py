@@ -10,33 +10,30 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
 from repertory.agents.agent import TurnOutput
 from repertory.errors import AgentError
-from repertory.host.wire import unpack
+from repertory.host import wire
 
+from .names import ActorNames
 from .calls import iterate_streaming, unwrap_ray_error
 
-__all__ = ["RayAgentPool", "agent_actor_name"]
-
-
-def agent_actor_name(agent_key: str, index: int) -> str:
-    return f"agent:{agent_key}:{index}"
+__all__ = ["RayAgentPool"]
 
 
 class RayAgentPool:
     """Looks up agent replicas by name and spreads calls over them."""
 
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
+    def __init__(self, names: ActorNames) -> None:
+        self.names = names
         self._handles: dict[str, object] = {}
         self._next: dict[str, int] = {}
 
     def _handle(self, agent_key: str, replicas: int):
         i = self._next.get(agent_key, 0)
         self._next[agent_key] = (i + 1) % max(replicas, 1)
-        name = agent_actor_name(agent_key, i % max(replicas, 1))
+        name = self.names.agent(agent_key, i % max(replicas, 1))
         h = self._handles.get(name)
         if h is None:
             try:
-                h = ray.get_actor(name, namespace=self.namespace)
+                h = ray.get_actor(name, namespace=self.names.namespace)
             except ValueError:
                 raise AgentError(
                     f"agent {agent_key!r} has no actor {name!r}; create the Session (or call "
@@ -51,7 +48,7 @@ class RayAgentPool:
         for attempt in range(replicas + 2):
             name, h = self._handle(agent_key, replicas)
             try:
-                return unpack(TurnOutput, await h.run.remote(history, context, shared_state_id))
+                return wire.decode(await h.run.remote(history, context, shared_state_id))
             except RayTaskError as exc:
                 raise unwrap_ray_error(exc) from None
             except (ActorDiedError, ActorUnavailableError) as exc:
@@ -65,5 +62,5 @@ class RayAgentPool:
                      shared_state_id: str | None = None) -> AsyncIterator[str | TurnOutput]:
         _, h = self._handle(agent_key, replicas)
         gen = h.stream.options(num_returns="streaming").remote(history, context, shared_state_id)
-        async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else unpack(TurnOutput, i)):
+        async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
             yield item

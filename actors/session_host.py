@@ -1,54 +1,112 @@
-"""SessionHost: a thin Ray shell over :class:`repertory.host.HostCore`.
+"""SessionHost: a thin Ray shell over :class:`repertory.host.core.HostCore`.
 
 A pool of these named, restartable actors hosts the virtual session actors; a restarted host
-starts empty and reactivates sessions from the store on their next message.
+starts empty and reactivates sessions from the store on their next message. It has one
+method per :class:`~repertory.host.api.HostAPI` operation, each decoding its arguments,
+awaiting the same-named HostCore method and encoding the result (as Ray Serve's replica
+actor delegates to its implementation).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from repertory.config import Settings
+from repertory.host import wire
 from repertory.host.core import HostCore
-from repertory.state.session_state import TurnReply, TurnRequest
-from repertory.host.wire import pack, unpack
+from repertory.logs import configure_logging
 
 from .agent_pool import RayAgentPool
+from .names import ActorNames
+from .store import open_actor_store
 
 __all__ = ["SessionHost"]
 
-_ALLOWED = {"history", "get_state", "replace", "delete", "exists", "op"}
-
 
 class SessionHost:
-    """Hosts many sessions (or one, when ``dedicated``)."""
+    """Hosts many sessions (or one, when dedicated)."""
 
-    def __init__(self, settings: Settings, name: str) -> None:
-        from repertory.logs import configure_logging
-
+    def __init__(self, settings: Settings, names: ActorNames, name: str, sweeps: bool = False) -> None:
         configure_logging()
-        from .store import open_actor_store
-
-        store = open_actor_store(settings)
         # One host sweeps expired sessions out of the store (a no-op for Redis, which expires keys).
-        self._core = HostCore(store, RayAgentPool(settings.namespace), settings, name=name,
-                              sweep_store=name == "host-0")
+        self._core = HostCore(open_actor_store(settings, names), RayAgentPool(names), settings, name=name,
+                              sweep_store=sweeps)
 
-    async def turn(self, req: bytes | TurnRequest) -> bytes | TurnReply:
-        return pack(await self._core.turn(unpack(TurnRequest, req)))
+    async def _serve(self, op: Callable[..., Awaitable[Any]], data: bytes) -> bytes:
+        return wire.encode(await op(self._core, *wire.decode(data)))
 
-    async def stream_turn(self, req: bytes | TurnRequest) -> AsyncIterator[str | bytes | TurnReply]:
-        async for item in self._core.stream_turn(unpack(TurnRequest, req)):
-            yield item if isinstance(item, str) else pack(item)
+    async def turn(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.turn, data)
 
-    async def call(self, method: str, *args: Any) -> Any:
-        if method not in _ALLOWED:
-            raise ValueError(f"unknown host operation {method!r}")
-        return await getattr(self._core, method)(*args)
+    async def stream_turn(self, data: bytes) -> AsyncIterator[str | bytes]:
+        (req,) = wire.decode(data)
+        async for item in self._core.stream_turn(req):
+            yield item if isinstance(item, str) else wire.encode(item)
 
+    async def get_history(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.get_history, data)
+
+    async def get_state(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.get_state, data)
+
+    async def read_fields(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.read_fields, data)
+
+    async def set_history(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.set_history, data)
+
+    async def set_state(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.set_state, data)
+
+    async def update_fields(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.update_fields, data)
+
+    async def update_item(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.update_item, data)
+
+    async def update_workflow(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.update_workflow, data)
+
+    async def set_ttl(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.set_ttl, data)
+
+    async def create_checkpoint(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.create_checkpoint, data)
+
+    async def restore_checkpoint(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.restore_checkpoint, data)
+
+    async def list_checkpoints(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.list_checkpoints, data)
+
+    async def checkpoint_snapshot(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.checkpoint_snapshot, data)
+
+    async def pop_turn(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.pop_turn, data)
+
+    async def truncate(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.truncate, data)
+
+    async def edit_message(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.edit_message, data)
+
+    async def export_session(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.export_session, data)
+
+    async def import_session(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.import_session, data)
+
+    async def exists(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.exists, data)
+
+    async def delete(self, data: bytes) -> bytes:
+        return await self._serve(HostCore.delete, data)
+
+    # -- operations on the host itself -------------------------------------------------
     async def stats(self) -> dict[str, Any]:
         return {**self._core.stats(), "pid": os.getpid()}
 

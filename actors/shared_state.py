@@ -1,41 +1,91 @@
-"""SharedStateActor: a thin Ray shell over :class:`repertory.shared_state_core.SharedStateCore`."""
+"""SharedStateActor, a thin Ray shell over :class:`repertory.shared.core.SharedStateCore`, and
+the backend that calls it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import ray
 
 from repertory.config import Settings
+from repertory.errors import RuntimeNotReady
+from repertory.host import wire
+from repertory.logs import configure_logging
 from repertory.shared.core import SharedStateCore
 
-__all__ = ["SharedStateActor", "shared_state_actor_name"]
+from .calls import call_restartable, iterate_streaming
+from .names import ActorNames
+from .store import open_actor_store
 
+__all__ = ["RaySharedStateBackend", "SharedStateActor"]
 
-def shared_state_actor_name(state_id: str) -> str:
-    return f"shared:{state_id}"
+T = TypeVar("T")
 
 
 class SharedStateActor:
     """One shared state; restarted by Ray and reloaded from the store."""
 
-    def __init__(self, settings: Settings, state_id: str) -> None:
-        from repertory.logs import configure_logging
-
+    def __init__(self, settings: Settings, names: ActorNames, state_id: str) -> None:
         configure_logging()
-        from .store import open_actor_store
+        self._core = SharedStateCore(open_actor_store(settings, names), state_id)
 
-        store = open_actor_store(settings)
-        self._core = SharedStateCore(store, state_id)
+    async def _serve(self, op: Callable[..., Awaitable[Any]], data: bytes) -> bytes:
+        return wire.encode(await op(self._core, *wire.decode(data)))
 
-    async def mutate(self, op_id: str, op: str, *args: Any) -> Any:
-        return await self._core.mutate(op_id, op, *args)
+    # One method per SharedStateCore operation, each delegating (no dispatch by name).
+    async def set(self, data: bytes) -> bytes:
+        return await self._serve(SharedStateCore.set, data)
 
-    async def get(self, key: str, default: Any = None) -> Any:
-        return await self._core.get(key, default)
+    async def update(self, data: bytes) -> bytes:
+        return await self._serve(SharedStateCore.update, data)
 
-    async def snapshot(self) -> dict[str, Any]:
-        return await self._core.snapshot()
+    async def delete(self, data: bytes) -> bytes:
+        return await self._serve(SharedStateCore.delete, data)
+
+    async def compare_and_set(self, data: bytes) -> bytes:
+        return await self._serve(SharedStateCore.compare_and_set, data)
+
+    async def increment(self, data: bytes) -> bytes:
+        return await self._serve(SharedStateCore.increment, data)
+
+    async def append(self, data: bytes) -> bytes:
+        return await self._serve(SharedStateCore.append, data)
+
+    async def get(self, data: bytes) -> bytes:
+        return await self._serve(SharedStateCore.get, data)
+
+    async def snapshot(self, data: bytes) -> bytes:
+        return await self._serve(SharedStateCore.snapshot, data)
 
     async def watch(self, keys: list[str] | None, after: int | None) -> AsyncIterator[dict[str, Any]]:
         async for change in self._core.watch(keys, after):
+            yield change
+
+
+class RaySharedStateBackend:
+    """Calls a SharedStateActor, resending while Ray restarts it."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    @classmethod
+    def lookup(cls, state_id: str, names: ActorNames) -> RaySharedStateBackend:
+        try:
+            return cls(ray.get_actor(names.shared_state(state_id), namespace=names.namespace))
+        except ValueError:
+            raise RuntimeNotReady(
+                f"shared state {state_id!r} has no actor; create SharedState({state_id!r}) in a driver first"
+            ) from None
+
+    async def invoke(self, op: Callable[..., Awaitable[T]], *args: Any) -> T:
+        # The actor has a method of the same name for each SharedStateCore operation.
+        # Mutations carry operation ids, so a resent one is answered, not applied twice.
+        method, data = getattr(self.handle, op.__name__), wire.encode(args)
+        return wire.decode(await call_restartable(
+            lambda: method.remote(data),
+            lambda exc: RuntimeNotReady(f"the shared state actor did not come back: {exc}")))
+
+    async def watch(self, keys: list[str] | None, after: int | None) -> AsyncIterator[dict[str, Any]]:
+        async for change in iterate_streaming(self.handle.watch.options(num_returns="streaming").remote(keys, after)):
             yield change

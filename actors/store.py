@@ -6,6 +6,8 @@ host does not know whether it writes the backend itself or through this actor.
 
 from __future__ import annotations
 
+from typing import Any
+
 import ray
 
 from repertory.config import Settings
@@ -14,23 +16,22 @@ from repertory.errors import StoreUnavailable
 from repertory.stores.base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 
 from .calls import RESTART_WAIT, call_restartable
+from .names import ActorNames
 
-__all__ = ["STORE_ACTOR_NAME", "RemoteStore", "StoreActor", "open_actor_store"]
-
-STORE_ACTOR_NAME = "store"
+__all__ = ["RemoteStore", "StoreActor", "open_actor_store"]
 
 
-def open_actor_store(settings: Settings) -> Store:
+def open_actor_store(settings: Settings, names: ActorNames) -> Store:
     """The store an actor uses: its own connection, or the StoreActor in ``actor`` mode."""
     if settings.store_access == "actor":
-        return RemoteStore(settings.namespace)
+        return RemoteStore(names)
     from repertory.stores.factory import open_store
 
     return open_store(settings.store)
 
 
 class StoreActor:
-    """Owns the backend connection; every verb delegates to it."""
+    """Owns the backend connection; one method per Store verb, each delegating."""
 
     def __init__(self, url: str) -> None:
         from repertory.logs import configure_logging
@@ -54,57 +55,67 @@ class StoreActor:
     async def list_sessions(self, prefix: str, updated_before: float | None, limit: int | None) -> list[SessionInfo]:
         return await self._store.list_sessions(prefix=prefix, updated_before=updated_before, limit=limit)
 
-    async def call(self, verb: str, *args):
-        if verb not in _VERBS:
-            raise ValueError(f"unknown store verb {verb!r}")
-        return await getattr(self._store, verb)(*args)
+    async def touch(self, key: str, expires_at: float | None) -> bool:
+        return await self._store.touch(key, expires_at)
 
+    async def put_checkpoint(self, record: CheckpointRecord) -> None:
+        await self._store.put_checkpoint(record)
 
-_VERBS = {"touch", "put_checkpoint", "get_checkpoint", "list_checkpoints", "delete_checkpoints", "sweep_expired"}
+    async def get_checkpoint(self, key: str, cp_id: str) -> CheckpointRecord | None:
+        return await self._store.get_checkpoint(key, cp_id)
+
+    async def list_checkpoints(self, key: str, kind: str | None) -> list[CheckpointInfo]:
+        return await self._store.list_checkpoints(key, kind)
+
+    async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
+        return await self._store.delete_checkpoints(key, cp_ids)
+
+    async def sweep_expired(self) -> int:
+        return await self._store.sweep_expired()
 
 
 class RemoteStore(Store):
     """The Store interface over the named StoreActor."""
 
-    def __init__(self, namespace: str) -> None:
-        self._actor = ray.get_actor(STORE_ACTOR_NAME, namespace=namespace)
-        self.url = f"ray-actor://{namespace}/{STORE_ACTOR_NAME}"
+    def __init__(self, names: ActorNames) -> None:
+        self._actor = ray.get_actor(names.store(), namespace=names.namespace)
+        self.url = f"ray-actor://{names.namespace}/{names.store()}"
 
-    async def _call(self, method: str, *args):
+    async def _call(self, method: Any, *args: Any) -> Any:
         # A dead StoreActor is restarted by Ray; resend until it answers. A commit that had
         # landed before the crash then fails its compare-and-set, and the host's retry finds
         # the turn already stored (turn ids), so nothing is applied twice.
         return await call_restartable(
-            lambda: getattr(self._actor, method).remote(*args),
+            lambda: method.remote(*args),
             lambda exc: StoreUnavailable(f"the StoreActor did not come back within {RESTART_WAIT:.0f} s: {exc}"))
 
     async def load(self, key: str) -> SessionRecord | None:
-        return await self._call("load", key)
+        return await self._call(self._actor.load, key)
 
     async def commit(self, write: StateWrite) -> int:
-        return await self._call("commit", write)
+        return await self._call(self._actor.commit, write)
 
     async def delete(self, key: str) -> bool:
-        return await self._call("delete", key)
+        return await self._call(self._actor.delete, key)
 
     async def list_sessions(self, *, prefix: str = "", updated_before: float | None = None,
                             limit: int | None = None) -> list[SessionInfo]:
-        return await self._call("list_sessions", prefix, updated_before, limit)
+        return await self._call(self._actor.list_sessions, prefix, updated_before, limit)
 
     async def touch(self, key: str, expires_at: float | None) -> bool:
-        return await self._call("call", "touch", key, expires_at)
+        return await self._call(self._actor.touch, key, expires_at)
 
     async def put_checkpoint(self, record: CheckpointRecord) -> None:
-        await self._call("call", "put_checkpoint", record)
+        await self._call(self._actor.put_checkpoint, record)
 
     async def get_checkpoint(self, key: str, cp_id: str) -> CheckpointRecord | None:
-        return await self._call("call", "get_checkpoint", key, cp_id)
+        return await self._call(self._actor.get_checkpoint, key, cp_id)
 
     async def list_checkpoints(self, key: str, kind: str | None = None) -> list[CheckpointInfo]:
-        return await self._call("call", "list_checkpoints", key, kind)
+        return await self._call(self._actor.list_checkpoints, key, kind)
 
     async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
-        return await self._call("call", "delete_checkpoints", key, cp_ids)
+        return await self._call(self._actor.delete_checkpoints, key, cp_ids)
 
     async def sweep_expired(self) -> int:
-        return await self._call("call", "sweep_expired")
+        return await self._call(self._actor.sweep_expired)

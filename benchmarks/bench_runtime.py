@@ -108,7 +108,7 @@ def memory_child(n: int) -> dict[str, Any]:
         rss0 = _rss_bytes()
         t0 = perf()
         for key in keys:
-            await host.history(key, key, None)
+            await host.get_history(SessionRef(key))
         act_s = perf() - t0
         gc.collect()
         rss1 = _rss_bytes()
@@ -119,7 +119,7 @@ def memory_child(n: int) -> dict[str, Any]:
         gc.collect()
         tracemalloc.start()
         for key in keys:
-            await host.history(key, key, None)
+            await host.get_history(SessionRef(key))
         gc.collect()
         traced, _peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
@@ -244,9 +244,10 @@ async def run_concurrent(settings: list[Setting], n_sessions: int, rounds: int) 
 
 
 def _req(agent, key: str, text: str):
-    from repertory.state.session_state import TurnRequest
+    from repertory.host.api import TurnRequest
+    from repertory.ids import SessionRef
 
-    return TurnRequest(key=key, session_id=key, user_id=None, agent_key=agent.key, content=text,
+    return TurnRequest(ref=SessionRef(key), agent_key=agent.key, content=text,
                        turn_id=uuid.uuid4().hex)
 
 
@@ -357,11 +358,11 @@ async def cold_inprocess(host, null_agent, n: int) -> dict[str, Any]:
     cold, warm, cold_turn, warm_turn = [], [], [], []
     for key in keys:
         t = perf()
-        await host.history(key, key, None)
+        await host.get_history(SessionRef(key))
         cold.append(perf() - t)
     for key in keys:
         t = perf()
-        await host.history(key, key, None)
+        await host.get_history(SessionRef(key))
         warm.append(perf() - t)
     host.passivate_idle(0)
     for key in keys:

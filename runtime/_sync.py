@@ -8,8 +8,10 @@ portal's loop does the work, so nothing re-enters the caller's loop.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
+from concurrent.futures import Future
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -18,7 +20,7 @@ from anyio.from_thread import BlockingPortal
 
 from repertory.errors import RuntimeNotReady
 
-__all__ = ["portal_thread_id", "run_sync", "iterate_sync"]
+__all__ = ["aiter_on_portal", "call_in_portal", "iterate_sync", "on_portal", "run_sync", "start_on_portal"]
 
 T = TypeVar("T")
 _lock = threading.Lock()
@@ -49,10 +51,6 @@ def _get_portal() -> BlockingPortal:
                 _thread_id = t.ident
                 _portal = box[0]
     return _portal
-
-
-def portal_thread_id() -> int | None:
-    return _thread_id
 
 
 def run_sync(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
@@ -93,9 +91,7 @@ def iterate_sync(agen_fn: Callable[..., AsyncIterator[T]], *args: Any) -> Iterat
 
 
 async def on_portal(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """Await ``fn(*args)`` on the portal loop from any loop (for loop-bound resources)."""
-    import asyncio
-
+    """Await ``fn(*args)`` on the portal loop from any loop (loop-bound locks, stores, futures)."""
     portal = _get_portal()
     if threading.get_ident() == _thread_id:
         return await fn(*args)
@@ -103,6 +99,25 @@ async def on_portal(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fn(*args), loop))
 
 
+async def aiter_on_portal(agen: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Iterate ``agen`` (whose work belongs to the portal loop) from any loop."""
+    try:
+        while True:
+            try:
+                item = await on_portal(agen.__anext__)
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        await on_portal(agen.aclose)  # type: ignore[attr-defined]
+
+
 def call_in_portal(fn: Callable[..., T], *args: Any) -> T:
     """Run a plain function on the portal thread (for loop-bound set-up)."""
     return _get_portal().call(fn, *args)
+
+
+def start_on_portal(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> Future[T]:
+    """Start ``fn`` on the portal loop; a concurrent future that can be waited on or cancelled
+    (a CLI cancels it on Ctrl-C)."""
+    return _get_portal().start_task_soon(functools.partial(fn, *args, **kwargs))

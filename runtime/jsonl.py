@@ -92,7 +92,7 @@ def _parse(raw: str | bytes, n: int, where: str, max_depth: int) -> Any:
     except (ValueError, RecursionError) as exc:  # RecursionError: not expected after _too_deep
         # JSONDecodeError's own text says "line 1": the line within the line, which misleads here.
         why = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
-        return JsonlLineError(f"{where} line {n} is not valid JSON ({why}); fix or remove that line", n, "json")
+        return JsonlLineError(f"{where} line {n} is not JSON ({why}); fix or remove that line", n, "json")
 
 
 def _file_lines(f: IO[Any], limit: int) -> Iterator[tuple[str | bytes | None, bool]]:

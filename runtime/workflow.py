@@ -142,12 +142,12 @@ class Workflow:
     async def _progress(self) -> dict[str, dict[str, Any]]:
         if self.session is None:
             return {}
-        fields = await self.session._op("read_fields")
+        fields = await self.session.runtime.read_fields(self.session.ref)
         return fields["metadata"].get("workflows", {}).get(self.name, {}).get("tasks", {})
 
     async def _record(self, entries: dict[str, Any], status: str | None = None) -> None:
         if self.session is not None:
-            await self.session._op("update_workflow", self.name, entries, status)
+            await self.session.runtime.update_workflow(self.session.ref, self.name, entries, status)
 
     async def apending_approvals(self) -> list[dict[str, Any]]:
         """Tasks waiting for approval: name, description, since."""

@@ -31,26 +31,25 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from repertory.stores.base import SessionInfo
 from repertory.stores.codec import MsgpackCodec
 
 from repertory._sync import on_portal, run_sync
 from repertory.runtimes.current import get_runtime
-from repertory.errors import CorruptState, InvalidInput, SessionNotFound, UnsupportedFormat
-from repertory.state.files import read_session_file, write_session_file
-from repertory.ids import validate_session_id, validate_user_id
+from repertory.errors import CorruptState, InvalidInput, SessionNotFound
+from repertory.state.files import AtomicFile, read_session_file, write_session_file
+from repertory.ids import SessionRef, validate_user_id
+from repertory.jsonl import JsonlLineError, read_jsonl
+from repertory.state.schema import check_export_doc
 from repertory.logs import get_logger
-from repertory.runtimes.local import Runtime
-from repertory.state.session_state import SCHEMA_VERSION, storage_key
-from repertory.state.ops import unsnapshot
+from repertory.runtimes.base import Runtime
 
 __all__ = [
     "ImportResult", "SessionSummary", "acleanup", "aexport_sessions", "aimport_sessions",
@@ -61,8 +60,6 @@ log = get_logger("repertory.admin")
 _codec = MsgpackCodec()
 JSONL_FORMAT = "repertory.session.v1"
 _CONCURRENCY = 32  # host calls in flight during a cleanup
-_META_FIELDS = ("session_id", "created_at", "updated_at", "turns", "user_data", "user_profile", "metadata")
-_CP_FIELDS = ("id", "cp_id", "kind", "turn", "timestamp", "label")
 Progress = Callable[[int, int], None]  # (done, total)
 
 
@@ -193,7 +190,7 @@ async def _cleanup(rt: Runtime, older_than: Age, dry_run: bool) -> list[SessionS
         async with gate:
             # Through the host, under the session's lock: a resident copy goes too, and a
             # session used since it was listed is kept.
-            return await rt.call(s.key, "shared", "delete", s.key, cutoff)
+            return await rt.delete(SessionRef.from_key(s.key), cutoff)
 
     existed = await asyncio.gather(*(drop(s) for s in stale))
     removed = [s for s, gone in zip(stale, existed) if gone]
@@ -238,35 +235,15 @@ def _file_name(key: str, used: set[str]) -> str:
     return name + ".rps"
 
 
-class _AtomicLines:
-    """A file written line by line that appears under its name only once complete."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        self.file: IO[bytes] = os.fdopen(fd, "wb")
-
-    def commit(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.tmp, self.target)
-
-    def abort(self) -> None:
-        self.file.close()
-        Path(self.tmp).unlink(missing_ok=True)
-
-
 async def _export(rt: Runtime, path: str | os.PathLike[str], prefix: str, with_checkpoints: bool,
                   progress: Progress | None) -> int:
     target = Path(path).expanduser()
     jsonl = target.name.endswith(".jsonl")
     sessions = await _list(rt, prefix, None, None, None)
-    out: _AtomicLines | None = None
+    out: AtomicFile | None = None
     try:
         if jsonl:
-            out = _AtomicLines(target)
+            out = AtomicFile(target)
         else:
             target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -276,8 +253,7 @@ async def _export(rt: Runtime, path: str | os.PathLike[str], prefix: str, with_c
     try:
         for i, s in enumerate(sessions, 1):
             try:
-                doc = await rt.call(s.key, "shared", "op", s.key, s.session_id, s.user_id, "export",
-                                    with_checkpoints)
+                doc = await rt.export_session(SessionRef(s.session_id, s.user_id), with_checkpoints)
             except SessionNotFound:
                 doc = None  # deleted or expired since it was listed
             if doc is not None:
@@ -316,48 +292,11 @@ def export_sessions(path: str | os.PathLike[str], prefix: str = "", with_checkpo
 
 
 # -- import -----------------------------------------------------------------------------
-def _check_doc(doc: Any, where: str) -> tuple[str, str, str | None, dict[str, Any]]:
-    """Validate an exported session fully (every record's checksum) before anything is written."""
-    def bad(what: str) -> CorruptState:
-        return CorruptState(f"{where}: {what}; nothing was imported. Re-export it, or remove it and import the rest")
-
-    meta = doc.get("meta") if isinstance(doc, dict) else None
-    if not isinstance(meta, dict):
-        raise bad("not an exported session (no meta)")
-    if meta.get("schema") != SCHEMA_VERSION:
-        raise UnsupportedFormat(f"{where}: state schema {meta.get('schema')!r}; this release reads "
-                                f"schema {SCHEMA_VERSION}. Upgrade repertory to import it")
-    missing = [f for f in _META_FIELDS if f not in meta]
-    if missing:
-        raise bad(f"meta lacks {missing}")
-    if not all(isinstance(meta[f], dict) for f in ("user_data", "user_profile", "metadata")):
-        raise bad("user_data, user_profile and metadata must be dicts")
-    try:
-        session_id, user_id = validate_session_id(meta["session_id"]), validate_user_id(meta.get("user_id"))
-    except InvalidInput as exc:
-        raise bad(str(exc)) from exc
-    key = storage_key(session_id, user_id)
-    if doc.get("key", key) != key:
-        raise bad(f"key {doc['key']!r} does not match the session it holds ({key!r})")
-    messages = doc.get("messages")
-    if not isinstance(messages, list) or not all(isinstance(m, bytes) for m in messages):
-        raise bad("messages must be a list of encoded messages")
-    for i, m in enumerate(messages):
-        msg = _codec.decode(m, source=f"{where} message {i}")
-        if not isinstance(msg, dict) or "role" not in msg:
-            raise bad(f"message {i} is not a message")
-    checkpoints = doc.get("checkpoints") or []
-    if not isinstance(checkpoints, list):
-        raise bad("checkpoints must be a list")
-    for j, cp in enumerate(checkpoints):
-        info = cp.get("info") if isinstance(cp, dict) else None
-        if (not isinstance(info, dict) or any(f not in info for f in _CP_FIELDS)
-                or info["kind"] not in ("checkpoint", "version") or not isinstance(cp.get("data"), bytes)):
-            raise bad(f"checkpoint {j} is incomplete")
-        unsnapshot(cp["data"], f"{where} checkpoint {info['cp_id']!r}")
-    clean = {"kind": "repertory.session", "key": key, "meta": meta, "messages": messages,
-             "version": doc.get("version", 0), "checkpoints": checkpoints}
-    return key, session_id, user_id, clean
+def _check_doc(doc: Any, where: str) -> tuple[SessionRef, dict[str, Any]]:
+    """Validate an exported session fully (every record) before anything is written."""
+    clean = check_export_doc(doc, where)
+    meta = clean["meta"]
+    return SessionRef(meta["session_id"], meta["user_id"]), clean
 
 
 def _unb64(value: Any, where: str) -> bytes:
@@ -369,17 +308,13 @@ def _unb64(value: Any, where: str) -> bytes:
         raise CorruptState(f"{where} is not valid base64 ({exc}); nothing was imported") from exc
 
 
-def _parse_line(raw: bytes, where: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptState(f"{where} is not JSON ({exc}); it may be truncated. Nothing was imported") from exc
+def _parse_line(obj: Any, where: str) -> dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != JSONL_FORMAT:
         raise CorruptState(f"{where} is not a repertory session line (format {JSONL_FORMAT!r}); nothing was imported")
     cps = obj.get("checkpoints") or []
     if not isinstance(cps, list) or not isinstance(obj.get("messages"), list):
         raise CorruptState(f"{where}: messages and checkpoints must be lists; nothing was imported")
-    return {"key": obj.get("key"), "version": obj.get("version", 0),
+    return {"kind": "repertory.session", "key": obj.get("key"), "version": obj.get("version", 0),
             "meta": _codec.decode(_unb64(obj.get("meta"), f"{where} meta"), source=f"{where} meta"),
             "messages": [_unb64(m, f"{where} message {i}") for i, m in enumerate(obj["messages"])],
             "checkpoints": [{"info": cp.get("info") if isinstance(cp, dict) else None,
@@ -387,18 +322,14 @@ def _parse_line(raw: bytes, where: str) -> dict[str, Any]:
                                             f"{where} checkpoint {j}")} for j, cp in enumerate(cps)]}
 
 
-def _read_docs(source: Path) -> Iterator[tuple[str, str, str | None, dict[str, Any]]]:
+def _read_docs(source: Path) -> Iterator[tuple[SessionRef, dict[str, Any]]]:
     """The validated sessions of an export, in file order."""
     if source.name.endswith(".jsonl"):
-        try:
-            f = source.open("rb")
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {source}: {exc}") from exc
-        with f:
-            for n, raw in enumerate(f, 1):
-                if raw.strip():
-                    where = f"{source} line {n}"
-                    yield _check_doc(_parse_line(raw, where), where)
+        for n, obj in read_jsonl(source, require_newline=True):
+            where = f"{source} line {n}"
+            if isinstance(obj, JsonlLineError):
+                raise CorruptState(f"{obj}; it may be truncated. Nothing was imported") from obj
+            yield _check_doc(_parse_line(obj, where), where)
         return
     if not source.is_dir():
         raise InvalidInput(f"{source} is neither a .jsonl export nor a folder of session files")
@@ -412,20 +343,17 @@ async def _import(rt: Runtime, path: str | os.PathLike[str], overwrite: bool,
     # Check everything first: a corrupt line or file stops the import before any write.
     total = await asyncio.to_thread(lambda: sum(1 for _ in _read_docs(source)))
     imported, skipped = 0, []
-    for i, (key, session_id, user_id, doc) in enumerate(_read_docs(source), 1):
-        if overwrite:
-            # Delete first, so the copy is exact: its checkpoints only, its created_at.
-            await rt.call(key, "shared", "delete", key)
-        if not overwrite and await rt.call(key, "shared", "exists", key):
-            skipped.append(key)
+    for i, (ref, doc) in enumerate(_read_docs(source), 1):
+        if not overwrite and await rt.exists(ref):
+            skipped.append(ref.key)
         else:
             try:
-                await rt.call(key, "shared", "op", key, session_id, user_id, "import", doc, overwrite)
+                await rt.import_session(ref, doc, overwrite)
                 imported += 1
             except InvalidInput:
-                if overwrite or not await rt.call(key, "shared", "exists", key):
+                if overwrite or not await rt.exists(ref):
                     raise
-                skipped.append(key)  # created by someone else since the check
+                skipped.append(ref.key)  # created by someone else since the check
         if progress is not None:
             progress(i, total)
     if skipped:

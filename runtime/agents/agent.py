@@ -96,23 +96,23 @@ class AgentCore:
                  shared_state: Callable[[str], Any] | None = None) -> None:
         self.agent = agent
         self.client = client or client_for(agent.model)
-        # How to open a shared state by id here (in an actor: by actor name, without a runtime).
+        # How to reach a shared state's backend by id here (in an actor: by actor name).
         self._open_shared = shared_state
         self._tools = {t.name: t for t in agent.tools}
         self._schemas = [t.schema for t in agent.tools] or None
 
     def prompt(self, history: list[dict], context: dict | None = None,
                shared: dict[str, Any] | None = None) -> list[dict]:
-        """System instructions (with context and shared state), then the history window."""
+        """System instructions (with context and shared state), then the history (the host
+        has already cut it to the agent's ``history_window``)."""
         a = self.agent
-        window = history[-a.history_window:] if a.history_window else history
         system = a.instructions
         ctx = context if context is not None else a.context
         if ctx:
             system = f"{system}\n\nContext: {ctx}" if system else f"Context: {ctx}"
         if shared:
             system = f"{system}\n\nShared state: {shared}" if system else f"Shared state: {shared}"
-        return ([{"role": "system", "content": system}] if system else []) + list(window)
+        return ([{"role": "system", "content": system}] if system else []) + list(history)
 
     def _stamp(self, message: dict[str, Any], usage: dict[str, int] | None = None) -> dict[str, Any]:
         message["timestamp"] = time.time()
@@ -125,12 +125,16 @@ class AgentCore:
     async def _setup(self, shared_state_id: str | None) -> tuple[dict[str, Tool], list[dict] | None, dict | None]:
         if shared_state_id is None:
             return self._tools, self._schemas, None
-        from repertory.shared.handle import SharedState
+        if self._open_shared is None:
+            raise AgentError(f"agent {self.agent.name!r} was given shared state {shared_state_id!r} but runs "
+                             "where no shared state can be reached; run it through a runtime")
         from repertory.agents.shared_tools import shared_state_tools
+        from repertory.shared.core import SharedStateCore
 
-        state = self._open_shared(shared_state_id) if self._open_shared else SharedState(shared_state_id)
-        tools = {**self._tools, **{t.name: t for t in shared_state_tools(state)}}
-        return tools, [t.schema for t in tools.values()], await state.asnapshot()
+        backend = self._open_shared(shared_state_id)
+        tools = {**self._tools, **{t.name: t for t in shared_state_tools(backend)}}
+        snapshot = await backend.invoke(SharedStateCore.snapshot)
+        return tools, [t.schema for t in tools.values()], snapshot["values"]
 
     async def _run_tools(self, reply: ModelReply, tools: dict[str, Tool]) -> list[dict[str, Any]]:
         out = []

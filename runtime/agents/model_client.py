@@ -73,6 +73,19 @@ def load_litellm():
     return _litellm
 
 
+_preload_started = False
+
+
+def preload_litellm(model: str) -> None:
+    """Start importing litellm on a daemon thread, once per process, unless ``model`` does not
+    need it: the import takes seconds, and the first turn should not pay it on the loop."""
+    global _preload_started
+    if model == NULL_MODEL or _preload_started or _litellm is not None:
+        return
+    _preload_started = True
+    threading.Thread(target=load_litellm, name="repertory-litellm-import", daemon=True).start()
+
+
 class LiteLLMClient:
     """Calls any litellm model string (``openai/gpt-4o-mini``, ``ollama/llama3``, ``repertory/demo``)."""
 
@@ -154,4 +167,4 @@ def client_for(model: str) -> ModelClient:
     return NullModelClient() if model == NULL_MODEL else LiteLLMClient()
 
 
-__all__ += ["DEMO_MODEL", "demo_answer", "load_litellm", "to_openai"]
+__all__ += ["DEMO_MODEL", "demo_answer", "load_litellm", "preload_litellm", "to_openai"]

@@ -9,8 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 from repertory.errors import AgentError
+from repertory.logs import get_logger
 
 __all__ = ["Tool", "as_tool"]
+
+log = get_logger("repertory.tools")
 
 
 class Tool:
@@ -40,7 +43,8 @@ class Tool:
                 result = await self.fn(**args)
             else:
                 result = await asyncio.to_thread(self.fn, **args)
-        except Exception as exc:  # the model sees the failure and can recover
+        except Exception as exc:  # the model sees the failure and can recover; the operator sees the log
+            log.warning("tool_failed", tool=self.name, error=f"{type(exc).__name__}: {exc}", exc_info=True)
             return f"error: {type(exc).__name__}: {exc}"
         if isinstance(result, str):
             return result

@@ -48,11 +48,12 @@ from repertory.agents.agent import Agent
 from repertory.runtimes.current import get_runtime
 from repertory.agents.spec import Job, job_id, parse_job, pick_default, resolve_agents
 from repertory.errors import InvalidInput, RepertoryError, WorkflowError
+from repertory.jsonl import read_jsonl
 from repertory.logs import get_logger
 from repertory.agents.model_client import NULL_MODEL, load_litellm
-from repertory.runtimes.local import LocalRuntime, Runtime
+from repertory.runtimes.base import Runtime
 from repertory.session.handle import Session
-from repertory.state.session_state import _RECENT_TURNS  # how many turn ids a session remembers for replay
+from repertory.state.session_state import RECENT_TURNS
 from repertory.workflow import Workflow
 
 __all__ = ["BatchReport", "abatch", "batch"]
@@ -103,29 +104,13 @@ class _Done:
 
 
 # -- input ------------------------------------------------------------------------------
-def _lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object or the error) for each non-blank line."""
-    try:
-        f = path.open("rb")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read the batch input {path}: {exc}") from exc
-    with f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                yield n, json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                yield n, InvalidInput(f"line {n} is not JSON ({exc})")
-
-
 def _reader(source: Source) -> tuple[Callable[[], Iterator[tuple[int, Any]]], str]:
     """A function that iterates the jobs (it is called twice: scan, then run) and a label."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if not path.is_file():
             raise InvalidInput(f"batch input {path} does not exist or is not a file")
-        return (lambda: _lines(path)), str(path)
+        return (lambda: read_jsonl(path)), str(path)
     items = source if isinstance(source, (list, tuple)) else list(source)  # a generator: read once
     return (lambda: ((n, obj) for n, obj in enumerate(items, 1))), "batch input"
 
@@ -201,7 +186,7 @@ class _Runner:
 
     def _deploy(self, agent: Agent) -> None:
         self.rt.ensure_agent(agent)
-        if isinstance(self.rt, LocalRuntime) and agent.model != NULL_MODEL:
+        if self.rt.agents_in_process and agent.model != NULL_MODEL:
             load_litellm()  # its import takes seconds: here, in a thread, not on the jobs' loop
 
     async def _ensure(self, agents: Iterable[Agent]) -> None:
@@ -215,15 +200,13 @@ class _Runner:
     async def _messages(self, job: Job, done: _Done) -> None:
         session = Session(job.session_id, job.agent, job.user_id, runtime=self.rt)
         start = len(done.replies)
-        if start == 0 and len(job.messages) > _RECENT_TURNS:
+        if start == 0 and len(job.messages) > RECENT_TURNS:
             # Turn ids older than the session's replay window are forgotten: a long job finds
             # its answered messages in the history instead.
             done.replies = _answered(await session.aget_history(), job.messages)
             start = len(done.replies)
         for i in range(start, len(job.messages)):
-            req = session._request(job.messages[i])
-            req.turn_id = _turn_id(job.id, i, job.messages[i])
-            reply = await self.rt.turn(req, session.placement)
+            reply = await session.aturn(job.messages[i], turn_id=_turn_id(job.id, i, job.messages[i]))
             done.replies.append(reply.content)
             done.turns += not reply.replayed
 
@@ -301,7 +284,8 @@ class _Output:
     def __init__(self, path: Path) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.file: IO[bytes] = path.open("ab")
+            # Results hold conversation text: private to the owner, as the store is.
+            self.file: IO[bytes] = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         except OSError as exc:
             raise InvalidInput(f"cannot write the batch output {path}: {exc}") from exc
         self.lines = 0

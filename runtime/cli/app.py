@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 import uuid
@@ -48,6 +47,7 @@ def demo(
     """Walk through the basics offline: a session that remembers, across a runtime restart."""
     import repertory
     from repertory import Agent, Session
+    from repertory.stores.urls import redact_url
 
     runtime = "local" if local else "ray"
     console.print(Panel.fit(
@@ -57,7 +57,7 @@ def demo(
     with console.status("Starting the runtime (local Ray, SQLite store)..."):
         t0 = time.perf_counter()
         rt = repertory.init(store=store, runtime=runtime)
-        console.print(f"runtime up in {time.perf_counter() - t0:.1f}s, store: [bold]{rt.settings.store}[/]")
+        console.print(f"runtime up in {time.perf_counter() - t0:.1f}s, store: [bold]{escape(redact_url(rt.settings.store))}[/]")
     session_id = str(uuid.uuid4())
     agent = Agent(name="Assistant", instructions="You are a helpful assistant with memory")
     with console.status("Starting the agent..."):
@@ -389,7 +389,7 @@ def batch_cmd(
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
-    from repertory._sync import _get_portal
+    from repertory._sync import start_on_portal
     from repertory.agents.spec import load_agents
     from repertory.batch.runner import BatchReport, abatch
 
@@ -407,9 +407,8 @@ def batch_cmd(
 
             # On the portal as a future, so that Ctrl-C can cancel the jobs before the runtime stops
             # (they would otherwise fail against a closed store and write error lines).
-            job = _get_portal().start_task_soon(functools.partial(
-                abatch, input, out, agents=agent_map, default_agent=default_agent, concurrency=concurrency,
-                timeout=timeout or None, retries=retries, progress=show))
+            job = start_on_portal(abatch, input, out, agents=agent_map, default_agent=default_agent,
+                                  concurrency=concurrency, timeout=timeout or None, retries=retries, progress=show)
             try:
                 report = job.result()
             except KeyboardInterrupt:

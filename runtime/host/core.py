@@ -6,34 +6,36 @@ its resident state. A slot is activated on the first message (state loaded from 
 and passivated when idle or when the host holds more than ``max_resident`` sessions. Every
 turn is written to the store before it is acknowledged, so passivation only drops memory.
 
-This class knows nothing about Ray: ``repertory.actors.session_host`` wraps it in an actor,
-and the local runtime calls it directly.
+:class:`HostCore` implements :class:`~repertory.host.api.HostAPI` and knows nothing about
+Ray: ``repertory.actors.session_host`` wraps it in an actor, and the local runtime calls it
+directly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import EllipsisType
 from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from repertory.stores.base import Store
-
 from repertory.agents.agent import TurnOutput
 from repertory.config import Settings
+from repertory.errors import ModelError, StoreError
+from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
+from repertory.ids import SessionRef
 from repertory.state import ops as state_ops
-from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError
-from repertory.state.session_state import SessionState, TurnReply, TurnRequest, check_history, check_message
+from repertory.state.conflicts import retry_conflicts
+from repertory.state.session_state import SessionState, check_message
+from repertory.stores.base import Store
 
 __all__ = ["AgentPool", "HostCore"]
 
 log = structlog.get_logger("repertory.host")
 T = TypeVar("T")
-_CAS_RETRIES = 8
 
 
 class AgentPool(Protocol):
@@ -63,7 +65,7 @@ class HostCore:
     def __init__(self, store: Store, agents: AgentPool, settings: Settings, *, name: str = "host",
                  sweep_store: bool = False) -> None:
         self.store = store
-        self._sweep_store = sweep_store and hasattr(store, "sweep_expired")
+        self._sweep_store = sweep_store
         self._last_store_sweep = 0.0
         self.agents = agents
         self.settings = settings
@@ -85,12 +87,14 @@ class HostCore:
         slot.last_used = time.monotonic()
         return slot
 
-    async def _state(self, slot: _Slot, key: str, session_id: str, user_id: str | None,
-                     ttl: float | None = None) -> SessionState:
+    async def _state(self, slot: _Slot, ref: SessionRef, ttl: float | None | EllipsisType = ...) -> SessionState:
         if slot.state is None:
-            rec = await self.store.load(key)
-            slot.state = (SessionState.from_record(rec) if rec is not None
-                          else SessionState.new(key, session_id, user_id, ttl))
+            rec = await self.store.load(ref.key)
+            if rec is None:  # a session starts with its handle's TTL, else the store's default
+                ttl = self.settings.default_ttl if ttl is ... else ttl
+                slot.state = SessionState.new(ref.key, ref.session_id, ref.user_id, ttl)  # type: ignore[arg-type]
+            else:
+                slot.state = SessionState.from_record(rec)
             self.activations += 1
             slot.touched = 0.0 if rec is not None else time.time()
         state = slot.state
@@ -99,39 +103,45 @@ class HostCore:
             now = time.time()
             # Access refreshes the expiry; at most every tenth of the TTL, so reads stay cheap.
             if now - slot.touched >= ttl / 10 or slot.touched == 0.0:
-                await self.store.touch(key, now + ttl)
                 slot.touched = now
+                try:
+                    await self.store.touch(ref.key, now + ttl)
+                except StoreError as exc:  # the read still answers; the expiry is refreshed later
+                    log.warning("ttl_refresh_failed", session=ref.key, error=str(exc))
         return state
 
-    async def _with_session(self, key: str, session_id: str, user_id: str | None,
-                            fn: Callable[[SessionState], Awaitable[T]], ttl: float | None = None) -> T:
+    async def _with_session(self, ref: SessionRef, fn: Callable[[SessionState], Awaitable[T]],
+                            ttl: float | None | EllipsisType = ...) -> T:
         """Run ``fn`` with the session's state under its mailbox lock, retrying lost CAS."""
-        slot = self._slot(key)
+        slot = self._slot(ref.key)
         slot.busy += 1
         try:
             async with slot.lock:
-                for attempt in range(_CAS_RETRIES):
-                    state = await self._state(slot, key, session_id, user_id, ttl)
+                async def attempt() -> T:
+                    state = await self._state(slot, ref, ttl)
                     try:
                         return await fn(state)
-                    except ConcurrentUpdate:
-                        # Someone else wrote this session: reload and redo the operation, after a
-                        # short random pause so that two contenders do not keep colliding.
-                        slot.state = None
-                        if attempt == _CAS_RETRIES - 1:
-                            raise
-                        log.info("cas_retry", session=key, attempt=attempt + 1)
-                        await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
                     except StoreError:
                         # The write may or may not have landed: forget the resident copy so the
                         # next message reads what the store really holds.
                         slot.state = None
                         raise
-                raise AssertionError("unreachable")
+
+                def stale() -> None:
+                    slot.state = None
+
+                return await retry_conflicts(attempt, on_conflict=stale, what=ref.key)
         finally:
             slot.busy -= 1
             slot.last_used = time.monotonic()
             self._evict_over_cap()
+
+    def _op(self, ref: SessionRef, op: Callable[..., Awaitable[T]], *args: Any) -> Awaitable[T]:
+        """Run a :mod:`repertory.state.ops` function on the session under its mailbox."""
+        async def run(state: SessionState) -> T:
+            return await op(self.store, state, *args)
+
+        return self._with_session(ref, run)
 
     def _evict_over_cap(self) -> None:
         excess = len(self._slots) - self.settings.max_resident
@@ -184,7 +194,7 @@ class HostCore:
 
     def _replay(self, state: SessionState, req: TurnRequest) -> TurnReply | None:
         # A resent request (the caller lost the reply when a host died): answer from the store.
-        content = state.replay(req.turn_id)
+        content = state.replay(req.turn_id, req.content)
         if content is None:
             return None
         return TurnReply(content, {}, len(state.messages), state.revision, replayed=True)
@@ -215,7 +225,7 @@ class HostCore:
         """Process one user message; returns once the turn is durable."""
         check_message(req.content, self.settings.max_message_bytes)
         # Every log line of this turn carries the session and turn ids.
-        with structlog.contextvars.bound_contextvars(session=req.key, turn_id=req.turn_id, agent=req.agent_name):
+        with structlog.contextvars.bound_contextvars(session=req.ref.key, turn_id=req.turn_id, agent=req.agent_name):
             return await self._turn(req)
 
     async def _turn(self, req: TurnRequest) -> TurnReply:
@@ -231,7 +241,7 @@ class HostCore:
                                         req.context, req.shared_state_id)
             return await self._commit_turn(state, req, self._tag(out, req), user_msg)
 
-        return await self._with_session(req.key, req.session_id, req.user_id, run, req.ttl)
+        return await self._with_session(req.ref, run, req.ttl)
 
     async def _parallel_turn(self, req: TurnRequest) -> TurnReply:
         """A turn whose model call runs outside the mailbox (agents of one session in parallel).
@@ -244,7 +254,7 @@ class HostCore:
         async def read(state: SessionState) -> tuple[TurnReply | None, list[dict]]:
             return self._replay(state, req), self._prompt_history(state, req, user_msg)
 
-        replay, prompt = await self._with_session(req.key, req.session_id, req.user_id, read, req.ttl)
+        replay, prompt = await self._with_session(req.ref, read, req.ttl)
         if replay is not None:
             return replay
         out = self._tag(await self.agents.run(req.agent_key, req.replicas, prompt, req.context,
@@ -254,7 +264,7 @@ class HostCore:
             replay = self._replay(state, req)
             return replay if replay is not None else await self._commit_turn(state, req, out, user_msg)
 
-        return await self._with_session(req.key, req.session_id, req.user_id, append, req.ttl)
+        return await self._with_session(req.ref, append, req.ttl)
 
     async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
         """Like :meth:`turn`, yielding text deltas first and the durable :class:`TurnReply` last."""
@@ -276,15 +286,13 @@ class HostCore:
                 else:
                     out = item
             if out is None:
-                from repertory.errors import ModelError
-
                 raise ModelError("the agent's stream ended without a final message")
             return await self._commit_turn(state, req, self._tag(out, req), user_msg)
 
         async def drive() -> TurnReply:  # its own task, so the bound ids stay in it
-            structlog.contextvars.bind_contextvars(session=req.key, turn_id=req.turn_id)
+            structlog.contextvars.bind_contextvars(session=req.ref.key, turn_id=req.turn_id)
             try:
-                return await self._with_session(req.key, req.session_id, req.user_id, run, req.ttl)
+                return await self._with_session(req.ref, run, req.ttl)
             finally:
                 queue.put_nowait(done)
 
@@ -297,65 +305,97 @@ class HostCore:
             if not task.done():
                 task.cancel()
 
-    # -- state operations -------------------------------------------------------------
-    async def history(self, key: str, session_id: str, user_id: str | None) -> list[dict]:
-        async def get(state: SessionState) -> list[dict]:
+    # -- state operations (HostAPI) ---------------------------------------------------
+    async def get_history(self, ref: SessionRef) -> list[dict[str, Any]]:
+        async def get(state: SessionState) -> list[dict[str, Any]]:
             return state.history()
 
-        return await self._with_session(key, session_id, user_id, get)
+        return await self._with_session(ref, get)
 
-    async def get_state(self, key: str, session_id: str, user_id: str | None) -> dict[str, Any]:
+    async def get_state(self, ref: SessionRef) -> dict[str, Any]:
         async def get(state: SessionState) -> dict[str, Any]:
             return state.public_state()
 
-        return await self._with_session(key, session_id, user_id, get)
+        return await self._with_session(ref, get)
 
-    async def replace(self, key: str, session_id: str, user_id: str | None,
-                      messages: list[dict] | None = None, meta_updates: dict[str, Any] | None = None) -> int:
-        """Replace the history (None keeps it) and update meta fields; returns the new revision."""
-        new_messages = None if messages is None else check_history(messages)
+    async def read_fields(self, ref: SessionRef) -> dict[str, Any]:
+        return await self._op(ref, state_ops.read_fields)
 
-        async def put(state: SessionState) -> int:
-            msgs = state.history() if new_messages is None else new_messages
-            write, meta, encoded = state.replace_write(msgs, meta_updates)
-            revision = await self.store.commit(write)
-            state.applied(revision, meta, encoded)
-            return revision
+    async def set_history(self, ref: SessionRef, messages: list[dict[str, Any]]) -> int:
+        return await self._op(ref, state_ops.set_history, messages)
 
-        return await self._with_session(key, session_id, user_id, put)
+    async def set_state(self, ref: SessionRef, state: dict[str, Any]) -> int:
+        return await self._op(ref, state_ops.set_state, state)
 
-    async def op(self, key: str, session_id: str, user_id: str | None, name: str, *args: Any) -> Any:
-        """Run a :mod:`repertory.state_ops` operation under the session's mailbox."""
-        fn = state_ops.OPS.get(name)
-        if fn is None:
-            raise InvalidInput(f"unknown session operation {name!r}")
+    async def update_fields(self, ref: SessionRef, field: str, updates: dict[str, Any],
+                            replace: bool = False) -> dict[str, Any]:
+        return await self._op(ref, state_ops.update_fields, field, updates, replace)
 
-        async def run(state: SessionState) -> Any:
-            return await fn(self.store, state, *args)
+    async def update_item(self, ref: SessionRef, field: str, key: str, value: Any, mode: str) -> Any:
+        return await self._op(ref, state_ops.update_item, field, key, value, mode)
 
-        return await self._with_session(key, session_id, user_id, run)
+    async def update_workflow(self, ref: SessionRef, workflow_id: str, tasks: dict[str, Any],
+                              status: str | None = None) -> dict[str, Any]:
+        return await self._op(ref, state_ops.update_workflow, workflow_id, tasks, status)
 
-    async def exists(self, key: str) -> bool:
-        slot = self._slots.get(key)
+    async def set_ttl(self, ref: SessionRef, ttl: float | None) -> None:
+        return await self._op(ref, state_ops.set_ttl, ttl)
+
+    async def create_checkpoint(self, ref: SessionRef, label: str, kind: CheckpointKind,
+                                keep: int | None) -> dict[str, Any]:
+        return await self._op(ref, state_ops.create_checkpoint, label, kind, keep)
+
+    async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind) -> int:
+        return await self._op(ref, state_ops.restore_checkpoint, checkpoint, kind)
+
+    async def list_checkpoints(self, ref: SessionRef, kind: CheckpointKind) -> list[dict[str, Any]]:
+        return await self._op(ref, state_ops.list_checkpoints, kind)
+
+    async def checkpoint_snapshot(self, ref: SessionRef, checkpoint: int | str,
+                                  kind: CheckpointKind) -> dict[str, Any]:
+        return await self._op(ref, state_ops.checkpoint_snapshot, checkpoint, kind)
+
+    async def pop_turn(self, ref: SessionRef) -> list[dict[str, Any]]:
+        return await self._op(ref, state_ops.pop_turn)
+
+    async def truncate(self, ref: SessionRef, keep: int) -> list[dict[str, Any]]:
+        return await self._op(ref, state_ops.truncate, keep)
+
+    async def edit_message(self, ref: SessionRef, index: int, content: str) -> list[dict[str, Any]]:
+        return await self._op(ref, state_ops.edit_message, index, content)
+
+    async def export_session(self, ref: SessionRef, with_checkpoints: bool) -> dict[str, Any]:
+        return await self._op(ref, state_ops.export_session, with_checkpoints)
+
+    async def import_session(self, ref: SessionRef, doc: dict[str, Any], overwrite: bool) -> int:
+        return await self._op(ref, state_ops.import_session, doc, overwrite)
+
+    async def exists(self, ref: SessionRef) -> bool:
+        slot = self._slots.get(ref.key)
         if slot is not None and slot.state is not None and slot.state.revision > 0:
             return True
-        return await self.store.load(key) is not None
+        return await self.store.load(ref.key) is not None
 
-    async def delete(self, key: str, updated_before: float | None = None) -> bool:
+    async def delete(self, ref: SessionRef, updated_before: float | None = None) -> bool:
         """Delete a session; with ``updated_before``, only if it was not updated since (cleanup
-        must not remove a session that was used after it was listed)."""
-        slot = self._slot(key)
-        async with slot.lock:
-            if updated_before is not None:
-                rec = await self.store.load(key)
-                if rec is None:
-                    return False
-                if rec.updated_at >= updated_before:
-                    return False
-            existed = await self.store.delete(key)
-            slot.state = None
-        self._slots.pop(key, None)
-        return existed
+        must not remove a session that was used after it was listed).
+
+        The slot stays: turns already waiting on its lock run after the delete, in order,
+        on a fresh session (dropping the slot would let later turns take a new lock).
+        """
+        slot = self._slot(ref.key)
+        slot.busy += 1
+        try:
+            async with slot.lock:
+                if updated_before is not None:
+                    rec = await self.store.load(ref.key)
+                    if rec is None or rec.updated_at >= updated_before:
+                        return False
+                slot.state = None
+                return await self.store.delete(ref.key)
+        finally:
+            slot.busy -= 1
+            slot.last_used = time.monotonic()
 
     def stats(self) -> dict[str, Any]:
         return {"host": self.name, "resident": len(self._slots), "activations": self.activations,

@@ -8,7 +8,8 @@ from typing import Any
 from repertory.config import Settings
 from repertory.errors import InvalidInput, RuntimeNotReady
 from repertory.logs import configure_logging, get_logger
-from repertory.runtimes.local import Runtime
+from repertory.runtimes.base import Runtime
+from repertory.stores.urls import redact_url
 
 __all__ = ["get_runtime", "init", "is_initialized", "shutdown"]
 
@@ -55,7 +56,7 @@ def init(
         else:
             raise InvalidInput(f"runtime must be 'ray' or 'local', not {runtime!r}")
         _runtime = rt
-        log.info("runtime_started", runtime=runtime, store=s.store, namespace=namespace)
+        log.info("runtime_started", runtime=runtime, store=redact_url(s.store), namespace=namespace)
         return rt
 
 

@@ -11,16 +11,19 @@ from repertory._sync import iterate_sync, run_sync
 from repertory.agents.agent import Agent
 from repertory.runtimes.current import get_runtime
 from repertory.errors import InvalidInput
-from repertory.ids import new_session_id, validate_session_id, validate_user_id
-from repertory.runtimes.local import Runtime
-from repertory.session.ops import SessionOpsMixin
+from repertory.host.api import TurnReply, TurnRequest
+from repertory.ids import SessionRef, new_session_id
+from repertory.state.schema import check_ttl
+from repertory.runtimes.base import Runtime
+from repertory.session.branches import BranchesMixin
+from repertory.session.user_data import UserDataMixin
 from repertory.shared.handle import SharedState
-from repertory.state.session_state import TurnReply, TurnRequest, check_message, storage_key
+from repertory.state.session_state import check_message
 
 __all__ = ["Session"]
 
 
-class Session(SessionOpsMixin):
+class Session(BranchesMixin, UserDataMixin):
     """A persistent conversation with an agent.
 
     ``Session(session_id=None, agent=None, user_id=None)``: the id defaults to a uuid4; the
@@ -38,17 +41,17 @@ class Session(SessionOpsMixin):
         *,
         agents: dict[str, Agent] | None = None,
         shared_state: SharedState | None = None,
-        agent_history: str = "shared",
-        placement: str = "shared",
+        agent_history: str = "transcript",
+        placement: str = "pooled",
         ttl: float | None | EllipsisType = ...,
         checkpoint_every: int | None = None,
         keep_checkpoints: int | None = None,
         runtime: Runtime | None = None,
     ) -> None:
-        self.session_id = new_session_id() if session_id is None else validate_session_id(session_id)
-        self.user_id = validate_user_id(user_id)
-        if placement not in ("shared", "dedicated"):
-            raise InvalidInput(f"placement must be 'shared' or 'dedicated', not {placement!r}")
+        # "shared" was the first name of both "pooled" and "transcript"; still understood.
+        placement = "pooled" if placement == "shared" else placement
+        agent_history = "transcript" if agent_history == "shared" else agent_history
+        self.ref = SessionRef(new_session_id() if session_id is None else session_id, user_id, placement)
         if agent is not None and not isinstance(agent, Agent):
             raise InvalidInput(f"agent must be a repertory.Agent, got {type(agent).__name__}")
         if agents is not None:
@@ -57,14 +60,14 @@ class Session(SessionOpsMixin):
                 raise InvalidInput("agents must be a non-empty dict of name -> repertory.Agent")
         if shared_state is not None and not isinstance(shared_state, SharedState):
             raise InvalidInput(f"shared_state must be a repertory.SharedState, got {type(shared_state).__name__}")
-        if agent_history not in ("shared", "own"):
-            raise InvalidInput("agent_history must be 'shared' (whole transcript) or 'own' (the agent's turns)")
+        if agent_history not in ("transcript", "own"):
+            raise InvalidInput("agent_history must be 'transcript' (the whole conversation) or 'own' "
+                               "(the agent's own turns)")
         for name, n in (("checkpoint_every", checkpoint_every), ("keep_checkpoints", keep_checkpoints)):
             if n is not None and (not isinstance(n, int) or n < 1):
                 raise InvalidInput(f"{name} must be a positive int or None")
-        if ttl is not ... and ttl is not None and (not isinstance(ttl, (int, float)) or ttl <= 0):
-            raise InvalidInput("ttl must be a positive number of seconds, or None to keep the session")
-        self.placement = placement
+        if ttl is not ...:
+            ttl = check_ttl(ttl)
         self._ttl = ttl
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
@@ -77,7 +80,6 @@ class Session(SessionOpsMixin):
         self.agent_history = agent_history
         self._runtime = runtime
         self._deployed_on: Runtime | None = None
-        self._key = storage_key(self.session_id, self.user_id)
         _ = self.runtime  # deploys the agents now: errors surface here, not on the first message
 
     @property
@@ -87,8 +89,23 @@ class Session(SessionOpsMixin):
         if rt is not self._deployed_on:
             for a in {id(a): a for a in [self.agent, *self.agents.values()]}.values():
                 rt.ensure_agent(a)
+            if self.shared_state is not None:
+                rt.shared_state(self.shared_state.state_id)  # its actor exists before an agent looks it up
             self._deployed_on = rt
         return rt
+
+    @property
+    def session_id(self) -> str:
+        return self.ref.session_id
+
+    @property
+    def user_id(self) -> str | None:
+        return self.ref.user_id
+
+    @property
+    def placement(self) -> str:
+        """``"pooled"`` (a host actor of the runtime's pool) or ``"dedicated"`` (its own)."""
+        return self.ref.placement
 
     @property
     def ttl(self) -> float | None:
@@ -100,11 +117,12 @@ class Session(SessionOpsMixin):
 
     # -- chat -------------------------------------------------------------------------
     def _request(self, message: str, agent: Agent | None = None, agent_name: str | None = None,
-                 parallel: bool = False) -> TurnRequest:
+                 parallel: bool = False, turn_id: str | None = None) -> TurnRequest:
         check_message(message, self.runtime.settings.max_message_bytes)
+        if turn_id is not None and (not isinstance(turn_id, str) or not 0 < len(turn_id) <= 128):
+            raise InvalidInput("turn_id must be a str of 1 to 128 characters")
         agent = agent or self.agent
-        return TurnRequest(key=self._key, session_id=self.session_id, user_id=self.user_id,
-                           agent_key=agent.key, content=message, turn_id=uuid.uuid4().hex,
+        return TurnRequest(ref=self.ref, agent_key=agent.key, content=message, turn_id=turn_id or uuid.uuid4().hex,
                            replicas=agent.replicas or 1, ttl=self.ttl, context=agent.context,
                            checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints,
                            agent_name=agent_name,
@@ -125,29 +143,34 @@ class Session(SessionOpsMixin):
         model calls run in parallel and each exchange is appended whole when it finishes.
         """
         agent = self._named_agent(name)
-        reply = await self.runtime.turn(self._request(message, agent, name, parallel=True), self.placement)
+        reply = await self.runtime.turn(self._request(message, agent, name, parallel=True))
         return reply.content
 
     def run_agent(self, name: str, message: str) -> str:
         """Sync :meth:`arun_agent`."""
         return run_sync(self.arun_agent, name, message)
 
-    async def achat(self, message: str) -> str:
-        """Send ``message``; returns the agent's reply once the turn is durable."""
-        reply = await self.runtime.turn(self._request(message), self.placement)
-        return reply.content
+    async def achat(self, message: str, *, turn_id: str | None = None) -> str:
+        """Send ``message``; returns the agent's reply once the turn is durable.
 
-    def chat(self, message: str) -> str:
+        ``turn_id``: a caller that may resend a message (a batch re-run, a client retrying
+        after a lost reply) gives it an id; a resent turn with the same id and message is
+        answered from the store, not run again.
+        """
+        return (await self.aturn(message, turn_id=turn_id)).content
+
+    def chat(self, message: str, *, turn_id: str | None = None) -> str:
         """Sync :meth:`achat`."""
-        return run_sync(self.achat, message)
+        return run_sync(self.achat, message, turn_id=turn_id)
 
-    async def aturn(self, message: str) -> TurnReply:
-        """Like :meth:`achat`, returning the reply with usage, message count and version."""
-        return await self.runtime.turn(self._request(message), self.placement)
+    async def aturn(self, message: str, *, turn_id: str | None = None) -> TurnReply:
+        """Like :meth:`achat`, returning the reply with its usage, message count, revision and
+        whether it was answered from the store (``replayed``)."""
+        return await self.runtime.turn(self._request(message, turn_id=turn_id))
 
     async def astream(self, message: str) -> AsyncIterator[str]:
         """Send ``message``; yields the reply in chunks. The turn is durable when iteration ends."""
-        async for item in self.runtime.stream_turn(self._request(message), self.placement):
+        async for item in self.runtime.stream_turn(self._request(message)):
             if isinstance(item, str):
                 yield item
 
@@ -156,19 +179,16 @@ class Session(SessionOpsMixin):
         return iterate_sync(self.astream, message)
 
     # -- history and state ------------------------------------------------------------
-    async def _call(self, method: str, *args: Any) -> Any:
-        return await self.runtime.call(self._key, self.placement, method, *args)
-
     async def aget_history(self) -> list[dict[str, Any]]:
         """All messages, oldest first: role, content, timestamp, and name/usage/tool fields."""
-        return await self._call("history", self._key, self.session_id, self.user_id)
+        return await self.runtime.get_history(self.ref)
 
     def get_history(self) -> list[dict[str, Any]]:
         return run_sync(self.aget_history)
 
     async def aset_history(self, messages: list[dict[str, Any]]) -> None:
         """Replace the history with ``messages`` (dicts with a role and content)."""
-        await self._call("replace", self._key, self.session_id, self.user_id, messages, None)
+        await self.runtime.set_history(self.ref, messages)
 
     def set_history(self, messages: list[dict[str, Any]]) -> None:
         run_sync(self.aset_history, messages)
@@ -182,28 +202,28 @@ class Session(SessionOpsMixin):
 
     async def aget_state(self) -> dict[str, Any]:
         """The whole state as a plain dict: history, user_data, user_profile, metadata, counters."""
-        return await self._call("get_state", self._key, self.session_id, self.user_id)
+        return await self.runtime.get_state(self.ref)
 
     def get_state(self) -> dict[str, Any]:
         return run_sync(self.aget_state)
 
     async def aset_state(self, state: dict[str, Any]) -> None:
         """Set history, user_data, user_profile, metadata (any subset) from a get_state() dict."""
-        await self._op("set_state", state)
+        await self.runtime.set_state(self.ref, state)
 
     def set_state(self, state: dict[str, Any]) -> None:
         run_sync(self.aset_state, state)
 
     async def aexists(self) -> bool:
         """True if the store holds this session."""
-        return await self._call("exists", self._key)
+        return await self.runtime.exists(self.ref)
 
     def exists(self) -> bool:
         return run_sync(self.aexists)
 
     async def adelete(self) -> bool:
         """Delete the session from the store; True if it existed."""
-        return await self._call("delete", self._key)
+        return await self.runtime.delete(self.ref)
 
     def delete(self) -> bool:
         return run_sync(self.adelete)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from repertory.stores.base import StateWrite, Store
 from repertory.stores.codec import MsgpackCodec
 
-from repertory.errors import ConcurrentUpdate, InvalidInput
+from repertory.errors import InvalidInput
+from repertory.state.conflicts import retry_conflicts
 
 __all__ = ["SharedStateCore", "shared_state_key"]
 
@@ -76,12 +77,7 @@ class SharedStateCore:
             recent = [*self._recent_ops[-(_RECENT_OPS - 1):], [op_id, result]] if op_id else self._recent_ops
             body = {"values": new, "updated_at": now, "recent_ops": recent}
             write = StateWrite(self.key, self.revision, _codec.encode(body), replace=True, updated_at=now)
-            try:
-                revision = await self.store.commit(write)
-            except ConcurrentUpdate:
-                # Another process wrote this state (two runtimes): reload; the caller retries.
-                self._loaded = False
-                raise
+            revision = await self.store.commit(write)
             self.values, self.revision, self._recent_ops = new, revision, recent
             self._changes.append((revision, {k: new.get(k) for k in changed}))
             del self._changes[:-_HISTORY]
@@ -89,66 +85,78 @@ class SharedStateCore:
             self._changed.notify_all()
         return result
 
-    async def mutate(self, op_id: str | None, op: str, *args: Any) -> Any:
-        """Apply a write operation once per ``op_id``; retried on a lost compare-and-set."""
-        fn = getattr(self, f"_op_{op}", None)
-        if fn is None:
-            raise InvalidInput(f"unknown shared-state operation {op!r}")
-        for attempt in range(8):
-            try:
-                return await self._mutate(lambda values: fn(values, *args), op_id)
-            except ConcurrentUpdate:
-                if attempt == 7:
-                    raise
-                await asyncio.sleep(0.001 * 2**attempt)
-        raise AssertionError("unreachable")
+    async def _apply(self, op_id: str | None, fn: Callable[[dict], tuple[Any, list[str]]]) -> Any:
+        """Apply a write once per ``op_id``, retried on a lost compare-and-set."""
+        def stale() -> None:
+            self._loaded = False  # another process wrote this state: reload
 
-    # Each _op_ returns (result, changed keys) and edits ``values`` in place.
-    def _op_set(self, values: dict, key: str, value: Any) -> tuple[Any, list[str]]:
-        self._check_key(key)
-        self._check_value(value)
-        values[key] = value
-        return None, [key]
+        return await retry_conflicts(lambda: self._mutate(fn, op_id), on_conflict=stale,
+                                     what=f"shared state {self.state_id}")
 
-    def _op_update(self, values: dict, mapping: dict) -> tuple[Any, list[str]]:
-        if not isinstance(mapping, dict):
-            raise InvalidInput("update takes a dict")
-        for k in mapping:
-            self._check_key(k)
-        self._check_value(mapping)
-        values.update(mapping)
-        return None, list(mapping)
+    # Each write edits a copy of the values and returns (result, changed keys).
+    async def set(self, op_id: str | None, key: str, value: Any) -> None:
+        def fn(values: dict) -> tuple[Any, list[str]]:
+            self._check_key(key)
+            self._check_value(value)
+            values[key] = value
+            return None, [key]
 
-    def _op_delete(self, values: dict, key: str) -> tuple[Any, list[str]]:
-        if key not in values:
-            return False, []
-        del values[key]
-        return True, [key]
+        return await self._apply(op_id, fn)
 
-    def _op_compare_and_set(self, values: dict, key: str, expected: Any, new: Any) -> tuple[Any, list[str]]:
-        self._check_key(key)
-        self._check_value(new)
-        if values.get(key, None) != expected:
-            return False, []
-        values[key] = new
-        return True, [key]
+    async def update(self, op_id: str | None, mapping: dict[str, Any]) -> None:
+        def fn(values: dict) -> tuple[Any, list[str]]:
+            if not isinstance(mapping, dict):
+                raise InvalidInput("update takes a dict")
+            for k in mapping:
+                self._check_key(k)
+            self._check_value(mapping)
+            values.update(mapping)
+            return None, list(mapping)
 
-    def _op_increment(self, values: dict, key: str, n: int | float = 1) -> tuple[Any, list[str]]:
-        self._check_key(key)
-        cur = values.get(key, 0)
-        if not isinstance(cur, (int, float)) or isinstance(cur, bool) or not isinstance(n, (int, float)):
-            raise InvalidInput(f"increment needs numbers; {key!r} holds {type(cur).__name__}")
-        values[key] = cur + n
-        return values[key], [key]
+        return await self._apply(op_id, fn)
 
-    def _op_append(self, values: dict, key: str, item: Any) -> tuple[Any, list[str]]:
-        self._check_key(key)
-        self._check_value(item)
-        cur = values.get(key, [])
-        if not isinstance(cur, list):
-            raise InvalidInput(f"append needs a list; {key!r} holds {type(cur).__name__}")
-        values[key] = [*cur, item]
-        return len(values[key]), [key]
+    async def delete(self, op_id: str | None, key: str) -> bool:
+        def fn(values: dict) -> tuple[Any, list[str]]:
+            if key not in values:
+                return False, []
+            del values[key]
+            return True, [key]
+
+        return await self._apply(op_id, fn)
+
+    async def compare_and_set(self, op_id: str | None, key: str, expected: Any, new: Any) -> bool:
+        def fn(values: dict) -> tuple[Any, list[str]]:
+            self._check_key(key)
+            self._check_value(new)
+            if values.get(key, None) != expected:
+                return False, []
+            values[key] = new
+            return True, [key]
+
+        return await self._apply(op_id, fn)
+
+    async def increment(self, op_id: str | None, key: str, n: int | float = 1) -> int | float:
+        def fn(values: dict) -> tuple[Any, list[str]]:
+            self._check_key(key)
+            cur = values.get(key, 0)
+            if not isinstance(cur, (int, float)) or isinstance(cur, bool) or not isinstance(n, (int, float)):
+                raise InvalidInput(f"increment needs numbers; {key!r} holds {type(cur).__name__}")
+            values[key] = cur + n
+            return values[key], [key]
+
+        return await self._apply(op_id, fn)
+
+    async def append(self, op_id: str | None, key: str, item: Any) -> int:
+        def fn(values: dict) -> tuple[Any, list[str]]:
+            self._check_key(key)
+            self._check_value(item)
+            cur = values.get(key, [])
+            if not isinstance(cur, list):
+                raise InvalidInput(f"append needs a list; {key!r} holds {type(cur).__name__}")
+            values[key] = [*cur, item]
+            return len(values[key]), [key]
+
+        return await self._apply(op_id, fn)
 
     @staticmethod
     def _check_key(key: Any) -> None:

@@ -8,14 +8,17 @@ sent. Each write is durable when it returns, and survives the actor's death and 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 from repertory._sync import iterate_sync, run_sync
 from repertory.errors import InvalidInput
 from repertory.ids import validate_session_id
+from repertory.shared.core import SharedStateCore
 
 __all__ = ["SharedState"]
+
+T = TypeVar("T")
 
 
 class SharedState:
@@ -41,47 +44,47 @@ class SharedState:
             self._backend_obj = self._runtime.shared_state(self.state_id)
         return self._backend_obj
 
-    async def _mutate(self, op: str, *args: Any) -> Any:
+    async def _mutate(self, op: Callable[..., Awaitable[T]], *args: Any) -> T:
         # The id makes a resent call (after the actor died) apply once.
-        return await self._backend().mutate(uuid.uuid4().hex, op, *args)
+        return await self._backend().invoke(op, uuid.uuid4().hex, *args)
 
     # -- async ------------------------------------------------------------------------
     async def aget(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default``."""
-        return await self._backend().get(key, default)
+        return await self._backend().invoke(SharedStateCore.get, key, default)
 
     async def aset(self, key: str, value: Any) -> None:
-        await self._mutate("set", key, value)
+        await self._mutate(SharedStateCore.set, key, value)
 
     async def aupdate(self, mapping: dict[str, Any]) -> None:
         """Set several keys in one durable write."""
-        await self._mutate("update", mapping)
+        await self._mutate(SharedStateCore.update, mapping)
 
     async def adelete(self, key: str) -> bool:
-        return await self._mutate("delete", key)
+        return await self._mutate(SharedStateCore.delete, key)
 
     async def akeys(self) -> list[str]:
         return list((await self.asnapshot()).keys())
 
     async def asnapshot(self) -> dict[str, Any]:
         """A copy of all values."""
-        return (await self._backend().snapshot())["values"]
+        return (await self._backend().invoke(SharedStateCore.snapshot))["values"]
 
     async def arevision(self) -> int:
         """The revision number; it grows by one with every change."""
-        return (await self._backend().snapshot())["revision"]
+        return (await self._backend().invoke(SharedStateCore.snapshot))["revision"]
 
     async def acompare_and_set(self, key: str, expected: Any, new: Any) -> bool:
         """Set ``key`` to ``new`` only if it holds ``expected`` (None: absent); True if it did."""
-        return await self._mutate("compare_and_set", key, expected, new)
+        return await self._mutate(SharedStateCore.compare_and_set, key, expected, new)
 
     async def aincrement(self, key: str, n: int | float = 1) -> int | float:
         """Add ``n`` to a number (0 if absent); returns the new value."""
-        return await self._mutate("increment", key, n)
+        return await self._mutate(SharedStateCore.increment, key, n)
 
     async def aappend(self, key: str, item: Any) -> int:
         """Append to a list (created if absent); returns its new length."""
-        return await self._mutate("append", key, item)
+        return await self._mutate(SharedStateCore.append, key, item)
 
     async def awatch(self, keys: list[str] | None = None, *, after: int | None = None) -> AsyncIterator[dict]:
         """Changes as they happen: ``{"revision": v, "changes": {key: value}}`` (None: deleted)."""

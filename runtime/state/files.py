@@ -5,43 +5,62 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from repertory.stores.codec import MsgpackCodec
 
 from repertory.errors import CorruptState, InvalidInput, SessionFileNotFound
 
-__all__ = ["read_session_file", "write_atomic", "write_session_file"]
+__all__ = ["AtomicFile", "read_session_file", "write_atomic", "write_session_file"]
 
 _codec = MsgpackCodec()
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    target = Path(path).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
+class AtomicFile:
+    """A file that appears under its name only once complete (temp file, fsync, rename, fsync
+    of the folder), so readers see the old file or the new one, never half. Mode 0600: session
+    data is private to its owner."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.target = Path(path).expanduser()
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent)
+        self.file: IO[bytes] = os.fdopen(fd, "wb")  # mkstemp creates it 0600
+
+    def commit(self) -> Path:
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.tmp, self.target)
+        except BaseException:
+            self.abort()
+            raise
+        try:  # make the rename itself durable
+            dfd = os.open(self.target.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
             pass
+        return self.target
+
+    def abort(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        Path(self.tmp).unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :class:`AtomicFile`)."""
+    out = AtomicFile(path)
+    try:
+        out.file.write(data)
+    except BaseException:
+        out.abort()
         raise
-    try:  # make the rename itself durable
-        dfd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-    return target
+    return out.commit()
 
 
 def write_session_file(path: str | os.PathLike[str], doc: dict[str, Any]) -> Path:

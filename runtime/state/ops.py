@@ -15,14 +15,17 @@ from repertory.stores.base import CheckpointInfo, CheckpointRecord, Store
 from repertory.stores.codec import MsgpackCodec
 
 from repertory.errors import InvalidInput, SessionNotFound
+from repertory.state import schema
 from repertory.state.session_state import SessionState, check_history
 
-__all__ = ["OPS"]
+__all__ = ["checkpoint_snapshot", "commit_replace", "create_checkpoint", "edit_message", "export_session",
+           "import_session", "list_checkpoints", "pop_turn", "read_fields", "restore_checkpoint", "set_history",
+           "set_state", "set_ttl", "truncate", "unsnapshot", "update_fields", "update_item", "update_workflow"]
 
 _codec = MsgpackCodec()
 CHECKPOINT, VERSION = "checkpoint", "version"
 # Meta fields that describe the live session rather than a point in its past.
-_LIVE_FIELDS = ("session_id", "user_id", "created_at", "ttl", "recent_turns", "last_turn_id")
+_LIVE_FIELDS = ("session_id", "user_id", "created_at", "ttl")
 
 
 def snapshot(state: SessionState) -> bytes:
@@ -38,22 +41,27 @@ def unsnapshot(data: bytes, source: str) -> dict[str, Any]:
     return snap
 
 
-async def _commit_replace(store: Store, state: SessionState, messages_raw: list[bytes],
-                          meta: dict[str, Any], *, updated_at: float | None = None) -> int:
-    from repertory.stores.base import StateWrite
+async def commit_replace(store: Store, state: SessionState, messages_raw: list[bytes],
+                         meta: dict[str, Any], *, updated_at: float | None = None,
+                         keep_recent_turns: bool = False) -> int:
+    """Replace the stored history and meta in one compare-and-set write; returns the revision.
 
-    now = time.time()
-    meta = dict(meta, updated_at=updated_at or now)
-    ttl = meta.get("ttl")
-    write = StateWrite(state.key, state.revision, _codec.encode(meta), list(messages_raw), replace=True,
-                       updated_at=meta["updated_at"], expires_at=now + ttl if ttl else None)
+    Recent turn ids survive only when the history is the one they point into: unchanged
+    (the same list), or imported with them (``keep_recent_turns``).
+    """
+    keep = keep_recent_turns or messages_raw is state.messages
+    write, meta, messages = state.replace_write(messages_raw, meta, updated_at=updated_at, keep_recent_turns=keep)
     revision = await store.commit(write)
-    state.applied(revision, meta, list(messages_raw))
+    state.applied(revision, meta, messages)
     return revision
 
 
 async def create_checkpoint(store: Store, state: SessionState, label: str = "", kind: str = CHECKPOINT,
                             keep: int | None = None) -> dict[str, Any]:
+    if not isinstance(label, str):
+        raise InvalidInput(f"a checkpoint label is a str, got {type(label).__name__}")
+    if kind not in (CHECKPOINT, VERSION):
+        raise InvalidInput(f"kind is {CHECKPOINT!r} or {VERSION!r}, not {kind!r}")
     existing = await store.list_checkpoints(state.key, kind)
     seq = max((c.seq for c in existing), default=0 if kind == CHECKPOINT else -1) + 1
     info = CheckpointInfo(state.key, f"{kind[0]}{seq}", kind, seq, time.time(), state.meta["turns"], label or "")
@@ -78,53 +86,56 @@ async def _find(store: Store, state: SessionState, ref: int | str, kind: str) ->
     return rec
 
 
-async def restore(store: Store, state: SessionState, ref: int | str, kind: str = CHECKPOINT) -> int:
+async def restore_checkpoint(store: Store, state: SessionState, ref: int | str, kind: str = CHECKPOINT) -> int:
     rec = await _find(store, state, ref, kind)
     snap = unsnapshot(rec.data, f"{kind} {ref!r} of session {state.key!r}")
     meta = dict(snap["meta"])
     for f in _LIVE_FIELDS:
         if f in state.meta:
             meta[f] = state.meta[f]
-    return await _commit_replace(store, state, snap["messages"], meta)
+    return await commit_replace(store, state, snap["messages"], meta)
 
 
 async def list_checkpoints(store: Store, state: SessionState, kind: str = CHECKPOINT) -> list[dict[str, Any]]:
     return [_info_dict(c) for c in await store.list_checkpoints(state.key, kind)]
 
 
-async def edit_history(store: Store, state: SessionState, action: str, arg: Any = None,
-                       content: str | None = None) -> Any:
-    """pop_turn / truncate / edit, each after a checkpoint of the state before it."""
-    history = state.history()
-    if action == "pop_turn":
-        last_user = next((i for i in range(len(history) - 1, -1, -1) if history[i]["role"] == "user"), None)
-        if last_user is None:
-            return []
-        cut, removed = last_user, history[last_user:]
-    elif action == "truncate":
-        if not isinstance(arg, int) or arg < 0:
-            raise InvalidInput("truncate takes a number of messages to keep (>= 0)")
-        cut, removed = arg, history[arg:]
-    elif action == "edit":
-        if not isinstance(arg, int) or not -len(history) <= arg < len(history):
-            raise InvalidInput(f"no message at index {arg!r}; the history has {len(history)} messages")
-        if not isinstance(content, str):
-            raise InvalidInput("edit_message takes the new content as a str")
-        cut, removed = None, [history[arg]]
-    else:
-        raise InvalidInput(f"unknown history edit {action!r}")
-    if not removed:
-        return []
-    await create_checkpoint(store, state, label=f"before {action}")
-    messages = state.messages[:cut] if cut is not None else list(state.messages)
-    if action == "edit":
-        edited = dict(history[arg], content=content, edited_at=time.time())
-        messages[arg] = _codec.encode(edited)
-    meta = state.meta
-    if action == "pop_turn":
-        meta = dict(meta, turns=max(meta["turns"] - 1, 0))
-    await _commit_replace(store, state, messages, meta)
+async def _cut(store: Store, state: SessionState, what: str, messages: list[bytes], removed: list[dict[str, Any]],
+               meta: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Write an edited history, after a checkpoint of the state before the edit."""
+    if removed:
+        await create_checkpoint(store, state, label=f"before {what}")
+        await commit_replace(store, state, messages, state.meta if meta is None else meta)
     return removed
+
+
+async def pop_turn(store: Store, state: SessionState) -> list[dict[str, Any]]:
+    """Remove the last user message and everything after it; returns what was removed."""
+    history = state.history()
+    last_user = next((i for i in range(len(history) - 1, -1, -1) if history[i]["role"] == "user"), None)
+    if last_user is None:
+        return []
+    meta = dict(state.meta, turns=max(state.meta["turns"] - 1, 0))
+    return await _cut(store, state, "pop_turn", state.messages[:last_user], history[last_user:], meta)
+
+
+async def truncate(store: Store, state: SessionState, keep: int) -> list[dict[str, Any]]:
+    """Keep the first ``keep`` messages; returns the removed ones."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise InvalidInput("truncate takes a number of messages to keep (>= 0)")
+    return await _cut(store, state, "truncate", state.messages[:keep], state.history()[keep:])
+
+
+async def edit_message(store: Store, state: SessionState, index: int, content: str) -> list[dict[str, Any]]:
+    """Replace the content of message ``index``; returns the message as it was."""
+    history = state.history()
+    if isinstance(index, bool) or not isinstance(index, int) or not -len(history) <= index < len(history):
+        raise InvalidInput(f"no message at index {index!r}; the history has {len(history)} messages")
+    if not isinstance(content, str):
+        raise InvalidInput("edit_message takes the new content as a str")
+    messages = list(state.messages)
+    messages[index] = _codec.encode(dict(history[index], content=content, edited_at=time.time()))
+    return await _cut(store, state, "edit", messages, [history[index]])
 
 
 async def update_fields(store: Store, state: SessionState, field: str, updates: dict[str, Any],
@@ -136,7 +147,7 @@ async def update_fields(store: Store, state: SessionState, field: str, updates: 
         raise InvalidInput(f"{field} takes a dict")
     _codec.encode(updates)  # refuse what cannot be stored before anything changes
     value = dict(updates) if replace else {**state.meta.get(field, {}), **updates}
-    await _commit_replace(store, state, state.messages, dict(state.meta, **{field: value}))
+    await commit_replace(store, state, state.messages, dict(state.meta, **{field: value}))
     return value
 
 
@@ -164,8 +175,13 @@ async def read_fields(store: Store, state: SessionState) -> dict[str, Any]:
 
 
 async def set_ttl(store: Store, state: SessionState, ttl: float | None) -> None:
-    meta = dict(state.meta, ttl=ttl)
-    await _commit_replace(store, state, state.messages, meta)
+    meta = dict(state.meta, ttl=schema.check_ttl(ttl))
+    await commit_replace(store, state, state.messages, meta)
+
+
+async def set_history(store: Store, state: SessionState, messages: list[dict[str, Any]]) -> int:
+    """Replace the history with ``messages``; returns the revision."""
+    return await commit_replace(store, state, [_codec.encode(m) for m in check_history(messages)], state.meta)
 
 
 async def set_state(store: Store, state: SessionState, new: dict[str, Any]) -> int:
@@ -182,10 +198,10 @@ async def set_state(store: Store, state: SessionState, new: dict[str, Any]) -> i
     messages = state.messages
     if "history" in new:
         messages = [_codec.encode(m) for m in check_history(new["history"])]
-    return await _commit_replace(store, state, messages, meta)
+    return await commit_replace(store, state, messages, meta)
 
 
-async def export(store: Store, state: SessionState, with_checkpoints: bool = False) -> dict[str, Any]:
+async def export_session(store: Store, state: SessionState, with_checkpoints: bool = False) -> dict[str, Any]:
     if state.revision == 0:
         raise SessionNotFound(f"session {state.key!r} does not exist; nothing to export")
     out: dict[str, Any] = {"kind": "repertory.session", "key": state.key, "meta": state.meta,
@@ -198,22 +214,34 @@ async def export(store: Store, state: SessionState, with_checkpoints: bool = Fal
     return out
 
 
-async def import_(store: Store, state: SessionState, doc: dict[str, Any], overwrite: bool = True) -> int:
+async def import_session(store: Store, state: SessionState, doc: dict[str, Any], overwrite: bool = True) -> int:
+    """Write an exported session as this one, checked whole first (nothing is written from a
+    bad document). Overwriting is one compare-and-set replace under the session's lock, and
+    the old checkpoints the document does not bring are removed after it: never a delete
+    followed by a write that could fail half-way."""
     if not overwrite and state.revision > 0:
         raise InvalidInput(f"session {state.key!r} already exists; delete it or import with overwrite")
+    doc = schema.check_export_doc(doc, f"the session imported as {state.key!r}")
     meta = dict(doc["meta"], session_id=state.meta["session_id"], user_id=state.meta["user_id"])
-    if state.revision == 0:
-        meta["created_at"] = doc["meta"].get("created_at", time.time())
+    if "ttl" not in meta:
+        meta["ttl"] = state.meta.get("ttl")
     # An imported session keeps its age, so listing and cleanup see when it was last used.
-    revision = await _commit_replace(store, state, doc["messages"], meta, updated_at=doc["meta"].get("updated_at"))
+    old = await store.list_checkpoints(state.key) if state.revision > 0 else []
+    revision = await commit_replace(store, state, doc["messages"], meta, updated_at=doc["meta"].get("updated_at"),
+                                    keep_recent_turns=True)
+    brought = set()
     for cp in doc.get("checkpoints") or []:
         i = cp["info"]
         info = CheckpointInfo(state.key, i["cp_id"], i["kind"], i["id"], i["timestamp"], i["turn"], i["label"])
         await store.put_checkpoint(CheckpointRecord(info, cp["data"]))
+        brought.add(i["cp_id"])
+    stale = [c.cp_id for c in old if c.cp_id not in brought]
+    if stale:
+        await store.delete_checkpoints(state.key, stale)
     return revision
 
 
-async def get_checkpoint_snapshot(store: Store, state: SessionState, ref: int | str,
+async def checkpoint_snapshot(store: Store, state: SessionState, ref: int | str,
                                   kind: str = CHECKPOINT) -> dict[str, Any]:
     rec = await _find(store, state, ref, kind)
     snap = unsnapshot(rec.data, f"{kind} {ref!r} of session {state.key!r}")
@@ -235,22 +263,5 @@ async def update_workflow(store: Store, state: SessionState, workflow_id: str,
     workflows[workflow_id] = wf
     metadata["workflows"] = workflows
     meta["metadata"] = metadata
-    await _commit_replace(store, state, state.messages, meta)
+    await commit_replace(store, state, state.messages, meta)
     return wf
-
-
-OPS = {
-    "update_workflow": update_workflow,
-    "create_checkpoint": create_checkpoint,
-    "restore": restore,
-    "list_checkpoints": list_checkpoints,
-    "edit_history": edit_history,
-    "update_fields": update_fields,
-    "update_item": update_item,
-    "read_fields": read_fields,
-    "set_ttl": set_ttl,
-    "set_state": set_state,
-    "export": export,
-    "import": import_,
-    "checkpoint_snapshot": get_checkpoint_snapshot,
-}

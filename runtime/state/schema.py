@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from repertory.errors import CorruptState, InvalidInput, UnsupportedFormat
-from repertory.ids import validate_session_id, validate_user_id
+from repertory.ids import storage_key, validate_session_id, validate_user_id
 
 from repertory.stores.values import MAX_DEPTH, RECORD_MAX_DEPTH, Error, Violation, check_plain, check_value, raise_as
 
@@ -200,7 +200,6 @@ def _export_doc(doc: Any, where: str) -> dict[str, Any]:
     _need(isinstance(doc, dict) and doc.get("kind", "repertory.session") == "repertory.session", where,
           "is not an exported session", "re-export it")
     meta = _meta(doc.get("meta"), where, CorruptState)
-    from repertory.state.session_state import storage_key  # lazy: keeps this module free of runtime imports
 
     key = storage_key(meta["session_id"], meta["user_id"])
     _need(doc.get("key", key) == key, where, f"key {doc.get('key')!r:.80} does not match the session it holds "

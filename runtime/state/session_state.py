@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from repertory.stores.base import SessionRecord, StateWrite
 from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array, verify
 
 from repertory.errors import EmptyMessage, InvalidInput, MessageTooLarge
+from repertory.state import schema
 
-__all__ = ["SCHEMA_VERSION", "SessionState", "TurnRequest", "TurnReply", "check_message", "storage_key"]
+__all__ = ["RECENT_TURNS", "SCHEMA_VERSION", "SessionState", "check_history", "check_message"]
 
 SCHEMA_VERSION = 1
-_RECENT_TURNS = 64
+RECENT_TURNS = 64  # turn ids a session remembers, so that a resent turn is answered
 _codec = MsgpackCodec()
-_ROLES = {"system", "user", "assistant", "tool"}
-
-
-def storage_key(session_id: str, user_id: str | None) -> str:
-    """The store key: sessions of different users never collide ('/' is not allowed in ids)."""
-    return session_id if user_id is None else f"{user_id}/{session_id}"
 
 
 def check_message(content: object, max_bytes: int) -> str:
@@ -40,48 +34,10 @@ def check_message(content: object, max_bytes: int) -> str:
 
 
 def check_history(messages: object) -> list[dict[str, Any]]:
-    """Validate messages given to ``set_history``: dicts with a known role."""
+    """Validate messages given to ``set_history`` against the stored-message schema."""
     if not isinstance(messages, list):
         raise InvalidInput("a history is a list of message dicts")
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in _ROLES:
-            raise InvalidInput(f"message {i} must be a dict with role in {sorted(_ROLES)}, got {m!r:.80}")
-        out.append(dict(m))
-    return out
-
-
-@dataclass(slots=True)
-class TurnRequest:
-    """One user message for one session, as it travels from a handle to a host."""
-
-    key: str
-    session_id: str
-    user_id: str | None
-    agent_key: str
-    content: str
-    turn_id: str
-    replicas: int = 1
-    ttl: float | None = None
-    context: dict | None = None
-    checkpoint_every: int | None = None
-    keep_checkpoints: int | None = None
-    agent_name: str | None = None  # the session's name for the agent (multi-agent sessions)
-    shared_state_id: str | None = None
-    parallel: bool = False  # run the model outside the mailbox; only the append is serialised
-    history_mode: str = "shared"  # "shared": whole transcript; "own": this agent's turns only
-    history_window: int | None = None  # only the last N messages go to the agent
-
-
-@dataclass(slots=True)
-class TurnReply:
-    """The acknowledged result of a turn (its state is durable)."""
-
-    content: str
-    usage: dict
-    n_messages: int
-    revision: int
-    replayed: bool = False
+    return [dict(schema.check_message(m, i)) for i, m in enumerate(messages)]
 
 
 class SessionState:
@@ -125,17 +81,26 @@ class SessionState:
         msgs = self.messages[-window:] if window else self.messages
         return pack_array([*msgs, _codec.encode(user_msg)])
 
-    def replay(self, turn_id: str) -> str | None:
-        """The stored reply of a recent turn with this id, or None if it never happened."""
+    def replay(self, turn_id: str, content: str) -> str | None:
+        """The stored reply of a recent turn with this id and this user message, or None if
+        it never happened (or its exchange is no longer the one stored there)."""
         for tid, index in self.meta.get("recent_turns", ()):
-            if tid == turn_id:
-                if 0 <= index < len(self.messages):
-                    return _codec.decode(self.messages[index], source=f"session {self.key!r}").get("content") or ""
-                return ""
+            if tid != turn_id:
+                continue
+            if not 0 <= index < len(self.messages):
+                return None
+            source = f"session {self.key!r}"
+            for i in range(index - 1, -1, -1):  # the exchange's user message precedes its reply
+                msg = _codec.decode(self.messages[i], source=source)
+                if msg.get("role") == "user":
+                    if msg.get("content") != content:
+                        return None
+                    return _codec.decode(self.messages[index], source=source).get("content") or ""
+            return None
         return None
 
-    def _expires(self, now: float) -> float | None:
-        ttl = self.meta.get("ttl")
+    def _expires(self, now: float, meta: dict[str, Any] | None = None) -> float | None:
+        ttl = (self.meta if meta is None else meta).get("ttl")
         return now + ttl if ttl else None
 
     def append_write(self, messages: list[dict[str, Any]], *, turn_id: str | None = None,
@@ -145,7 +110,7 @@ class SessionState:
         meta = dict(self.meta, updated_at=now, turns=self.meta["turns"] + turns)
         if turn_id is not None:
             # Remember recent turn ids with their reply's index: a resent turn is answered, not redone.
-            recent = [*self.meta.get("recent_turns", ())[-(_RECENT_TURNS - 1):],
+            recent = [*self.meta.get("recent_turns", ())[-(RECENT_TURNS - 1):],
                       [turn_id, len(self.messages) + len(messages) - 1]]
             meta["recent_turns"] = recent
         encoded = [_codec.encode(m) for m in messages]
@@ -153,15 +118,21 @@ class SessionState:
                            base_count=len(self.messages), updated_at=now, expires_at=self._expires(now))
         return write, meta, self.messages + encoded
 
-    def replace_write(self, messages: list[dict[str, Any]], meta_updates: dict[str, Any] | None = None
-                      ) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
-        """The write that replaces the whole history (and updates meta)."""
+    def replace_write(self, messages: list[bytes], meta: dict[str, Any], *, updated_at: float | None = None,
+                      keep_recent_turns: bool = False) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
+        """The write that replaces the whole history (encoded ``messages``) and the meta.
+
+        The recent turn ids point into the old history, so they go with it (a resent turn
+        is then asked again, never answered with another message's reply), unless
+        ``keep_recent_turns`` (an import brings the history they point into).
+        """
         now = time.time()
-        meta = dict(self.meta, updated_at=now, **(meta_updates or {}))
-        encoded = [_codec.encode(m) for m in messages]
-        write = StateWrite(self.key, self.revision, _codec.encode(meta), encoded, replace=True,
-                           updated_at=now, expires_at=self._expires(now))
-        return write, meta, encoded
+        meta = dict(meta, updated_at=updated_at or now)
+        if not keep_recent_turns:
+            meta["recent_turns"] = []
+        write = StateWrite(self.key, self.revision, _codec.encode(meta), list(messages), replace=True,
+                           updated_at=meta["updated_at"], expires_at=self._expires(now, meta))
+        return write, meta, list(messages)
 
     def applied(self, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:
         self.revision, self.meta, self.messages = revision, meta, messages

@@ -42,7 +42,6 @@ def server():
 # ---------------------------------------------------------------------------------------
 # item 6: the seed's multi-agent snippet, and every example, on the default Ray runtime
 # ---------------------------------------------------------------------------------------
-@xfail(6, "run_agent right after Session(shared_state=SharedState()) raises RuntimeNotReady on Ray")
 def test_multi_agent_session_with_new_shared_state_runs_agent_at_once(runtime):
     team = Session(agents={"research": Agent("Researcher", model=repertory.DEMO_MODEL),
                            "writer": Agent("Writer", model=repertory.DEMO_MODEL)},
@@ -61,11 +60,7 @@ def _run_example(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess
     return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
 
 
-EXAMPLE_XFAIL = {"seed_multi_agent": xfail(6, "the multi-agent snippet fails on the Ray runtime")}
-
-
-@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=EXAMPLE_XFAIL.get(p.stem, ()))
-                                  for p in EXAMPLES])
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in EXAMPLES])
 def test_example_exits_0_on_the_default_ray_runtime(path, tmp_path):
     proc = _run_example([sys.executable, str(path)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -110,7 +105,6 @@ def test_recreated_session_never_reuses_a_revision_seen_by_another_runtime(runti
 # ---------------------------------------------------------------------------------------
 # item 11: a delete while turns wait on the session's lock keeps one lock
 # ---------------------------------------------------------------------------------------
-@xfail(11, "deleting a session while turns wait splits its lock: turns run at once (extra model calls)")
 async def test_turns_waiting_on_a_deleted_session_run_after_it_one_at_a_time(runtime, server):
     server.delay = 0.5
     s = Session("locked", agent=Agent("Slow", model="openai/test-model", api_base=server.base_url,

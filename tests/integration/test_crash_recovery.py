@@ -54,7 +54,7 @@ def test_store_actor_sigkill_mid_stream(ray_cluster, tmp_path):
         worker = threading.Thread(target=_run_turns, args=(s, 300, acked))
         worker.start()
         kills = 0
-        store = ray.get_actor("store", namespace=rt.settings.namespace)
+        store = ray.get_actor(rt.names.store(), namespace=rt.settings.namespace)
         while worker.is_alive() and kills < 3:
             time.sleep(0.3)
             try:

@@ -158,7 +158,7 @@ def test_dead_agent_replica_is_replaced_and_call_retried(runtime):
         t.start()
         time.sleep(0.5)  # the model call is in flight on one replica: kill every replica
         for i in range(2):
-            h = ray.get_actor(f"agent:{agent.key}:{i}", namespace=runtime.settings.namespace)
+            h = ray.get_actor(runtime.names.agent(agent.key, i), namespace=runtime.settings.namespace)
             os.kill(ray.get(h.__ray_call__.remote(lambda self: os.getpid())), signal.SIGKILL)
         srv.delay = 0.0
         t.join(timeout=120)

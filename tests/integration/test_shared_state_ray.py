@@ -15,8 +15,8 @@ from repertory import Agent, Session, SharedState
 pytestmark = pytest.mark.ray
 
 
-def _actor_pid(state_id, namespace):
-    h = ray.get_actor(f"shared:{state_id}", namespace=namespace)
+def _actor_pid(state_id, runtime):
+    h = ray.get_actor(runtime.names.shared_state(state_id), namespace=runtime.settings.namespace)
     return ray.get(h.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
 
 
@@ -48,7 +48,7 @@ def test_survives_actor_kill_and_runtime_restart(runtime):
     s = SharedState("tough")
     for _ in range(10):
         s.increment("n")
-    os.kill(_actor_pid("tough", runtime.settings.namespace), signal.SIGKILL)
+    os.kill(_actor_pid("tough", runtime), signal.SIGKILL)
     assert s.increment("n") == 11  # restarted, reloaded from the store
     repertory.shutdown()
     repertory.init(store=runtime.settings.store, num_hosts=2, namespace=runtime.settings.namespace)

@@ -373,4 +373,6 @@ def test_cleanup_keeps_a_session_used_after_it_was_listed(tmp_path):
 
 
 async def _delete(rt, key, cutoff):
-    return await rt.call(key, "shared", "delete", key, cutoff)
+    from repertory.ids import SessionRef
+
+    return await rt.delete(SessionRef.from_key(key), cutoff)

@@ -80,13 +80,10 @@ def _meta_not_a_dict(line):
 
 
 LINE_EDITS = {
-    "updated_at-text": pytest.param(_set_meta("updated_at", "yesterday"),
-                                    marks=xfail("meta.updated_at='yesterday' imports, then listing crashes")),
-    "turns-text": pytest.param(_set_meta("turns", "many"), marks=xfail("meta.turns='many' imports")),
-    "checkpoint-id-text": pytest.param(_set_cp_info("id", "notanint"),
-                                       marks=xfail("checkpoint id 'notanint' imports")),
-    "checkpoint-label-dict": pytest.param(_set_cp_info("label", {"a": 1}),
-                                          marks=xfail("a dict checkpoint label is half-written")),
+    "updated_at-text": pytest.param(_set_meta("updated_at", "yesterday")),
+    "turns-text": pytest.param(_set_meta("turns", "many")),
+    "checkpoint-id-text": pytest.param(_set_cp_info("id", "notanint")),
+    "checkpoint-label-dict": pytest.param(_set_cp_info("label", {"a": 1})),
     "meta-not-a-dict": pytest.param(_meta_not_a_dict),
 }
 
@@ -133,11 +130,9 @@ def _file_meta_not_a_dict(doc):
 
 
 FILE_EDITS = {
-    "messages-garbage": pytest.param(_file_messages_garbage,
-                                     marks=xfail("a file with messages=[b'garbage'] loads into an unreadable session")),
-    "meta-without-user_data": pytest.param(_file_meta_without_user_data,
-                                           marks=xfail("a file whose meta lacks user_data loads")),
-    "meta-not-a-dict": pytest.param(_file_meta_not_a_dict, marks=xfail("meta='x' raises a raw error")),
+    "messages-garbage": pytest.param(_file_messages_garbage),
+    "meta-without-user_data": pytest.param(_file_meta_without_user_data),
+    "meta-not-a-dict": pytest.param(_file_meta_not_a_dict),
 }
 
 
@@ -177,7 +172,6 @@ def test_load_of_untouched_file_restores_the_session(local, victim, tmp_path):
 
 # -- TTLs -------------------------------------------------------------------------------
 @pytest.mark.parametrize("ttl", [pytest.param(float("inf"), id="inf"), pytest.param(float("nan"), id="nan")])
-@xfail("Session(ttl=inf/nan) is accepted; SQLite listing breaks, Redis raises raw errors")
 def test_non_finite_ttl_refused_and_nothing_written(local, ttl):
     with pytest.raises(InvalidInput):
         Session("forever", agent=DEMO, ttl=ttl)

@@ -202,7 +202,6 @@ def _job_file(tmp_path: Path) -> Path:
     return path
 
 
-@xfail(9, "after pop_turn + a new message, a re-run is answered with the new message's reply")
 def test_batch_rerun_after_pop_turn_answers_its_own_message(sqlite_local, tmp_path):
     jobs = _job_file(tmp_path)
     assert repertory.batch(jobs, tmp_path / "out1.jsonl", agents={"demo": DEMO}).ok == 1
@@ -216,7 +215,6 @@ def test_batch_rerun_after_pop_turn_answers_its_own_message(sqlite_local, tmp_pa
     assert history[-2]["content"] == JOB_MESSAGES[1] and history[-1]["content"] == replies[1]
 
 
-@xfail(9, "after clear(), a re-run reports ok with empty replies and writes nothing")
 def test_batch_rerun_after_clear_runs_the_turns_again(sqlite_local, tmp_path):
     jobs = _job_file(tmp_path)
     assert repertory.batch(jobs, tmp_path / "out1.jsonl", agents={"demo": DEMO}).ok == 1
@@ -240,7 +238,6 @@ def test_batch_rerun_without_edits_replays_from_the_store(sqlite_local, tmp_path
 # ---------------------------------------------------------------------------------------
 # item 11: a delete while turns wait on the session's lock keeps one lock
 # ---------------------------------------------------------------------------------------
-@xfail(11, "deleting a session while turns wait splits its lock: later turns overtake waiting ones")
 async def test_turns_waiting_on_a_deleted_session_run_after_it_one_at_a_time(sqlite_local, server):
     server.delay = 0.4
     s = Session("locked", agent=Agent("Slow", model="openai/test-model", api_base=server.base_url,
@@ -291,7 +288,6 @@ def test_chat_session_gets_default_ttl(local):
 
 
 @pytest.mark.parametrize("store", ["redis"], indirect=True)
-@xfail(14, "Session.merge creates <id>_merged with no TTL on Redis")
 def test_merged_session_gets_default_ttl(local):
     a, b = Session("ma", agent=DEMO), Session("mb", agent=DEMO)
     a.chat("Hello from a.")
@@ -332,7 +328,6 @@ def _jobs_with_deep_line(tmp_path: Path) -> Path:
     return path
 
 
-@xfail(16, "a deeply nested line kills the batch with RecursionError")
 def test_batch_deeply_nested_line_gets_an_error_line_and_the_rest_runs(sqlite_local, tmp_path):
     report = repertory.batch(_jobs_with_deep_line(tmp_path), tmp_path / "out.jsonl", agents={"demo": DEMO})
     assert (report.ok, report.failed) == (2, 1)
@@ -342,7 +337,6 @@ def test_batch_deeply_nested_line_gets_an_error_line_and_the_rest_runs(sqlite_lo
     assert out[(None, 2)]["status"] == "error"
 
 
-@xfail(16, "`repertory batch` dies with RecursionError on a deeply nested line, no output")
 def test_batch_cli_deeply_nested_line_gets_an_error_line_and_the_rest_runs(tmp_path):
     result = CliRunner().invoke(app, ["batch", str(_jobs_with_deep_line(tmp_path)), "--out",
                                       str(tmp_path / "out.jsonl"), "--local", "--store",
@@ -353,7 +347,6 @@ def test_batch_cli_deeply_nested_line_gets_an_error_line_and_the_rest_runs(tmp_p
     assert sorted((r["line"], r["status"]) for r in out) == [(1, "ok"), (2, "error"), (3, "ok")]
 
 
-@xfail(16, "import_sessions dies with RecursionError on a deeply nested line")
 def test_import_deeply_nested_line_is_reported_as_corrupt(sqlite_local, tmp_path):
     Session("one", agent=DEMO).chat("Hello.")
     repertory.export_sessions(tmp_path / "exp.jsonl")
@@ -365,7 +358,6 @@ def test_import_deeply_nested_line_is_reported_as_corrupt(sqlite_local, tmp_path
     assert repertory.list_sessions() == []
 
 
-@xfail(16, "`repertory sessions import` dies with RecursionError on a deeply nested line")
 def test_import_cli_deeply_nested_line_is_reported_as_corrupt(tmp_path):
     (tmp_path / "exp.jsonl").write_text(DEEP + "\n")
     result = CliRunner().invoke(app, ["sessions", "import", str(tmp_path / "exp.jsonl"), "--local",
@@ -406,7 +398,6 @@ def test_session_id_with_inner_newline_is_rejected(sqlite_local):
 # ---------------------------------------------------------------------------------------
 # item 22: invalid input raises InvalidInput at the call that made it; failing tools are logged
 # ---------------------------------------------------------------------------------------
-@xfail(22, "create_checkpoint(object()) raises StoreUnavailable")
 def test_create_checkpoint_with_object_label_raises_invalid_input(local):
     s = Session("cp-label", agent=DEMO)
     s.chat("Hello.")
@@ -415,7 +406,6 @@ def test_create_checkpoint_with_object_label_raises_invalid_input(local):
     assert s.list_checkpoints() == []
 
 
-@xfail(22, "set_history accepts non-str content; every later chat fails with ModelError")
 def test_set_history_with_non_str_content_raises_invalid_input(local):
     s = Session("bad-content", agent=DEMO)
     s.chat("Hello.")
@@ -426,7 +416,6 @@ def test_set_history_with_non_str_content_raises_invalid_input(local):
     assert s.chat("Still fine.") == noted("Still fine.")
 
 
-@xfail(22, "restore_version('x') is swallowed to False instead of raising InvalidInput")
 def test_restore_version_with_invalid_argument_raises_invalid_input(local):
     s = Session("versions", agent=DEMO)
     s.chat("Hello.")
@@ -459,7 +448,6 @@ _FAILING_TOOL = textwrap.dedent("""
 """)
 
 
-@xfail(22, "a tool's exception becomes text for the model with no log line")
 def test_failing_tool_is_logged(server, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("REPERTORY_LOG_LEVEL", "REPERTORY_MODEL")}
     proc = subprocess.run([sys.executable, "-c", _FAILING_TOOL, server.base_url,

@@ -11,7 +11,8 @@ from repertory.errors import EmptyMessage, MessageTooLarge, ModelError
 from repertory.host.core import HostCore
 from repertory.agents.model_client import ModelReply
 from repertory.runtimes.local import LocalAgentPool
-from repertory.state.session_state import TurnRequest
+from repertory.host.api import TurnRequest
+from repertory.ids import SessionRef
 from repertory.stores import MemoryStore, SQLiteStore
 
 
@@ -46,14 +47,14 @@ def make_host(store=None, client=None, **settings):
 
 
 def req(agent, content, key="s1"):
-    return TurnRequest(key=key, session_id=key, user_id=None, agent_key=agent.key, content=content,
+    return TurnRequest(ref=SessionRef(key), agent_key=agent.key, content=content,
                        turn_id=uuid.uuid4().hex)
 
 
 async def test_mailbox_is_serial_and_ordered():
     host, agent = make_host()
     await asyncio.gather(*[host.turn(req(agent, f"m{i}")) for i in range(50)])
-    hist = await host.history("s1", "s1", None)
+    hist = await host.get_history(SessionRef("s1"))
     assert len(hist) == 100
     users = [m["content"] for m in hist[0::2]]
     assert users == [f"m{i}" for i in range(50)]  # arrival order
@@ -68,7 +69,7 @@ async def test_passivation_under_cap_keeps_history(tmp_path):
     assert host.stats()["resident"] <= 5
     assert host.passivations >= 25 * 3 - 5
     for i in range(30):
-        hist = await host.history(f"k{i}", f"k{i}", None)
+        hist = await host.get_history(SessionRef(f"k{i}"))
         assert [m["content"] for m in hist[0::2]] == ["r0", "r1", "r2"]
     await store.close()
 
@@ -79,7 +80,7 @@ async def test_idle_passivation():
     assert host.stats()["resident"] == 1
     await asyncio.sleep(0.2)
     assert host.stats()["resident"] == 0
-    assert len(await host.history("s1", "s1", None)) == 2  # reactivated from the store
+    assert len(await host.get_history(SessionRef("s1"))) == 2  # reactivated from the store
     await host.close()
 
 
@@ -90,7 +91,7 @@ async def test_retried_turn_is_not_applied_twice():
     first = await host.turn(r)
     again = await host.turn(r)
     assert again.replayed and again.content == first.content
-    assert client.calls == 1 and len(await host.history("s1", "s1", None)) == 2
+    assert client.calls == 1 and len(await host.get_history(SessionRef("s1"))) == 2
 
 
 async def test_failed_turn_writes_nothing():
@@ -98,7 +99,7 @@ async def test_failed_turn_writes_nothing():
     await host.turn(req(agent, "good"))
     with pytest.raises(ModelError):
         await host.turn(req(agent, "bad"))
-    assert [m["content"] for m in await host.history("s1", "s1", None)] == ["good", "reply to good"]
+    assert [m["content"] for m in await host.get_history(SessionRef("s1"))] == ["good", "reply to good"]
 
 
 async def test_bad_messages_are_rejected():
@@ -107,7 +108,7 @@ async def test_bad_messages_are_rejected():
         await host.turn(req(agent, "   "))
     with pytest.raises(MessageTooLarge, match="max_message_bytes"):
         await host.turn(req(agent, "x" * 11))
-    assert await host.history("s1", "s1", None) == []
+    assert await host.get_history(SessionRef("s1")) == []
 
 
 async def test_stream_turn_matches_stored_reply():
@@ -115,7 +116,7 @@ async def test_stream_turn_matches_stored_reply():
     chunks = [c async for c in host.stream_turn(req(agent, "stream me"))]
     final = chunks.pop()
     assert "".join(chunks).strip() == final.content
-    assert (await host.history("s1", "s1", None))[-1]["content"] == final.content
+    assert (await host.get_history(SessionRef("s1")))[-1]["content"] == final.content
 
 
 async def test_lost_compare_and_set_is_retried_on_fresh_state():
@@ -126,5 +127,5 @@ async def test_lost_compare_and_set_is_retried_on_fresh_state():
     await host_a.turn(req(agent, "from a"))
     await host_b.turn(req(agent, "from b"))  # b is now ahead of a's resident copy
     await host_a.turn(req(agent, "a again"))  # a loses the CAS, reloads, redoes the turn
-    hist = await host_a.history("s1", "s1", None)
+    hist = await host_a.get_history(SessionRef("s1"))
     assert [m["content"] for m in hist[0::2]] == ["from a", "from b", "a again"]

@@ -5,7 +5,7 @@ import pytest
 from repertory.errors import InvalidSessionId
 from repertory.ids import new_session_id, validate_session_id, validate_user_id
 from repertory.host.routing import host_index, jump_hash
-from repertory.state.session_state import storage_key
+from repertory.ids import storage_key
 
 
 @pytest.mark.parametrize("bad", ["", "a" * 129, "has space", "slash/no", "-lead", "ümlaut", None, 5])

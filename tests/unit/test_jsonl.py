@@ -43,7 +43,7 @@ def test_each_bad_line_is_reported_and_reading_goes_on(tmp_path):
                                                    8: "torn"}
     assert all(e.line == n and isinstance(e, InvalidInput) for n, e in bad.items())
     assert "line 2 is not UTF-8 text (byte 0xff at offset 0); save the file as UTF-8" in str(bad[2])
-    assert "line 3 is not valid JSON (Expecting value at column 8); fix or remove that line" in str(bad[3])
+    assert "line 3 is not JSON (Expecting value at column 8); fix or remove that line" in str(bad[3])
     assert "line 4 nests more than 64 levels deep" in str(bad[4])
     assert "NaN is not JSON" in str(bad[5])
     assert "too large" in str(bad[6])

@@ -1,0 +1,143 @@
+"""What a runtime is: where session hosts and agents live, behind the typed host boundary.
+
+:class:`Runtime` implements :class:`~repertory.host.api.HostAPI` once for every runtime: each
+operation routes to the host that owns the session through :meth:`Runtime.invoke`, which a
+runtime implements (in this process, or on a Ray actor). The operation is always the typed
+:class:`~repertory.host.core.HostCore` method itself, never a name chosen from a string.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from repertory.agents.agent import Agent, TurnOutput
+from repertory.config import Settings
+from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
+from repertory.host.core import HostCore
+from repertory.ids import SessionRef
+
+if TYPE_CHECKING:
+    from repertory.stores.base import Store
+
+__all__ = ["Runtime", "SharedStateBackend"]
+
+T = TypeVar("T")
+
+
+class SharedStateBackend(Protocol):
+    """Where a shared state's core runs: ``invoke(SharedStateCore.method, *args)`` and ``watch``."""
+
+    async def invoke(self, op: Callable[..., Awaitable[T]], *args: Any) -> T: ...
+
+    def watch(self, keys: list[str] | None, after: int | None) -> AsyncIterator[dict[str, Any]]: ...
+
+
+class Runtime(abc.ABC):
+    """The host boundary as a session handle sees it, whatever carries the calls."""
+
+    settings: Settings
+    agents_in_process: bool = False  # True where agent cores run in this process (local runtime)
+
+    # -- what a runtime implements --------------------------------------------------------
+    @abc.abstractmethod
+    async def invoke(self, ref: SessionRef, op: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``op(host, *args)`` on the host of ``ref``; arguments and result cross the wire codec."""
+
+    @abc.abstractmethod
+    def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
+        """Run one turn, yielding deltas, then the TurnReply."""
+
+    @abc.abstractmethod
+    def ensure_agent(self, agent: Agent) -> None:
+        """Make ``agent`` reachable by the hosts (idempotent)."""
+
+    @abc.abstractmethod
+    async def run_agent(self, agent: Agent, messages: list[dict], context: dict | None = None,
+                        shared_state_id: str | None = None) -> TurnOutput:
+        """One agent call outside any session (workflow tasks, batch jobs)."""
+
+    @abc.abstractmethod
+    def shared_state(self, state_id: str) -> SharedStateBackend:
+        """The backend of a shared state, created if it has none yet."""
+
+    @abc.abstractmethod
+    def admin_store(self) -> Store:
+        """A store handle for listing and cleanup; use it on the sync portal's loop."""
+
+    @abc.abstractmethod
+    def stats(self) -> list[dict[str, Any]]:
+        """Per-host counters (resident sessions, activations, passivations)."""
+
+    @abc.abstractmethod
+    def shutdown(self) -> None:
+        """Stop hosts and agents; state stays in the store."""
+
+    # -- the HostAPI, once for every runtime ------------------------------------------------
+    async def turn(self, req: TurnRequest) -> TurnReply:
+        return await self.invoke(req.ref, HostCore.turn, req)
+
+    async def get_history(self, ref: SessionRef) -> list[dict[str, Any]]:
+        return await self.invoke(ref, HostCore.get_history, ref)
+
+    async def get_state(self, ref: SessionRef) -> dict[str, Any]:
+        return await self.invoke(ref, HostCore.get_state, ref)
+
+    async def read_fields(self, ref: SessionRef) -> dict[str, Any]:
+        return await self.invoke(ref, HostCore.read_fields, ref)
+
+    async def set_history(self, ref: SessionRef, messages: list[dict[str, Any]]) -> int:
+        return await self.invoke(ref, HostCore.set_history, ref, messages)
+
+    async def set_state(self, ref: SessionRef, state: dict[str, Any]) -> int:
+        return await self.invoke(ref, HostCore.set_state, ref, state)
+
+    async def update_fields(self, ref: SessionRef, field: str, updates: dict[str, Any],
+                            replace: bool = False) -> dict[str, Any]:
+        return await self.invoke(ref, HostCore.update_fields, ref, field, updates, replace)
+
+    async def update_item(self, ref: SessionRef, field: str, key: str, value: Any, mode: str) -> Any:
+        return await self.invoke(ref, HostCore.update_item, ref, field, key, value, mode)
+
+    async def update_workflow(self, ref: SessionRef, workflow_id: str, tasks: dict[str, Any],
+                              status: str | None = None) -> dict[str, Any]:
+        return await self.invoke(ref, HostCore.update_workflow, ref, workflow_id, tasks, status)
+
+    async def set_ttl(self, ref: SessionRef, ttl: float | None) -> None:
+        return await self.invoke(ref, HostCore.set_ttl, ref, ttl)
+
+    async def create_checkpoint(self, ref: SessionRef, label: str, kind: CheckpointKind,
+                                keep: int | None) -> dict[str, Any]:
+        return await self.invoke(ref, HostCore.create_checkpoint, ref, label, kind, keep)
+
+    async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind) -> int:
+        return await self.invoke(ref, HostCore.restore_checkpoint, ref, checkpoint, kind)
+
+    async def list_checkpoints(self, ref: SessionRef, kind: CheckpointKind) -> list[dict[str, Any]]:
+        return await self.invoke(ref, HostCore.list_checkpoints, ref, kind)
+
+    async def checkpoint_snapshot(self, ref: SessionRef, checkpoint: int | str,
+                                  kind: CheckpointKind) -> dict[str, Any]:
+        return await self.invoke(ref, HostCore.checkpoint_snapshot, ref, checkpoint, kind)
+
+    async def pop_turn(self, ref: SessionRef) -> list[dict[str, Any]]:
+        return await self.invoke(ref, HostCore.pop_turn, ref)
+
+    async def truncate(self, ref: SessionRef, keep: int) -> list[dict[str, Any]]:
+        return await self.invoke(ref, HostCore.truncate, ref, keep)
+
+    async def edit_message(self, ref: SessionRef, index: int, content: str) -> list[dict[str, Any]]:
+        return await self.invoke(ref, HostCore.edit_message, ref, index, content)
+
+    async def export_session(self, ref: SessionRef, with_checkpoints: bool) -> dict[str, Any]:
+        return await self.invoke(ref, HostCore.export_session, ref, with_checkpoints)
+
+    async def import_session(self, ref: SessionRef, doc: dict[str, Any], overwrite: bool) -> int:
+        return await self.invoke(ref, HostCore.import_session, ref, doc, overwrite)
+
+    async def exists(self, ref: SessionRef) -> bool:
+        return await self.invoke(ref, HostCore.exists, ref)
+
+    async def delete(self, ref: SessionRef, updated_before: float | None = None) -> bool:
+        return await self.invoke(ref, HostCore.delete, ref, updated_before)

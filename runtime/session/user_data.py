@@ -1,0 +1,181 @@
+"""Session methods for what a session knows about its user: user data, profile,
+preferences, results, context, and how long the session lives.
+
+A mixin of :class:`repertory.Session`; every method is one typed host call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from repertory._sync import run_sync
+from repertory.agents.demo_model import keywords
+
+if TYPE_CHECKING:
+    from repertory.ids import SessionRef
+    from repertory.runtimes.base import Runtime
+    from repertory.session.handle import Session
+
+__all__ = ["StateDict", "UserDataMixin", "extract_topics"]
+
+
+def extract_topics(history: list[dict[str, Any]], top: int = 5) -> list[str]:
+    """Most frequent content words in the user messages of ``history``, most frequent first."""
+    counts = Counter(w for m in history if m.get("role") == "user" and isinstance(m.get("content"), str)
+                     for w in keywords(m["content"]) if len(w) > 2)
+    return [w for w, _ in counts.most_common(top)]
+
+
+class StateDict(dict):
+    """``session.user_data`` / ``user_profile``: a dict whose changes are written at once."""
+
+    def __init__(self, session: Session, field: str, data: dict[str, Any]) -> None:
+        super().__init__(data)
+        self._session = session
+        self._field = field
+
+    def _save(self) -> None:
+        self._session._write_field(self._field, dict(self), replace=True)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._save()
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        self._save()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._save()
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        value = super().pop(key, *default)
+        self._save()
+        return value
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        value = super().setdefault(key, default)
+        self._save()
+        return value
+
+    def clear(self) -> None:
+        super().clear()
+        self._save()
+
+
+class UserDataMixin:
+    """User data, profile, preferences, results, context, expiry."""
+
+    ref: SessionRef
+    runtime: Runtime
+
+    # -- user data, profile, preferences ----------------------------------------------
+    def _fields(self) -> dict[str, Any]:
+        """user_data, user_profile, metadata, times and counters, without the history."""
+        return run_sync(self.runtime.read_fields, self.ref)
+
+    def _write_field(self, field: str, value: dict[str, Any], replace: bool = False) -> dict[str, Any]:
+        return run_sync(self.runtime.update_fields, self.ref, field, value, replace)
+
+    @property
+    def user_data(self) -> StateDict:
+        """The session's user data; assignments and changes are written through."""
+        return StateDict(self, "user_data", self._fields()["user_data"])
+
+    @user_data.setter
+    def user_data(self, value: dict[str, Any]) -> None:
+        self._write_field("user_data", dict(value), replace=True)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Free-form metadata; assign to replace it."""
+        return self._fields()["metadata"]
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        self._write_field("metadata", dict(value), replace=True)
+
+    @property
+    def user_profile(self) -> StateDict:
+        """The user's profile (``preferences`` inside it); assignments and changes are written through."""
+        return StateDict(self, "user_profile", self._fields()["user_profile"])
+
+    @user_profile.setter
+    def user_profile(self, value: dict[str, Any]) -> None:
+        self._write_field("user_profile", dict(value), replace=True)
+
+    async def aupdate_user_data(self, **values: Any) -> dict[str, Any]:
+        """Merge ``values`` into user_data; returns the new user_data."""
+        return await self.runtime.update_fields(self.ref, "user_data", values, False)
+
+    def update_user_data(self, **values: Any) -> dict[str, Any]:
+        return run_sync(self.aupdate_user_data, **values)
+
+    async def aupdate_profile(self, key: str, value: Any) -> None:
+        await self.runtime.update_fields(self.ref, "user_profile", {key: value}, False)
+
+    def update_profile(self, key: str, value: Any) -> None:
+        """Set one field of the user profile."""
+        run_sync(self.aupdate_profile, key, value)
+
+    async def aupdate_preference(self, key: str, value: Any) -> None:
+        await self.runtime.update_item(self.ref, "user_profile", "preferences", {key: value}, "merge")
+
+    def update_preference(self, key: str, value: Any) -> None:
+        """Set one user preference (kept in ``user_profile['preferences']``)."""
+        run_sync(self.aupdate_preference, key, value)
+
+    def get_preferences(self) -> dict[str, Any]:
+        return self.user_profile.get("preferences", {})
+
+    def get_duration(self) -> float:
+        """Seconds from the session's creation to its last update."""
+        st = self._fields()
+        return st["updated_at"] - st["created_at"]
+
+    # -- context and results (what workflows read and record) -------------------------
+    async def aadd_result(self, objective: str, results: Any) -> None:
+        """Record a workflow's ``results`` for ``objective`` in the session state."""
+        await self.runtime.update_item(self.ref, "metadata", "results",
+                       {"objective": objective, "results": results, "timestamp": time.time()}, "append")
+
+    def add_result(self, objective: str, results: Any) -> None:
+        run_sync(self.aadd_result, objective, results)
+
+    async def aget_context(self, window: int = 10) -> dict[str, Any]:
+        """A plain dict for prompts and workflows: recent messages, user data, results, counters."""
+        st = await self.aget_state()  # type: ignore[attr-defined]
+        recent = st["history"][-window:] if window else []
+        return {"session_id": self.session_id, "user_id": self.user_id,
+                "recent_history": [{"role": m["role"], "content": m.get("content"), "name": m.get("name")}
+                                   for m in recent],
+                "recent_topics": extract_topics(recent), "user_data": st["user_data"],
+                "user_profile": st["user_profile"], "results": st["metadata"].get("results", []),
+                "interaction_count": st["turns"], "session_duration": time.time() - st["created_at"]}
+
+    def get_context(self, window: int = 10) -> dict[str, Any]:
+        return run_sync(self.aget_context, window)
+
+    def extract_topics(self, history: list[dict[str, Any]] | None = None, top: int = 5) -> list[str]:
+        """The most frequent content words of the user's messages (all, or of ``history``)."""
+        return extract_topics(self.get_history() if history is None else history, top)  # type: ignore[attr-defined]
+
+    # -- expiry -----------------------------------------------------------------------
+    async def apin(self) -> None:
+        """Keep this session until it is deleted (no TTL)."""
+        await self.runtime.set_ttl(self.ref, None)
+
+    def pin(self) -> None:
+        run_sync(self.apin)
+
+    async def aunpin(self, ttl: float | None = None) -> None:
+        """Let the session expire again, ``ttl`` seconds (default: the runtime's) after access."""
+        ttl = ttl or self.runtime.settings.default_ttl or 3600.0
+        await self.runtime.set_ttl(self.ref, ttl)
+
+    def unpin(self, ttl: float | None = None) -> None:
+        run_sync(self.aunpin, ttl)
+
