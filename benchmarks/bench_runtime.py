@@ -40,6 +40,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from repertory.ids import SessionRef
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
@@ -353,7 +355,7 @@ async def cold_inprocess(host, null_agent, n: int) -> dict[str, Any]:
     msgs = messages20()
     keys = [f"inproc-cold-{i}" for i in range(n)]
     for key in keys:
-        await host.replace(key, key, None, msgs, None)
+        await host.set_history(SessionRef(key), msgs)
     host.passivate_idle(0)
     cold, warm, cold_turn, warm_turn = [], [], [], []
     for key in keys:

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from repertory.errors import InvalidSessionId
+from repertory.errors import InvalidInput, InvalidSessionId
 
 __all__ = ["MAX_ID_LENGTH", "Placement", "SessionRef", "new_session_id", "storage_key", "validate_session_id",
            "validate_user_id"]
@@ -73,8 +73,6 @@ class SessionRef:
         validate_session_id(self.session_id)
         validate_user_id(self.user_id)
         if self.placement not in _PLACEMENTS:
-            from .errors import InvalidInput
-
             raise InvalidInput(f"placement must be 'pooled' or 'dedicated', not {self.placement!r}")
 
     @property

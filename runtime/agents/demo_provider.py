@@ -33,7 +33,7 @@ def register_demo_provider(litellm: Any) -> None:
         return
 
     class DemoProvider(CustomLLM):
-        """Deterministic demo model; see :mod:`repertory.demo_model`."""
+        """Deterministic demo model; see :mod:`repertory.agents.demo_model`."""
 
         def _fill(self, messages: list, model_response: Any) -> Any:
             ans = demo_answer(messages)

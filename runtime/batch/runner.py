@@ -46,7 +46,7 @@ from typing import IO, Any
 from repertory._sync import run_sync
 from repertory.agents.agent import Agent
 from repertory.runtimes.current import get_runtime
-from repertory.agents.spec import Job, job_id, parse_job, pick_default, resolve_agents
+from repertory.batch.jobs import Job, job_id, parse_job, pick_default, resolve_agents
 from repertory.errors import InvalidInput, RepertoryError, WorkflowError
 from repertory.jsonl import read_jsonl
 from repertory.logs import get_logger
@@ -401,7 +401,7 @@ async def abatch(input: Source, output: str | os.PathLike[str], *,
                  progress: Callable[[BatchReport], None] | None = None) -> BatchReport:
     """Run the jobs of ``input`` (a JSONL path or an iterable of dicts); see the module docstring.
 
-    ``agents``: dict name -> Agent, or the path of an agents file (:mod:`repertory.agent_spec`).
+    ``agents``: dict name -> Agent, or the path of an agents file (:mod:`repertory.agents.spec`).
     ``default_agent``: for jobs that name none (a name or an Agent). ``concurrency``: jobs at
     once. ``timeout``: seconds per attempt of a job (None: no limit). ``retries``: attempts
     after a failure, with backoff (input errors are not retried). ``progress``: called with

@@ -1,1 +1,1 @@
-"""runtimes."""
+"""Runtimes: where hosts and agents live (in this process, or on Ray), behind the typed host boundary."""

@@ -1,1 +1,1 @@
-"""shared."""
+"""Shared state: the SharedState handle and the SharedStateCore it reaches."""

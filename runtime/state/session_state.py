@@ -114,7 +114,9 @@ class SessionState:
                       [turn_id, len(self.messages) + len(messages) - 1]]
             meta["recent_turns"] = recent
         encoded = [_codec.encode(m) for m in messages]
-        write = StateWrite(self.key, self.revision, _codec.encode(meta), encoded,
+        # The meta is the stored one (checked when written or loaded) plus a time, a count and
+        # a turn id (a str the wire accepted): the hottest encode of a turn skips the walk.
+        write = StateWrite(self.key, self.revision, _codec.encode(meta, checked=True), encoded,
                            base_count=len(self.messages), updated_at=now, expires_at=self._expires(now))
         return write, meta, self.messages + encoded
 

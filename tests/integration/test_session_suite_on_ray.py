@@ -1,0 +1,52 @@
+"""The session test suite of tests/unit, run again on the default (Ray) runtime.
+
+The unit tests run these on the local runtime; here the same functions get a Ray runtime as
+their ``rt``, so that the two runtimes cannot drift apart. Tests that build runtimes of their
+own (restarts, two runtimes on one file, TTL sweeps) stay local-only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ray
+
+_UNIT = Path(__file__).resolve().parents[1] / "unit"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"unit_{name}", _UNIT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_durable = _load("test_durable_session")
+_shared = _load("test_shared_state_local")
+
+test_checkpoint_list_restore_and_retention = _durable.test_checkpoint_list_restore_and_retention
+test_restore_keeps_revision_moving_forward = _durable.test_restore_keeps_revision_moving_forward
+test_fork_is_independent_and_can_start_at_a_checkpoint = _durable.test_fork_is_independent_and_can_start_at_a_checkpoint
+test_pop_truncate_edit_keep_the_past_reachable = _durable.test_pop_truncate_edit_keep_the_past_reachable
+test_user_data_profile_metadata_write_through = _durable.test_user_data_profile_metadata_write_through
+test_context_and_results = _durable.test_context_and_results
+test_save_is_atomic_and_load_restores = _durable.test_save_is_atomic_and_load_restores
+test_hostile_files_raise_typed_errors_and_change_nothing = _durable.test_hostile_files_raise_typed_errors_and_change_nothing
+test_async_context_manager = _durable.test_async_context_manager
+test_concurrent_results_and_preferences_lose_nothing = _durable.test_concurrent_results_and_preferences_lose_nothing
+test_shared_state_operations = _shared.test_operations_and_versions
+test_shared_state_bad_values_and_keys_are_refused = _shared.test_bad_values_and_keys_are_refused
+test_shared_state_concurrent_increments_and_cas = _shared.test_concurrent_increments_and_cas
+test_shared_state_watch_yields_changes = _shared.test_watch_yields_changes
+test_seed_multi_agent_snippet = _shared.test_seed_multi_agent_snippet
+test_own_history_mode = _shared.test_own_history_mode
+test_session_context_for_workflows = _shared.test_session_context_for_workflows
+
+
+@pytest.fixture
+def rt(runtime):
+    """The unit suite's ``rt``, here a Ray runtime (see tests/integration/conftest.py)."""
+    return runtime
