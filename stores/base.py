@@ -43,6 +43,10 @@ class StateWrite:
     replace: bool = False
     updated_at: float = 0.0
     expires_at: float | None = None
+    # The revision a new session starts at (with expected_revision 0). A random start keeps a
+    # compare-and-set token from repeating across incarnations: a writer that still holds
+    # revision 5 of a deleted session never matches revision 5 of its successor.
+    first_revision: int = 1
 
 
 @dataclass(slots=True, frozen=True)

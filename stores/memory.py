@@ -46,10 +46,11 @@ class MemoryStore(Store):
             messages = list(write.messages)
         else:
             messages = rec.messages[: write.base_count] + list(write.messages)
+        revision = current + 1 if current else write.first_revision
         self._records[write.key] = SessionRecord(
-            write.key, current + 1, write.meta, messages, write.updated_at, write.expires_at
+            write.key, revision, write.meta, messages, write.updated_at, write.expires_at
         )
-        return current + 1
+        return revision
 
     async def delete(self, key: str) -> bool:
         self._checkpoints.pop(key, None)

@@ -315,7 +315,7 @@ class RedisStore(Store):
         args = (
             write.expected_revision, write.meta, write.base_count, "1" if write.replace else "0",
             repr(float(write.updated_at)), expire_ms, expires_at, next(self._write_ids),
-            f"{self._base(write.key)}:cp:", *write.messages,
+            f"{self._base(write.key)}:cp:", write.first_revision, *write.messages,
         )
 
         def finish(res: list[int]) -> int:

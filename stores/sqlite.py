@@ -169,8 +169,8 @@ class SQLiteStore(Store):
             )
             cur = conn.execute(
                 "INSERT OR IGNORE INTO sessions (key, version, meta, n_messages, updated_at, expires_at)"
-                " VALUES (?, 1, ?, ?, ?, ?)",
-                (w.key, w.meta, len(w.messages), w.updated_at, w.expires_at),
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (w.key, w.first_revision, w.meta, len(w.messages), w.updated_at, w.expires_at),
             )
             replace, start = True, 0
         else:
@@ -195,7 +195,7 @@ class SQLiteStore(Store):
             "INSERT INTO messages (key, seq, data) VALUES (?, ?, ?)",
             [(w.key, start + i, m) for i, m in enumerate(w.messages)],
         )
-        return w.expected_revision + 1
+        return w.expected_revision + 1 if w.expected_revision else w.first_revision
 
     def _tx(self, fn, *args):
         self._check_writable()

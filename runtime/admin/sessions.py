@@ -47,6 +47,7 @@ from repertory.errors import CorruptState, InvalidInput, SessionNotFound
 from repertory.state.files import AtomicFile, read_session_file, write_session_file
 from repertory.ids import SessionRef, validate_user_id
 from repertory.jsonl import JsonlLineError, read_jsonl
+from repertory.shared.core import SHARED_STATE_PREFIX
 from repertory.state.schema import check_export_doc
 from repertory.logs import get_logger
 from repertory.runtimes.base import Runtime
@@ -156,7 +157,15 @@ async def _list(rt: Runtime, prefix: str, user_id: str | None, older_than: Age |
     store = rt.admin_store()
 
     async def read() -> list[SessionInfo]:
-        return await store.list_sessions(prefix=key_prefix, updated_before=before, limit=limit)
+        # Shared states live under keys no session id can take ('~' cannot start an id): they
+        # are not sessions, and listing, export and cleanup leave them alone.
+        ask = limit
+        while True:
+            rows = await store.list_sessions(prefix=key_prefix, updated_before=before, limit=ask)
+            sessions = [r for r in rows if not r.key.startswith(SHARED_STATE_PREFIX)]
+            if limit is None or len(sessions) >= limit or len(rows) < ask:
+                return sessions[:limit]
+            ask += len(rows) - len(sessions)
 
     return [_summary(i) for i in await on_portal(read)]
 

@@ -19,7 +19,9 @@ from repertory.stores.codec import MsgpackCodec
 from repertory.errors import InvalidInput
 from repertory.state.conflicts import retry_conflicts
 
-__all__ = ["SharedStateCore", "shared_state_key"]
+__all__ = ["SHARED_STATE_PREFIX", "SharedStateCore", "shared_state_key"]
+
+SHARED_STATE_PREFIX = "~shared/"  # session ids start with a letter or digit: no clash
 
 _codec = MsgpackCodec()
 _MISSING = object()
@@ -29,7 +31,7 @@ _RECENT_OPS = 256
 
 def shared_state_key(state_id: str) -> str:
     """Store key of a shared state ('~' never appears in session ids, so no clash)."""
-    return f"~shared/{state_id}"
+    return f"{SHARED_STATE_PREFIX}{state_id}"
 
 
 class SharedStateCore:

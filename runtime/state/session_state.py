@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -38,6 +39,13 @@ def check_history(messages: object) -> list[dict[str, Any]]:
     if not isinstance(messages, list):
         raise InvalidInput("a history is a list of message dicts")
     return [dict(schema.check_message(m, i)) for i, m in enumerate(messages)]
+
+
+def first_revision() -> int:
+    """Where a new incarnation of a session starts counting revisions: random, so that a
+    delete and a re-creation never hand out a compare-and-set token another writer holds.
+    Below 2**36, so that Redis's Lua (double-precision numbers) counts it exactly."""
+    return secrets.randbelow(2**36) + 1
 
 
 class SessionState:
@@ -117,7 +125,8 @@ class SessionState:
         # The meta is the stored one (checked when written or loaded) plus a time, a count and
         # a turn id (a str the wire accepted): the hottest encode of a turn skips the walk.
         write = StateWrite(self.key, self.revision, _codec.encode(meta, checked=True), encoded,
-                           base_count=len(self.messages), updated_at=now, expires_at=self._expires(now))
+                           base_count=len(self.messages), updated_at=now, expires_at=self._expires(now),
+                           first_revision=first_revision())
         return write, meta, self.messages + encoded
 
     def replace_write(self, messages: list[bytes], meta: dict[str, Any], *, updated_at: float | None = None,
@@ -133,7 +142,8 @@ class SessionState:
         if not keep_recent_turns:
             meta["recent_turns"] = []
         write = StateWrite(self.key, self.revision, _codec.encode(meta), list(messages), replace=True,
-                           updated_at=meta["updated_at"], expires_at=self._expires(now, meta))
+                           updated_at=meta["updated_at"], expires_at=self._expires(now, meta),
+                           first_revision=first_revision())
         return write, meta, list(messages)
 
     def applied(self, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:

@@ -86,7 +86,6 @@ def test_new_handle_without_agent_keeps_the_sessions_instructions(runtime):
 # ---------------------------------------------------------------------------------------
 # item 1: a compare-and-set token never repeats across incarnations (B: another process)
 # ---------------------------------------------------------------------------------------
-@xfail(1, "a deleted-and-recreated session reuses revision numbers; A's stale commit wipes B's data")
 def test_recreated_session_never_reuses_a_revision_seen_by_another_runtime(runtime, tmp_path):
     a = Session("shared-id", agent=DEMO)
     for i in range(4):
@@ -95,7 +94,7 @@ def test_recreated_session_never_reuses_a_revision_seen_by_another_runtime(runti
     b = subprocess.run([sys.executable, "-c", OTHER_RUNTIME, runtime.settings.store, str(revision)],
                        capture_output=True, text=True, timeout=120)
     assert b.returncode == 0, b.stderr
-    assert int(b.stdout.split()[-1]) == revision
+    assert int(b.stdout.split()[-1]) != revision  # each incarnation starts at a random revision
     a.chat("A again.")
     state = Session("shared-id", agent=DEMO).get_state()
     assert state["user_data"].get("owner") == "B"
