@@ -102,12 +102,20 @@ class HostCore:
         if ttl and state.revision > 0:
             now = time.time()
             # Access refreshes the expiry; at most every tenth of the TTL, so reads stay cheap.
+            # The refresh also tells whether the store still holds the session: a resident
+            # copy never outlives its stored state. Between refreshes it cannot have expired,
+            # since its expiry is at least a whole TTL after the last refresh or write.
             if now - slot.touched >= ttl / 10 or slot.touched == 0.0:
                 slot.touched = now
                 try:
-                    await self.store.touch(ref.key, now + ttl)
+                    alive = await self.store.touch(ref.key, now + ttl)
                 except StoreError as exc:  # the read still answers; the expiry is refreshed later
                     log.warning("ttl_refresh_failed", session=ref.key, error=str(exc))
+                    alive = True
+                if not alive:
+                    log.info("resident_session_expired", session=ref.key)
+                    slot.state = None
+                    return await self._state(slot, ref)
         return state
 
     async def _with_session(self, ref: SessionRef, fn: Callable[[SessionState], Awaitable[T]],
@@ -372,8 +380,9 @@ class HostCore:
 
     async def exists(self, ref: SessionRef) -> bool:
         slot = self._slots.get(ref.key)
-        if slot is not None and slot.state is not None and slot.state.revision > 0:
-            return True
+        state = slot.state if slot is not None else None
+        if state is not None and state.revision > 0 and not state.meta.get("ttl"):
+            return True  # without a TTL only a delete removes it (another runtime's shows at the next write)
         return await self.store.load(ref.key) is not None
 
     async def delete(self, ref: SessionRef, updated_before: float | None = None) -> bool:

@@ -128,7 +128,6 @@ async def test_turns_waiting_on_a_deleted_session_run_after_it_one_at_a_time(run
 # item 12: a resident copy never outlives its stored state (Redis expiry)
 # ---------------------------------------------------------------------------------------
 @pytest.mark.redis
-@xfail(12, "after Redis expired a session, the resident copy on a host still answers")
 def test_redis_expiry_is_seen_by_a_resident_session(ray_cluster, tmp_path):
     store = Store("redis", tmp_path)
     repertory.init(store=store.url, num_hosts=1, namespace=f"c12-{os.getpid()}-{tmp_path.name}"[:60])

@@ -259,7 +259,6 @@ async def test_turns_waiting_on_a_deleted_session_run_after_it_one_at_a_time(sql
 # item 12: a resident copy never outlives its stored state (Redis expiry)
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("store", ["redis"], indirect=True)
-@xfail(12, "after Redis expired a session, the resident copy still answers exists() and the history")
 def test_redis_expiry_is_seen_by_a_resident_session(local):
     s = Session("short", agent=DEMO, ttl=2)
     s.chat("Hello.")
