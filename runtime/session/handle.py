@@ -30,7 +30,7 @@ class Session(BranchesMixin, UserDataMixin):
     same id (and user) continues the same conversation from any process, after restarts.
     Every method has an async twin prefixed with ``a`` (``achat``, ``aget_history``, ...);
     the sync ones work with or without a running event loop.
-    ``placement="dedicated"`` runs this session in its own Ray actor instead of a shared host.
+    ``placement="dedicated"`` runs this session in its own Ray actor instead of a pooled host.
     """
 
     def __init__(
