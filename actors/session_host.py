@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from repertory.config import Settings
@@ -35,11 +35,8 @@ class SessionHost:
         self._core = HostCore(open_actor_store(settings, names), RayAgentPool(names), settings, name=name,
                               sweep_store=sweeps)
 
-    async def _serve(self, op: Callable[..., Awaitable[Any]], data: bytes) -> bytes:
-        return wire.encode(await op(self._core, *wire.decode(data)))
-
     async def turn(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.turn, data)
+        return await wire.serve(HostCore.turn, self._core, data)
 
     async def stream_turn(self, data: bytes) -> AsyncIterator[str | bytes]:
         (req,) = wire.decode(data)
@@ -47,64 +44,64 @@ class SessionHost:
             yield item if isinstance(item, str) else wire.encode(item)
 
     async def get_history(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.get_history, data)
+        return await wire.serve(HostCore.get_history, self._core, data)
 
     async def get_state(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.get_state, data)
+        return await wire.serve(HostCore.get_state, self._core, data)
 
     async def read_fields(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.read_fields, data)
+        return await wire.serve(HostCore.read_fields, self._core, data)
 
     async def set_history(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.set_history, data)
+        return await wire.serve(HostCore.set_history, self._core, data)
 
     async def set_state(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.set_state, data)
+        return await wire.serve(HostCore.set_state, self._core, data)
 
     async def update_fields(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.update_fields, data)
+        return await wire.serve(HostCore.update_fields, self._core, data)
 
     async def update_item(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.update_item, data)
+        return await wire.serve(HostCore.update_item, self._core, data)
 
     async def update_workflow(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.update_workflow, data)
+        return await wire.serve(HostCore.update_workflow, self._core, data)
 
     async def set_ttl(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.set_ttl, data)
+        return await wire.serve(HostCore.set_ttl, self._core, data)
 
     async def create_checkpoint(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.create_checkpoint, data)
+        return await wire.serve(HostCore.create_checkpoint, self._core, data)
 
     async def restore_checkpoint(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.restore_checkpoint, data)
+        return await wire.serve(HostCore.restore_checkpoint, self._core, data)
 
     async def list_checkpoints(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.list_checkpoints, data)
+        return await wire.serve(HostCore.list_checkpoints, self._core, data)
 
     async def checkpoint_snapshot(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.checkpoint_snapshot, data)
+        return await wire.serve(HostCore.checkpoint_snapshot, self._core, data)
 
     async def pop_turn(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.pop_turn, data)
+        return await wire.serve(HostCore.pop_turn, self._core, data)
 
     async def truncate(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.truncate, data)
+        return await wire.serve(HostCore.truncate, self._core, data)
 
     async def edit_message(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.edit_message, data)
+        return await wire.serve(HostCore.edit_message, self._core, data)
 
     async def export_session(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.export_session, data)
+        return await wire.serve(HostCore.export_session, self._core, data)
 
     async def import_session(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.import_session, data)
+        return await wire.serve(HostCore.import_session, self._core, data)
 
     async def exists(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.exists, data)
+        return await wire.serve(HostCore.exists, self._core, data)
 
     async def delete(self, data: bytes) -> bytes:
-        return await self._serve(HostCore.delete, data)
+        return await wire.serve(HostCore.delete, self._core, data)
 
     # -- operations on the host itself -------------------------------------------------
     async def stats(self) -> dict[str, Any]:

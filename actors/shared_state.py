@@ -30,33 +30,30 @@ class SharedStateActor:
         configure_logging()
         self._core = SharedStateCore(open_actor_store(settings, names), state_id)
 
-    async def _serve(self, op: Callable[..., Awaitable[Any]], data: bytes) -> bytes:
-        return wire.encode(await op(self._core, *wire.decode(data)))
-
     # One method per SharedStateCore operation, each delegating (no dispatch by name).
     async def set(self, data: bytes) -> bytes:
-        return await self._serve(SharedStateCore.set, data)
+        return await wire.serve(SharedStateCore.set, self._core, data)
 
     async def update(self, data: bytes) -> bytes:
-        return await self._serve(SharedStateCore.update, data)
+        return await wire.serve(SharedStateCore.update, self._core, data)
 
     async def delete(self, data: bytes) -> bytes:
-        return await self._serve(SharedStateCore.delete, data)
+        return await wire.serve(SharedStateCore.delete, self._core, data)
 
     async def compare_and_set(self, data: bytes) -> bytes:
-        return await self._serve(SharedStateCore.compare_and_set, data)
+        return await wire.serve(SharedStateCore.compare_and_set, self._core, data)
 
     async def increment(self, data: bytes) -> bytes:
-        return await self._serve(SharedStateCore.increment, data)
+        return await wire.serve(SharedStateCore.increment, self._core, data)
 
     async def append(self, data: bytes) -> bytes:
-        return await self._serve(SharedStateCore.append, data)
+        return await wire.serve(SharedStateCore.append, self._core, data)
 
     async def get(self, data: bytes) -> bytes:
-        return await self._serve(SharedStateCore.get, data)
+        return await wire.serve(SharedStateCore.get, self._core, data)
 
     async def snapshot(self, data: bytes) -> bytes:
-        return await self._serve(SharedStateCore.snapshot, data)
+        return await wire.serve(SharedStateCore.snapshot, self._core, data)
 
     async def watch(self, keys: list[str] | None, after: int | None) -> AsyncIterator[dict[str, Any]]:
         async for change in self._core.watch(keys, after):

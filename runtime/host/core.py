@@ -14,6 +14,7 @@ directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -121,24 +122,31 @@ class HostCore:
     async def _with_session(self, ref: SessionRef, fn: Callable[[SessionState], Awaitable[T]],
                             ttl: float | None | EllipsisType = ...) -> T:
         """Run ``fn`` with the session's state under its mailbox lock, retrying lost CAS."""
+        async with self._mailbox(ref) as slot:
+            async def attempt() -> T:
+                state = await self._state(slot, ref, ttl)
+                try:
+                    return await fn(state)
+                except StoreError:
+                    # The write may or may not have landed: forget the resident copy so the
+                    # next message reads what the store really holds.
+                    slot.state = None
+                    raise
+
+            def stale() -> None:
+                slot.state = None
+
+            return await retry_conflicts(attempt, on_conflict=stale, what=ref.key)
+
+    @contextlib.asynccontextmanager
+    async def _mailbox(self, ref: SessionRef) -> AsyncIterator[_Slot]:
+        """Hold the session's lock: its turn in the mailbox. A waiting caller counts as busy,
+        so passivation never drops a slot (and its lock) that someone is queued on."""
         slot = self._slot(ref.key)
         slot.busy += 1
         try:
             async with slot.lock:
-                async def attempt() -> T:
-                    state = await self._state(slot, ref, ttl)
-                    try:
-                        return await fn(state)
-                    except StoreError:
-                        # The write may or may not have landed: forget the resident copy so the
-                        # next message reads what the store really holds.
-                        slot.state = None
-                        raise
-
-                def stale() -> None:
-                    slot.state = None
-
-                return await retry_conflicts(attempt, on_conflict=stale, what=ref.key)
+                yield slot
         finally:
             slot.busy -= 1
             slot.last_used = time.monotonic()
@@ -392,19 +400,13 @@ class HostCore:
         The slot stays: turns already waiting on its lock run after the delete, in order,
         on a fresh session (dropping the slot would let later turns take a new lock).
         """
-        slot = self._slot(ref.key)
-        slot.busy += 1
-        try:
-            async with slot.lock:
-                if updated_before is not None:
-                    rec = await self.store.load(ref.key)
-                    if rec is None or rec.updated_at >= updated_before:
-                        return False
-                slot.state = None
-                return await self.store.delete(ref.key)
-        finally:
-            slot.busy -= 1
-            slot.last_used = time.monotonic()
+        async with self._mailbox(ref) as slot:
+            if updated_before is not None:
+                rec = await self.store.load(ref.key)
+                if rec is None or rec.updated_at >= updated_before:
+                    return False
+            slot.state = None
+            return await self.store.delete(ref.key)
 
     def stats(self) -> dict[str, Any]:
         return {"host": self.name, "resident": len(self._slots), "activations": self.activations,

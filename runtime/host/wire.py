@@ -10,6 +10,7 @@ travel as msgpack extension types; anything else that is not plain data is refus
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
@@ -19,7 +20,7 @@ from repertory.errors import InvalidInput
 from repertory.host.api import TurnReply, TurnRequest
 from repertory.ids import SessionRef
 
-__all__ = ["decode", "encode"]
+__all__ = ["decode", "encode", "serve"]
 
 # Extension codes are part of the wire format between processes of one release.
 _SESSION_REF, _TURN_REQUEST, _TURN_REPLY, _TURN_OUTPUT = 1, 2, 3, 4
@@ -54,10 +55,7 @@ def _ext(code: int, data: bytes) -> Any:
     cls = _TYPES.get(code)
     if cls is None:
         return msgpack.ExtType(code, data)
-    fields = _unpack(data)
-    if cls is SessionRef:
-        return SessionRef(*fields)
-    return cls(*fields)
+    return cls(*_unpack(data))
 
 
 def _pack(obj: Any) -> bytes:
@@ -84,3 +82,9 @@ def decode(data: bytes) -> Any:
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"this value does not read back the same after crossing to a session: {exc}; "
                            "use str dict keys and plain data") from None
+
+
+async def serve(op: Callable[..., Awaitable[Any]], target: Any, data: bytes) -> bytes:
+    """The receiving side of a call: decode the arguments, await ``op(target, *args)``, encode
+    the result. Every actor method and the local runtime answer calls through this."""
+    return encode(await op(target, *decode(data)))

@@ -60,11 +60,6 @@ class LocalAgentPool:
         return self._core(agent_key).stream(history, context, shared_state_id)
 
 
-async def _crossing(op: Callable[..., Awaitable[T]], target: Any, args: bytes) -> bytes:
-    # Decode on the host side, encode the result back: what a Ray actor does with its bytes.
-    return wire.encode(await op(target, *wire.decode(args)))
-
-
 class LocalSharedStateBackend:
     """A shared state's core in this process, driven on the portal loop through the wire codec."""
 
@@ -72,7 +67,7 @@ class LocalSharedStateBackend:
         self.core = core
 
     async def invoke(self, op: Callable[..., Awaitable[T]], *args: Any) -> T:
-        return wire.decode(await on_portal(_crossing, op, self.core, wire.encode(args)))
+        return wire.decode(await on_portal(wire.serve, op, self.core, wire.encode(args)))
 
     async def watch(self, keys: list[str] | None, after: int | None) -> AsyncIterator[dict[str, Any]]:
         async for change in aiter_on_portal(self.core.watch(keys, after)):
@@ -107,7 +102,7 @@ class LocalRuntime(Runtime):
 
     async def invoke(self, ref: SessionRef, op: Callable[..., Awaitable[T]], *args: Any) -> T:
         data = wire.encode(args)  # what cannot cross to a Ray host fails here, in the caller
-        return wire.decode(await on_portal(_crossing, op, self._core(ref), data))
+        return wire.decode(await on_portal(wire.serve, op, self._core(ref), data))
 
     async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
         req = wire.decode(wire.encode(req))
