@@ -199,7 +199,8 @@ class HostCore:
     # -- turns ------------------------------------------------------------------------
     async def _commit_turn(self, state: SessionState, req: TurnRequest, out: TurnOutput,
                            user_msg: dict) -> TurnReply:
-        write, meta, messages = state.append_write([user_msg, *out.messages], turn_id=req.turn_id)
+        write, meta, messages = state.append_write([user_msg, *out.messages], turn_id=req.turn_id,
+                                                   agents=req.agents)
         revision = await self.store.commit(write)
         state.applied(revision, meta, messages)
         log.debug("turn_committed", turn=meta["turns"], revision=revision, messages=len(messages), **out.usage)
