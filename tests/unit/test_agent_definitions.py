@@ -353,3 +353,20 @@ def test_load_refuses_a_bad_definition_and_writes_nothing(local, tmp_path, field
     with pytest.raises(CorruptState):
         Session.load(path)
     assert repertory.list_sessions() == []
+
+
+def test_cli_chat_continues_a_session_with_its_stored_agent(tmp_path):
+    from typer.testing import CliRunner
+
+    from repertory.cli import app
+
+    store = f"sqlite:///{tmp_path / 'state.db'}"
+    repertory.init(runtime="local", store=store)
+    try:
+        Session("cli-keeper", agent=KEEPER).chat("Hello.")
+    finally:
+        repertory.shutdown()
+    result = CliRunner().invoke(app, ["chat", "--session", "cli-keeper", "--local", "--store", store],
+                                input="What is the secret codeword?\n/quit\n")
+    assert result.exit_code == 0, result.output
+    assert "pineapple" in result.output
