@@ -99,6 +99,10 @@ class HostCore:
             self.activations += 1
             slot.touched = 0.0 if rec is not None else time.time()
         state = slot.state
+        if state.revision == 0 and ttl is not ...:
+            # Not stored yet (a read activated it, say a handle reading its stored agents):
+            # the turn that creates the session brings its handle's TTL.
+            state.meta["ttl"] = ttl
         ttl = state.meta.get("ttl")
         if ttl and state.revision > 0:
             now = time.time()

@@ -370,3 +370,16 @@ def test_cli_chat_continues_a_session_with_its_stored_agent(tmp_path):
                                 input="What is the secret codeword?\n/quit\n")
     assert result.exit_code == 0, result.output
     assert "pineapple" in result.output
+
+
+@pytest.mark.parametrize("first", ["agent", "history"])
+def test_a_read_before_the_first_turn_keeps_the_handles_ttl(local, first):
+    # The handle reads its stored agents before its first turn: that read must not give the
+    # new session the default TTL instead of the handle's.
+    s = Session("brief", ttl=600)
+    if first == "history":
+        assert s.get_history() == []
+    s.chat("Hello.")
+    [info] = repertory.list_sessions()
+    assert info.expires_at is not None
+    assert (info.expires_at - info.updated_at).total_seconds() == pytest.approx(600, abs=5)
