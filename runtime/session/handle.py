@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from types import EllipsisType
@@ -115,6 +116,9 @@ class Session(BranchesMixin, UserDataMixin):
             if self._agent is None:  # a concurrent first call may have read them already
                 self._agent, self._agents = agent, agents
                 self._deployed_on = None
+                if not self._runtime_now().agents_in_process:
+                    # Starting AgentActors blocks on Ray: not on the caller's event loop.
+                    await asyncio.to_thread(lambda: self.runtime)
         _ = self.runtime  # deploys them (a restarted runtime too)
         return self._agent
 
@@ -143,10 +147,14 @@ class Session(BranchesMixin, UserDataMixin):
         """Async :attr:`agent`."""
         return await self._aready()
 
+    def _runtime_now(self) -> Runtime:
+        """The runtime this handle uses, without deploying its agents there."""
+        return self._runtime if self._runtime is not None else get_runtime()
+
     @property
     def runtime(self) -> Runtime:
         """The runtime given at creation, else the running one (a restarted runtime is picked up)."""
-        rt = self._runtime if self._runtime is not None else get_runtime()
+        rt = self._runtime_now()
         if rt is not self._deployed_on:
             known = [self._agent, *self._agents.values()] if self._agent is not None else []
             for a in {id(a): a for a in known}.values():
