@@ -27,7 +27,9 @@ ROLES = frozenset({"system", "user", "assistant", "tool"})
 _IMPORT = "nothing was imported. Re-export it, or remove it and import the rest"
 _META_REQUIRED = ("schema", "session_id", "user_id", "created_at", "updated_at", "turns", "user_data",
                   "user_profile", "metadata", "recent_turns", "ttl")
-_META_OPTIONAL = ("last_turn_id",)
+_META_OPTIONAL = ("last_turn_id", "metrics")
+# What a session's turns cost beyond one model call each (SessionState.append_write).
+METRICS = ("repeated_model_calls", "cas_retries", "lease_waits")
 _INFO_FIELDS = ("id", "cp_id", "kind", "turn", "timestamp", "label")
 
 
@@ -129,6 +131,10 @@ def _meta(meta: Any, where: str, error: Error) -> dict[str, Any]:
         isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and _is_int(p[1]) for p in recent),
         m + "['recent_turns']", "must be a list of [turn id, message index] pairs", "leave it to repertory")
     _ttl(meta["ttl"], m + "['ttl']")
+    metrics = meta.get("metrics", {})
+    _need(isinstance(metrics, dict) and set(metrics) <= set(METRICS) and all(
+        _is_int(n) and n >= 0 for n in metrics.values()), m + "['metrics']",
+        f"must map some of {list(METRICS)} to ints >= 0", "leave it to repertory")
     last = meta.get("last_turn_id")
     _need(last is None or isinstance(last, str), m + "['last_turn_id']", "must be a str or None", "pass text")
     # The rest (surrogates in ids, huge ints) in one walk; the three dicts were walked above.

@@ -51,13 +51,14 @@ def first_revision() -> int:
 class SessionState:
     """History (encoded messages) plus meta, at a known store revision."""
 
-    __slots__ = ("key", "revision", "meta", "messages")
+    __slots__ = ("key", "revision", "meta", "messages", "owner")
 
     def __init__(self, key: str, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:
         self.key = key
         self.revision = revision
         self.meta = meta
         self.messages = messages
+        self.owner: str | None = None  # the writer its writes are made for (leases: Store.acquire_lease)
 
     @classmethod
     def new(cls, key: str, session_id: str, user_id: str | None, ttl: float | None = None) -> SessionState:
@@ -112,10 +113,18 @@ class SessionState:
         return now + ttl if ttl else None
 
     def append_write(self, messages: list[dict[str, Any]], *, turn_id: str | None = None,
-                     turns: int = 1) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
-        """The write that appends ``messages``; apply it with :meth:`applied` once committed."""
+                     turns: int = 1, metrics: dict[str, int] | None = None
+                     ) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
+        """The write that appends ``messages``; apply it with :meth:`applied` once committed.
+        ``metrics`` are added to the session's counters (:data:`schema.METRICS`)."""
         now = time.time()
         meta = dict(self.meta, updated_at=now, turns=self.meta["turns"] + turns)
+        if metrics and any(metrics.values()):
+            total = dict(self.meta.get("metrics", {}))
+            for name, n in metrics.items():
+                if n:
+                    total[name] = total.get(name, 0) + n
+            meta["metrics"] = total
         if turn_id is not None:
             # Remember recent turn ids with their reply's index: a resent turn is answered, not redone.
             recent = [*self.meta.get("recent_turns", ())[-(RECENT_TURNS - 1):],
@@ -126,7 +135,7 @@ class SessionState:
         # a turn id (a str the wire accepted): the hottest encode of a turn skips the walk.
         write = StateWrite(self.key, self.revision, _codec.encode(meta, checked=True), encoded,
                            base_count=len(self.messages), updated_at=now, expires_at=self._expires(now),
-                           first_revision=first_revision())
+                           first_revision=first_revision(), owner=self.owner)
         return write, meta, self.messages + encoded
 
     def replace_write(self, messages: list[bytes], meta: dict[str, Any], *, updated_at: float | None = None,
@@ -143,7 +152,7 @@ class SessionState:
             meta["recent_turns"] = []
         write = StateWrite(self.key, self.revision, _codec.encode(meta), list(messages), replace=True,
                            updated_at=meta["updated_at"], expires_at=self._expires(now, meta),
-                           first_revision=first_revision())
+                           first_revision=first_revision(), owner=self.owner)
         return write, meta, list(messages)
 
     def applied(self, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:
@@ -155,4 +164,5 @@ class SessionState:
         return {"schema": SCHEMA_VERSION, "session_id": m["session_id"], "user_id": m["user_id"],
                 "history": self.history(), "user_data": m["user_data"], "user_profile": m["user_profile"],
                 "metadata": m["metadata"], "created_at": m["created_at"], "updated_at": m["updated_at"],
-                "turns": m["turns"], "revision": self.revision}
+                "turns": m["turns"], "revision": self.revision,
+                "metrics": {name: m.get("metrics", {}).get(name, 0) for name in schema.METRICS}}
