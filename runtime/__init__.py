@@ -6,7 +6,7 @@ is called.
 
 from __future__ import annotations
 
-from repertory.admin.sessions import (
+from repertory.admin import (
     acleanup,
     aexport_sessions,
     aimport_sessions,

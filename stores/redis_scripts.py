@@ -31,14 +31,16 @@ local function expire_all(meta, msgs, cps, cp_prefix, at)
 end
 """
 
-# KEYS: meta, msgs, cps
+# KEYS: meta, msgs, cps, lease
 # ARGV: expected_version, meta, base_count, replace, updated_at, expire_ms|'', expires_at|'',
-#       write_id, cp_prefix, first_revision, message...
-# -> {1, new_version} or {0, current_version}
+#       write_id, cp_prefix, first_revision, owner|'', message...
+# -> {1, new_version}, {0, current_version} (revision conflict) or {2, current_version} (leased)
 COMMIT = _script(EXPIRE_ALL + """
 local expected = tonumber(ARGV[1])
 local stored = redis.call('HGET', KEYS[1], 'version')
 local current = stored and tonumber(stored) or 0
+local holder = redis.call('GET', KEYS[4])
+if holder and holder ~= ARGV[11] then return {2, current} end
 if current ~= expected then
   -- the client library re-sends after a dropped connection; if the first send did apply,
   -- answer as it would have instead of reporting a conflict with ourselves
@@ -52,7 +54,7 @@ else
   redis.call('LTRIM', KEYS[2], 0, base - 1)
 end
 -- unpack() is bounded by the Lua C stack: push long histories in slices
-for i = 11, #ARGV, 1000 do
+for i = 12, #ARGV, 1000 do
   redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 local version = current + 1
@@ -81,6 +83,21 @@ redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
 expire_all(KEYS[1], KEYS[2], KEYS[3], ARGV[3], ARGV[1])
 return 1
 """)
+
+# KEYS: lease; ARGV: owner, ttl_ms -> 0 if owner holds the lease now, else the holder's ms left.
+# The lease key expires by itself: a holder that dies blocks others for one TTL at most.
+ACQUIRE_LEASE = _script("""
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return math.max(redis.call('PTTL', KEYS[1]), 1) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 0
+""")
+
+# KEYS: lease; ARGV: owner -> 1 if released
+RELEASE_LEASE = _script("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+""", "allow-oom")
 
 # KEYS: meta, msgs, cps; ARGV: cp_prefix -> 1 if the session existed
 DELETE = _script("""

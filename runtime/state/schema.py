@@ -30,7 +30,9 @@ _IMPORT = "nothing was imported. Re-export it, or remove it and import the rest"
 _META_REQUIRED = ("schema", "session_id", "user_id", "created_at", "updated_at", "turns", "user_data",
                   "user_profile", "metadata", "recent_turns", "ttl")
 # Sessions stored before agent definitions were kept lack the last three; all are optional.
-_META_OPTIONAL = ("last_turn_id", "agent", "agents", "agent_changes")
+_META_OPTIONAL = ("last_turn_id", "metrics", "agent", "agents", "agent_changes")
+# What a session's turns cost beyond one model call each (SessionState.append_write).
+METRICS = ("repeated_model_calls", "cas_retries", "lease_waits")
 AGENT_CHANGES_KEPT = 32  # the newest replacements of a session's agents that it remembers
 CHANGE_FIELDS = ("at", "field", "name", "old", "new")
 _INFO_FIELDS = ("id", "cp_id", "kind", "turn", "timestamp", "label")
@@ -224,6 +226,10 @@ def _meta(meta: Any, where: str, error: Error) -> dict[str, Any]:
         isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and _is_int(p[1]) for p in recent),
         m + "['recent_turns']", "must be a list of [turn id, message index] pairs", "leave it to repertory")
     _ttl(meta["ttl"], m + "['ttl']")
+    metrics = meta.get("metrics", {})
+    _need(isinstance(metrics, dict) and set(metrics) <= set(METRICS) and all(
+        _is_int(n) and n >= 0 for n in metrics.values()), m + "['metrics']",
+        f"must map some of {list(METRICS)} to ints >= 0", "leave it to repertory")
     _agents(meta, m)
     last = meta.get("last_turn_id")
     _need(last is None or isinstance(last, str), m + "['last_turn_id']", "must be a str or None", "pass text")

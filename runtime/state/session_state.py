@@ -52,13 +52,14 @@ def first_revision() -> int:
 class SessionState:
     """History (encoded messages) plus meta, at a known store revision."""
 
-    __slots__ = ("key", "revision", "meta", "messages")
+    __slots__ = ("key", "revision", "meta", "messages", "owner")
 
     def __init__(self, key: str, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:
         self.key = key
         self.revision = revision
         self.meta = meta
         self.messages = messages
+        self.owner: str | None = None  # the writer its writes are made for (leases: Store.acquire_lease)
 
     @classmethod
     def new(cls, key: str, session_id: str, user_id: str | None, ttl: float | None = None) -> SessionState:
@@ -114,15 +115,21 @@ class SessionState:
         return now + ttl if ttl else None
 
     def append_write(self, messages: list[dict[str, Any]], *, turn_id: str | None = None,
-                     turns: int = 1, agents: dict[str, Any] | None = None
-                     ) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
+                     turns: int = 1, metrics: dict[str, int] | None = None,
+                     agents: dict[str, Any] | None = None) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
         """The write that appends ``messages``; apply it with :meth:`applied` once committed.
-
+        ``metrics`` are added to the session's counters (:data:`schema.METRICS`).
         ``agents``: the definitions the turn ran with (``{"agent": ..., "agents": {...}}``);
         stored, and a replacement recorded, where they differ from the session's.
         """
         now = time.time()
         meta = dict(self.meta, updated_at=now, turns=self.meta["turns"] + turns)
+        if metrics and any(metrics.values()):
+            total = dict(self.meta.get("metrics", {}))
+            for name, n in metrics.items():
+                if n:
+                    total[name] = total.get(name, 0) + n
+            meta["metrics"] = total
         replaced = with_definitions(self.meta, agents, now)  # checked against the schema there
         if replaced is not None:
             meta.update(replaced)
@@ -136,7 +143,7 @@ class SessionState:
         # a turn id (a str the wire accepted): the hottest encode of a turn skips the walk.
         write = StateWrite(self.key, self.revision, _codec.encode(meta, checked=True), encoded,
                            base_count=len(self.messages), updated_at=now, expires_at=self._expires(now),
-                           first_revision=first_revision())
+                           first_revision=first_revision(), owner=self.owner)
         return write, meta, self.messages + encoded
 
     def replace_write(self, messages: list[bytes], meta: dict[str, Any], *, updated_at: float | None = None,
@@ -153,7 +160,7 @@ class SessionState:
             meta["recent_turns"] = []
         write = StateWrite(self.key, self.revision, _codec.encode(meta), list(messages), replace=True,
                            updated_at=meta["updated_at"], expires_at=self._expires(now, meta),
-                           first_revision=first_revision())
+                           first_revision=first_revision(), owner=self.owner)
         return write, meta, list(messages)
 
     def applied(self, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:
@@ -165,5 +172,6 @@ class SessionState:
         return {"schema": SCHEMA_VERSION, "session_id": m["session_id"], "user_id": m["user_id"],
                 "history": self.history(), "user_data": m["user_data"], "user_profile": m["user_profile"],
                 "metadata": m["metadata"], "created_at": m["created_at"], "updated_at": m["updated_at"],
-                "turns": m["turns"], "revision": self.revision, "agent": m.get("agent"),
-                "agents": m.get("agents", {}), "agent_changes": m.get("agent_changes", [])}
+                "turns": m["turns"], "revision": self.revision,
+                "metrics": {name: m.get("metrics", {}).get(name, 0) for name in schema.METRICS},
+                "agent": m.get("agent"), "agents": m.get("agents", {}), "agent_changes": m.get("agent_changes", [])}
