@@ -35,3 +35,31 @@ def test_jump_hash_is_stable_and_balanced():
 def test_jump_hash_moves_few_keys():
     moved = sum(jump_hash(k, 10) != jump_hash(k, 11) for k in range(10000))
     assert moved < 10000 * 0.15
+
+
+# Placement must not change between releases or processes: hosts of a running cluster and a
+# restarted one must agree. Expected values computed once and pinned.
+@pytest.mark.parametrize("key,buckets,expected", [
+    # the published test vectors of jump consistent hash (Lamping & Veach; dgryski/go-jump)
+    (1, 1, 0), (42, 57, 43), (0xDEAD10CC, 1, 0), (0xDEAD10CC, 666, 361), (256, 1024, 520),
+    # keys wider than 64 bits and negative keys are taken modulo 2**64
+    (2**64 - 1, 10, 9), (2**64 - 1, 1000, 313), (-1, 1000, 313), (2**70 + 5, 1000, 231), (5, 1000, 231),
+])
+def test_jump_hash_pinned_values(key, buckets, expected):
+    assert jump_hash(key, buckets) == expected
+
+
+@pytest.mark.parametrize("key,expected", [
+    ("s1", [0, 0, 0, 4, 4, 4]),
+    ("alice/s1", [0, 1, 2, 4, 4, 64]),
+    ("session-0", [0, 1, 2, 6, 15, 58]),
+    ("x", [0, 0, 0, 7, 7, 55]),
+])
+def test_host_index_pinned_values(key, expected):
+    assert [host_index(key, n) for n in (1, 2, 3, 8, 16, 100)] == expected
+
+
+@pytest.mark.parametrize("buckets", [0, -1])
+def test_jump_hash_needs_a_bucket(buckets):
+    with pytest.raises(ValueError, match="buckets must be positive"):
+        jump_hash(1, buckets)
