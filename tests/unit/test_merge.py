@@ -58,3 +58,29 @@ def test_messages_without_timestamp_come_first_in_their_order():
     a = state("a", [{"role": "user", "content": "a0"}, msg("user", "a1", 1.0)], {}, 1.0)
     b = state("b", [{"role": "user", "content": "b0"}, {"role": "user", "content": "b1"}], {}, 1.0)
     assert [m["content"] for m in merge_states(a, b).history] == ["a0", "b0", "b1", "a1"]
+
+
+def test_a_side_without_update_time_is_older():
+    newer = state("newer", [], {"k": "newer"}, updated_at=0.5)
+    undated = {"session_id": "undated", "history": [], "user_data": {"k": "undated"}}
+    assert merge_states(newer, undated).user_data == {"k": "newer"}
+    assert merge_states(undated, newer).user_data == {"k": "newer"}
+
+
+def test_same_time_messages_keep_side_order_then_position():
+    a = state("a", [msg("user", "a0", 1.0), msg("user", "a1", 2.0)], {}, 1.0)
+    b = state("b", [msg("user", "b0", 2.0), msg("user", "b1", 2.0)], {}, 1.0)
+    assert [m["content"] for m in merge_states(a, b).history] == ["a0", "a1", "b0", "b1"]
+
+
+def test_messages_differing_only_in_role_are_both_kept():
+    a = state("a", [msg("user", "same", 1.0)], {}, 1.0)
+    b = state("b", [msg("assistant", "same", 1.0)], {}, 1.0)
+    assert [m["role"] for m in merge_states(a, b).history] == ["user", "assistant"]
+
+
+def test_conflicts_on_keys_of_older_records_that_are_not_str():
+    # records written before the encoder refused non-str keys still decode with them
+    a = state("a", [], {1: "x", "b": "x"}, updated_at=1.0)
+    b = state("b", [], {1: "y", "b": "y"}, updated_at=2.0)
+    assert [c["key"] for c in merge_states(a, b).conflicts] == [1, "b"]
