@@ -153,10 +153,16 @@ def test_verify_passes_current_records_through():
     (b"XYZ\x01\x00\x00\x00\x00\xc0", "bad header"),
     (record(b"\xc0")[:-1] + b"\xc2", "failed its checksum"),
     (record(b"\xc0", version=9), "format version 9"),
+    (b"XYZ" + record(b"\xc0")[3:], "bad header"),  # a valid checksum does not make it a record
 ])
 def test_verify_slow_path_names_what_is_wrong(data, match):
     with pytest.raises((CorruptState, UnsupportedFormat), match=f"^message 3 .*{match}"):
         verify(data, source="message 3")
+
+
+def test_verify_names_state_by_default():
+    with pytest.raises(CorruptState, match="^state is empty"):
+        verify(b"")
 
 
 def test_verify_lifts_an_old_record_to_the_current_version(v2):
