@@ -155,3 +155,18 @@ def test_message_size_limit_is_exact_in_utf8_bytes(store):
         assert users == [at_limit, "a" * LIMIT]
     finally:
         repertory.shutdown()
+
+
+def test_message_errors_say_what_to_do():
+    from repertory.errors import EmptyMessage
+    from repertory.state.session_state import check_message
+
+    with pytest.raises(InvalidInput, match="^a message must be a str, got int$"):
+        check_message(5, LIMIT)
+    with pytest.raises(EmptyMessage, match="^the message is empty; send some text$"):
+        check_message(" \n", LIMIT)
+    with pytest.raises(MessageTooLarge, match=r"^the message is 13 bytes, over the limit of 12; split it, store "
+                                              r"large data elsewhere and send a reference, or raise "
+                                              r"init\(max_message_bytes=\.\.\.\)$"):
+        check_message("a" * 13, LIMIT)
+    assert check_message("\u00e9" * 6, LIMIT) == "\u00e9" * 6
