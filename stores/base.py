@@ -32,7 +32,9 @@ class StateWrite:
 
     ``expected_revision`` 0 means "the session must not exist yet". With ``replace`` the
     stored messages are replaced by ``messages``; otherwise ``messages`` are appended after
-    the ``base_count`` messages the writer knows of.
+    the ``base_count`` messages the writer knows of. ``checkpoint`` is stored in the same
+    atomic write (only if the compare-and-set succeeds), so an operation that checkpoints and
+    records its operation id in the meta never lands half-way.
     """
 
     key: str
@@ -47,6 +49,7 @@ class StateWrite:
     # compare-and-set token from repeating across incarnations: a writer that still holds
     # revision 5 of a deleted session never matches revision 5 of its successor.
     first_revision: int = 1
+    checkpoint: CheckpointRecord | None = None
 
 
 @dataclass(slots=True, frozen=True)
