@@ -27,7 +27,7 @@ ROLES = frozenset({"system", "user", "assistant", "tool"})
 _IMPORT = "nothing was imported. Re-export it, or remove it and import the rest"
 _META_REQUIRED = ("schema", "session_id", "user_id", "created_at", "updated_at", "turns", "user_data",
                   "user_profile", "metadata", "recent_turns", "ttl")
-_META_OPTIONAL = ("last_turn_id",)
+_META_OPTIONAL = ("last_turn_id", "recent_ops")
 _INFO_FIELDS = ("id", "cp_id", "kind", "turn", "timestamp", "label")
 
 
@@ -99,6 +99,21 @@ def check_message(msg: Any, index: int, *, where: str = "history", error: Error 
         raise_as(bad, error)
 
 
+def _recent_op(entry: Any, where: str) -> None:
+    """``[op_id, result]``: result is None (answered from the state), a checkpoint's info (what
+    create_checkpoint returned) or ``[checkpoint id, start, stop]`` (the messages an edit
+    removed, kept in the checkpoint it took before the edit)."""
+    _need(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and 0 < len(entry[0]) <= 128,
+          where, "must be an [operation id, result] pair", "leave it to repertory")
+    result = entry[1]
+    if isinstance(result, dict):
+        _info(result, where)
+        return
+    _need(result is None or (isinstance(result, list) and len(result) == 3 and isinstance(result[0], str)
+                             and all(_is_int(n) and n >= 0 for n in result[1:]) and result[1] <= result[2]),
+          where, f"has result {result!r:.60}", "leave it to repertory")
+
+
 def _meta(meta: Any, where: str, error: Error) -> dict[str, Any]:
     m = f"{where} meta"
     _need(isinstance(meta, dict), m, f"must be a dict, got {type(meta).__name__}", "pass the meta of a session")
@@ -129,6 +144,11 @@ def _meta(meta: Any, where: str, error: Error) -> dict[str, Any]:
         isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and _is_int(p[1]) for p in recent),
         m + "['recent_turns']", "must be a list of [turn id, message index] pairs", "leave it to repertory")
     _ttl(meta["ttl"], m + "['ttl']")
+    ops = meta.get("recent_ops", [])
+    _need(isinstance(ops, list), m + "['recent_ops']", "must be a list of [operation id, result] pairs",
+          "leave it to repertory")
+    for j, entry in enumerate(ops):
+        _recent_op(entry, f"{m}['recent_ops'][{j}]")
     last = meta.get("last_turn_id")
     _need(last is None or isinstance(last, str), m + "['last_turn_id']", "must be a str or None", "pass text")
     # The rest (surrogates in ids, huge ints) in one walk; the three dicts were walked above.
