@@ -214,8 +214,10 @@ def test_the_runtime_makes_one_op_id_per_call_and_resends_it(backend, tmp_path):
         assert len(s.get_history()) == 4
         cp = s.create_checkpoint("once")
         assert [c["id"] for c in s.list_checkpoints()] == [1, cp]  # c1: before pop_turn
+        before = s.get_state()["revision"]
         s.update_user_data(n=1)
-        assert s.get_state()["revision"] == s.get_state()["revision"]
+        s.save_version("v")
+        assert s.get_state()["revision"] == before + 2  # one write each, though each was sent twice
     finally:
         rt.shutdown()
         if backend == "redis":
