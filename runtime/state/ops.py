@@ -13,11 +13,16 @@ id is recorded is answered, not applied again. What answers it:
 
 * revisions (set_history, set_state, restore, import): the session's revision now;
 * values (update_fields, update_item, update_workflow): the value now, read from the state;
-* create_checkpoint: the checkpoint's info, recorded (a few fields);
+* create_checkpoint: the checkpoint's info, read back from the store (its id is recorded);
 * pop_turn, truncate, edit_message: what they removed, rebuilt from the checkpoint the edit
   takes of the state before it (written in the same write). Only ``[checkpoint id, start,
-  stop]`` is recorded, since removed messages can be large and every turn rewrites the meta;
-  a checkpoint a recorded operation points to is never pruned by ``keep``.
+  stop]`` is recorded, since removed messages can be large.
+
+Records stay a few dozen bytes because every turn rewrites the meta (64 records add ~3 KB
+and ~10 µs of encoding to a turn). ``keep`` never prunes the checkpoint of a recorded edit.
+A resend whose checkpoint is gone all the same (an import over the session; for
+create_checkpoint, pruned by ``keep`` of later calls before the resend arrived) fails with
+StoreError: it was applied once, but what answers it is gone.
 
 ``delete`` carries no id: a deleted session has no meta to record it in (see HostAPI.delete).
 """
@@ -101,7 +106,10 @@ async def create_checkpoint(store: Store, state: SessionState, label: str = "", 
     id are one write of the session; without (automatic checkpoints after a turn) the
     checkpoint alone is written."""
     if (done := _replayed(state, op_id)) is not None:
-        return done[1]
+        rec = await store.get_checkpoint(state.key, done[1])
+        if rec is None:
+            raise _gone("create_checkpoint", state, done[1])
+        return _info_dict(rec.info)
     if not isinstance(label, str):
         raise InvalidInput(f"a checkpoint label is a str, got {type(label).__name__}")
     if kind not in (CHECKPOINT, VERSION):
@@ -111,15 +119,21 @@ async def create_checkpoint(store: Store, state: SessionState, label: str = "", 
     if op_id is None:
         await store.put_checkpoint(record)
     else:
-        write, meta, messages = state.meta_write(state.with_op(state.meta, op_id, info), checkpoint=record)
+        write, meta, messages = state.meta_write(state.with_op(state.meta, op_id, info["cp_id"]), checkpoint=record)
         state.applied(await store.commit(write), meta, messages)
     if keep is not None and kind == CHECKPOINT and len(existing) + 1 > keep:
-        # A checkpoint that answers a recent operation's resend (what an edit removed) stays.
+        # A checkpoint that answers a recent edit's resend (what it removed) stays. Checkpoints
+        # made by create_checkpoint are not pinned, so that ``keep`` holds.
         pinned = {r[1][0] for r in state.meta.get("recent_ops", ()) if isinstance(r[1], list)}
         drop = [c.cp_id for c in existing[: len(existing) + 1 - keep] if c.cp_id not in pinned]
         if drop:
             await store.delete_checkpoints(state.key, drop)
     return info
+
+
+def _gone(what: str, state: SessionState, cp_id: str) -> StoreError:
+    return StoreError(f"{what} on session {state.key!r} was applied, but checkpoint {cp_id!r}, which answers "
+                      "its resend, is gone (imported over or deleted); read the session instead")
 
 
 def _info_dict(info: CheckpointInfo) -> dict[str, Any]:
@@ -174,8 +188,7 @@ async def _removed(store: Store, state: SessionState, what: str, result: list[An
     cp_id, start, stop = result
     rec = await store.get_checkpoint(state.key, cp_id)
     if rec is None:
-        raise StoreError(f"{what} on session {state.key!r} was applied, but checkpoint {cp_id!r}, which held "
-                         "what it removed, is gone (imported over or deleted); read the history instead")
+        raise _gone(what, state, cp_id)
     snap = unsnapshot(rec.data, f"checkpoint {cp_id!r} of session {state.key!r}")
     return unpack_array(pack_array(snap["messages"][start:stop]))
 

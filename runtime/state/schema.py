@@ -100,18 +100,16 @@ def check_message(msg: Any, index: int, *, where: str = "history", error: Error 
 
 
 def _recent_op(entry: Any, where: str) -> None:
-    """``[op_id, result]``: result is None (answered from the state), a checkpoint's info (what
-    create_checkpoint returned) or ``[checkpoint id, start, stop]`` (the messages an edit
-    removed, kept in the checkpoint it took before the edit)."""
+    """``[op_id, result]``: result is None (answered from the state), the id of the checkpoint
+    create_checkpoint made, or ``[checkpoint id, start, stop]`` (the messages an edit removed,
+    kept in the checkpoint it took before the edit)."""
     _need(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and 0 < len(entry[0]) <= 128,
           where, "must be an [operation id, result] pair", "leave it to repertory")
     result = entry[1]
-    if isinstance(result, dict):
-        _info(result, where)
-        return
-    _need(result is None or (isinstance(result, list) and len(result) == 3 and isinstance(result[0], str)
-                             and all(_is_int(n) and n >= 0 for n in result[1:]) and result[1] <= result[2]),
-          where, f"has result {result!r:.60}", "leave it to repertory")
+    edit = (isinstance(result, list) and len(result) == 3 and isinstance(result[0], str)
+            and all(_is_int(n) and n >= 0 for n in result[1:]) and result[1] <= result[2])
+    _need(result is None or isinstance(result, str) or edit, where, f"has result {result!r:.60}",
+          "leave it to repertory")
 
 
 def _meta(meta: Any, where: str, error: Error) -> dict[str, Any]:
