@@ -70,6 +70,12 @@ class StoreActor:
     async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
         return await self._store.delete_checkpoints(key, cp_ids)
 
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> float:
+        return await self._store.acquire_lease(key, owner, ttl)
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        await self._store.release_lease(key, owner)
+
     async def sweep_expired(self) -> int:
         return await self._store.sweep_expired()
 
@@ -116,6 +122,12 @@ class RemoteStore(Store):
 
     async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
         return await self._call(self._actor.delete_checkpoints, key, cp_ids)
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> float:
+        return await self._call(self._actor.acquire_lease, key, owner, ttl)
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        await self._call(self._actor.release_lease, key, owner)
 
     async def sweep_expired(self) -> int:
         return await self._call(self._actor.sweep_expired)

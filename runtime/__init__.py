@@ -6,7 +6,7 @@ is called.
 
 from __future__ import annotations
 
-from repertory.admin.sessions import (
+from repertory.admin import (
     acleanup,
     aexport_sessions,
     aimport_sessions,
@@ -40,7 +40,7 @@ from repertory.errors import (
 )
 from repertory.session.handle import Session
 from repertory.shared.handle import SharedState
-from repertory.agents.tools import Tool
+from repertory.agents.tools import Tool, tool
 from repertory.workflow import Task, Workflow, WorkflowResults
 
 __version__ = "0.1.0"
@@ -85,4 +85,5 @@ __all__ = [
     "is_initialized",
     "list_sessions",
     "shutdown",
+    "tool",
 ]

@@ -33,6 +33,10 @@ class Settings:
     idle_timeout: float = 600.0  # seconds before an idle session is passivated
     max_message_bytes: int = 256 * 1024
     turn_timeout: float = 600.0
+    # Seconds a runtime's lease on a contended session lasts unless renewed: how long a runtime
+    # that died holding one keeps another waiting (HostCore hands sessions over by lease).
+    lease_ttl: float = 10.0
+    connect_timeout: float = 15.0  # seconds to reach a Ray cluster that was asked for by address
     sweep_interval: float = 60.0  # seconds between sweeps of expired sessions (SQLite)
     # Seconds a session lives after its last access; None keeps it until deleted. "auto": one
     # hour on Redis (as the seed page does), forever on SQLite.
@@ -47,6 +51,10 @@ class Settings:
             self.default_ttl = 3600.0 if self.store.startswith(("redis://", "rediss://")) else None
         if self.default_ttl is not None and (not isinstance(self.default_ttl, (int, float)) or self.default_ttl <= 0):
             raise InvalidInput("default_ttl must be a positive number of seconds, None, or 'auto'")
+        if not isinstance(self.connect_timeout, (int, float)) or not 0 < self.connect_timeout < float("inf"):
+            raise InvalidInput("connect_timeout must be a positive, finite number of seconds")
+        if not isinstance(self.lease_ttl, (int, float)) or not 0 < self.lease_ttl < float("inf"):
+            raise InvalidInput("lease_ttl must be a positive, finite number of seconds")
         if self.max_message_bytes <= 0:
             raise InvalidInput("max_message_bytes must be positive")
         if self.store_access not in ("direct", "actor"):

@@ -49,6 +49,9 @@ class StateWrite:
     # compare-and-set token from repeating across incarnations: a writer that still holds
     # revision 5 of a deleted session never matches revision 5 of its successor.
     first_revision: int = 1
+    # Who writes: a write is refused while another owner holds the session's lease (see
+    # Store.acquire_lease). None never holds one, so it waits for every holder.
+    owner: str | None = None
     checkpoint: CheckpointRecord | None = None
 
 
@@ -130,6 +133,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
         """Remove these checkpoints; returns how many existed."""
+
+    @abc.abstractmethod
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> float:
+        """Take (or renew) the session's lease for ``ttl`` seconds; 0.0 if ``owner`` holds it now,
+        else the seconds left of the current holder's lease.
+
+        Leases hand a session from one runtime to another: while one is held, only its owner's
+        writes pass the compare-and-set, so a runtime waits for the other's turn instead of
+        running its model on a history that is about to change. A lease lapses by itself, so a
+        holder that dies blocks others for ``ttl`` at most. A session need not exist to be leased.
+        """
+
+    @abc.abstractmethod
+    async def release_lease(self, key: str, owner: str) -> None:
+        """Give the lease back if ``owner`` holds it; otherwise do nothing."""
 
     async def sweep_expired(self) -> int:
         """Delete the sessions (and their checkpoints) whose expiry has passed; returns how many.

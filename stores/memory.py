@@ -19,6 +19,14 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._records: dict[str, SessionRecord] = {}
         self._checkpoints: dict[str, dict[str, CheckpointRecord]] = {}
+        self._leases: dict[str, tuple[str, float]] = {}  # key -> (owner, monotonic deadline)
+
+    def _holder(self, key: str) -> tuple[str, float] | None:
+        lease = self._leases.get(key)
+        if lease is not None and lease[1] <= time.monotonic():
+            del self._leases[key]
+            return None
+        return lease
 
     def _live(self, key: str) -> SessionRecord | None:
         rec = self._records.get(key)
@@ -37,6 +45,9 @@ class MemoryStore(Store):
     async def commit(self, write: StateWrite) -> int:
         rec = self._live(write.key)
         current = rec.revision if rec else 0
+        holder = self._holder(write.key)
+        if holder is not None and holder[0] != write.owner:
+            raise ConcurrentUpdate(f"session {write.key!r} is leased to another runtime; wait for its turn and retry")
         if current != write.expected_revision:
             raise ConcurrentUpdate(
                 f"session {write.key!r} is at revision {current}, the write expected "
@@ -53,6 +64,19 @@ class MemoryStore(Store):
         if write.checkpoint is not None:
             await self.put_checkpoint(write.checkpoint)
         return revision
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> float:
+        holder = self._holder(key)
+        now = time.monotonic()
+        if holder is not None and holder[0] != owner:
+            return max(holder[1] - now, 1e-3)
+        self._leases[key] = (owner, now + ttl)
+        return 0.0
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        holder = self._holder(key)
+        if holder is not None and holder[0] == owner:
+            del self._leases[key]
 
     async def delete(self, key: str) -> bool:
         self._checkpoints.pop(key, None)

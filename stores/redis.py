@@ -142,6 +142,8 @@ class RedisStore(Store):
                                "use 'redis://[:password@]host:6379/0' or 'rediss://...'") from None
         self._client: Redis = Redis.from_pool(pool)
         self._commit_script = self._client.register_script(scripts.COMMIT)
+        self._acquire_lease_script = self._client.register_script(scripts.ACQUIRE_LEASE)
+        self._release_lease_script = self._client.register_script(scripts.RELEASE_LEASE)
         self._load_script = self._client.register_script(scripts.LOAD)
         self._touch_script = self._client.register_script(scripts.TOUCH)
         self._delete_script = self._client.register_script(scripts.DELETE)
@@ -166,6 +168,9 @@ class RedisStore(Store):
                 "braces (they delimit the cluster hash tag)"
             )
         return f"{self.prefix}:{{{key}}}"
+
+    def _lease_key(self, key: str) -> str:
+        return f"{self._base(key)}:lease"
 
     def _session_keys(self, key: str) -> tuple[str, str, str]:
         base = self._base(key)
@@ -310,17 +315,20 @@ class RedisStore(Store):
 
     async def commit(self, write: StateWrite) -> int:
         self._check_open()
-        keys = self._session_keys(write.key)
+        keys = (*self._session_keys(write.key), self._lease_key(write.key))
         expire_ms, expires_at = _expiry_args(write.expires_at)
         args = (
             write.expected_revision, write.meta, write.base_count, "1" if write.replace else "0",
             repr(float(write.updated_at)), expire_ms, expires_at, next(self._write_ids),
-            f"{self._base(write.key)}:cp:", write.first_revision, *_checkpoint_args(write.checkpoint),
-            *write.messages,
+            f"{self._base(write.key)}:cp:", write.first_revision, write.owner or "",
+            *_checkpoint_args(write.checkpoint), *write.messages,
         )
 
         def finish(res: list[int]) -> int:
             ok, version = res
+            if ok == 2:
+                raise ConcurrentUpdate(f"session {write.key!r} is leased to another runtime; wait for its "
+                                       "turn and retry")
             if not ok:
                 raise ConcurrentUpdate(
                     f"session {write.key!r} is at revision {version}, the write expected "
@@ -330,6 +338,16 @@ class RedisStore(Store):
             return int(version)
 
         return await self._writes.submit(self._commit_script, keys, args, finish)
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> float:
+        self._check_open()
+        res = await self._eval(self._acquire_lease_script, (self._lease_key(key),),
+                               (owner, max(int(ttl * 1000), 1)), "acquire_lease")
+        return int(res) / 1000
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        self._check_open()
+        await self._eval(self._release_lease_script, (self._lease_key(key),), (owner,), "release_lease")
 
     async def delete(self, key: str) -> bool:
         res = await self._eval(self._delete_script, self._session_keys(key), (f"{self._base(key)}:cp:",),

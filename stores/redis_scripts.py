@@ -31,16 +31,18 @@ local function expire_all(meta, msgs, cps, cp_prefix, at)
 end
 """
 
-# KEYS: meta, msgs, cps
+# KEYS: meta, msgs, cps, lease
 # ARGV: expected_version, meta, base_count, replace, updated_at, expire_ms|'', expires_at|'',
-#       write_id, cp_prefix, first_revision,
+#       write_id, cp_prefix, first_revision, owner|'',
 #       cp_id|'', kind, seq, created_at, turn, label, data  (a checkpoint written with the state),
 #       message...
-# -> {1, new_version} or {0, current_version}
+# -> {1, new_version}, {0, current_version} (revision conflict) or {2, current_version} (leased)
 COMMIT = _script(EXPIRE_ALL + """
 local expected = tonumber(ARGV[1])
 local stored = redis.call('HGET', KEYS[1], 'version')
 local current = stored and tonumber(stored) or 0
+local holder = redis.call('GET', KEYS[4])
+if holder and holder ~= ARGV[11] then return {2, current} end
 if current ~= expected then
   -- the client library re-sends after a dropped connection; if the first send did apply,
   -- answer as it would have instead of reporting a conflict with ourselves
@@ -54,17 +56,17 @@ else
   redis.call('LTRIM', KEYS[2], 0, base - 1)
 end
 -- unpack() is bounded by the Lua C stack: push long histories in slices
-for i = 18, #ARGV, 1000 do
+for i = 19, #ARGV, 1000 do
   redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 local version = current + 1
 if current == 0 then version = tonumber(ARGV[10]) end
 redis.call('HSET', KEYS[1], 'version', version, 'meta', ARGV[2], 'n_messages', redis.call('LLEN', KEYS[2]),
            'updated_at', ARGV[5], 'expires_at', ARGV[7], 'write_id', ARGV[8])
-if ARGV[11] ~= '' then
-  redis.call('HSET', ARGV[9] .. ARGV[11], 'kind', ARGV[12], 'seq', ARGV[13], 'created_at', ARGV[14],
-             'turn', ARGV[15], 'label', ARGV[16], 'data', ARGV[17])
-  redis.call('ZADD', KEYS[3], ARGV[14], ARGV[11])
+if ARGV[12] ~= '' then
+  redis.call('HSET', ARGV[9] .. ARGV[12], 'kind', ARGV[13], 'seq', ARGV[14], 'created_at', ARGV[15],
+             'turn', ARGV[16], 'label', ARGV[17], 'data', ARGV[18])
+  redis.call('ZADD', KEYS[3], ARGV[15], ARGV[12])
 end
 expire_all(KEYS[1], KEYS[2], KEYS[3], ARGV[9], ARGV[6])
 return {1, version}
@@ -88,6 +90,21 @@ redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
 expire_all(KEYS[1], KEYS[2], KEYS[3], ARGV[3], ARGV[1])
 return 1
 """)
+
+# KEYS: lease; ARGV: owner, ttl_ms -> 0 if owner holds the lease now, else the holder's ms left.
+# The lease key expires by itself: a holder that dies blocks others for one TTL at most.
+ACQUIRE_LEASE = _script("""
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return math.max(redis.call('PTTL', KEYS[1]), 1) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 0
+""")
+
+# KEYS: lease; ARGV: owner -> 1 if released
+RELEASE_LEASE = _script("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+""", "allow-oom")
 
 # KEYS: meta, msgs, cps; ARGV: cp_prefix -> 1 if the session existed
 DELETE = _script("""

@@ -161,6 +161,9 @@ class SQLiteStore(Store):
     @staticmethod
     def _apply(conn: sqlite3.Connection, w: StateWrite) -> int | Exception:
         now = time.time()
+        holder = conn.execute("SELECT owner FROM leases WHERE key = ? AND until > ?", (w.key, now)).fetchone()
+        if holder is not None and holder[0] != w.owner:
+            return ConcurrentUpdate(f"session {w.key!r} is leased to another runtime; wait for its turn and retry")
         if w.expected_revision == 0:
             # An expired row counts as absent: it may be replaced by a new session.
             conn.execute(
@@ -220,7 +223,24 @@ class SQLiteStore(Store):
         return cur.rowcount == 1
 
     @staticmethod
+    def _lease_in(conn: sqlite3.Connection, key: str, owner: str, ttl: float) -> float:
+        now = time.time()
+        cur = conn.execute(
+            "INSERT INTO leases (key, owner, until) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE"
+            " SET owner = excluded.owner, until = excluded.until WHERE owner = excluded.owner OR until <= ?",
+            (key, owner, now + ttl, now))
+        if cur.rowcount == 1:
+            return 0.0
+        row = conn.execute("SELECT until FROM leases WHERE key = ?", (key,)).fetchone()
+        return max(row[0] - now, 1e-3) if row else 1e-3
+
+    @staticmethod
+    def _release_in(conn: sqlite3.Connection, key: str, owner: str) -> None:
+        conn.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
+
+    @staticmethod
     def _sweep_in(conn: sqlite3.Connection, now: float) -> int:
+        conn.execute("DELETE FROM leases WHERE until <= ?", (now,))
         keys = [r[0] for r in conn.execute(
             "SELECT key FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))]
         for key in keys:
@@ -355,6 +375,12 @@ class SQLiteStore(Store):
 
     async def delete(self, key: str) -> bool:
         return await self._run("delete", self._tx, self._delete_in, key)
+
+    async def acquire_lease(self, key: str, owner: str, ttl: float) -> float:
+        return await self._run("acquire_lease", self._tx, self._lease_in, key, owner, ttl)
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        await self._run("release_lease", self._tx, self._release_in, key, owner)
 
     async def sweep_expired(self) -> int:
         """Delete sessions (and their checkpoints) whose expiry has passed; returns how many."""

@@ -54,8 +54,14 @@ _SCHEMA = (
         data BLOB NOT NULL,
         PRIMARY KEY (key, cp_id)
     ) WITHOUT ROWID""",
+    # A session's lease (Store.acquire_lease); `until` is wall-clock time on this machine.
+    """CREATE TABLE IF NOT EXISTS leases (
+        key TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until REAL NOT NULL
+    ) WITHOUT ROWID""",
 )
-_SCHEMA_NAMES = frozenset({"sessions", "sessions_updated", "sessions_expires", "messages", "checkpoints"})
+_SCHEMA_NAMES = frozenset({"sessions", "sessions_updated", "sessions_expires", "messages", "checkpoints", "leases"})
 
 
 def make_private_folder(folder: Path) -> None:

@@ -1,20 +1,16 @@
-"""Administration of stored sessions: listing and cleanup, export and import."""
+"""Administration of stored sessions: listing and cleanup (``listing``), export and import (``transfer``)."""
 
 from __future__ import annotations
 
-from repertory.admin.sessions import (
-    ImportResult,
+from repertory.admin.listing import (
     SessionSummary,
     acleanup,
-    aexport_sessions,
-    aimport_sessions,
     alist_sessions,
     cleanup,
-    export_sessions,
-    import_sessions,
     list_sessions,
     parse_duration,
 )
+from repertory.admin.transfer import ImportResult, aexport_sessions, aimport_sessions, export_sessions, import_sessions
 
 __all__ = ["ImportResult", "SessionSummary", "acleanup", "aexport_sessions", "aimport_sessions",
            "alist_sessions", "cleanup", "export_sessions", "import_sessions", "list_sessions", "parse_duration"]

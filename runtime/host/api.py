@@ -51,6 +51,9 @@ class TurnRequest:
     parallel: bool = False  # run the model outside the mailbox; only the append is serialised
     history_mode: HistoryMode = "transcript"
     history_window: int | None = None  # only the last N messages go to the agent
+    # The handle's agent definitions ({"agent": ..., "agents": {...}}, Agent.to_dict() each),
+    # stored with the turn; None (a handle that continues with the stored ones) leaves them.
+    agents: dict | None = None
 
 
 @dataclass(slots=True)

@@ -6,6 +6,15 @@ its resident state. A slot is activated on the first message (state loaded from 
 and passivated when idle or when the host holds more than ``max_resident`` sessions. Every
 turn is written to the store before it is acknowledged, so passivation only drops memory.
 
+Within one runtime a session has one host, so its writes never collide. Two runtimes on one
+store (two clusters, two processes) can: the loser of a compare-and-set would run its model
+again on the fresh history. So a host that loses one marks the session *contended* and, for
+the next minute, takes the session's store-side lease around each message: it waits for the
+other runtime's turn, then reads what is stored, then calls the model once. The other runtime
+finds its own write refused while the lease is held, and does the same. Uncontended sessions
+take no lease and pay nothing. Repeated model calls, retries and lease waits are counted in
+the session's ``metrics`` and the host's stats.
+
 :class:`HostCore` implements :class:`~repertory.host.api.HostAPI` and knows nothing about
 Ray: ``repertory.actors.session_host`` wraps it in an actor, and the local runtime calls it
 directly.
@@ -14,8 +23,8 @@ directly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import EllipsisType
@@ -25,7 +34,7 @@ import structlog
 
 from repertory.agents.agent import TurnOutput
 from repertory.config import Settings
-from repertory.errors import ModelError, StoreError
+from repertory.errors import ConcurrentUpdate, ModelError, StoreError
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
 from repertory.ids import SessionRef
 from repertory.state import ops as state_ops
@@ -37,6 +46,7 @@ __all__ = ["AgentPool", "HostCore"]
 
 log = structlog.get_logger("repertory.host")
 T = TypeVar("T")
+CONTENDED_FOR = 60.0  # seconds a session is leased around each message after a conflict or a wait
 
 
 class AgentPool(Protocol):
@@ -50,7 +60,7 @@ class AgentPool(Protocol):
 
 
 class _Slot:
-    __slots__ = ("lock", "state", "last_used", "busy", "touched")
+    __slots__ = ("lock", "state", "last_used", "busy", "touched", "contended_until")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
@@ -58,6 +68,52 @@ class _Slot:
         self.last_used = time.monotonic()
         self.busy = 0
         self.touched = 0.0
+        self.contended_until = 0.0  # until then, messages take the session's lease (see module doc)
+
+
+class _Mailbox:
+    """Hold a session's lock: its turn in the mailbox. A waiting caller counts as busy, so
+    passivation never drops a slot (and its lock) that someone is queued on. A class rather
+    than an asynccontextmanager: no async generator to create and finalise on every message."""
+
+    __slots__ = ("host", "slot")
+
+    def __init__(self, host: HostCore, ref: SessionRef) -> None:
+        self.host = host
+        self.slot = host._slot(ref.key)
+
+    async def __aenter__(self) -> _Slot:
+        self.slot.busy += 1
+        try:
+            await self.slot.lock.acquire()
+        except BaseException:
+            self.host._left(self.slot)
+            raise
+        return self.slot
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.slot.lock.release()
+        self.host._left(self.slot)
+
+
+class _Effort:
+    """What one message cost beyond one attempt: lost compare-and-sets, lease waits, model calls."""
+
+    __slots__ = ("conflicts", "lease_waits", "model_calls")
+
+    def __init__(self) -> None:
+        self.conflicts = 0
+        self.lease_waits = 0
+        self.model_calls = 0
+
+    def metrics(self) -> dict[str, int]:
+        return {"repeated_model_calls": max(self.model_calls - 1, 0), "cas_retries": self.conflicts,
+                "lease_waits": self.lease_waits}
+
+
+class _LeaseTimeout(Exception):
+    """Waited a whole turn_timeout for another runtime's lease: not worth another attempt
+    (a ConcurrentUpdate would be retried); raised to the caller as ConcurrentUpdate."""
 
 
 class HostCore:
@@ -75,6 +131,10 @@ class HostCore:
         self._sweeper: asyncio.Task | None = None
         self.activations = 0
         self.passivations = 0
+        self.owner = f"{name}-{uuid.uuid4().hex[:12]}"  # whose writes and leases these are
+        self.cas_retries = 0
+        self.lease_waits = 0
+        self.repeated_model_calls = 0
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, key: str) -> _Slot:
@@ -96,9 +156,14 @@ class HostCore:
                 slot.state = SessionState.new(ref.key, ref.session_id, ref.user_id, ttl)  # type: ignore[arg-type]
             else:
                 slot.state = SessionState.from_record(rec)
+            slot.state.owner = self.owner
             self.activations += 1
             slot.touched = 0.0 if rec is not None else time.time()
         state = slot.state
+        if state.revision == 0 and ttl is not ...:
+            # Not stored yet (a read activated it, say a handle reading its stored agents):
+            # the turn that creates the session brings its handle's TTL.
+            state.meta["ttl"] = ttl
         ttl = state.meta.get("ttl")
         if ttl and state.revision > 0:
             now = time.time()
@@ -120,10 +185,11 @@ class HostCore:
         return state
 
     async def _with_session(self, ref: SessionRef, fn: Callable[[SessionState], Awaitable[T]],
-                            ttl: float | None | EllipsisType = ...) -> T:
+                            ttl: float | None | EllipsisType = ..., effort: _Effort | None = None) -> T:
         """Run ``fn`` with the session's state under its mailbox lock, retrying lost CAS."""
-        async with self._mailbox(ref) as slot:
-            async def attempt() -> T:
+        effort = effort or _Effort()
+        async with _Mailbox(self, ref) as slot:
+            async def body() -> T:
                 state = await self._state(slot, ref, ttl)
                 try:
                     return await fn(state)
@@ -133,24 +199,64 @@ class HostCore:
                     slot.state = None
                     raise
 
+            def attempt() -> Awaitable[T]:
+                if slot.contended_until < time.monotonic():
+                    return body()  # the common case: no lease, no extra store call
+                return self._leased(ref, slot, effort, body)
+
             def stale() -> None:
                 slot.state = None
+                slot.contended_until = time.monotonic() + CONTENDED_FOR
+                effort.conflicts += 1
+                self.cas_retries += 1
 
-            return await retry_conflicts(attempt, on_conflict=stale, what=ref.key)
+            try:
+                return await retry_conflicts(attempt, on_conflict=stale, what=ref.key)
+            except _LeaseTimeout as exc:
+                raise ConcurrentUpdate(str(exc)) from None
 
-    @contextlib.asynccontextmanager
-    async def _mailbox(self, ref: SessionRef) -> AsyncIterator[_Slot]:
-        """Hold the session's lock: its turn in the mailbox. A waiting caller counts as busy,
-        so passivation never drops a slot (and its lock) that someone is queued on."""
-        slot = self._slot(ref.key)
-        slot.busy += 1
+    async def _leased(self, ref: SessionRef, slot: _Slot, effort: _Effort, body: Callable[[], Awaitable[T]]) -> T:
+        """Run ``body`` holding the session's store lease (a contended session; module docstring)."""
+        ttl = self.settings.lease_ttl
+        deadline = time.monotonic() + self.settings.turn_timeout
+        pause = 0.002
+        while (left := await self.store.acquire_lease(ref.key, self.owner, ttl)) > 0.0:
+            effort.lease_waits += 1
+            self.lease_waits += 1
+            if time.monotonic() >= deadline:
+                raise _LeaseTimeout(f"session {ref.key!r} stayed leased to another runtime for "
+                                    f"{self.settings.turn_timeout:g} s; retry later")
+            await asyncio.sleep(min(left, pause))
+            pause = min(pause * 2, 0.1)
+        if effort.lease_waits:
+            slot.contended_until = time.monotonic() + CONTENDED_FOR
+        # The other runtime may have written since this copy was read (while it held the lease,
+        # or before it took one): read what is stored, so that the model sees it.
+        slot.state = None
+        renew = asyncio.get_running_loop().create_task(self._renew_lease(ref.key, ttl))
         try:
-            async with slot.lock:
-                yield slot
+            return await body()
         finally:
-            slot.busy -= 1
-            slot.last_used = time.monotonic()
-            self._evict_over_cap()
+            renew.cancel()
+            try:
+                await self.store.release_lease(ref.key, self.owner)
+            except StoreError as exc:  # it lapses by itself within a TTL
+                log.warning("lease_release_failed", session=ref.key, error=str(exc))
+
+    async def _renew_lease(self, key: str, ttl: float) -> None:
+        # A model call may outlast the lease; renew it while the message runs.
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await self.store.acquire_lease(key, self.owner, ttl)
+            except StoreError as exc:
+                log.warning("lease_renewal_failed", session=key, error=str(exc))
+
+    def _left(self, slot: _Slot) -> None:
+        """A caller left the session's mailbox."""
+        slot.busy -= 1
+        slot.last_used = time.monotonic()
+        self._evict_over_cap()
 
     def _op(self, ref: SessionRef, op: Callable[..., Awaitable[T]], *args: Any) -> Awaitable[T]:
         """Run a :mod:`repertory.state.ops` function on the session under its mailbox."""
@@ -198,8 +304,9 @@ class HostCore:
 
     # -- turns ------------------------------------------------------------------------
     async def _commit_turn(self, state: SessionState, req: TurnRequest, out: TurnOutput,
-                           user_msg: dict) -> TurnReply:
-        write, meta, messages = state.append_write([user_msg, *out.messages], turn_id=req.turn_id)
+                           user_msg: dict, effort: _Effort) -> TurnReply:
+        write, meta, messages = state.append_write([user_msg, *out.messages], turn_id=req.turn_id,
+                                                   metrics=effort.metrics(), agents=req.agents)
         revision = await self.store.commit(write)
         state.applied(revision, meta, messages)
         log.debug("turn_committed", turn=meta["turns"], revision=revision, messages=len(messages), **out.usage)
@@ -248,16 +355,25 @@ class HostCore:
         if req.parallel:
             return await self._parallel_turn(req)
 
+        effort = _Effort()
+
         async def run(state: SessionState) -> TurnReply:
             replay = self._replay(state, req)
             if replay is not None:
                 return replay
             user_msg = self._user_message(req)
+            self._count_model_call(effort, req)
             out = await self.agents.run(req.agent_key, req.replicas, self._prompt_history(state, req, user_msg),
                                         req.context, req.shared_state_id)
-            return await self._commit_turn(state, req, self._tag(out, req), user_msg)
+            return await self._commit_turn(state, req, self._tag(out, req), user_msg, effort)
 
-        return await self._with_session(req.ref, run, req.ttl)
+        return await self._with_session(req.ref, run, req.ttl, effort)
+
+    def _count_model_call(self, effort: _Effort, req: TurnRequest) -> None:
+        effort.model_calls += 1
+        if effort.model_calls > 1:  # the history changed under the first call: paid again
+            self.repeated_model_calls += 1
+            log.info("model_call_repeated", session=req.ref.key, calls=effort.model_calls)
 
     async def _parallel_turn(self, req: TurnRequest) -> TurnReply:
         """A turn whose model call runs outside the mailbox (agents of one session in parallel).
@@ -266,27 +382,32 @@ class HostCore:
         messages are appended together, in completion order, so pairs never interleave.
         """
         user_msg = self._user_message(req)
+        effort = _Effort()
 
         async def read(state: SessionState) -> tuple[TurnReply | None, list[dict]]:
             return self._replay(state, req), self._prompt_history(state, req, user_msg)
 
-        replay, prompt = await self._with_session(req.ref, read, req.ttl)
+        replay, prompt = await self._with_session(req.ref, read, req.ttl, effort)
         if replay is not None:
             return replay
+        self._count_model_call(effort, req)
         out = self._tag(await self.agents.run(req.agent_key, req.replicas, prompt, req.context,
                                               req.shared_state_id), req)
 
         async def append(state: SessionState) -> TurnReply:
+            # A lost compare-and-set here redoes only the append: the exchange joins the
+            # history whenever it finishes, so the model is not called again.
             replay = self._replay(state, req)
-            return replay if replay is not None else await self._commit_turn(state, req, out, user_msg)
+            return replay if replay is not None else await self._commit_turn(state, req, out, user_msg, effort)
 
-        return await self._with_session(req.ref, append, req.ttl)
+        return await self._with_session(req.ref, append, req.ttl, effort)
 
     async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
         """Like :meth:`turn`, yielding text deltas first and the durable :class:`TurnReply` last."""
         check_message(req.content, self.settings.max_message_bytes)
         queue: asyncio.Queue = asyncio.Queue()
         done = object()
+        effort = _Effort()
 
         async def run(state: SessionState) -> TurnReply:
             replay = self._replay(state, req)
@@ -294,6 +415,7 @@ class HostCore:
                 await queue.put(replay.content)
                 return replay
             user_msg = self._user_message(req)
+            self._count_model_call(effort, req)
             out: TurnOutput | None = None
             async for item in self.agents.stream(req.agent_key, req.replicas, self._prompt_history(state, req, user_msg),
                                                  req.context, req.shared_state_id):
@@ -303,12 +425,12 @@ class HostCore:
                     out = item
             if out is None:
                 raise ModelError("the agent's stream ended without a final message")
-            return await self._commit_turn(state, req, self._tag(out, req), user_msg)
+            return await self._commit_turn(state, req, self._tag(out, req), user_msg, effort)
 
         async def drive() -> TurnReply:  # its own task, so the bound ids stay in it
             structlog.contextvars.bind_contextvars(session=req.ref.key, turn_id=req.turn_id)
             try:
-                return await self._with_session(req.ref, run, req.ttl)
+                return await self._with_session(req.ref, run, req.ttl, effort)
             finally:
                 queue.put_nowait(done)
 
@@ -406,7 +528,7 @@ class HostCore:
         The slot stays: turns already waiting on its lock run after the delete, in order,
         on a fresh session (dropping the slot would let later turns take a new lock).
         """
-        async with self._mailbox(ref) as slot:
+        async with _Mailbox(self, ref) as slot:
             if updated_before is not None:
                 rec = await self.store.load(ref.key)
                 if rec is None or rec.updated_at >= updated_before:
@@ -416,7 +538,8 @@ class HostCore:
 
     def stats(self) -> dict[str, Any]:
         return {"host": self.name, "resident": len(self._slots), "activations": self.activations,
-                "passivations": self.passivations}
+                "passivations": self.passivations, "cas_retries": self.cas_retries,
+                "lease_waits": self.lease_waits, "repeated_model_calls": self.repeated_model_calls}
 
     async def close(self) -> None:
         if self._sweeper is not None:

@@ -11,7 +11,8 @@ removes nothing more but may answer False.
 
 With no address the runtime starts a private local Ray instance (Ray's ``address="local"``):
 it never joins a cluster it was not asked to join. ``address="auto"``, an address, or
-``RAY_ADDRESS`` in the environment join a running cluster.
+``RAY_ADDRESS`` in the environment join a running cluster; one that does not answer within
+``connect_timeout`` seconds raises :class:`~repertory.errors.RuntimeNotReady`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -47,6 +50,41 @@ T = TypeVar("T")
 _START_TIMEOUT = 120.0  # seconds for actors to start (their constructors open the store)
 
 
+def _reach_cluster(address: str, timeout: float) -> None:
+    """Fail fast when nothing answers at a cluster address.
+
+    ``ray.init`` retries a dead GCS for ever (seen: more than five minutes, no error), so the
+    address is resolved as Ray would ("auto" reads the last cluster's file) and its port is
+    tried until ``timeout``; a cluster that is still starting gets that long to open it.
+    """
+    hint = ("; start the cluster (`ray start --head`), fix the address or RAY_ADDRESS, or call "
+            "repertory.init() without an address for a private local instance")
+    if address.startswith("ray://"):
+        target: str | None = address[len("ray://"):].split("/", 1)[0]
+    else:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        try:
+            target = canonicalize_bootstrap_address(address)
+        except (ConnectionError, ValueError) as exc:
+            raise RuntimeNotReady(f"cannot find the Ray cluster at {address!r}: {exc}{hint}") from exc
+    if target is None:
+        return
+    host, _, port = target.rpartition(":")
+    if not port.isdigit():
+        raise RuntimeNotReady(f"the Ray address {address!r} has no port{hint}")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=min(2.0, timeout)).close()
+            return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise RuntimeNotReady(f"cannot reach the Ray cluster at {address!r} ({target}) within "
+                                      f"{timeout:g} s: {exc}{hint}") from exc
+            time.sleep(0.2)
+
+
 def _start_ray(settings: Settings, address: str | None) -> bool:
     """Connect to Ray unless this process already is; True if this call started an instance."""
     if ray.is_initialized():
@@ -59,6 +97,8 @@ def _start_ray(settings: Settings, address: str | None) -> bool:
         kwargs.update(include_dashboard=False, configure_logging=True)
         # A private local instance: Ray's notice about its token set-up is noise here.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    else:
+        _reach_cluster(address, settings.connect_timeout)
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, TimeoutError, RuntimeError) as exc:

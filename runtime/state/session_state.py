@@ -11,6 +11,7 @@ from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array, verif
 
 from repertory.errors import EmptyMessage, InvalidInput, MessageTooLarge
 from repertory.state import schema
+from repertory.state.agent_record import with_definitions
 
 __all__ = ["RECENT_OPS", "RECENT_TURNS", "SCHEMA_VERSION", "SessionState", "check_history", "check_message"]
 
@@ -55,20 +56,22 @@ def first_revision() -> int:
 class SessionState:
     """History (encoded messages) plus meta, at a known store revision."""
 
-    __slots__ = ("key", "revision", "meta", "messages")
+    __slots__ = ("key", "revision", "meta", "messages", "owner")
 
     def __init__(self, key: str, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:
         self.key = key
         self.revision = revision
         self.meta = meta
         self.messages = messages
+        self.owner: str | None = None  # the writer its writes are made for (leases: Store.acquire_lease)
 
     @classmethod
     def new(cls, key: str, session_id: str, user_id: str | None, ttl: float | None = None) -> SessionState:
         now = time.time()
         meta = {"schema": SCHEMA_VERSION, "session_id": session_id, "user_id": user_id,
                 "created_at": now, "updated_at": now, "turns": 0, "user_data": {},
-                "user_profile": {}, "metadata": {}, "recent_turns": [], "ttl": ttl}
+                "user_profile": {}, "metadata": {}, "recent_turns": [], "ttl": ttl,
+                "agent": None, "agents": {}, "agent_changes": []}
         return cls(key, 0, meta, [])
 
     @classmethod
@@ -133,10 +136,24 @@ class SessionState:
         return now + ttl if ttl else None
 
     def append_write(self, messages: list[dict[str, Any]], *, turn_id: str | None = None,
-                     turns: int = 1) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
-        """The write that appends ``messages``; apply it with :meth:`applied` once committed."""
+                     turns: int = 1, metrics: dict[str, int] | None = None,
+                     agents: dict[str, Any] | None = None) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
+        """The write that appends ``messages``; apply it with :meth:`applied` once committed.
+        ``metrics`` are added to the session's counters (:data:`schema.METRICS`).
+        ``agents``: the definitions the turn ran with (``{"agent": ..., "agents": {...}}``);
+        stored, and a replacement recorded, where they differ from the session's.
+        """
         now = time.time()
         meta = dict(self.meta, updated_at=now, turns=self.meta["turns"] + turns)
+        if metrics and any(metrics.values()):
+            total = dict(self.meta.get("metrics", {}))
+            for name, n in metrics.items():
+                if n:
+                    total[name] = total.get(name, 0) + n
+            meta["metrics"] = total
+        replaced = with_definitions(self.meta, agents, now)  # checked against the schema there
+        if replaced is not None:
+            meta.update(replaced)
         if turn_id is not None:
             # Remember recent turn ids with their reply's index: a resent turn is answered, not redone.
             recent = [*self.meta.get("recent_turns", ())[-(RECENT_TURNS - 1):],
@@ -147,7 +164,7 @@ class SessionState:
         # a turn id (a str the wire accepted): the hottest encode of a turn skips the walk.
         write = StateWrite(self.key, self.revision, _codec.encode(meta, checked=True), encoded,
                            base_count=len(self.messages), updated_at=now, expires_at=self._expires(now),
-                           first_revision=first_revision())
+                           first_revision=first_revision(), owner=self.owner)
         return write, meta, self.messages + encoded
 
     def meta_write(self, meta: dict[str, Any], *, checkpoint: CheckpointRecord | None = None,
@@ -158,7 +175,7 @@ class SessionState:
         meta = dict(meta, updated_at=now)
         write = StateWrite(self.key, self.revision, _codec.encode(meta), [], base_count=len(self.messages),
                            updated_at=now, expires_at=self._expires(now, meta), first_revision=first_revision(),
-                           checkpoint=checkpoint)
+                           owner=self.owner, checkpoint=checkpoint)
         return write, meta, self.messages
 
     def replace_write(self, messages: list[bytes], meta: dict[str, Any], *, updated_at: float | None = None,
@@ -177,7 +194,7 @@ class SessionState:
             meta["recent_turns"] = []
         write = StateWrite(self.key, self.revision, _codec.encode(meta), list(messages), replace=True,
                            updated_at=meta["updated_at"], expires_at=self._expires(now, meta),
-                           first_revision=first_revision(), checkpoint=checkpoint)
+                           first_revision=first_revision(), owner=self.owner, checkpoint=checkpoint)
         return write, meta, list(messages)
 
     def applied(self, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:
@@ -189,4 +206,6 @@ class SessionState:
         return {"schema": SCHEMA_VERSION, "session_id": m["session_id"], "user_id": m["user_id"],
                 "history": self.history(), "user_data": m["user_data"], "user_profile": m["user_profile"],
                 "metadata": m["metadata"], "created_at": m["created_at"], "updated_at": m["updated_at"],
-                "turns": m["turns"], "revision": self.revision}
+                "turns": m["turns"], "revision": self.revision,
+                "metrics": {name: m.get("metrics", {}).get(name, 0) for name in schema.METRICS},
+                "agent": m.get("agent"), "agents": m.get("agents", {}), "agent_changes": m.get("agent_changes", [])}

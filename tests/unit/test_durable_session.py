@@ -154,8 +154,7 @@ def test_two_runtimes_write_one_session_without_lost_updates(tmp_path):
 
         results = asyncio.run(burst())
         lost = [i for i, r in enumerate(results) if isinstance(r, Exception)]
-        assert all(isinstance(results[i], repertory.ConcurrentUpdate) for i in lost), results
-        assert len(lost) <= 10, results  # retries absorb most collisions, even on a busy machine
+        assert not lost, results  # after the first collision the runtimes take turns by lease
         # Read through a third runtime: a runtime's resident copy only learns of another
         # runtime's writes on its next write (compare-and-set) or after passivation.
         c = LocalRuntime(Settings(store=url))

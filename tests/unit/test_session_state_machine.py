@@ -1,8 +1,9 @@
 """Random sequences of the Session API against a plain model of what each call must do.
 
 A hypothesis state machine drives chat, edits, checkpoints, restores, user data, fork,
-delete and passivation on the local runtime (SQLite and Redis), and checks every read
-against the model. Reads after passivation come from the store, not a resident copy.
+merge, delete and re-creation, passivation and a second runtime writing the same session, on
+the local runtime (SQLite and Redis), and checks every read against the model. Reads after
+passivation come from the store, not a resident copy.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import repertory
 from repertory import Agent, Session
 from repertory._sync import run_sync
+from repertory.config import Settings
+from repertory.runtimes.base import Runtime
+from repertory.runtimes.local import LocalRuntime
 from redis_server import TEST_DB_URL, drop_redis_keys
 
 pytestmark = pytest.mark.redis
@@ -29,7 +33,7 @@ keys = st.sampled_from(["plan", "lang", "tier"])
 
 
 class SessionMachine(RuleBasedStateMachine):
-    store_url = ""
+    other: Runtime  # a second runtime on the same store (another process, in production)
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,6 +72,44 @@ class SessionMachine(RuleBasedStateMachine):
         if self.history[n:]:
             self.checkpoints[len(self.checkpoints) + 1] = self._snapshot()
             self.history = self.history[:n]
+
+    @precondition(lambda self: self.exists)
+    @rule(data=st.data(), text=words)
+    def edit_message(self, data, text):
+        if not self.history:
+            return
+        index = data.draw(st.integers(min_value=-len(self.history), max_value=len(self.history) - 1))
+        self.s.edit_message(index, text)
+        self.checkpoints[len(self.checkpoints) + 1] = self._snapshot()
+        role, _ = self.history[index]
+        self.history[index] = (role, text)
+
+    @rule(text=words, key=keys, value=words)
+    def another_runtime_writes(self, text, key, value):
+        # The other runtime chats; this one then writes without having read it: its
+        # compare-and-set must fail, and its retry must keep the other's turn.
+        assert Session(self.sid, agent=NULL, runtime=self.other).chat(text) == REPLY
+        self.history += [("user", text), ("assistant", REPLY)]
+        self.s.user_data[key] = value
+        self.user_data[key] = value
+        self.exists = True
+
+    @precondition(lambda self: self.exists)
+    @rule(text=words, key=keys, value=words)
+    def merge(self, text, key, value):
+        b = Session(f"{self.sid}-b{uuid.uuid4().hex[:6]}", agent=NULL)
+        b.chat(text)
+        b.user_data[key] = value  # b is the later-updated session: its value wins
+        merged = self.s.merge(b)
+        try:
+            assert [(m["role"], m["content"]) for m in merged.get_history()] == [
+                *self.history, ("user", text), ("assistant", REPLY)]
+            assert dict(merged.user_data) == {**self.user_data, key: value}
+            if key in self.user_data and self.user_data[key] != value:
+                assert [c["key"] for c in merged.merge_conflicts] == [key]
+        finally:
+            merged.delete()
+            b.delete()
 
     @rule(key=keys, value=words)
     def set_user_data(self, key, value):
@@ -123,10 +165,12 @@ def test_session_api_matches_its_model(store, tmp_path):
     prefix = f"sm{uuid.uuid4().hex[:8]}"
     url = f"sqlite:///{tmp_path / 'm.db'}" if store == "sqlite" else f"{TEST_DB_URL}?prefix={prefix}"
     repertory.init(runtime="local", store=url)
+    SessionMachine.other = LocalRuntime(Settings(store=url))
     try:
         run_state_machine_as_test(SessionMachine, settings=settings(
             max_examples=40, stateful_step_count=15, deadline=None, suppress_health_check=[HealthCheck.too_slow]))
     finally:
+        SessionMachine.other.shutdown()
         repertory.shutdown()
         if store == "redis":
             asyncio.run(drop_redis_keys(prefix))

@@ -375,3 +375,20 @@ def test_many_processes_open_one_new_store_at_once(tmp_path):
             assert sorted(r[0] for r in conn.execute("SELECT key FROM sessions")) == sorted(keys)
         finally:
             conn.close()
+
+
+async def test_a_store_written_before_leases_existed_gains_the_table(tmp_path):
+    path = tmp_path / "old.db"
+    store = SQLiteStore(path)
+    rev = await store.commit(StateWrite("s", 0, b"meta", [b"m0"]))
+    await store.close()
+    with sqlite3.connect(path) as conn:  # the file as the release before leases left it
+        conn.execute("DROP TABLE leases")
+    store = SQLiteStore(path)
+    try:
+        assert (await store.load("s")).messages == [b"m0"]
+        assert await store.acquire_lease("s", "A", 5.0) == 0.0
+        await store.commit(StateWrite("s", rev, b"meta", [b"m1"], base_count=1, owner="A"))
+        assert (await store.load("s")).messages == [b"m0", b"m1"]
+    finally:
+        await store.close()

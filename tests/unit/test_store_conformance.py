@@ -160,5 +160,40 @@ def test_sweep_expired_defaults_to_nothing_to_sweep():
         async def get_checkpoint(self, key, cp_id): return None
         async def list_checkpoints(self, key, kind=None): return []
         async def delete_checkpoints(self, key, cp_ids): return 0
+        async def acquire_lease(self, key, owner, ttl): return 0.0
+        async def release_lease(self, key, owner): return None
 
     assert asyncio.run(OnlyTheRequiredVerbs().sweep_expired()) == 0
+
+
+async def test_a_lease_keeps_other_owners_waiting_and_lapses_when_its_holder_dies(store):
+    assert await store.acquire_lease("s", "A", 0.5) == 0.0  # a session need not exist to be leased
+    assert await store.acquire_lease("s", "A", 0.5) == 0.0  # renewing is acquiring again
+    assert 0.0 < await store.acquire_lease("s", "B", 0.5) <= 0.5
+    await store.release_lease("s", "B")  # not B's to give back: nothing happens
+    assert await store.acquire_lease("s", "B", 0.5) > 0.0
+    await store.release_lease("s", "A")
+    assert await store.acquire_lease("s", "B", 0.5) == 0.0
+    assert await store.acquire_lease("other", "C", 0.5) == 0.0  # leases are per session
+    # B dies holding the lease: it lapses by itself, within its TTL
+    deadline = time.monotonic() + 10
+    while (wait := await store.acquire_lease("s", "C", 0.5)) > 0.0:
+        assert wait <= 0.5 and time.monotonic() < deadline, wait
+        await asyncio.sleep(wait)
+
+
+async def test_only_the_lease_holder_writes(store):
+    rev = await store.commit(StateWrite("s", 0, b"m0", [b"x"], owner="A"))
+    assert await store.acquire_lease("s", "A", 5.0) == 0.0
+    for owner in ("B", None):
+        with pytest.raises(ConcurrentUpdate, match="leased to another runtime"):
+            await store.commit(StateWrite("s", rev, b"m1", [b"y"], base_count=1, owner=owner))
+    with pytest.raises(ConcurrentUpdate, match="leased"):  # creating a leased session too
+        await store.acquire_lease("new", "A", 5.0)
+        await store.commit(StateWrite("new", 0, b"m0", [b"x"], owner="B"))
+    rev = await store.commit(StateWrite("s", rev, b"m1", [b"y"], base_count=1, owner="A"))
+    await store.release_lease("s", "A")
+    rev = await store.commit(StateWrite("s", rev, b"m2", [b"z"], base_count=2, owner="B"))
+    rec = await store.load("s")
+    assert rec.revision == rev and rec.messages == [b"x", b"y", b"z"]
+    assert await store.load("new") is None
