@@ -32,7 +32,9 @@ class StateWrite:
 
     ``expected_revision`` 0 means "the session must not exist yet". With ``replace`` the
     stored messages are replaced by ``messages``; otherwise ``messages`` are appended after
-    the ``base_count`` messages the writer knows of.
+    the ``base_count`` messages the writer knows of. ``checkpoint`` is stored in the same
+    atomic write (only if the compare-and-set succeeds), so an operation that checkpoints and
+    records its operation id in the meta never lands half-way.
     """
 
     key: str
@@ -50,6 +52,7 @@ class StateWrite:
     # Who writes: a write is refused while another owner holds the session's lease (see
     # Store.acquire_lease). None never holds one, so it waits for every holder.
     owner: str | None = None
+    checkpoint: CheckpointRecord | None = None
 
 
 @dataclass(slots=True, frozen=True)

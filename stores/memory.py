@@ -61,6 +61,8 @@ class MemoryStore(Store):
         self._records[write.key] = SessionRecord(
             write.key, revision, write.meta, messages, write.updated_at, write.expires_at
         )
+        if write.checkpoint is not None:
+            await self.put_checkpoint(write.checkpoint)
         return revision
 
     async def acquire_lease(self, key: str, owner: str, ttl: float) -> float:

@@ -320,7 +320,8 @@ class RedisStore(Store):
         args = (
             write.expected_revision, write.meta, write.base_count, "1" if write.replace else "0",
             repr(float(write.updated_at)), expire_ms, expires_at, next(self._write_ids),
-            f"{self._base(write.key)}:cp:", write.first_revision, write.owner or "", *write.messages,
+            f"{self._base(write.key)}:cp:", write.first_revision, write.owner or "",
+            *_checkpoint_args(write.checkpoint), *write.messages,
         )
 
         def finish(res: list[int]) -> int:
@@ -475,6 +476,17 @@ class RedisStore(Store):
             except Exception:
                 pass
         await self._client.aclose()
+
+
+def _checkpoint_args(cp: CheckpointRecord | None) -> tuple[Any, ...]:
+    """COMMIT's seven checkpoint arguments (an empty id: no checkpoint)."""
+    if cp is None:
+        return _NO_CHECKPOINT
+    i = cp.info
+    return (i.cp_id, i.kind, i.seq, repr(float(i.created_at)), i.turn, i.label, cp.data)
+
+
+_NO_CHECKPOINT = ("", "", 0, "", 0, "", b"")
 
 
 def _record(key: str, res: list[Any] | None) -> SessionRecord | None:

@@ -33,7 +33,9 @@ end
 
 # KEYS: meta, msgs, cps, lease
 # ARGV: expected_version, meta, base_count, replace, updated_at, expire_ms|'', expires_at|'',
-#       write_id, cp_prefix, first_revision, owner|'', message...
+#       write_id, cp_prefix, first_revision, owner|'',
+#       cp_id|'', kind, seq, created_at, turn, label, data  (a checkpoint written with the state),
+#       message...
 # -> {1, new_version}, {0, current_version} (revision conflict) or {2, current_version} (leased)
 COMMIT = _script(EXPIRE_ALL + """
 local expected = tonumber(ARGV[1])
@@ -54,13 +56,18 @@ else
   redis.call('LTRIM', KEYS[2], 0, base - 1)
 end
 -- unpack() is bounded by the Lua C stack: push long histories in slices
-for i = 12, #ARGV, 1000 do
+for i = 19, #ARGV, 1000 do
   redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 local version = current + 1
 if current == 0 then version = tonumber(ARGV[10]) end
 redis.call('HSET', KEYS[1], 'version', version, 'meta', ARGV[2], 'n_messages', redis.call('LLEN', KEYS[2]),
            'updated_at', ARGV[5], 'expires_at', ARGV[7], 'write_id', ARGV[8])
+if ARGV[12] ~= '' then
+  redis.call('HSET', ARGV[9] .. ARGV[12], 'kind', ARGV[13], 'seq', ARGV[14], 'created_at', ARGV[15],
+             'turn', ARGV[16], 'label', ARGV[17], 'data', ARGV[18])
+  redis.call('ZADD', KEYS[3], ARGV[15], ARGV[12])
+end
 expire_all(KEYS[1], KEYS[2], KEYS[3], ARGV[9], ARGV[6])
 return {1, version}
 """)

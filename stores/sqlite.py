@@ -198,6 +198,8 @@ class SQLiteStore(Store):
             "INSERT INTO messages (key, seq, data) VALUES (?, ?, ?)",
             [(w.key, start + i, m) for i, m in enumerate(w.messages)],
         )
+        if w.checkpoint is not None:
+            SQLiteStore._put_cp_in(conn, w.checkpoint)
         return w.expected_revision + 1 if w.expected_revision else w.first_revision
 
     def _tx(self, fn, *args):

@@ -12,6 +12,11 @@ written), :class:`~repertory.errors.StoreUnavailable` (nothing acknowledged),
 :class:`~repertory.errors.CorruptState` (the stored session cannot be read) and
 :class:`~repertory.errors.ConcurrentUpdate` (another runtime kept winning the
 compare-and-set); further errors are named per method.
+
+Every method that writes takes an ``op_id`` (turns: ``TurnRequest.turn_id``), made once per
+call and resent with it: an operation whose id the session has recorded is answered, not
+applied again (``repertory.state.ops`` says with what). None applies the operation without
+a record; the runtimes always send an id.
 """
 
 from __future__ import annotations
@@ -80,32 +85,33 @@ class HostAPI(Protocol):
     async def read_fields(self, ref: SessionRef) -> dict[str, Any]:
         """user_data, user_profile, metadata, times and counters, without the history."""
 
-    async def set_history(self, ref: SessionRef, messages: list[dict[str, Any]]) -> int:
+    async def set_history(self, ref: SessionRef, messages: list[dict[str, Any]], op_id: str | None = None) -> int:
         """Replace the history; returns the new revision."""
 
-    async def set_state(self, ref: SessionRef, state: dict[str, Any]) -> int:
+    async def set_state(self, ref: SessionRef, state: dict[str, Any], op_id: str | None = None) -> int:
         """Set any of history, user_data, user_profile, metadata, turns; returns the revision."""
 
     async def update_fields(self, ref: SessionRef, field: str, updates: dict[str, Any],
-                            replace: bool = False) -> dict[str, Any]:
+                            replace: bool = False, op_id: str | None = None) -> dict[str, Any]:
         """Merge ``updates`` into (or replace) user_data, user_profile or metadata."""
 
     async def update_item(self, ref: SessionRef, field: str, key: str, value: Any,
-                          mode: Literal["merge", "append"]) -> Any:
+                          mode: Literal["merge", "append"], op_id: str | None = None) -> Any:
         """Merge into the dict, or append to the list, at ``field[key]``; returns the new item."""
 
     async def update_workflow(self, ref: SessionRef, workflow_id: str, tasks: dict[str, Any],
-                              status: str | None = None) -> dict[str, Any]:
+                              status: str | None = None, op_id: str | None = None) -> dict[str, Any]:
         """Record workflow task progress in the session's metadata; returns the workflow entry."""
 
-    async def set_ttl(self, ref: SessionRef, ttl: float | None) -> None:
+    async def set_ttl(self, ref: SessionRef, ttl: float | None, op_id: str | None = None) -> None:
         """Seconds the session lives after its last access; None keeps it."""
 
     async def create_checkpoint(self, ref: SessionRef, label: str, kind: CheckpointKind,
-                                keep: int | None) -> dict[str, Any]:
+                                keep: int | None, op_id: str | None = None) -> dict[str, Any]:
         """Checkpoint (or save a version of) the current state; returns its info."""
 
-    async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind) -> int:
+    async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind,
+                                 op_id: str | None = None) -> int:
         """Write a checkpoint's state as a new revision. InvalidInput names the known ones."""
 
     async def list_checkpoints(self, ref: SessionRef, kind: CheckpointKind) -> list[dict[str, Any]]:
@@ -115,23 +121,28 @@ class HostAPI(Protocol):
                                   kind: CheckpointKind) -> dict[str, Any]:
         """A checkpoint as an exported-session document (for forks)."""
 
-    async def pop_turn(self, ref: SessionRef) -> list[dict[str, Any]]:
+    async def pop_turn(self, ref: SessionRef, op_id: str | None = None) -> list[dict[str, Any]]:
         """Remove the last user message and what followed; returns the removed messages."""
 
-    async def truncate(self, ref: SessionRef, keep: int) -> list[dict[str, Any]]:
+    async def truncate(self, ref: SessionRef, keep: int, op_id: str | None = None) -> list[dict[str, Any]]:
         """Keep the first ``keep`` messages; returns the removed ones."""
 
-    async def edit_message(self, ref: SessionRef, index: int, content: str) -> list[dict[str, Any]]:
+    async def edit_message(self, ref: SessionRef, index: int, content: str,
+                           op_id: str | None = None) -> list[dict[str, Any]]:
         """Replace a message's content; returns the message as it was."""
 
     async def export_session(self, ref: SessionRef, with_checkpoints: bool) -> dict[str, Any]:
         """The session as a document (files, exports, forks). Raises SessionNotFound."""
 
-    async def import_session(self, ref: SessionRef, doc: dict[str, Any], overwrite: bool) -> int:
+    async def import_session(self, ref: SessionRef, doc: dict[str, Any], overwrite: bool,
+                             op_id: str | None = None) -> int:
         """Write an exported document as this session; returns the revision."""
 
     async def exists(self, ref: SessionRef) -> bool:
         """True if the store holds the session."""
 
     async def delete(self, ref: SessionRef, updated_before: float | None = None) -> bool:
-        """Delete the session (with ``updated_before``: only if not updated since); True if it was."""
+        """Delete the session (with ``updated_before``: only if not updated since); True if it was.
+
+        No op_id: a deleted session keeps no record. A resend after a host died removes
+        nothing more (the session is gone) but may answer False."""

@@ -459,32 +459,36 @@ class HostCore:
     async def read_fields(self, ref: SessionRef) -> dict[str, Any]:
         return await self._op(ref, state_ops.read_fields)
 
-    async def set_history(self, ref: SessionRef, messages: list[dict[str, Any]]) -> int:
-        return await self._op(ref, state_ops.set_history, messages)
+    # Writing operations take the caller's op_id: one applied already is answered, not redone
+    # (state.ops records the id in the operation's own compare-and-set write).
+    async def set_history(self, ref: SessionRef, messages: list[dict[str, Any]], op_id: str | None = None) -> int:
+        return await self._op(ref, state_ops.set_history, messages, op_id)
 
-    async def set_state(self, ref: SessionRef, state: dict[str, Any]) -> int:
-        return await self._op(ref, state_ops.set_state, state)
+    async def set_state(self, ref: SessionRef, state: dict[str, Any], op_id: str | None = None) -> int:
+        return await self._op(ref, state_ops.set_state, state, op_id)
 
     async def update_fields(self, ref: SessionRef, field: str, updates: dict[str, Any],
-                            replace: bool = False) -> dict[str, Any]:
-        return await self._op(ref, state_ops.update_fields, field, updates, replace)
+                            replace: bool = False, op_id: str | None = None) -> dict[str, Any]:
+        return await self._op(ref, state_ops.update_fields, field, updates, replace, op_id)
 
-    async def update_item(self, ref: SessionRef, field: str, key: str, value: Any, mode: str) -> Any:
-        return await self._op(ref, state_ops.update_item, field, key, value, mode)
+    async def update_item(self, ref: SessionRef, field: str, key: str, value: Any, mode: str,
+                          op_id: str | None = None) -> Any:
+        return await self._op(ref, state_ops.update_item, field, key, value, mode, op_id)
 
     async def update_workflow(self, ref: SessionRef, workflow_id: str, tasks: dict[str, Any],
-                              status: str | None = None) -> dict[str, Any]:
-        return await self._op(ref, state_ops.update_workflow, workflow_id, tasks, status)
+                              status: str | None = None, op_id: str | None = None) -> dict[str, Any]:
+        return await self._op(ref, state_ops.update_workflow, workflow_id, tasks, status, op_id)
 
-    async def set_ttl(self, ref: SessionRef, ttl: float | None) -> None:
-        return await self._op(ref, state_ops.set_ttl, ttl)
+    async def set_ttl(self, ref: SessionRef, ttl: float | None, op_id: str | None = None) -> None:
+        return await self._op(ref, state_ops.set_ttl, ttl, op_id)
 
     async def create_checkpoint(self, ref: SessionRef, label: str, kind: CheckpointKind,
-                                keep: int | None) -> dict[str, Any]:
-        return await self._op(ref, state_ops.create_checkpoint, label, kind, keep)
+                                keep: int | None, op_id: str | None = None) -> dict[str, Any]:
+        return await self._op(ref, state_ops.create_checkpoint, label, kind, keep, op_id)
 
-    async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind) -> int:
-        return await self._op(ref, state_ops.restore_checkpoint, checkpoint, kind)
+    async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind,
+                                 op_id: str | None = None) -> int:
+        return await self._op(ref, state_ops.restore_checkpoint, checkpoint, kind, op_id)
 
     async def list_checkpoints(self, ref: SessionRef, kind: CheckpointKind) -> list[dict[str, Any]]:
         return await self._op(ref, state_ops.list_checkpoints, kind)
@@ -493,20 +497,22 @@ class HostCore:
                                   kind: CheckpointKind) -> dict[str, Any]:
         return await self._op(ref, state_ops.checkpoint_snapshot, checkpoint, kind)
 
-    async def pop_turn(self, ref: SessionRef) -> list[dict[str, Any]]:
-        return await self._op(ref, state_ops.pop_turn)
+    async def pop_turn(self, ref: SessionRef, op_id: str | None = None) -> list[dict[str, Any]]:
+        return await self._op(ref, state_ops.pop_turn, op_id)
 
-    async def truncate(self, ref: SessionRef, keep: int) -> list[dict[str, Any]]:
-        return await self._op(ref, state_ops.truncate, keep)
+    async def truncate(self, ref: SessionRef, keep: int, op_id: str | None = None) -> list[dict[str, Any]]:
+        return await self._op(ref, state_ops.truncate, keep, op_id)
 
-    async def edit_message(self, ref: SessionRef, index: int, content: str) -> list[dict[str, Any]]:
-        return await self._op(ref, state_ops.edit_message, index, content)
+    async def edit_message(self, ref: SessionRef, index: int, content: str,
+                           op_id: str | None = None) -> list[dict[str, Any]]:
+        return await self._op(ref, state_ops.edit_message, index, content, op_id)
 
     async def export_session(self, ref: SessionRef, with_checkpoints: bool) -> dict[str, Any]:
         return await self._op(ref, state_ops.export_session, with_checkpoints)
 
-    async def import_session(self, ref: SessionRef, doc: dict[str, Any], overwrite: bool) -> int:
-        return await self._op(ref, state_ops.import_session, doc, overwrite)
+    async def import_session(self, ref: SessionRef, doc: dict[str, Any], overwrite: bool,
+                             op_id: str | None = None) -> int:
+        return await self._op(ref, state_ops.import_session, doc, overwrite, op_id)
 
     async def exists(self, ref: SessionRef) -> bool:
         slot = self._slots.get(ref.key)

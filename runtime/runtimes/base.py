@@ -9,6 +9,7 @@ runtime implements (in this process, or on a Ray actor). The operation is always
 from __future__ import annotations
 
 import abc
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -21,9 +22,14 @@ from repertory.ids import SessionRef
 if TYPE_CHECKING:
     from repertory.stores.base import Store
 
-__all__ = ["Runtime", "SharedStateBackend"]
+__all__ = ["Runtime", "SharedStateBackend", "new_op_id"]
 
 T = TypeVar("T")
+
+
+def new_op_id() -> str:
+    """A fresh operation id (random, like a turn id)."""
+    return uuid.uuid4().hex
 
 
 class SharedStateBackend(Protocol):
@@ -87,32 +93,38 @@ class Runtime(abc.ABC):
     async def read_fields(self, ref: SessionRef) -> dict[str, Any]:
         return await self.invoke(ref, HostCore.read_fields, ref)
 
-    async def set_history(self, ref: SessionRef, messages: list[dict[str, Any]]) -> int:
-        return await self.invoke(ref, HostCore.set_history, ref, messages)
+    # Each writing operation gets its op_id here, once per call, before the first send: a
+    # runtime that resends the call (its host died) resends the same id, and the host answers
+    # an operation it already applied instead of applying it again.
+    async def set_history(self, ref: SessionRef, messages: list[dict[str, Any]], op_id: str | None = None) -> int:
+        return await self.invoke(ref, HostCore.set_history, ref, messages, op_id or new_op_id())
 
-    async def set_state(self, ref: SessionRef, state: dict[str, Any]) -> int:
-        return await self.invoke(ref, HostCore.set_state, ref, state)
+    async def set_state(self, ref: SessionRef, state: dict[str, Any], op_id: str | None = None) -> int:
+        return await self.invoke(ref, HostCore.set_state, ref, state, op_id or new_op_id())
 
     async def update_fields(self, ref: SessionRef, field: str, updates: dict[str, Any],
-                            replace: bool = False) -> dict[str, Any]:
-        return await self.invoke(ref, HostCore.update_fields, ref, field, updates, replace)
+                            replace: bool = False, op_id: str | None = None) -> dict[str, Any]:
+        return await self.invoke(ref, HostCore.update_fields, ref, field, updates, replace, op_id or new_op_id())
 
-    async def update_item(self, ref: SessionRef, field: str, key: str, value: Any, mode: str) -> Any:
-        return await self.invoke(ref, HostCore.update_item, ref, field, key, value, mode)
+    async def update_item(self, ref: SessionRef, field: str, key: str, value: Any, mode: str,
+                          op_id: str | None = None) -> Any:
+        return await self.invoke(ref, HostCore.update_item, ref, field, key, value, mode, op_id or new_op_id())
 
     async def update_workflow(self, ref: SessionRef, workflow_id: str, tasks: dict[str, Any],
-                              status: str | None = None) -> dict[str, Any]:
-        return await self.invoke(ref, HostCore.update_workflow, ref, workflow_id, tasks, status)
+                              status: str | None = None, op_id: str | None = None) -> dict[str, Any]:
+        return await self.invoke(ref, HostCore.update_workflow, ref, workflow_id, tasks, status,
+                                 op_id or new_op_id())
 
-    async def set_ttl(self, ref: SessionRef, ttl: float | None) -> None:
-        return await self.invoke(ref, HostCore.set_ttl, ref, ttl)
+    async def set_ttl(self, ref: SessionRef, ttl: float | None, op_id: str | None = None) -> None:
+        return await self.invoke(ref, HostCore.set_ttl, ref, ttl, op_id or new_op_id())
 
     async def create_checkpoint(self, ref: SessionRef, label: str, kind: CheckpointKind,
-                                keep: int | None) -> dict[str, Any]:
-        return await self.invoke(ref, HostCore.create_checkpoint, ref, label, kind, keep)
+                                keep: int | None, op_id: str | None = None) -> dict[str, Any]:
+        return await self.invoke(ref, HostCore.create_checkpoint, ref, label, kind, keep, op_id or new_op_id())
 
-    async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind) -> int:
-        return await self.invoke(ref, HostCore.restore_checkpoint, ref, checkpoint, kind)
+    async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind,
+                                 op_id: str | None = None) -> int:
+        return await self.invoke(ref, HostCore.restore_checkpoint, ref, checkpoint, kind, op_id or new_op_id())
 
     async def list_checkpoints(self, ref: SessionRef, kind: CheckpointKind) -> list[dict[str, Any]]:
         return await self.invoke(ref, HostCore.list_checkpoints, ref, kind)
@@ -121,20 +133,22 @@ class Runtime(abc.ABC):
                                   kind: CheckpointKind) -> dict[str, Any]:
         return await self.invoke(ref, HostCore.checkpoint_snapshot, ref, checkpoint, kind)
 
-    async def pop_turn(self, ref: SessionRef) -> list[dict[str, Any]]:
-        return await self.invoke(ref, HostCore.pop_turn, ref)
+    async def pop_turn(self, ref: SessionRef, op_id: str | None = None) -> list[dict[str, Any]]:
+        return await self.invoke(ref, HostCore.pop_turn, ref, op_id or new_op_id())
 
-    async def truncate(self, ref: SessionRef, keep: int) -> list[dict[str, Any]]:
-        return await self.invoke(ref, HostCore.truncate, ref, keep)
+    async def truncate(self, ref: SessionRef, keep: int, op_id: str | None = None) -> list[dict[str, Any]]:
+        return await self.invoke(ref, HostCore.truncate, ref, keep, op_id or new_op_id())
 
-    async def edit_message(self, ref: SessionRef, index: int, content: str) -> list[dict[str, Any]]:
-        return await self.invoke(ref, HostCore.edit_message, ref, index, content)
+    async def edit_message(self, ref: SessionRef, index: int, content: str,
+                           op_id: str | None = None) -> list[dict[str, Any]]:
+        return await self.invoke(ref, HostCore.edit_message, ref, index, content, op_id or new_op_id())
 
     async def export_session(self, ref: SessionRef, with_checkpoints: bool) -> dict[str, Any]:
         return await self.invoke(ref, HostCore.export_session, ref, with_checkpoints)
 
-    async def import_session(self, ref: SessionRef, doc: dict[str, Any], overwrite: bool) -> int:
-        return await self.invoke(ref, HostCore.import_session, ref, doc, overwrite)
+    async def import_session(self, ref: SessionRef, doc: dict[str, Any], overwrite: bool,
+                             op_id: str | None = None) -> int:
+        return await self.invoke(ref, HostCore.import_session, ref, doc, overwrite, op_id or new_op_id())
 
     async def exists(self, ref: SessionRef) -> bool:
         return await self.invoke(ref, HostCore.exists, ref)

@@ -4,9 +4,10 @@ All actor options live here, in one place, and every actor name in
 :class:`repertory.actors.names.ActorNames`: scoped to the store, so two applications on one
 cluster share actors only when they name the same store in the same namespace. Hosts and
 agents are async actors with ``max_restarts=-1``: a dead one is restarted by Ray, and a host
-reactivates its sessions from the store. The handle resends a call whose host died: turns
-(turn ids) and shared-state writes (operation ids) are then answered, not applied twice; the
-other session writes carry no id yet, so a resent one can apply twice (issue 16, item 8).
+reactivates its sessions from the store. The handle resends a call whose host died, with the
+same encoded arguments: turns (turn ids), session writes and shared-state writes (operation
+ids, made once per call in ``Runtime``) are then answered, not applied twice. A resent delete
+removes nothing more but may answer False.
 
 With no address the runtime starts a private local Ray instance (Ray's ``address="local"``):
 it never joins a cluster it was not asked to join. ``address="auto"``, an address, or

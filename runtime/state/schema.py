@@ -30,7 +30,7 @@ _IMPORT = "nothing was imported. Re-export it, or remove it and import the rest"
 _META_REQUIRED = ("schema", "session_id", "user_id", "created_at", "updated_at", "turns", "user_data",
                   "user_profile", "metadata", "recent_turns", "ttl")
 # Sessions stored before agent definitions were kept lack the last three; all are optional.
-_META_OPTIONAL = ("last_turn_id", "metrics", "agent", "agents", "agent_changes")
+_META_OPTIONAL = ("last_turn_id", "metrics", "agent", "agents", "agent_changes", "recent_ops")
 # What a session's turns cost beyond one model call each (SessionState.append_write).
 METRICS = ("repeated_model_calls", "cas_retries", "lease_waits")
 AGENT_CHANGES_KEPT = 32  # the newest replacements of a session's agents that it remembers
@@ -104,6 +104,19 @@ def check_message(msg: Any, index: int, *, where: str = "history", error: Error 
         return _message(msg, f"{where} message {index}")
     except Violation as bad:
         raise_as(bad, error)
+
+
+def _recent_op(entry: Any, where: str) -> None:
+    """``[op_id, result]``: result is None (answered from the state), the id of the checkpoint
+    create_checkpoint made, or ``[checkpoint id, start, stop]`` (the messages an edit removed,
+    kept in the checkpoint it took before the edit)."""
+    _need(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and 0 < len(entry[0]) <= 128,
+          where, "must be an [operation id, result] pair", "leave it to repertory")
+    result = entry[1]
+    edit = (isinstance(result, list) and len(result) == 3 and isinstance(result[0], str)
+            and all(_is_int(n) and n >= 0 for n in result[1:]) and result[1] <= result[2])
+    _need(result is None or isinstance(result, str) or edit, where, f"has result {result!r:.60}",
+          "leave it to repertory")
 
 
 def _text(x: Any) -> bool:
@@ -226,6 +239,11 @@ def _meta(meta: Any, where: str, error: Error) -> dict[str, Any]:
         isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and _is_int(p[1]) for p in recent),
         m + "['recent_turns']", "must be a list of [turn id, message index] pairs", "leave it to repertory")
     _ttl(meta["ttl"], m + "['ttl']")
+    ops = meta.get("recent_ops", [])
+    _need(isinstance(ops, list), m + "['recent_ops']", "must be a list of [operation id, result] pairs",
+          "leave it to repertory")
+    for j, entry in enumerate(ops):
+        _recent_op(entry, f"{m}['recent_ops'][{j}]")
     metrics = meta.get("metrics", {})
     _need(isinstance(metrics, dict) and set(metrics) <= set(METRICS) and all(
         _is_int(n) and n >= 0 for n in metrics.values()), m + "['metrics']",

@@ -6,17 +6,21 @@ import secrets
 import time
 from typing import Any
 
-from repertory.stores.base import SessionRecord, StateWrite
+from repertory.stores.base import CheckpointRecord, SessionRecord, StateWrite
 from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array, verify
 
 from repertory.errors import EmptyMessage, InvalidInput, MessageTooLarge
 from repertory.state import schema
 from repertory.state.agent_record import with_definitions
 
-__all__ = ["RECENT_TURNS", "SCHEMA_VERSION", "SessionState", "check_history", "check_message"]
+__all__ = ["RECENT_OPS", "RECENT_TURNS", "SCHEMA_VERSION", "SessionState", "check_history", "check_message"]
 
 SCHEMA_VERSION = 1
 RECENT_TURNS = 64  # turn ids a session remembers, so that a resent turn is answered
+# Operation ids a session remembers (with what answers a resend), so that a resent operation
+# is answered, not applied again. Each entry is small (see state.ops): the meta, which every
+# turn rewrites, grows by a few KB at most.
+RECENT_OPS = 64
 _codec = MsgpackCodec()
 
 
@@ -110,6 +114,23 @@ class SessionState:
             return None
         return None
 
+    def recorded_op(self, op_id: str | None) -> list[Any] | None:
+        """The ``[op_id, result]`` entry of a recent operation with this id, or None."""
+        if op_id is None:
+            return None
+        for entry in self.meta.get("recent_ops", ()):
+            if entry[0] == op_id:
+                return entry
+        return None
+
+    def with_op(self, meta: dict[str, Any], op_id: str | None, result: Any = None) -> dict[str, Any]:
+        """``meta`` plus a record of operation ``op_id`` (and what answers its resend), written in
+        the same compare-and-set as the operation's effect; the oldest records go first."""
+        if op_id is None:
+            return meta
+        recent = [*meta.get("recent_ops", ())[-(RECENT_OPS - 1):], [op_id, result]]
+        return dict(meta, recent_ops=recent)
+
     def _expires(self, now: float, meta: dict[str, Any] | None = None) -> float | None:
         ttl = (self.meta if meta is None else meta).get("ttl")
         return now + ttl if ttl else None
@@ -146,13 +167,26 @@ class SessionState:
                            first_revision=first_revision(), owner=self.owner)
         return write, meta, self.messages + encoded
 
+    def meta_write(self, meta: dict[str, Any], *, checkpoint: CheckpointRecord | None = None,
+                   ) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
+        """The write that replaces only the meta (the history stays, unsent), with an optional
+        ``checkpoint`` stored atomically with it."""
+        now = time.time()
+        meta = dict(meta, updated_at=now)
+        write = StateWrite(self.key, self.revision, _codec.encode(meta), [], base_count=len(self.messages),
+                           updated_at=now, expires_at=self._expires(now, meta), first_revision=first_revision(),
+                           owner=self.owner, checkpoint=checkpoint)
+        return write, meta, self.messages
+
     def replace_write(self, messages: list[bytes], meta: dict[str, Any], *, updated_at: float | None = None,
-                      keep_recent_turns: bool = False) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
+                      keep_recent_turns: bool = False, checkpoint: CheckpointRecord | None = None,
+                      ) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
         """The write that replaces the whole history (encoded ``messages``) and the meta.
 
         The recent turn ids point into the old history, so they go with it (a resent turn
         is then asked again, never answered with another message's reply), unless
-        ``keep_recent_turns`` (an import brings the history they point into).
+        ``keep_recent_turns`` (an import brings the history they point into). Recent operation
+        ids stay: they point into no history. ``checkpoint`` is stored atomically with it.
         """
         now = time.time()
         meta = dict(meta, updated_at=updated_at or now)
@@ -160,7 +194,7 @@ class SessionState:
             meta["recent_turns"] = []
         write = StateWrite(self.key, self.revision, _codec.encode(meta), list(messages), replace=True,
                            updated_at=meta["updated_at"], expires_at=self._expires(now, meta),
-                           first_revision=first_revision(), owner=self.owner)
+                           first_revision=first_revision(), owner=self.owner, checkpoint=checkpoint)
         return write, meta, list(messages)
 
     def applied(self, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:

@@ -184,7 +184,6 @@ def _hammer_while_killing_hosts(runtime, op) -> list[list]:
     return done
 
 
-@xfail(8, "a host killed during add_result: the resent operation is applied twice")
 def test_add_result_applied_once_when_hosts_are_killed(runtime):
     sessions = [Session(f"results-{k}", agent=NULL) for k in range(N_SESSIONS)]
     _hammer_while_killing_hosts(runtime, lambda k, i: sessions[k].add_result(f"objective {i}", i))
@@ -192,7 +191,6 @@ def test_add_result_applied_once_when_hosts_are_killed(runtime):
         assert [r["results"] for r in s.metadata["results"]] == list(range(N_OPS))
 
 
-@xfail(8, "a host killed during pop_turn: the resent operation removes an extra exchange")
 def test_pop_turn_applied_once_when_hosts_are_killed(runtime):
     sessions = [Session(f"pops-{k}", agent=NULL) for k in range(N_SESSIONS)]
     for s in sessions:

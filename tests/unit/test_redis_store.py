@@ -158,6 +158,18 @@ async def test_no_expiry_persists_every_key(store, raw, prefix):
     assert (await store.load(KEY)).expires_at is None
 
 
+async def test_a_checkpoint_committed_with_the_state_expires_with_it(store, raw, prefix):
+    at = time.time() + 100
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"], expires_at=at, checkpoint=_cp(KEY, "c1")))
+    base = f"{prefix}:{{{KEY}}}"
+    assert await raw.pexpiretime(f"{base}:cp:c1") == await raw.pexpiretime(f"{base}:meta") == int(at * 1000)
+    assert await raw.pexpiretime(f"{base}:cps") == int(at * 1000)
+    await store.commit(StateWrite(KEY, 1, b"m", [], base_count=1, checkpoint=_cp(KEY, "c2", seq=2)))  # no expiry
+    assert {await raw.ttl(n) for n in await _keys(raw, prefix)} == {-1}
+    assert [c.cp_id for c in await store.list_checkpoints(KEY)] == ["c1", "c2"]
+    assert (await store.get_checkpoint(KEY, "c2")).data == b"DATA"
+
+
 async def test_checkpoints_expire_with_their_session(store, raw, prefix):
     at = time.time() + 100
     await store.commit(StateWrite(KEY, 0, b"m", [b"a"], expires_at=at))

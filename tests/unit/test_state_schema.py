@@ -175,6 +175,11 @@ def fresh_meta(**changes):
 def test_schema_version_is_the_live_one():
     assert SCHEMA_VERSION == LIVE_SCHEMA_VERSION
     check_meta(fresh_meta(last_turn_id="t"), "m")
+
+
+def test_recent_ops_are_declared():
+    ops = [["o1", None], ["o2", "v1"], ["o3", ["c1", 0, 2]]]
+    assert check_meta(fresh_meta(recent_ops=ops), "m")["recent_ops"] == ops
     check_meta(SessionState.new("s2", "s2", None, ttl=3600).meta, "m")
 
 
@@ -197,6 +202,14 @@ def test_schema_version_is_the_live_one():
     ({"schema": "1"}, r"\['schema'\] is '1'"),
     ({"nickname": "x"}, r"unknown fields \['nickname'\]"),
     ({"last_turn_id": 5}, r"\['last_turn_id'\]"),
+    ({"recent_ops": "x"}, r"\['recent_ops'\] must be a list of \[operation id, result\] pairs"),
+    ({"recent_ops": [["o1"]]}, r"\['recent_ops'\]\[0\] must be an \[operation id, result\] pair"),
+    ({"recent_ops": [["", None]]}, r"\['recent_ops'\]\[0\]"),
+    ({"recent_ops": [[1, None]]}, r"\['recent_ops'\]\[0\]"),
+    ({"recent_ops": [["o1", 5]]}, r"\['recent_ops'\]\[0\] has result 5"),
+    ({"recent_ops": [["o1", ["c1", 3, 2]]]}, r"\['recent_ops'\]\[0\] has result"),
+    ({"recent_ops": [["o1", ["c1", -1, 2]]]}, r"\['recent_ops'\]\[0\] has result"),
+    ({"recent_ops": [["o1", {"id": 1}]]}, r"\['recent_ops'\]\[0\] has result"),
 ])
 def test_bad_meta(changes, match):
     with pytest.raises(CorruptState, match=match) as exc:

@@ -102,6 +102,25 @@ async def test_checkpoints(store):
     assert await store.list_checkpoints("k") == []
 
 
+async def test_checkpoint_in_a_state_write_lands_with_it_or_not_at_all(store):
+    from repertory.stores import CheckpointInfo, CheckpointRecord
+
+    def cp(n: int) -> CheckpointRecord:
+        return CheckpointRecord(CheckpointInfo("k", f"c{n}", "checkpoint", n, 100.0 + n, n, f"before {n}"), b"D%d" % n)
+
+    v1 = await store.commit(StateWrite("k", 0, b"m1", [b"a"], checkpoint=cp(1), expires_at=time.time() + 60))
+    v2 = await store.commit(StateWrite("k", v1, b"m2", [b"b"], replace=True, checkpoint=cp(2),
+                                       expires_at=time.time() + 60))
+    with pytest.raises(ConcurrentUpdate):  # a lost compare-and-set stores neither
+        await store.commit(StateWrite("k", v1, b"m3", [], base_count=1, checkpoint=cp(3)))
+    assert [c.cp_id for c in await store.list_checkpoints("k")] == ["c1", "c2"]
+    rec = await store.get_checkpoint("k", "c2")
+    assert (rec.data, rec.info.label, rec.info.seq) == (b"D2", "before 2", 2)
+    assert (await store.load("k")).revision == v2
+    await store.delete("k")
+    assert await store.list_checkpoints("k") == []
+
+
 async def test_touch(store):
     assert await store.touch("none", None) is False
     expires = time.time() + 0.5
