@@ -17,7 +17,7 @@ import pytest
 
 import definition_tools
 import repertory
-from contract_helpers import STORES, b64, make_store, read_jsonl, restart_local, start_local, unb64
+from contract_helpers import b64, read_jsonl, restart_local, unb64
 from openai_server import OpenAIServer
 from repertory import Agent, AgentError, CorruptState, InvalidInput, Session, Tool
 from repertory.agents.definition import definition_key, is_secret_name
@@ -34,15 +34,6 @@ SECRET = "sk-live-SECRET-4242"
 
 class ResponseShape:  # an option value a store cannot hold (litellm takes classes for response_format)
     pass
-
-
-@pytest.fixture(params=STORES)
-def local(request, tmp_path):
-    store = make_store(request, tmp_path)
-    start_local(store)
-    yield store
-    if repertory.is_initialized():
-        repertory.shutdown()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import repertory
-from contract_helpers import STORES, b64, make_store, read_jsonl, restart_local, start_local, unb64
+from contract_helpers import b64, read_jsonl, restart_local, unb64
 from repertory import Agent, CorruptState, InvalidInput, Session
 from repertory.stores.codec import MsgpackCodec
 
@@ -26,15 +26,6 @@ TYPED = (InvalidInput, CorruptState)
 
 def xfail(why: str):
     return pytest.mark.xfail(strict=True, reason=f"issue 16 item 15: {why}")
-
-
-@pytest.fixture(params=STORES)
-def local(request, tmp_path):
-    store = make_store(request, tmp_path)
-    start_local(store)
-    yield store
-    if repertory.is_initialized():
-        repertory.shutdown()
 
 
 @pytest.fixture

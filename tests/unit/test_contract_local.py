@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import repertory
-from contract_helpers import OTHER_RUNTIME, STORES, make_store, read_jsonl, restart_local, start_local, wait_for
+from contract_helpers import OTHER_RUNTIME, read_jsonl, restart_local, wait_for
 from openai_server import OpenAIServer
 from repertory import (Agent, CorruptState, InvalidInput, InvalidSessionId, Session, SharedState)
 from repertory.cli import app
@@ -32,20 +32,6 @@ DEMO = Agent("Demo", model=repertory.DEMO_MODEL)
 
 def xfail(item: int, why: str):
     return pytest.mark.xfail(strict=True, reason=f"issue 16 item {item}: {why}")
-
-
-@pytest.fixture(params=STORES)
-def store(request, tmp_path):
-    return make_store(request, tmp_path)
-
-
-@pytest.fixture
-def local(store):
-    """The local runtime over a fresh SQLite file or a private Redis key prefix."""
-    start_local(store)
-    yield store
-    if repertory.is_initialized():
-        repertory.shutdown()
 
 
 @pytest.fixture
@@ -258,7 +244,7 @@ async def test_turns_waiting_on_a_deleted_session_run_after_it_one_at_a_time(sql
 # ---------------------------------------------------------------------------------------
 # item 12: a resident copy never outlives its stored state (Redis expiry)
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("store", ["redis"], indirect=True)
+@pytest.mark.parametrize("local", ["redis"], indirect=True)
 def test_redis_expiry_is_seen_by_a_resident_session(local):
     s = Session("short", agent=DEMO, ttl=2)
     s.chat("Hello.")
@@ -277,14 +263,14 @@ def _ttl(store, key: str) -> int:
     return store.redis().ttl(store.meta_key(key))
 
 
-@pytest.mark.parametrize("store", ["redis"], indirect=True)
+@pytest.mark.parametrize("local", ["redis"], indirect=True)
 def test_chat_session_gets_default_ttl(local):
     # Control: a session created by chatting has the one-hour default.
     Session("plain", agent=DEMO).chat("Hello.")
     assert 3500 < _ttl(local, "plain") <= 3600
 
 
-@pytest.mark.parametrize("store", ["redis"], indirect=True)
+@pytest.mark.parametrize("local", ["redis"], indirect=True)
 def test_merged_session_gets_default_ttl(local):
     a, b = Session("ma", agent=DEMO), Session("mb", agent=DEMO)
     a.chat("Hello from a.")
@@ -294,7 +280,7 @@ def test_merged_session_gets_default_ttl(local):
     assert 3500 < _ttl(local, "ma_merged") <= 3600
 
 
-@pytest.mark.parametrize("store", ["redis"], indirect=True)
+@pytest.mark.parametrize("local", ["redis"], indirect=True)
 def test_forked_session_gets_default_ttl(local):
     a = Session("fa", agent=DEMO)
     a.chat("Hello.")
@@ -302,7 +288,7 @@ def test_forked_session_gets_default_ttl(local):
     assert 3500 < _ttl(local, "fa-fork") <= 3600
 
 
-@pytest.mark.parametrize("store", ["redis"], indirect=True)
+@pytest.mark.parametrize("local", ["redis"], indirect=True)
 def test_imported_session_gets_default_ttl(local, tmp_path):
     a = Session("ia", agent=DEMO)
     a.chat("Hello.")

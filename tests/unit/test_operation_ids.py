@@ -23,29 +23,15 @@ from repertory.host.core import HostCore
 from repertory.ids import SessionRef
 from repertory.runtimes.local import LocalAgentPool, LocalRuntime
 from repertory.state.session_state import RECENT_OPS
-from repertory.stores import MemoryStore, SQLiteStore
 from test_host_core import SlowEcho
 
 REF = SessionRef("s1")
 HISTORY = [{"role": r, "content": f"{r} {i}"} for i in range(3) for r in ("user", "assistant")]
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-async def store(request, tmp_path):
-    if request.param == "redis":
-        from repertory.stores.redis import RedisStore
-
-        prefix = f"rptest-{uuid.uuid4().hex}"
-        s = RedisStore(REDIS_URL, prefix=prefix)
-        try:
-            yield s
-        finally:
-            await s.close()
-            await drop_redis_keys(prefix)
-        return
-    s = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "state.db")
-    yield s
-    await s.close()
+@pytest.fixture
+def store(backend):
+    return backend
 
 
 def host_on(store) -> HostCore:

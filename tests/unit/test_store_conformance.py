@@ -6,29 +6,12 @@ import time
 import pytest
 
 from repertory.errors import ConcurrentUpdate
-from redis_server import TEST_DB_URL as REDIS_URL
-from redis_server import drop_redis_keys
-from repertory.stores import MemoryStore, SQLiteStore, StateWrite
+from repertory.stores import StateWrite
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-async def store(request, tmp_path):
-    if request.param == "redis":
-        import uuid
-
-        from repertory.stores.redis import RedisStore
-
-        prefix = f"rptest-{uuid.uuid4().hex}"
-        s = RedisStore(REDIS_URL, prefix=prefix)
-        try:
-            yield s
-        finally:
-            await s.close()
-            await drop_redis_keys(prefix)
-        return
-    s = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "state.db")
-    yield s
-    await s.close()
+@pytest.fixture
+def store(backend):
+    return backend
 
 
 async def test_create_append_load(store):

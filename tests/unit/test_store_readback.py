@@ -14,7 +14,7 @@ import repertory
 from contract_helpers import STORES, make_store, restart_local, start_local
 from openai_server import OpenAIServer
 from repertory import Agent, InvalidInput, MessageTooLarge, Session
-from repertory.stores.codec import MsgpackCodec, unpack_array
+from repertory.stores.codec import MsgpackCodec
 
 pytestmark = pytest.mark.redis  # parametrised over SQLite and Redis (127.0.0.1:6379 db 15)
 
@@ -24,14 +24,6 @@ DEMO = Agent("Demo", model=repertory.DEMO_MODEL)
 @pytest.fixture(params=STORES)
 def store(request, tmp_path):
     return make_store(request, tmp_path)
-
-
-@pytest.fixture
-def local(store):
-    start_local(store)
-    yield store
-    if repertory.is_initialized():
-        repertory.shutdown()
 
 
 @pytest.fixture
