@@ -297,3 +297,20 @@ def test_cli_batch_exit_codes(tmp_path):
     res = CliRunner().invoke(app, ["batch", str(good), "--out", str(tmp_path / "o3.jsonl"),
                                    "--agents", str(tmp_path / "none.yaml"), *store])
     assert res.exit_code == 1 and "does not exist" in res.output and not (tmp_path / "o3.jsonl").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_batch_results_and_exports_are_private_to_their_owner(db, tmp_path, umask):
+    # They hold conversation text, as the store does (issue 16 item 21).
+    import stat
+
+    jobs = write_jobs(tmp_path / "in.jsonl", [{"id": "j1", "session_id": "j1", "messages": ["Hello there."]}])
+    old = os.umask(umask)
+    try:
+        assert repertory.batch(jobs, tmp_path / "out.jsonl").ok == 1
+        repertory.export_sessions(tmp_path / "export.jsonl")
+        Session("j1").save(tmp_path / "j1.rps")
+    finally:
+        os.umask(old)
+    for name in ("out.jsonl", "export.jsonl", "j1.rps"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
