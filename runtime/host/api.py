@@ -46,6 +46,7 @@ class TurnRequest:
     parallel: bool = False  # run the model outside the mailbox; only the append is serialised
     history_mode: HistoryMode = "transcript"
     history_window: int | None = None  # only the last N messages go to the agent
+    memory: dict | None = None  # long-term memory on: plain settings + scope (memory.settings.turn_memory)
 
 
 @dataclass(slots=True)
