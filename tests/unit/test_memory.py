@@ -67,7 +67,7 @@ def test_memories_survive_a_runtime_restart(rt, tmp_path):
     agent = _memory_agent()
     _tell(Session(session_id="a", user_id="u", agent=agent, persist_memory=True))
     repertory.shutdown()
-    repertory.init(runtime="local" if rt.agents_in_process else None, store=store,
+    repertory.init(runtime="local" if rt.agents_in_process else "ray", store=store,
                    namespace=rt.settings.namespace)
     assert "Python" in Session(session_id="b", user_id="u", agent=_memory_agent()).chat(QUESTION)
 
@@ -76,7 +76,7 @@ def test_runtimes_on_different_stores_do_not_share_memories(rt, tmp_path):
     agent = _memory_agent()
     _tell(Session(session_id="a", user_id="u", agent=agent, persist_memory=True))
     repertory.shutdown()
-    repertory.init(runtime="local" if rt.agents_in_process else None,
+    repertory.init(runtime="local" if rt.agents_in_process else "ray",
                    store=f"sqlite:///{tmp_path / 'other' / 'state.db'}", namespace=rt.settings.namespace + "-b")
     assert "Python" not in Session(session_id="b", user_id="u", agent=_memory_agent()).chat(QUESTION)
 
