@@ -91,8 +91,7 @@ class AgentMemory:
         scorer = self._scorer(spec)
         threshold = spec.get("quality_threshold")
         cap = spec.get("max_memories")
-        store = self.store(spec["db_path"])
-        kept = 0
+        kept: list[tuple[dict[str, Any], float]] = []
         now = time.time()
         for c in candidates:
             item = {**c, "timestamp": now, "scope": spec["scope"], "session_id": spec.get("session_id")}
@@ -104,11 +103,12 @@ class AgentMemory:
             if threshold is not None and not score >= threshold:
                 log.debug("memory_rejected", score=round(score, 3), threshold=threshold, content=c["content"][:80])
                 continue
-            await store.add(spec["scope"], item, score, max_memories=cap, rescore=scorer if cap else None)
-            kept += 1
+            kept.append((item, score))
+        await self.store(spec["db_path"]).add_many(spec["scope"], kept, max_memories=cap,
+                                                   rescore=scorer if cap else None)
         if candidates:
-            log.debug("memories_stored", scope=spec["scope"], kept=kept, candidates=len(candidates))
-        return kept
+            log.debug("memories_stored", scope=spec["scope"], kept=len(kept), candidates=len(candidates))
+        return len(kept)
 
     def start_extraction(self, text: str) -> asyncio.Task:
         """:meth:`extract` as a task, to overlap the turn's own model call."""

