@@ -154,15 +154,10 @@ def main() -> None:
             for per_user in (None, 100):
                 console.print(f"recall: {n:,} memories, {'one user' if per_user is None else f'{per_user} per user'} ...")
                 res["recall"].append(asyncio.run(recall_bench(n, per_user, queries, folder)))
+        _recall_table(res["recall"])
         console.print(f"turns: {turns} per setting ...")
         res["turns"] = turn_bench(turns, 25, 1000, folder)
     res["load_end"] = load_info()
-    table("recall (sqlite, top 5)", ["memories", "layout", "question", "recall p50", "recall p99", "floor p50",
-                                     "floor p99", "p50 ratio", "p99 ratio", "fill"],
-          [[f"{r['memories']:,}", r["layout"], kind, fmt_us(r[kind]["p50_us"]), fmt_us(r[kind]["p99_us"]),
-            fmt_us(r["floor"]["p50_us"]), fmt_us(r["floor"]["p99_us"]), fmt_ratio(r[kind]["p50_ratio"]),
-            fmt_ratio(r[kind]["p99_ratio"]), f"{r['fill_s']:.1f} s"] for r in res["recall"] for kind in ("rare", "common")],
-          caption="floor: a primary-key read of one row through the same store thread")
     t = res["turns"]
     table("turn overhead (local runtime, null model)", ["setting", "p50", "p99", "p50 ratio", "p99 ratio"],
           [["no memory", fmt_us(t["plain"]["p50_us"]), fmt_us(t["plain"]["p99_us"]), "1.00×", "1.00×"],
@@ -170,6 +165,15 @@ def main() -> None:
             fmt_us(t["memory"]["p99_us"]), fmt_ratio(t["p50_ratio"]), fmt_ratio(t["p99_ratio"])]])
     console.print(f"load at end: {res['load_end']}")
     emit_json("bench_memory", res)
+
+
+def _recall_table(recall: list[dict[str, Any]]) -> None:
+    table("recall (sqlite, top 5)", ["memories", "layout", "question", "recall p50", "recall p99", "floor p50",
+                                     "floor p99", "p50 ratio", "p99 ratio", "fill"],
+          [[f"{r['memories']:,}", r["layout"], kind, fmt_us(r[kind]["p50_us"]), fmt_us(r[kind]["p99_us"]),
+            fmt_us(r["floor"]["p50_us"]), fmt_us(r["floor"]["p99_us"]), fmt_ratio(r[kind]["p50_ratio"]),
+            fmt_ratio(r[kind]["p99_ratio"]), f"{r['fill_s']:.1f} s"] for r in recall for kind in ("rare", "common")],
+          caption="floor: a primary-key read of one row through the same store thread")
 
 
 if __name__ == "__main__":

@@ -32,4 +32,3 @@ session.chat("My favourite colour is blue")
 new_session = Session(session_id="user_123", agent=agent)
 response = new_session.chat("What's my favourite programming language?")
 # Response: "Based on our previous conversation, your favourite programming language is Python"
-print(response)

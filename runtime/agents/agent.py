@@ -120,6 +120,12 @@ class AgentCore:
                                        use_model=a.model not in (DEMO_MODEL, NULL_MODEL))
         return self._memory
 
+    def close(self) -> None:
+        """Close what this core opened (memory files); it reopens them if used again."""
+        if self._memory is not None:
+            self._memory.close()
+            self._memory = None
+
     def prompt(self, history: list[dict], context: dict | None = None,
                shared: dict[str, Any] | None = None, memories: str | None = None) -> list[dict]:
         """System instructions (with context, shared state and recalled memories), then the

@@ -42,13 +42,16 @@ def _check_provider(provider: Any, config: Mapping[str, Any]) -> None:
         return
     if provider in _LATER:
         module, install = _LATER[provider]
-        missing = importlib.util.find_spec(module) is None
+        also = []
+        if importlib.util.find_spec(module) is None:
+            also.append(f"its package is not installed ({install})")
+        if provider == "chromadb" and not config.get("embedding_model"):
+            also.append("it would need config['embedding_model'] (chromadb's default embedder downloads a "
+                        "model at run time, which fails offline)")
         raise MemoryConfigError(
-            f"the {provider!r} memory provider is not built yet in this release of repertory "
-            f"({'its package is not installed either: ' + install + '; ' if missing else ''}"
-            f"{'an embedding model must be configured in config[' + repr('embedding_model') + '] too; ' if provider == 'chromadb' and not config.get('embedding_model') else ''}"
-            "it comes in a later step of issue 9). Use Memory(provider='sqlite') meanwhile: keyword recall "
-            "(FTS5/BM25), offline, in the runtime's database or config['db_path']")
+            f"the {provider!r} memory provider is not built yet in this release of repertory (a later step of "
+            f"issue 9){'; also, ' + ' and '.join(also) if also else ''}. Use Memory(provider='sqlite') meanwhile: "
+            "offline keyword recall (FTS5/BM25) in the runtime's database or config['db_path']")
     raise MemoryConfigError(f"unknown memory provider {provider!r}; choose one of {list(PROVIDERS)} "
                             "('sqlite' works offline and is the default)")
 

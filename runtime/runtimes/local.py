@@ -139,3 +139,5 @@ class LocalRuntime(Runtime):
             await self.store.close()
 
         run_sync(close)
+        for core in self.agents.cores.values():
+            core.close()

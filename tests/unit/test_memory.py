@@ -42,6 +42,13 @@ def test_facts_of_one_user_reach_their_later_sessions_only(rt):
     assert "Python" not in other and "blue" not in other
 
 
+def test_streamed_turns_remember_and_recall(rt):
+    agent = _memory_agent("Streamer")
+    session = Session(session_id="a", user_id="u", agent=agent)
+    "".join(session.stream("I prefer Python over JavaScript"))
+    assert "Python" in "".join(Session(session_id="b", user_id="u", agent=agent).stream(QUESTION))
+
+
 def test_persist_memory_without_agent_memory_uses_the_runtime_database(rt):
     agent = Agent("Plain", "You are a helpful assistant.")
     _tell(Session(session_id="a", user_id="u", agent=agent, persist_memory=True))
