@@ -43,7 +43,7 @@ from repertory.memory.memory import Memory
 from repertory.memory.quality import QualityFilter
 from repertory.session.handle import Session
 from repertory.shared.handle import SharedState
-from repertory.agents.tools import Tool
+from repertory.agents.tools import Tool, tool
 from repertory.workflow import Task, Workflow, WorkflowResults
 
 __version__ = "0.1.0"
@@ -91,4 +91,5 @@ __all__ = [
     "is_initialized",
     "list_sessions",
     "shutdown",
+    "tool",
 ]

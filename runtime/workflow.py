@@ -217,7 +217,7 @@ class Workflow:
                         return
                 async with sem:
                     self._emit("task_started", name)
-                    agent = task.agent or (self.session.agent if self.session is not None else Agent())
+                    agent = task.agent or (await self.session.aget_agent() if self.session is not None else Agent())
                     # Root tasks see the session's context, unless the caller gave one (the seed
                     # page passes session.get_context() itself).
                     own = deps or task.context is not None

@@ -11,6 +11,7 @@ from typing import Any
 
 from repertory.config import default_model
 from repertory.errors import AgentError, InvalidInput, ModelError
+from repertory.agents.definition import definition_of
 from repertory.agents.demo_model import DEMO_MODEL
 from repertory.agents.model_client import NULL_MODEL, ModelClient, ModelReply, client_for
 from repertory.agents.tools import Tool, as_tool
@@ -76,6 +77,12 @@ class Agent:
             h.update(f"memory:{self.memory.fingerprint()}\0".encode())
         slug = "".join(c if c.isalnum() else "-" for c in self.name.lower())[:32]
         return f"{slug}-{h.hexdigest()[:12]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """This agent as plain data, the form a session stores: secrets and options that are
+        not plain data left out (named under ``withheld``), tools by import path where they
+        have one. :func:`repertory.agents.spec.agent_from_definition` reads it back."""
+        return definition_of(self)
 
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r}, model={self.model!r}, tools={[t.name for t in self.tools]})"

@@ -10,6 +10,7 @@ once, so that benchmarks can measure the runtime without the model client's own 
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -98,7 +99,9 @@ class LiteLLMClient:
                               "timeout": self.timeout, "num_retries": self.num_retries}
         if tools:
             kw["tools"] = tools
-        kw.update(options)
+        # litellm writes into some options it is given (metadata gets "hidden_params"): give it
+        # copies, so that the agent's definition (and its key) stays what the user wrote.
+        kw.update({k: copy.deepcopy(v) if isinstance(v, (dict, list)) else v for k, v in options.items()})
         return kw
 
     async def complete(self, model: str, messages: list[dict], *, tools: list[dict] | None = None,

@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from repertory.agents.agent import Agent
+from repertory.agents.tools import Tool, is_restorable
 from repertory.errors import AgentError, InvalidInput
 from repertory.logs import configure_logging, get_logger
 
-__all__ = ["AGENT_FIELDS", "LLM_OPTIONS", "agents_from_spec", "import_tool", "load_agents"]
+__all__ = ["AGENT_FIELDS", "LLM_OPTIONS", "agent_from_definition", "agents_from_spec", "import_tool",
+           "load_agents"]
 
 log = get_logger("repertory.agents.spec")
 
@@ -130,7 +132,9 @@ def _check_type(value: Any, types: type | tuple[type, ...], key: str, where: str
         raise AgentError(f"{where}: {key!r} must be {what}, got {value!r:.60}")
 
 
-def _agent(name: str, fields: Any, source: str, base_dir: Path | None) -> Agent:
+def _agent(name: str, fields: Any, source: str, base_dir: Path | None, *,
+           tools: list[Tool] | None = None) -> Agent:
+    """An agent from its fields; ``tools`` (already resolved) replaces importing ``fields['tools']``."""
     where = _where(source, name)
     if fields is None:
         fields = {}
@@ -151,17 +155,18 @@ def _agent(name: str, fields: Any, source: str, base_dir: Path | None) -> Agent:
     for key in ("replicas", "max_tool_rounds", "history_window"):
         if fields.get(key) is not None:
             _check_type(fields[key], int, key, where, "a whole number")
-            if fields[key] < 1:
-                raise AgentError(f"{where}: {key!r} must be at least 1, got {fields[key]}")
-    tools = fields.get("tools") or []
-    if isinstance(tools, str):
-        tools = [tools]
-    _check_type(tools, list, "tools", where, "a list of import paths")
+            least = 0 if key == "max_tool_rounds" else 1  # 0 rounds: the model may not call tools
+            if fields[key] < least:
+                raise AgentError(f"{where}: {key!r} must be at least {least}, got {fields[key]}")
+    tools_spec = fields.get("tools") or []
+    if isinstance(tools_spec, str):
+        tools_spec = [tools_spec]
+    _check_type(tools_spec, list, "tools", where, "a list of import paths")
     options = fields.get("options") or {}
     _check_type(options, dict, "options", where, "a mapping of model options")
     llm = {k: v for k, v in fields.items() if k in LLM_OPTIONS}
     llm.update(options)
-    fns = [import_tool(t, base_dir=base_dir, where=where) for t in tools]
+    fns = tools if tools is not None else [import_tool(t, base_dir=base_dir, where=where) for t in tools_spec]
     kwargs = {k: fields[k] for k in ("replicas", "history_window") if fields.get(k) is not None}
     if fields.get("max_tool_rounds") is not None:
         kwargs["max_tool_rounds"] = fields["max_tool_rounds"]
@@ -198,6 +203,36 @@ def agents_from_spec(spec: Any, source: str = "agents spec", base_dir: str | os.
             raise AgentError(f"{source}: agent {name!r} is defined twice; rename one")
         agents[name] = _agent(name, fields, source, base)
     return agents
+
+
+def _restore_tool(entry: dict[str, Any], where: str) -> Tool:
+    name, path = entry["name"], entry["path"]
+    if path is None:
+        raise AgentError(f"{where}: tool {name!r} was stored without an import path (a lambda, a closure or "
+                         "a method), so it cannot be restored; pass agent= to continue this session")
+    fn = import_tool(path, where=f"{where}, tool {name!r}")  # no base_dir: sys.path stays as it is
+    if not is_restorable(fn):
+        raise AgentError(f"{where}: tool {name!r} ({path}) is not marked as restorable; decorate the function "
+                         "with @repertory.tool, or pass agent= to continue this session")
+    return Tool(fn, name=name, description=entry["description"])
+
+
+def agent_from_definition(definition: dict[str, Any], where: str = "stored agent") -> Agent:
+    """The agent a stored definition (:meth:`Agent.to_dict`, checked by the state schema)
+    describes. Tools are imported by path, and only functions marked with
+    :func:`repertory.tool`; a tool without a path raises :class:`AgentError`."""
+    d = definition
+    at = _where(where, d["name"])
+    fields: dict[str, Any] = {k: d[k] for k in ("instructions", "model", "max_tool_rounds", "history_window")
+                              if d.get(k) is not None}
+    fields["options"] = dict(d.get("options") or {})
+    tools = [_restore_tool(t, at) for t in d.get("tools") or []]
+    agent = _agent(d["name"], fields, where, None, tools=tools)
+    if d.get("withheld"):
+        log.warning("agent_options_withheld", agent=d["name"], options=d["withheld"],
+                    hint="secrets are never stored: the model takes them from the environment, "
+                         "or pass agent=")
+    return agent
 
 
 def _parse(path: Path, text: str) -> Any:

@@ -11,9 +11,30 @@ from typing import Any
 from repertory.errors import AgentError
 from repertory.logs import get_logger
 
-__all__ = ["Tool", "as_tool"]
+__all__ = ["RESTORABLE", "Tool", "as_tool", "is_restorable", "tool"]
 
 log = get_logger("repertory.tools")
+RESTORABLE = "__repertory_tool__"  # the attribute :func:`tool` sets
+
+
+def tool(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a module-level function as a tool that a stored session may restore by import path.
+
+    A session stores its agent's tools by import path; a handle that continues the session
+    without ``agent=`` imports only functions marked with this decorator, so that what a
+    store or a session file names can never pick other code to run. Returns ``fn`` itself.
+    """
+    try:
+        setattr(fn, RESTORABLE, True)
+    except (AttributeError, TypeError):
+        raise AgentError(f"@tool marks Python functions; {fn!r} takes no attributes. Wrap it in a "
+                         "function defined in your module") from None
+    return fn
+
+
+def is_restorable(fn: Any) -> bool:
+    """True if ``fn`` was marked with :func:`tool`."""
+    return getattr(fn, RESTORABLE, False) is True
 
 
 class Tool:

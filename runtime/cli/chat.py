@@ -69,19 +69,32 @@ def chat(
     session: Optional[str] = typer.Option(None, "--session", "-s", help="Session id to continue (default: new)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="litellm model string (default: demo model)."),
     user: Optional[str] = typer.Option(None, "--user", help="User id scoping the session."),
-    instructions: str = typer.Option("You are a helpful assistant.", help="The agent's instructions."),
+    instructions: Optional[str] = typer.Option(
+        None, help="The agent's instructions (default: a continued session's own, else a helpful assistant)."),
     store: Optional[str] = typer.Option(None, help="Store URL."),
     local: bool = typer.Option(False, "--local", help="Run in this process without Ray."),
 ) -> None:
-    """Chat with an agent on a persistent session (Ctrl-D or /quit to leave)."""
+    """Chat with an agent on a persistent session (Ctrl-D or /quit to leave).
+
+    A continued session (--session) keeps its stored agent unless --model or --instructions
+    replace it."""
     import repertory
     from repertory import Agent, RepertoryError, Session
 
     with console.status("Starting the runtime..."):
         repertory.init(store=store, runtime="local" if local else "ray")
-        agent = Agent(name="Assistant", instructions=instructions, model=model or os.environ.get("REPERTORY_MODEL"))
+        agent = None
+        if session is None or model is not None or instructions is not None:
+            agent = Agent(name="Assistant", instructions=instructions or "You are a helpful assistant.",
+                          model=model or os.environ.get("REPERTORY_MODEL"))
         s = Session(session_id=session, agent=agent, user_id=user)
         n = len(s.get_history())
+        try:
+            agent = s.agent  # a continued session's stored agent
+        except RepertoryError as exc:
+            repertory.shutdown()
+            console.print(f"[red]{type(exc).__name__}[/]: {exc}")
+            raise typer.Exit(1) from None
     console.print(f"session [bold]{s.session_id}[/] ({n} stored messages), model [bold]{agent.model}[/]. "
                   "Type /history, /quit.")
     try:

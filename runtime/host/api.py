@@ -46,6 +46,9 @@ class TurnRequest:
     parallel: bool = False  # run the model outside the mailbox; only the append is serialised
     history_mode: HistoryMode = "transcript"
     history_window: int | None = None  # only the last N messages go to the agent
+    # The handle's agent definitions ({"agent": ..., "agents": {...}}, Agent.to_dict() each),
+    # stored with the turn; None (a handle that continues with the stored ones) leaves them.
+    agents: dict | None = None
     memory: dict | None = None  # long-term memory on: plain settings + scope (memory.settings.turn_memory)
 
 

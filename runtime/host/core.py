@@ -23,7 +23,6 @@ directly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections import OrderedDict
@@ -70,6 +69,31 @@ class _Slot:
         self.busy = 0
         self.touched = 0.0
         self.contended_until = 0.0  # until then, messages take the session's lease (see module doc)
+
+
+class _Mailbox:
+    """Hold a session's lock: its turn in the mailbox. A waiting caller counts as busy, so
+    passivation never drops a slot (and its lock) that someone is queued on. A class rather
+    than an asynccontextmanager: no async generator to create and finalise on every message."""
+
+    __slots__ = ("host", "slot")
+
+    def __init__(self, host: HostCore, ref: SessionRef) -> None:
+        self.host = host
+        self.slot = host._slot(ref.key)
+
+    async def __aenter__(self) -> _Slot:
+        self.slot.busy += 1
+        try:
+            await self.slot.lock.acquire()
+        except BaseException:
+            self.host._left(self.slot)
+            raise
+        return self.slot
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.slot.lock.release()
+        self.host._left(self.slot)
 
 
 class _Effort:
@@ -136,6 +160,10 @@ class HostCore:
             self.activations += 1
             slot.touched = 0.0 if rec is not None else time.time()
         state = slot.state
+        if state.revision == 0 and ttl is not ...:
+            # Not stored yet (a read activated it, say a handle reading its stored agents):
+            # the turn that creates the session brings its handle's TTL.
+            state.meta["ttl"] = ttl
         ttl = state.meta.get("ttl")
         if ttl and state.revision > 0:
             now = time.time()
@@ -160,17 +188,21 @@ class HostCore:
                             ttl: float | None | EllipsisType = ..., effort: _Effort | None = None) -> T:
         """Run ``fn`` with the session's state under its mailbox lock, retrying lost CAS."""
         effort = effort or _Effort()
-        async with self._mailbox(ref) as slot:
-            async def attempt() -> T:
-                async with self._lease(ref, slot, effort):
-                    state = await self._state(slot, ref, ttl)
-                    try:
-                        return await fn(state)
-                    except StoreError:
-                        # The write may or may not have landed: forget the resident copy so the
-                        # next message reads what the store really holds.
-                        slot.state = None
-                        raise
+        async with _Mailbox(self, ref) as slot:
+            async def body() -> T:
+                state = await self._state(slot, ref, ttl)
+                try:
+                    return await fn(state)
+                except StoreError:
+                    # The write may or may not have landed: forget the resident copy so the
+                    # next message reads what the store really holds.
+                    slot.state = None
+                    raise
+
+            def attempt() -> Awaitable[T]:
+                if slot.contended_until < time.monotonic():
+                    return body()  # the common case: no lease, no extra store call
+                return self._leased(ref, slot, effort, body)
 
             def stale() -> None:
                 slot.state = None
@@ -183,12 +215,8 @@ class HostCore:
             except _LeaseTimeout as exc:
                 raise ConcurrentUpdate(str(exc)) from None
 
-    @contextlib.asynccontextmanager
-    async def _lease(self, ref: SessionRef, slot: _Slot, effort: _Effort) -> AsyncIterator[None]:
-        """Hold the session's store lease if it is contended (see the module docstring)."""
-        if slot.contended_until < time.monotonic():
-            yield
-            return
+    async def _leased(self, ref: SessionRef, slot: _Slot, effort: _Effort, body: Callable[[], Awaitable[T]]) -> T:
+        """Run ``body`` holding the session's store lease (a contended session; module docstring)."""
         ttl = self.settings.lease_ttl
         deadline = time.monotonic() + self.settings.turn_timeout
         pause = 0.002
@@ -207,7 +235,7 @@ class HostCore:
         slot.state = None
         renew = asyncio.get_running_loop().create_task(self._renew_lease(ref.key, ttl))
         try:
-            yield
+            return await body()
         finally:
             renew.cancel()
             try:
@@ -224,19 +252,11 @@ class HostCore:
             except StoreError as exc:
                 log.warning("lease_renewal_failed", session=key, error=str(exc))
 
-    @contextlib.asynccontextmanager
-    async def _mailbox(self, ref: SessionRef) -> AsyncIterator[_Slot]:
-        """Hold the session's lock: its turn in the mailbox. A waiting caller counts as busy,
-        so passivation never drops a slot (and its lock) that someone is queued on."""
-        slot = self._slot(ref.key)
-        slot.busy += 1
-        try:
-            async with slot.lock:
-                yield slot
-        finally:
-            slot.busy -= 1
-            slot.last_used = time.monotonic()
-            self._evict_over_cap()
+    def _left(self, slot: _Slot) -> None:
+        """A caller left the session's mailbox."""
+        slot.busy -= 1
+        slot.last_used = time.monotonic()
+        self._evict_over_cap()
 
     def _op(self, ref: SessionRef, op: Callable[..., Awaitable[T]], *args: Any) -> Awaitable[T]:
         """Run a :mod:`repertory.state.ops` function on the session under its mailbox."""
@@ -286,7 +306,7 @@ class HostCore:
     async def _commit_turn(self, state: SessionState, req: TurnRequest, out: TurnOutput,
                            user_msg: dict, effort: _Effort) -> TurnReply:
         write, meta, messages = state.append_write([user_msg, *out.messages], turn_id=req.turn_id,
-                                                   metrics=effort.metrics())
+                                                   metrics=effort.metrics(), agents=req.agents)
         revision = await self.store.commit(write)
         state.applied(revision, meta, messages)
         log.debug("turn_committed", turn=meta["turns"], revision=revision, messages=len(messages), **out.usage)
@@ -502,7 +522,7 @@ class HostCore:
         The slot stays: turns already waiting on its lock run after the delete, in order,
         on a fresh session (dropping the slot would let later turns take a new lock).
         """
-        async with self._mailbox(ref) as slot:
+        async with _Mailbox(self, ref) as slot:
             if updated_before is not None:
                 rec = await self.store.load(ref.key)
                 if rec is None or rec.updated_at >= updated_before:

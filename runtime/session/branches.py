@@ -31,10 +31,21 @@ class BranchesMixin:
 
     ref: SessionRef
     runtime: Runtime
-    agent: Agent
+    _agent: Agent | None
+    _agents: dict[str, Agent]
+    _definitions: dict[str, Any] | None
     keep_checkpoints: int | None
     checkpoint_every: int | None
     merge_conflicts: list[dict[str, Any]]
+
+    def _given_agents(self) -> tuple[Agent | None, dict[str, Agent] | None]:
+        """The agents this handle was given (None, None: it continues with the stored ones)."""
+        if self._definitions is None:
+            return None, None
+        return self._agent, dict(self._agents) or None
+
+    if TYPE_CHECKING:
+        async def aget_agent(self) -> Agent: ...
 
     # -- checkpoints and versions -----------------------------------------------------
     async def acreate_checkpoint(self, label: str | None = None) -> int:
@@ -115,7 +126,10 @@ class BranchesMixin:
             doc = await self.runtime.export_session(self.ref, True)
         else:
             doc = await self.runtime.checkpoint_snapshot(self.ref, at, "checkpoint")
-        fork = type(self)(new_session_id, agent=self.agent, user_id=self.user_id, placement=self.placement,
+        # A handle given agents forks with them; one continuing with the stored agents makes
+        # a fork that continues with them too (the export carries the definitions).
+        agent, agents = self._given_agents()
+        fork = type(self)(new_session_id, agent=agent, agents=agents, user_id=self.user_id, placement=self.placement,
                        ttl=self._ttl, checkpoint_every=self.checkpoint_every,
                        keep_checkpoints=self.keep_checkpoints, runtime=self.runtime)
         now = time.time()
@@ -136,8 +150,12 @@ class BranchesMixin:
         """
         a, b = await self.aget_state(), await other.aget_state()
         result = merge_states(a, b)
-        merged = type(self)(session_id or f"{self.session_id}_merged", agent=self.agent, user_id=self.user_id,
-                         runtime=self.runtime)
+        # The merged session starts without stored agents: its handle gets this session's.
+        agent, agents = self._given_agents()
+        if agent is None:
+            agent, agents = await self.aget_agent(), dict(self._agents) or None
+        merged = type(self)(session_id or f"{self.session_id}_merged", agent=agent, agents=agents,
+                            user_id=self.user_id, runtime=self.runtime)
         if await merged.aexists():
             raise InvalidInput(f"session {merged.session_id!r} already exists; pass another session_id")
         await merged.aset_state({"history": result.history, "user_data": result.user_data,

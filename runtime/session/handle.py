@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from types import EllipsisType
@@ -13,8 +14,9 @@ from repertory.runtimes.current import get_runtime
 from repertory.errors import InvalidInput
 from repertory.host.api import TurnReply, TurnRequest
 from repertory.ids import SessionRef, new_session_id
+from repertory.agents.spec import agent_from_definition
 from repertory.memory.settings import turn_memory
-from repertory.state.schema import check_ttl
+from repertory.state.schema import check_agent_definitions, check_ttl
 from repertory.runtimes.base import Runtime
 from repertory.session.branches import BranchesMixin
 from repertory.session.user_data import UserDataMixin
@@ -22,6 +24,10 @@ from repertory.shared.handle import SharedState
 from repertory.state.session_state import check_message
 
 __all__ = ["Session"]
+
+
+def _default_agent() -> Agent:
+    return Agent("Assistant", "You are a helpful assistant.")
 
 
 class Session(BranchesMixin, UserDataMixin):
@@ -36,6 +42,12 @@ class Session(BranchesMixin, UserDataMixin):
     the default one in the runtime's database): facts the user states are remembered for the
     user (or this session, without a user) and recalled in later sessions. ``False`` turns an
     agent's memory off here; ``None`` (the default) follows the agent.
+
+    The session stores its agent definitions (``Agent.to_dict()``: no secrets, tools by
+    import path) with every turn of a handle given ``agent=`` or ``agents=``; a handle given
+    other agents replaces them, and the replacement is recorded (``get_state()["agent_changes"]``).
+    A handle given neither continues with the stored ones, read once, before its first turn
+    (the default assistant for a session that stores none).
     """
 
     def __init__(
@@ -78,10 +90,6 @@ class Session(BranchesMixin, UserDataMixin):
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
         self.merge_conflicts: list[dict[str, Any]] = []
-        self.agents: dict[str, Agent] = dict(agents or {})
-        if agent is None:
-            agent = next(iter(self.agents.values())) if self.agents else Agent("Assistant", "You are a helpful assistant.")
-        self.agent = agent
         self.shared_state = shared_state
         self.agent_history = agent_history
         if persist_memory is not None and not isinstance(persist_memory, bool):
@@ -89,16 +97,79 @@ class Session(BranchesMixin, UserDataMixin):
         self.persist_memory = persist_memory
         self._runtime = runtime
         self._deployed_on: Runtime | None = None
+        self._agent: Agent | None = None  # None until given or read from the store
+        self._agents: dict[str, Agent] = {}
+        self._definitions: dict[str, Any] | None = None  # what this handle's turns store
+        if agent is not None or agents is not None:
+            self._use(agent or next(iter(agents.values())), dict(agents or {}))  # type: ignore[union-attr]
         _ = self.runtime  # deploys the agents now: errors surface here, not on the first message
-        for a in {id(a): a for a in [self.agent, *self.agents.values()]}.values():
-            self._memory(a)  # a memory that cannot work fails here too
+        known = [self._agent, *self._agents.values()] if self._agent is not None else [None]
+        for a in {id(a): a for a in known}.values():
+            self._memory(a)  # a memory that cannot work fails here, not on the first message
+
+    def _use(self, agent: Agent, agents: dict[str, Agent]) -> None:
+        """Make ``agent`` (and ``agents``) this handle's, to be stored with its turns."""
+        defs = {"agent": agent.to_dict(), "agents": {n: a.to_dict() for n, a in agents.items()}}
+        self._definitions = check_agent_definitions(defs, "the session's agents")
+        self._agent, self._agents = agent, agents
+        self._deployed_on = None  # deployed on the next runtime access
+
+    async def _aready(self) -> Agent:
+        """This handle's agent, after reading the stored definitions if it was given none."""
+        if self._agent is None:
+            fields = await self.runtime.read_fields(self.ref)
+            where = f"session {self.ref.key!r}"
+            if fields.get("agent") is None:
+                agent, agents = _default_agent(), {}
+            else:
+                agent = agent_from_definition(fields["agent"], where)
+                agents = {n: agent if d == fields["agent"] else agent_from_definition(d, where)
+                          for n, d in fields.get("agents", {}).items()}
+            if self._agent is None:  # a concurrent first call may have read them already
+                self._agent, self._agents = agent, agents
+                self._deployed_on = None
+                if not self._runtime_now().agents_in_process:
+                    # Starting AgentActors blocks on Ray: not on the caller's event loop.
+                    await asyncio.to_thread(lambda: self.runtime)
+        _ = self.runtime  # deploys them (a restarted runtime too)
+        return self._agent
+
+    @property
+    def agent(self) -> Agent:
+        """The agent ``chat()`` uses: the one given, else the session's stored one (read from
+        the store on first use). Setting it is like passing ``agent=``."""
+        if self._agent is None:
+            return run_sync(self._aready)
+        return self._agent
+
+    @agent.setter
+    def agent(self, agent: Agent) -> None:
+        if not isinstance(agent, Agent):
+            raise InvalidInput(f"agent must be a repertory.Agent, got {type(agent).__name__}")
+        self._use(agent, self.agents)
+
+    @property
+    def agents(self) -> dict[str, Agent]:
+        """A multi-agent session's agents by name: the ones given, else the stored ones."""
+        if self._agent is None:
+            run_sync(self._aready)
+        return self._agents
+
+    async def aget_agent(self) -> Agent:
+        """Async :attr:`agent`."""
+        return await self._aready()
+
+    def _runtime_now(self) -> Runtime:
+        """The runtime this handle uses, without deploying its agents there."""
+        return self._runtime if self._runtime is not None else get_runtime()
 
     @property
     def runtime(self) -> Runtime:
         """The runtime given at creation, else the running one (a restarted runtime is picked up)."""
-        rt = self._runtime if self._runtime is not None else get_runtime()
+        rt = self._runtime_now()
         if rt is not self._deployed_on:
-            for a in {id(a): a for a in [self.agent, *self.agents.values()]}.values():
+            known = [self._agent, *self._agents.values()] if self._agent is not None else []
+            for a in {id(a): a for a in known}.values():
                 rt.ensure_agent(a)
             if self.shared_state is not None:
                 rt.shared_state(self.shared_state.state_id)  # its actor exists before an agent looks it up
@@ -124,15 +195,16 @@ class Session(BranchesMixin, UserDataMixin):
         return self.runtime.settings.default_ttl if self._ttl is ... else self._ttl
 
     def __repr__(self) -> str:
-        return f"Session(session_id={self.session_id!r}, user_id={self.user_id!r}, agent={self.agent.name!r})"
+        agent = "(stored)" if self._agent is None else repr(self._agent.name)  # no store read in a repr
+        return f"Session(session_id={self.session_id!r}, user_id={self.user_id!r}, agent={agent})"
 
     # -- chat -------------------------------------------------------------------------
-    def _request(self, message: str, agent: Agent | None = None, agent_name: str | None = None,
+    def _request(self, message: str, agent: Agent, agent_name: str | None = None,
                  parallel: bool = False, turn_id: str | None = None) -> TurnRequest:
+        """The turn for ``agent`` (this handle's, ready: see :meth:`_aready`)."""
         check_message(message, self.runtime.settings.max_message_bytes)
         if turn_id is not None and (not isinstance(turn_id, str) or not 0 < len(turn_id) <= 128):
             raise InvalidInput("turn_id must be a str of 1 to 128 characters")
-        agent = agent or self.agent
         self.runtime.ensure_agent(agent)  # a no-op unless its definition changed (a new memory scorer)
         return TurnRequest(ref=self.ref, agent_key=agent.key, content=message, turn_id=turn_id or uuid.uuid4().hex,
                            replicas=agent.replicas or 1, ttl=self.ttl, context=agent.context,
@@ -140,17 +212,18 @@ class Session(BranchesMixin, UserDataMixin):
                            agent_name=agent_name,
                            shared_state_id=self.shared_state.state_id if self.shared_state else None,
                            parallel=parallel, history_mode=self.agent_history,
-                           history_window=agent.history_window, memory=self._memory(agent))
+                           history_window=agent.history_window, agents=self._definitions,
+                           memory=self._memory(agent))
 
-    def _memory(self, agent: Agent) -> dict[str, Any] | None:
-        return turn_memory(agent.memory, self.persist_memory, self.runtime.settings.store, self.user_id,
-                           self.session_id)
+    def _memory(self, agent: Agent | None) -> dict[str, Any] | None:
+        return turn_memory(agent.memory if agent is not None else None, self.persist_memory,
+                           self.runtime.settings.store, self.user_id, self.session_id)
 
     def _named_agent(self, name: str) -> Agent:
         try:
-            return self.agents[name]
+            return self._agents[name]
         except (KeyError, TypeError):
-            raise InvalidInput(f"this session has no agent {name!r}; its agents are {sorted(self.agents)}") from None
+            raise InvalidInput(f"this session has no agent {name!r}; its agents are {sorted(self._agents)}") from None
 
     async def arun_agent(self, name: str, message: str) -> str:
         """Send ``message`` to the session's agent ``name``; its reply is recorded with that name.
@@ -158,6 +231,7 @@ class Session(BranchesMixin, UserDataMixin):
         Several ``arun_agent`` calls on one session may run at once (``asyncio.gather``): the
         model calls run in parallel and each exchange is appended whole when it finishes.
         """
+        await self._aready()
         agent = self._named_agent(name)
         reply = await self.runtime.turn(self._request(message, agent, name, parallel=True))
         return reply.content
@@ -182,11 +256,13 @@ class Session(BranchesMixin, UserDataMixin):
     async def aturn(self, message: str, *, turn_id: str | None = None) -> TurnReply:
         """Like :meth:`achat`, returning the reply with its usage, message count, revision and
         whether it was answered from the store (``replayed``)."""
-        return await self.runtime.turn(self._request(message, turn_id=turn_id))
+        agent = await self._aready()
+        return await self.runtime.turn(self._request(message, agent, turn_id=turn_id))
 
     async def astream(self, message: str) -> AsyncIterator[str]:
         """Send ``message``; yields the reply in chunks. The turn is durable when iteration ends."""
-        async for item in self.runtime.stream_turn(self._request(message)):
+        agent = await self._aready()
+        async for item in self.runtime.stream_turn(self._request(message, agent)):
             if isinstance(item, str):
                 yield item
 

@@ -24,8 +24,9 @@ __all__ = ["checkpoint_snapshot", "commit_replace", "create_checkpoint", "edit_m
 
 _codec = MsgpackCodec()
 CHECKPOINT, VERSION = "checkpoint", "version"
-# Meta fields that describe the live session rather than a point in its past.
-_LIVE_FIELDS = ("session_id", "user_id", "created_at", "ttl")
+# Meta fields that describe the live session rather than a point in its past: a restore
+# keeps the session's agents and never erases a recorded agent change.
+_LIVE_FIELDS = ("session_id", "user_id", "created_at", "ttl", "agent", "agents", "agent_changes")
 
 
 def snapshot(state: SessionState) -> bytes:
@@ -167,11 +168,12 @@ async def update_item(store: Store, state: SessionState, field: str, key: str, v
 
 
 async def read_fields(store: Store, state: SessionState) -> dict[str, Any]:
-    """Everything but the history: reading user data does not decode or ship the messages."""
+    """Everything but the history: reading user data does not decode or ship the messages.
+    ``agent`` and ``agents`` are the stored definitions a handle without ``agent=`` continues with."""
     m = state.meta
     return {"user_data": m["user_data"], "user_profile": m["user_profile"], "metadata": m["metadata"],
             "created_at": m["created_at"], "updated_at": m["updated_at"], "turns": m["turns"],
-            "revision": state.revision}
+            "revision": state.revision, "agent": m.get("agent"), "agents": m.get("agents", {})}
 
 
 async def set_ttl(store: Store, state: SessionState, ttl: float | None) -> None:

@@ -14,22 +14,27 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from repertory.agents.definition import DEFINITION_FIELDS, TOOL_FIELDS, stored_options
 from repertory.errors import CorruptState, InvalidInput, UnsupportedFormat
 from repertory.ids import storage_key, validate_session_id, validate_user_id
 
 from repertory.stores.values import MAX_DEPTH, RECORD_MAX_DEPTH, Error, Violation, check_plain, check_value, raise_as
 
-__all__ = ["MAX_DEPTH", "RECORD_MAX_DEPTH", "ROLES", "SCHEMA_VERSION", "check_checkpoint_info",
-           "check_export_doc", "check_message", "check_meta", "check_ttl", "check_value"]
+__all__ = ["AGENT_CHANGES_KEPT", "CHANGE_FIELDS", "MAX_DEPTH", "RECORD_MAX_DEPTH", "ROLES", "SCHEMA_VERSION",
+           "check_agent_definitions", "check_checkpoint_info", "check_export_doc", "check_message", "check_meta",
+           "check_ttl", "check_value"]
 
 SCHEMA_VERSION = 1  # of the meta dict; equals session_state.SCHEMA_VERSION (a test checks)
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 _IMPORT = "nothing was imported. Re-export it, or remove it and import the rest"
 _META_REQUIRED = ("schema", "session_id", "user_id", "created_at", "updated_at", "turns", "user_data",
                   "user_profile", "metadata", "recent_turns", "ttl")
-_META_OPTIONAL = ("last_turn_id", "metrics")
+# Sessions stored before agent definitions were kept lack the last three; all are optional.
+_META_OPTIONAL = ("last_turn_id", "metrics", "agent", "agents", "agent_changes")
 # What a session's turns cost beyond one model call each (SessionState.append_write).
 METRICS = ("repeated_model_calls", "cas_retries", "lease_waits")
+AGENT_CHANGES_KEPT = 32  # the newest replacements of a session's agents that it remembers
+CHANGE_FIELDS = ("at", "field", "name", "old", "new")
 _INFO_FIELDS = ("id", "cp_id", "kind", "turn", "timestamp", "label")
 
 
@@ -101,6 +106,96 @@ def check_message(msg: Any, index: int, *, where: str = "history", error: Error 
         raise_as(bad, error)
 
 
+def _text(x: Any) -> bool:
+    return isinstance(x, str) and bool(x.strip())
+
+
+def _tool_path(x: Any) -> bool:
+    if not isinstance(x, str) or x.count(":") != 1:
+        return False
+    module, _, qualname = x.partition(":")
+    return all(p.isidentifier() for p in module.split(".")) and all(p.isidentifier() for p in qualname.split("."))
+
+
+def _agent_def(d: Any, where: str) -> None:
+    """An agent definition (``Agent.to_dict()``): its fields, their types, and no secrets."""
+    _need(isinstance(d, dict), where, f"must be an agent definition (a dict), got {type(d).__name__}",
+          "Agent.to_dict() gives one")
+    _need(set(d) == set(DEFINITION_FIELDS), where, f"has fields {sorted(map(str, d))}",
+          f"an agent definition has exactly {list(DEFINITION_FIELDS)}")
+    for f in ("name", "model"):
+        _need(_text(d[f]), f"{where}[{f!r}]", f"must be non-empty text, got {d[f]!r:.40}", "pass text")
+    _need(isinstance(d["instructions"], str), f"{where}['instructions']",
+          f"must be text, got {type(d['instructions']).__name__}", "pass text")
+    _need(_is_int(d["max_tool_rounds"]) and d["max_tool_rounds"] >= 0, f"{where}['max_tool_rounds']",
+          f"must be an int >= 0, got {d['max_tool_rounds']!r:.40}", "use a whole number")
+    hw = d["history_window"]
+    _need(hw is None or (_is_int(hw) and hw >= 1), f"{where}['history_window']",
+          f"must be None or an int >= 1, got {hw!r:.40}", "use None for the whole history")
+    options = d["options"]
+    _need(isinstance(options, dict), f"{where}['options']", f"must be a dict, got {type(options).__name__}",
+          "pass model options as a dict")
+    check_plain(options, f"{where}['options']")
+    _, secret = stored_options(options)
+    _need(not secret, f"{where}['options']", f"holds {secret}, which a session never stores (secrets)",
+          "drop them; the model takes keys from the environment")
+    withheld = d["withheld"]
+    _need(isinstance(withheld, list) and all(isinstance(w, str) for w in withheld), f"{where}['withheld']",
+          "must be a list of option names", "leave it to repertory")
+    tools = d["tools"]
+    _need(isinstance(tools, list), f"{where}['tools']", f"must be a list, got {type(tools).__name__}",
+          "list the tools")
+    names = set()
+    for i, t in enumerate(tools):
+        at = f"{where}['tools'][{i}]"
+        _need(isinstance(t, dict) and set(t) == set(TOOL_FIELDS), at, f"must be a dict with exactly "
+              f"{list(TOOL_FIELDS)}", "Agent.to_dict() gives them")
+        _need(_text(t["name"]) and t["name"] not in names, at + "['name']",
+              f"must be non-empty text naming one tool, got {t['name']!r:.40}", "name each tool once")
+        names.add(t["name"])
+        _need(t["path"] is None or _tool_path(t["path"]), at + "['path']",
+              f"must be None or an import path 'module:qualname', got {t['path']!r:.80}", "fix the path")
+        _need(isinstance(t["description"], str), at + "['description']", "must be text", "pass text")
+
+
+def _agents(meta: dict[str, Any], m: str) -> None:
+    if meta.get("agent") is not None:
+        _agent_def(meta["agent"], m + "['agent']")
+    agents = meta.get("agents", {})
+    _need(isinstance(agents, dict), m + "['agents']", f"must be a dict of name -> agent definition, got "
+          f"{type(agents).__name__}", "pass a dict")
+    for name, d in agents.items():
+        _need(_text(name), m + "['agents']", f"has the agent name {name!r:.40}", "use non-empty text")
+        _agent_def(d, f"{m}['agents'][{name!r}]")
+    changes = meta.get("agent_changes", [])
+    _need(isinstance(changes, list) and len(changes) <= AGENT_CHANGES_KEPT, m + "['agent_changes']",
+          f"must be a list of at most {AGENT_CHANGES_KEPT} change records", "leave it to repertory")
+    for i, c in enumerate(changes):
+        at = f"{m}['agent_changes'][{i}]"
+        _need(isinstance(c, dict) and set(c) == set(CHANGE_FIELDS), at,
+              f"must be a dict with exactly {list(CHANGE_FIELDS)}", "leave it to repertory")
+        _need(_is_time(c["at"]), at + "['at']", f"must be a finite number, got {c['at']!r:.40}", "use time.time()")
+        _need(c["field"] in ("agent", "agents"), at + "['field']", f"is {c['field']!r:.40}",
+              "use 'agent' or 'agents'")
+        _need(_text(c["name"]), at + "['name']", f"must be non-empty text, got {c['name']!r:.40}", "pass text")
+        for f in ("old", "new"):
+            _need(c[f] is None or _text(c[f]), f"{at}[{f!r}]", f"must be a definition key or None, got "
+                  f"{c[f]!r:.40}", "leave it to repertory")
+
+
+def check_agent_definitions(defs: Any, where: str, *, error: Error = InvalidInput) -> dict[str, Any]:
+    """A handle's agent definitions as a turn carries them: ``{"agent": definition,
+    "agents": {name: definition}}``; returns them."""
+    try:
+        _need(isinstance(defs, dict) and set(defs) == {"agent", "agents"}, where,
+              "must be a dict with 'agent' and 'agents'", "leave it to repertory")
+        _need(defs["agent"] is not None, where + "['agent']", "is missing", "pass the agent that chats")
+        _agents(defs, where)
+    except Violation as bad:
+        raise_as(bad, error)
+    return defs
+
+
 def _meta(meta: Any, where: str, error: Error) -> dict[str, Any]:
     m = f"{where} meta"
     _need(isinstance(meta, dict), m, f"must be a dict, got {type(meta).__name__}", "pass the meta of a session")
@@ -135,6 +230,7 @@ def _meta(meta: Any, where: str, error: Error) -> dict[str, Any]:
     _need(isinstance(metrics, dict) and set(metrics) <= set(METRICS) and all(
         _is_int(n) and n >= 0 for n in metrics.values()), m + "['metrics']",
         f"must map some of {list(METRICS)} to ints >= 0", "leave it to repertory")
+    _agents(meta, m)
     last = meta.get("last_turn_id")
     _need(last is None or isinstance(last, str), m + "['last_turn_id']", "must be a str or None", "pass text")
     # The rest (surrogates in ids, huge ints) in one walk; the three dicts were walked above.

@@ -11,6 +11,7 @@ from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array, verif
 
 from repertory.errors import EmptyMessage, InvalidInput, MessageTooLarge
 from repertory.state import schema
+from repertory.state.agent_record import with_definitions
 
 __all__ = ["RECENT_TURNS", "SCHEMA_VERSION", "SessionState", "check_history", "check_message"]
 
@@ -65,7 +66,8 @@ class SessionState:
         now = time.time()
         meta = {"schema": SCHEMA_VERSION, "session_id": session_id, "user_id": user_id,
                 "created_at": now, "updated_at": now, "turns": 0, "user_data": {},
-                "user_profile": {}, "metadata": {}, "recent_turns": [], "ttl": ttl}
+                "user_profile": {}, "metadata": {}, "recent_turns": [], "ttl": ttl,
+                "agent": None, "agents": {}, "agent_changes": []}
         return cls(key, 0, meta, [])
 
     @classmethod
@@ -113,10 +115,13 @@ class SessionState:
         return now + ttl if ttl else None
 
     def append_write(self, messages: list[dict[str, Any]], *, turn_id: str | None = None,
-                     turns: int = 1, metrics: dict[str, int] | None = None
-                     ) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
+                     turns: int = 1, metrics: dict[str, int] | None = None,
+                     agents: dict[str, Any] | None = None) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
         """The write that appends ``messages``; apply it with :meth:`applied` once committed.
-        ``metrics`` are added to the session's counters (:data:`schema.METRICS`)."""
+        ``metrics`` are added to the session's counters (:data:`schema.METRICS`).
+        ``agents``: the definitions the turn ran with (``{"agent": ..., "agents": {...}}``);
+        stored, and a replacement recorded, where they differ from the session's.
+        """
         now = time.time()
         meta = dict(self.meta, updated_at=now, turns=self.meta["turns"] + turns)
         if metrics and any(metrics.values()):
@@ -125,6 +130,9 @@ class SessionState:
                 if n:
                     total[name] = total.get(name, 0) + n
             meta["metrics"] = total
+        replaced = with_definitions(self.meta, agents, now)  # checked against the schema there
+        if replaced is not None:
+            meta.update(replaced)
         if turn_id is not None:
             # Remember recent turn ids with their reply's index: a resent turn is answered, not redone.
             recent = [*self.meta.get("recent_turns", ())[-(RECENT_TURNS - 1):],
@@ -165,4 +173,5 @@ class SessionState:
                 "history": self.history(), "user_data": m["user_data"], "user_profile": m["user_profile"],
                 "metadata": m["metadata"], "created_at": m["created_at"], "updated_at": m["updated_at"],
                 "turns": m["turns"], "revision": self.revision,
-                "metrics": {name: m.get("metrics", {}).get(name, 0) for name in schema.METRICS}}
+                "metrics": {name: m.get("metrics", {}).get(name, 0) for name in schema.METRICS},
+                "agent": m.get("agent"), "agents": m.get("agents", {}), "agent_changes": m.get("agent_changes", [])}

@@ -76,7 +76,6 @@ def test_batch_example_exits_0_on_the_default_ray_runtime(tmp_path):
 # ---------------------------------------------------------------------------------------
 # item 7: a session remembers its agent definition
 # ---------------------------------------------------------------------------------------
-@xfail(7, "a new handle without agent= falls back to the default assistant")
 def test_new_handle_without_agent_keeps_the_sessions_instructions(runtime):
     keeper = Agent("Keeper", instructions="The secret codeword is pineapple.", model=repertory.DEMO_MODEL)
     assert "pineapple" in Session("keeper", agent=keeper).chat("What is the secret codeword?")  # control

@@ -21,6 +21,16 @@ def _run_turns(session, n, acked):
         acked.append(i)
 
 
+def _progressed(worker, acked, since, turns=20, timeout=120.0):
+    """Wait until ``turns`` more turns are acknowledged than ``since`` (or the worker ends), so
+    that each kill lands mid-stream, after the restarted actor took turns again."""
+    deadline = time.monotonic() + timeout
+    while worker.is_alive() and len(acked) < since + turns:
+        assert time.monotonic() < deadline, f"no progress in {timeout}s ({len(acked)} turns acknowledged)"
+        time.sleep(0.01)
+    return worker.is_alive()
+
+
 def _check(session, acked):
     users = [m["content"] for m in session.get_history() if m["role"] == "user"]
     # every acknowledged turn is there, once, in order; nothing else is
@@ -34,8 +44,7 @@ def test_host_sigkill_during_1000_turns(runtime):
     worker.start()
     idx = host_index("crashy", runtime.num_hosts)
     kills = 0
-    while worker.is_alive() and kills < 4:
-        time.sleep(0.4)
+    while kills < 4 and _progressed(worker, acked, len(acked)):
         pid = {st["host"]: st["pid"] for st in runtime.stats()}[f"host-{idx}"]
         os.kill(pid, signal.SIGKILL)
         kills += 1
@@ -55,8 +64,7 @@ def test_store_actor_sigkill_mid_stream(ray_cluster, tmp_path):
         worker.start()
         kills = 0
         store = ray.get_actor(rt.names.store(), namespace=rt.settings.namespace)
-        while worker.is_alive() and kills < 3:
-            time.sleep(0.3)
+        while kills < 3 and _progressed(worker, acked, len(acked)):
             try:
                 pid = ray.get(store.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
             except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):

@@ -156,7 +156,10 @@ def test_dead_agent_replica_is_replaced_and_call_retried(runtime):
         result = {}
         t = threading.Thread(target=lambda: result.setdefault("reply", s.chat("survive this")))
         t.start()
-        time.sleep(0.5)  # the model call is in flight on one replica: kill every replica
+        deadline = time.monotonic() + 60  # the model call is in flight on one replica: kill every replica
+        while len(srv.requests) < 2 and t.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(srv.requests) == 2, srv.requests
         for i in range(2):
             h = ray.get_actor(runtime.names.agent(agent.key, i), namespace=runtime.settings.namespace)
             os.kill(ray.get(h.__ray_call__.remote(lambda self: os.getpid())), signal.SIGKILL)

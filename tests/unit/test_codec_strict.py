@@ -138,3 +138,45 @@ def test_verify_refuses_old_records_this_release_no_longer_stores(v2):
 def test_newer_records_stay_unsupported():
     with pytest.raises(UnsupportedFormat):
         codec.decode(record(b"\xc0", version=9))
+
+
+# -- verify: the fast path for current records, the slow path for everything else ---------------
+def test_verify_passes_current_records_through():
+    data = codec.encode({"role": "user", "content": "x"})
+    assert verify(data) == data
+    assert verify(bytearray(data) + b"") == data
+
+
+@pytest.mark.parametrize("data,match", [
+    (b"", "is empty"),
+    (b"RPS", "bad header"),
+    (b"XYZ\x01\x00\x00\x00\x00\xc0", "bad header"),
+    (record(b"\xc0")[:-1] + b"\xc2", "failed its checksum"),
+    (record(b"\xc0", version=9), "format version 9"),
+    (b"XYZ" + record(b"\xc0")[3:], "bad header"),  # a valid checksum does not make it a record
+])
+def test_verify_slow_path_names_what_is_wrong(data, match):
+    with pytest.raises((CorruptState, UnsupportedFormat), match=f"^message 3 .*{match}"):
+        verify(data, source="message 3")
+
+
+def test_verify_names_state_by_default():
+    with pytest.raises(CorruptState, match="^state is empty"):
+        verify(b"")
+
+
+def test_verify_lifts_an_old_record_to_the_current_version(v2):
+    register_migration(1, lambda body: {**body, "lifted": True})
+    old = codec.encode({"a": 1})
+    lifted = verify(old, source="old record", codec=v2)
+    assert lifted[:4] == MAGIC + b"\x02"  # re-encoded in the codec's version, not returned as is
+    assert v2.decode(lifted) == {"a": 1, "lifted": True}
+    assert verify(lifted, codec=v2) == lifted
+    with pytest.raises(UnsupportedFormat):
+        verify(lifted)  # a release reading version 1 does not pass a version-2 record
+
+
+def test_verify_refuses_an_old_record_whose_migration_yields_unstorable_values(v2):
+    register_migration(1, lambda body: {**body, "t": float("nan")})
+    with pytest.raises(CorruptState, match="old record.*NaN"):
+        verify(codec.encode({"a": 1}), source="old record", codec=v2)

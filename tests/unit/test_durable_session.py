@@ -16,6 +16,7 @@ import repertory
 from repertory import CorruptState, InvalidInput, Session, UnsupportedFormat
 from repertory.config import Settings
 from repertory.runtimes.local import LocalRuntime
+from contract_helpers import wait_for
 
 
 def users(s):
@@ -177,11 +178,10 @@ def test_ttl_expiry_and_pin_on_sqlite(tmp_path):
         pinned = Session(session_id="pinned", ttl=0.5)
         pinned.chat("stay")
         pinned.pin()
-        time.sleep(1.5)
-        assert not Session(session_id="short").exists()
+        wait_for(lambda: not Session(session_id="short").exists(), what="the short session to expire")
+        # the sweeper removes the expired row
+        wait_for(lambda: asyncio.run(_list(tmp_path / "ttl.db")) == ["pinned"], what="the sweep")
         assert Session(session_id="pinned").exists()
-        infos = asyncio.run(_list(tmp_path / "ttl.db"))
-        assert infos == ["pinned"]  # the sweeper removed the expired row
     finally:
         repertory.shutdown()
 

@@ -1,6 +1,7 @@
 """HostCore without Ray: mailbox order, activation, passivation, idempotent turns."""
 
 import asyncio
+import time
 import uuid
 
 import pytest
@@ -78,7 +79,9 @@ async def test_idle_passivation():
     host, agent = make_host(idle_timeout=0.05)
     await host.turn(req(agent, "hello"))
     assert host.stats()["resident"] == 1
-    await asyncio.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while host.stats()["resident"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     assert host.stats()["resident"] == 0
     assert len(await host.get_history(SessionRef("s1"))) == 2  # reactivated from the store
     await host.close()

@@ -11,6 +11,7 @@ import repertory
 from repertory import Session, StoreUnavailable
 from repertory.config import Settings
 from repertory.runtimes.local import LocalRuntime
+from contract_helpers import wait_for
 from redis_server import drop_redis_keys
 
 pytestmark = pytest.mark.redis
@@ -46,12 +47,14 @@ def test_ttl_expires_access_refreshes_pinned_stays(prefix):
         pinned = Session(session_id="pinned", ttl=1)
         for s in (gone, kept, pinned):
             s.chat("hello")
+        expired = time.time() + 1  # 'gone' and, unless read, 'kept' expire by then
         pinned.pin()
-        for _ in range(4):  # keep 'kept' alive by reading it (it is passivated between reads)
-            time.sleep(0.45)
+        reads = 0
+        while time.time() < expired + 0.8 or reads < 3:  # keep 'kept' alive by reading it
+            time.sleep(0.3)  # well inside its TTL; it is passivated between reads
             assert len(kept.get_history()) == 2
-        time.sleep(0.3)
-        assert not Session(session_id="gone").exists()
+            reads += 1
+        wait_for(lambda: not Session(session_id="gone").exists(), what="'gone' to expire")
         assert Session(session_id="kept").exists() and Session(session_id="pinned").exists()
     finally:
         repertory.shutdown()

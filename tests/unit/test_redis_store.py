@@ -106,22 +106,34 @@ async def test_long_histories_survive_the_lua_stack_limit(store):
 
 
 # -- TTL -----------------------------------------------------------------------------------
+async def _until(predicate, what: str, timeout: float = 10.0) -> None:
+    """Poll the async ``predicate`` until it is true (Redis expires keys on its own time)."""
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
 async def test_session_expires_with_its_ttl(store, raw, prefix):
-    await store.commit(StateWrite(KEY, 0, b"m", [b"a"], expires_at=time.time() + 1))
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"], expires_at=time.time() + 0.5))
     await store.put_checkpoint(_cp(KEY, "c1"))
     assert await store.load(KEY) is not None
-    await asyncio.sleep(1.5)
-    assert await store.load(KEY) is None
+
+    async def gone():
+        return await store.load(KEY) is None
+
+    await _until(gone, "the session to expire")
     assert await store.list_sessions() == []
     assert await _keys(raw, prefix) == set()
 
 
 async def test_touch_refreshes_every_key(store, raw, prefix):
-    await store.commit(StateWrite(KEY, 0, b"m", [b"a"], expires_at=time.time() + 1))
+    first = time.time() + 0.5
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"], expires_at=first))
     await store.put_checkpoint(_cp(KEY, "c1"))
-    await asyncio.sleep(0.6)
     assert await store.touch(KEY, time.time() + 3) is True
-    await asyncio.sleep(0.9)  # past the first expiry
+    while time.time() <= first + 0.05:  # past the first expiry
+        await asyncio.sleep(0.02)
     rec = await store.load(KEY)
     assert rec is not None and rec.expires_at > time.time() + 1
     names = await _keys(raw, prefix)
@@ -157,7 +169,11 @@ async def test_checkpoints_expire_with_their_session(store, raw, prefix):
     await store.put_checkpoint(_cp(KEY, "c2", seq=2))
     assert 0 < await raw.pttl(f"{base}:cp:c1") <= 1000
     assert 0 < await raw.pttl(f"{base}:cp:c2") <= 1000
-    await asyncio.sleep(1.5)
+
+    async def all_gone():
+        return await _keys(raw, prefix) == set()
+
+    await _until(all_gone, "every key of the session to expire")
     assert await store.get_checkpoint(KEY, "c1") is None
     assert await store.list_checkpoints(KEY) == []
     assert await _keys(raw, prefix) == set()

@@ -57,15 +57,16 @@ def test_survives_runtime_restart(rt, tmp_path):
 async def test_watch_yields_changes(rt):
     s = SharedState("watched")
     seen = []
+    await s.aset("a", 0)
+    start = await s.arevision()
 
-    async def watcher():
-        async for change in s.awatch(["a"]):
+    async def watcher():  # from a known revision: no change is missed, whenever it subscribes
+        async for change in s.awatch(["a"], after=start):
             seen.append(change)
             if len(seen) == 2:
                 return
 
     task = asyncio.create_task(watcher())
-    await asyncio.sleep(0.05)
     await s.aset("a", 1)
     await s.aset("b", 1)  # not watched
     await s.aset("a", 2)

@@ -392,3 +392,34 @@ async def test_a_store_written_before_leases_existed_gains_the_table(tmp_path):
         assert (await store.load("s")).messages == [b"m0", b"m1"]
     finally:
         await store.close()
+
+
+# -- a failed transaction is rolled back ---------------------------------------------------
+async def test_a_failed_group_commit_is_rolled_back_and_the_store_goes_on(tmp_path):
+    # Writes that arrive together commit in one transaction; one that SQLite cannot take (a
+    # message that is not bytes) fails them all. The transaction must be rolled back: the
+    # other write of the group is not stored, and the next writes begin a new transaction.
+    path = tmp_path / "state.db"
+    store = SQLiteStore(path)
+    try:
+        await store.commit(StateWrite("warm-up", 0, b"m", [b"a"]))
+        results = await asyncio.gather(store.commit(StateWrite("good", 0, b"m", [b"a"])),
+                                       store.commit(StateWrite("bad", 0, b"m", [object()])),
+                                       return_exceptions=True)
+        assert [type(r) for r in results] == [StoreUnavailable, StoreUnavailable], results
+        assert await store.load("good") is None
+        assert await store.commit(StateWrite("after", 0, b"m", [b"b"])) == 1
+        with pytest.raises(StoreUnavailable):
+            await store.put_checkpoint(CheckpointRecord(CheckpointInfo("after", "c1", "checkpoint", 1, 1.0, 1,
+                                                                       object()), b"D"))
+        await store.put_checkpoint(_cp("after"))
+        assert await store.delete("warm-up") is True
+    finally:
+        await store.close()
+    reopened = SQLiteStore(path)
+    try:
+        assert [i.key for i in await reopened.list_sessions()] == ["after"]
+        assert (await reopened.load("after")).messages == [b"b"]
+        assert [c.cp_id for c in await reopened.list_checkpoints("after")] == ["c1"]
+    finally:
+        await reopened.close()

@@ -104,10 +104,43 @@ async def test_checkpoints(store):
 
 async def test_touch(store):
     assert await store.touch("none", None) is False
-    await store.commit(StateWrite("k", 0, b"m", [b"a"], expires_at=time.time() + 0.5))
+    expires = time.time() + 0.5
+    await store.commit(StateWrite("k", 0, b"m", [b"a"], expires_at=expires))
     assert await store.touch("k", None) is True
-    await asyncio.sleep(0.7)
+    while time.time() <= expires:  # past the first expiry
+        await asyncio.sleep(0.02)
     assert (await store.load("k")).expires_at is None
+
+
+async def test_touch_sets_the_new_expiry(store):
+    await store.commit(StateWrite("k", 0, b"m", [b"a"], expires_at=time.time() + 60))
+    later = round(time.time() + 3600, 3)  # milliseconds: what Redis keeps
+    assert await store.touch("k", later) is True
+    rec = await store.load("k")
+    assert rec.expires_at == pytest.approx(later, abs=0.002)
+    assert [i.expires_at for i in await store.list_sessions()] == [pytest.approx(later, abs=0.002)]
+    # an expired session is not brought back
+    await store.commit(StateWrite("gone", 0, b"m", [b"a"], expires_at=time.time() - 1))
+    assert await store.touch("gone", later) is False
+    assert await store.load("gone") is None
+
+
+async def test_listing_leaves_out_expired_sessions(store):
+    await store.commit(StateWrite("live", 0, b"m", [b"a"], expires_at=time.time() + 60, updated_at=1.0))
+    await store.commit(StateWrite("pinned", 0, b"m", [b"a"], updated_at=2.0))
+    await store.commit(StateWrite("gone", 0, b"m", [b"a"], expires_at=time.time() - 1, updated_at=0.5))
+    assert [i.key for i in await store.list_sessions()] == ["live", "pinned"]
+    assert [i.key for i in await store.list_sessions(updated_before=3.0, limit=5)] == ["live", "pinned"]
+
+
+@pytest.mark.parametrize("n", [255, 256, 257, 300])
+async def test_long_histories_load_whole(store, n):
+    # SQLite reads up to 256 messages on the event loop and longer histories on its thread.
+    messages = [b"m%d" % i for i in range(n)]
+    await store.commit(StateWrite("long", 0, b"meta", messages[:-1]))
+    await store.commit(StateWrite("long", 1, b"meta", messages[-1:], base_count=n - 1))
+    rec = await store.load("long")
+    assert (rec.key, rec.revision, rec.meta, rec.messages) == ("long", 2, b"meta", messages)
 
 
 async def test_sweep_expired(store):
