@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repertory._sync import run_sync
 from repertory.errors import InvalidInput
 from repertory.memory.quality import Scorer, unit
 from repertory.memory.settings import MemorySettings, default_db_path, memory_scope
-from repertory.memory.sqlite import SQLiteMemoryStore
 from repertory.runtimes.current import get_runtime
+
+if TYPE_CHECKING:
+    from repertory.memory.sqlite import SQLiteMemoryStore
 
 __all__ = ["Memory"]
 
@@ -60,6 +62,8 @@ class Memory(MemorySettings):
         path = self.db_path or default_db_path(get_runtime().settings.store)
         s = self._stores.get(path)
         if s is None:
+            from repertory.memory.sqlite import SQLiteMemoryStore  # sqlite3 loads on first use
+
             s = self._stores[path] = SQLiteMemoryStore(path)
         return s
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -22,7 +22,9 @@ from repertory.errors import ModelError
 from repertory.memory.extract import Candidate, extract_facts, extract_with_model
 from repertory.memory.quality import QualityFilter, Scorer
 from repertory.memory.settings import MemorySettings
-from repertory.memory.sqlite import SQLiteMemoryStore
+
+if TYPE_CHECKING:
+    from repertory.memory.sqlite import SQLiteMemoryStore
 
 __all__ = ["AgentMemory", "render_memories"]
 
@@ -62,6 +64,8 @@ class AgentMemory:
     def store(self, db_path: str) -> SQLiteMemoryStore:
         s = self._stores.get(db_path)
         if s is None:
+            from repertory.memory.sqlite import SQLiteMemoryStore  # sqlite3 loads on first use
+
             s = self._stores[db_path] = SQLiteMemoryStore(db_path)
         return s
 
