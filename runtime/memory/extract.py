@@ -41,6 +41,21 @@ _TAIL = " \t.,;:!?\"'"
 _X = r"(?P<x>[^.!?;\n]{1,120})"
 
 
+def _third_person(phrase: str) -> str:
+    """``run at 7`` -> ``runs at 7``: the first word as a verb after "the user"."""
+    verb, _, rest = phrase.partition(" ")
+    low = verb.lower()
+    if low in ("have", "be", "do", "go"):
+        verb = {"have": "has", "be": "is", "do": "does", "go": "goes"}[low]
+    elif low.endswith(("s", "sh", "ch", "x", "z", "o")):
+        verb += "es"
+    elif low.endswith("y") and len(low) > 1 and low[-2] not in "aeiou":
+        verb = verb[:-1] + "ies"
+    else:
+        verb += "s"
+    return f"{verb} {rest}" if rest else verb
+
+
 def _sub(m: re.Match, fmt: str) -> str:
     return fmt.format(**{k: v.strip(_TAIL) for k, v in m.groupdict().items() if v})
 
@@ -67,7 +82,7 @@ _PATTERNS: list[tuple[re.Pattern, Callable[[re.Match], str], str, float, float]]
     (re.compile(r"^my\s+(?P<what>[\w\s'-]{1,40}?)\s+(?:is|are)\s+" + _X + "$", re.I),
      lambda m: _sub(m, "The user's {what} is {x}."), "fact", 0.6, 0.6),
     (re.compile(r"^i\s+(?P<adv>always|usually|never|often)\s+" + _X + "$", re.I),
-     lambda m: _sub(m, "The user {adv} {x}."), "habit", 0.6, 0.6),
+     lambda m: f"The user {m['adv'].lower()} {_third_person(m['x'].strip(_TAIL))}.", "habit", 0.6, 0.6),
 ]
 
 

@@ -243,3 +243,34 @@ def test_seed_memory_integration_snippet(rt, tmp_path, monkeypatch):
     assert (tmp_path / "memories.db").exists()
     facts = {m["content"] for m in ns["memory"].get_all(session_id="user_123")}
     assert facts == {"The user prefers Python over JavaScript.", "The user's favourite colour is blue."}
+
+
+def test_deterministic_extractor_finds_statements_and_skips_questions():
+    from repertory.memory.extract import extract_facts
+
+    facts = extract_facts("Hi! My name is Alice. I prefer tea to coffee; I live in Lyon. I'm a nurse. "
+                          "What's my name? I love chess. My favourite colour is green. I always run at 7")
+    assert [f["content"] for f in facts] == [
+        "The user's name is Alice.", "The user prefers tea to coffee.", "The user lives in Lyon.",
+        "The user is a nurse.", "The user loves chess.", "The user's favourite colour is green.",
+        "The user always runs at 7."]
+    assert extract_facts("What's my favourite programming language?") == []
+    assert extract_facts("I never go out; I usually study late")[1]["content"] == "The user usually studies late."
+    assert all(0 < f["importance"] <= 1 and 0 < f["relevance"] <= 1 for f in facts)
+
+
+def test_model_answers_are_read_leniently():
+    from repertory.memory.extract import parse_model_facts
+
+    got = parse_model_facts('Sure:\n[{"fact": "The user is vegan.", "importance": 2}, {"x": 1}, "The user is 30."]')
+    assert [(f["content"], f["importance"]) for f in got] == [("The user is vegan.", 1.0), ("The user is 30.", 0.5)]
+    assert parse_model_facts("no facts here") is None
+    assert parse_model_facts("[]") == []
+
+
+def test_an_unreadable_extraction_answer_falls_back_to_the_patterns(rt):
+    with OpenAIServer() as server:  # it answers the extraction prompt with "echo: ...", not JSON
+        agent = Agent("Echo", "You are helpful.", model="openai/test-model", api_base=server.base_url,
+                      api_key="sk-test", memory=Memory())
+        Session(session_id="a", user_id="u", agent=agent).chat("I prefer Python over JavaScript")
+    assert [m["content"] for m in agent.memory.get_all(user_id="u")] == ["The user prefers Python over JavaScript."]
