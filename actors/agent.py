@@ -24,12 +24,14 @@ class AgentActor:
         preload_litellm(agent.model)
 
     async def run(self, history: bytes | list[dict], context: dict | None,
-                  shared_state_id: str | None = None) -> bytes:
-        return wire.encode(await self._core.run(history, context, shared_state_id))
+                  shared_state_id: str | None = None, memory: bytes | None = None) -> bytes:
+        spec = None if memory is None else wire.decode(memory)  # plain data: msgpack, never pickle
+        return wire.encode(await self._core.run(history, context, shared_state_id, spec))
 
     async def stream(self, history: bytes | list[dict], context: dict | None,
-                     shared_state_id: str | None = None) -> AsyncIterator[str | bytes]:
-        async for item in self._core.stream(history, context, shared_state_id):
+                     shared_state_id: str | None = None, memory: bytes | None = None) -> AsyncIterator[str | bytes]:
+        spec = None if memory is None else wire.decode(memory)
+        async for item in self._core.stream(history, context, shared_state_id, memory=spec):
             yield item if isinstance(item, str) else wire.encode(item)
 
     async def ping(self) -> str:

@@ -27,6 +27,7 @@ from repertory.errors import (
     EmptyMessage,
     InvalidInput,
     InvalidSessionId,
+    MemoryConfigError,
     MessageTooLarge,
     ModelError,
     RepertoryError,
@@ -38,6 +39,8 @@ from repertory.errors import (
     UnsupportedFormat,
     WorkflowError,
 )
+from repertory.memory.memory import Memory
+from repertory.memory.quality import QualityFilter
 from repertory.session.handle import Session
 from repertory.shared.handle import SharedState
 from repertory.agents.tools import Tool, tool
@@ -55,8 +58,11 @@ __all__ = [
     "EmptyMessage",
     "InvalidInput",
     "InvalidSessionId",
+    "Memory",
+    "MemoryConfigError",
     "MessageTooLarge",
     "ModelError",
+    "QualityFilter",
     "RepertoryError",
     "RuntimeNotReady",
     "Session",

@@ -6,7 +6,8 @@
      ├── InvalidInput (also ValueError)
      │    ├── InvalidSessionId
      │    ├── EmptyMessage
-     │    └── MessageTooLarge
+     │    ├── MessageTooLarge
+     │    └── MemoryConfigError
      ├── SessionNotFound (also KeyError)
      ├── SessionFileNotFound (also FileNotFoundError)
      ├── ConcurrentUpdate
@@ -31,6 +32,7 @@ __all__ = [
     "EmptyMessage",
     "InvalidInput",
     "InvalidSessionId",
+    "MemoryConfigError",
     "MessageTooLarge",
     "ModelError",
     "RepertoryError",
@@ -65,6 +67,10 @@ class EmptyMessage(InvalidInput):
 
 class MessageTooLarge(InvalidInput):
     """A message is larger than the runtime's ``max_message_bytes``."""
+
+
+class MemoryConfigError(InvalidInput):
+    """A :class:`~repertory.Memory` setting cannot work (provider, path, threshold, scorer)."""
 
 
 class SessionNotFound(RepertoryError, KeyError):

@@ -5,6 +5,8 @@ Behaviour, chosen by the last messages it receives:
   every required argument set to "Paris";
 - a tool result present: answer "The tool said: <result>";
 - otherwise: echo "echo: <last user message>".
+``script`` (a function of the request body returning a reply text or None) answers first,
+when it returns text: a test plays a model that follows one of repertory's own prompts.
 ``fail_next`` makes the next N requests answer 500, to exercise retries; ``delay`` (seconds)
 is slept before each answer, to observe parallelism.
 """
@@ -36,7 +38,11 @@ class _Handler(BaseHTTPRequestHandler):
         messages = body.get("messages", [])
         tools = body.get("tools") or []
         tool_results = [m for m in messages if m.get("role") == "tool"]
-        if tools and not tool_results:
+        scripted = self.server.script(body) if self.server.script else None
+        if scripted is not None:
+            message = {"role": "assistant", "content": scripted}
+            finish = "stop"
+        elif tools and not tool_results:
             fn = tools[0]["function"]
             args = {name: "Paris" for name in fn.get("parameters", {}).get("required", [])}
             message = {"role": "assistant", "content": None, "tool_calls": [
@@ -102,6 +108,7 @@ class OpenAIServer(ThreadingHTTPServer):
         self.requests: list[dict] = []
         self.fail_next = 0
         self.delay = 0.0
+        self.script = None
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -9,10 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repertory.config import default_model
-from repertory.errors import AgentError, ModelError
+from repertory.errors import AgentError, InvalidInput, ModelError
 from repertory.agents.definition import definition_of
-from repertory.agents.model_client import ModelClient, ModelReply, client_for
+from repertory.agents.demo_model import DEMO_MODEL
+from repertory.agents.model_client import NULL_MODEL, ModelClient, ModelReply, client_for
 from repertory.agents.tools import Tool, as_tool
+from repertory.memory.recall import AgentMemory
+from repertory.memory.settings import MemorySettings
 
 __all__ = ["Agent", "AgentCore", "TurnOutput"]
 
@@ -23,7 +27,8 @@ class Agent:
     ``model`` is any litellm model string; without one, ``$REPERTORY_MODEL`` or the offline
     demo model ``repertory/demo``. Extra keyword arguments (``temperature=``, ``api_base=``,
     ...) go to every model call. ``replicas`` is how many AgentActors serve this agent on a
-    Ray runtime (default: one per node).
+    Ray runtime (default: one per node). ``memory`` (a :class:`~repertory.Memory`) gives the
+    agent long-term memory in every session (``Session(persist_memory=False)`` turns it off).
     """
 
     def __init__(
@@ -48,7 +53,9 @@ class Agent:
         names = [t.name for t in self.tools]
         if len(set(names)) != len(names):
             raise AgentError(f"Agent {name!r} has two tools with the same name: {names}")
-        self.memory = memory
+        if memory is not None and not isinstance(memory, MemorySettings):
+            raise InvalidInput(f"memory must be a repertory.Memory (or None), got {type(memory).__name__}")
+        self.memory: MemorySettings | None = memory
         self.replicas = replicas
         self.max_tool_rounds = max_tool_rounds
         self.history_window = history_window
@@ -66,6 +73,8 @@ class Agent:
             h.update(b"\0")
         for t in self.tools:
             h.update(f"{getattr(t.fn, '__module__', '')}.{getattr(t.fn, '__qualname__', t.name)}\0".encode())
+        if self.memory is not None:  # without memory, keys stay what they were
+            h.update(f"memory:{self.memory.fingerprint()}\0".encode())
         slug = "".join(c if c.isalnum() else "-" for c in self.name.lower())[:32]
         return f"{slug}-{h.hexdigest()[:12]}"
 
@@ -107,11 +116,27 @@ class AgentCore:
         self._open_shared = shared_state
         self._tools = {t.name: t for t in agent.tools}
         self._schemas = [t.schema for t in agent.tools] or None
+        self._memory: AgentMemory | None = None
+
+    @property
+    def memory(self) -> AgentMemory:
+        """Long-term memory for turns that ask for it (opened on first use, in this process)."""
+        if self._memory is None:
+            a = self.agent
+            self._memory = AgentMemory(a.memory, self.client, a.model, a.llm_options,
+                                       use_model=a.model not in (DEMO_MODEL, NULL_MODEL))
+        return self._memory
+
+    def close(self) -> None:
+        """Close what this core opened (memory files); it reopens them if used again."""
+        if self._memory is not None:
+            self._memory.close()
+            self._memory = None
 
     def prompt(self, history: list[dict], context: dict | None = None,
-               shared: dict[str, Any] | None = None) -> list[dict]:
-        """System instructions (with context and shared state), then the history (the host
-        has already cut it to the agent's ``history_window``)."""
+               shared: dict[str, Any] | None = None, memories: str | None = None) -> list[dict]:
+        """System instructions (with context, shared state and recalled memories), then the
+        history (the host has already cut it to the agent's ``history_window``)."""
         a = self.agent
         system = a.instructions
         ctx = context if context is not None else a.context
@@ -119,6 +144,8 @@ class AgentCore:
             system = f"{system}\n\nContext: {ctx}" if system else f"Context: {ctx}"
         if shared:
             system = f"{system}\n\nShared state: {shared}" if system else f"Shared state: {shared}"
+        if memories:
+            system = f"{system}\n\n{memories}" if system else memories
         return ([{"role": "system", "content": system}] if system else []) + list(history)
 
     def _stamp(self, message: dict[str, Any], usage: dict[str, int] | None = None) -> dict[str, Any]:
@@ -157,19 +184,41 @@ class AgentCore:
         return out
 
     async def stream(self, history: bytes | list[dict], context: dict | None = None,
-                     shared_state_id: str | None = None, *, deltas: bool = True) -> AsyncIterator[str | TurnOutput]:
+                     shared_state_id: str | None = None, *, deltas: bool = True,
+                     memory: dict | None = None) -> AsyncIterator[str | TurnOutput]:
         """Answer the last message of ``history`` (the user's), calling tools as asked.
 
         ``history`` is a list of messages or, from a host, one msgpack array of them.
         Yields text deltas as they come (with ``deltas``) and the :class:`TurnOutput` last.
+        ``memory`` (plain data, :func:`repertory.memory.settings.turn_memory`) turns long-term
+        memory on: recalled into the system prompt, and the user's facts stored after the reply.
         """
-        a = self.agent
         if isinstance(history, (bytes, bytearray)):
             from repertory.stores.codec import unpack_array
 
             history = unpack_array(history)
         tools, schemas, shared = await self._setup(shared_state_id)
-        prompt = self.prompt(history, context, shared)
+        extraction: asyncio.Task | None = None
+        memories = None
+        try:
+            if memory is not None:
+                said = next((m.get("content") for m in reversed(history) if m.get("role") == "user"), None)
+                said = said if isinstance(said, str) else ""
+                extraction = self.memory.start_extraction(said)  # overlaps the turn's own model call
+                memories = await self.memory.recall(memory, said)
+            async for item in self._rounds(self.prompt(history, context, shared, memories), tools, schemas, deltas):
+                if isinstance(item, TurnOutput) and extraction is not None:
+                    candidates, usage = await extraction
+                    _add_usage(item.usage, usage)
+                    await self.memory.remember(memory, candidates)  # type: ignore[arg-type]
+                yield item
+        finally:
+            if extraction is not None and not extraction.done():
+                extraction.cancel()
+
+    async def _rounds(self, prompt: list[dict], tools: dict[str, Tool], schemas: list[dict] | None,
+                      deltas: bool) -> AsyncIterator[str | TurnOutput]:
+        a = self.agent
         produced: list[dict[str, Any]] = []
         total: dict[str, int] = {}
         for _ in range(a.max_tool_rounds + 1):
@@ -196,9 +245,9 @@ class AgentCore:
         )
 
     async def run(self, history: bytes | list[dict], context: dict | None = None,
-                  shared_state_id: str | None = None) -> TurnOutput:
+                  shared_state_id: str | None = None, memory: dict | None = None) -> TurnOutput:
         """Like :meth:`stream` without deltas: one model call per round, the output at the end."""
-        async for item in self.stream(history, context, shared_state_id, deltas=False):
+        async for item in self.stream(history, context, shared_state_id, deltas=False, memory=memory):
             if isinstance(item, TurnOutput):
                 return item
         raise ModelError(f"agent {self.agent.name!r} produced no output")

@@ -54,6 +54,7 @@ class TurnRequest:
     # The handle's agent definitions ({"agent": ..., "agents": {...}}, Agent.to_dict() each),
     # stored with the turn; None (a handle that continues with the stored ones) leaves them.
     agents: dict | None = None
+    memory: dict | None = None  # long-term memory on: plain settings + scope (memory.settings.turn_memory)
 
 
 @dataclass(slots=True)

@@ -53,10 +53,10 @@ class AgentPool(Protocol):
     """Where a host sends prompts: in-process agent cores or AgentActors."""
 
     async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
-                  shared_state_id: str | None = None) -> TurnOutput: ...
+                  shared_state_id: str | None = None, memory: dict | None = None) -> TurnOutput: ...
 
     def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
-               shared_state_id: str | None = None) -> AsyncIterator[str | TurnOutput]: ...
+               shared_state_id: str | None = None, memory: dict | None = None) -> AsyncIterator[str | TurnOutput]: ...
 
 
 class _Slot:
@@ -364,7 +364,7 @@ class HostCore:
             user_msg = self._user_message(req)
             self._count_model_call(effort, req)
             out = await self.agents.run(req.agent_key, req.replicas, self._prompt_history(state, req, user_msg),
-                                        req.context, req.shared_state_id)
+                                        req.context, req.shared_state_id, req.memory)
             return await self._commit_turn(state, req, self._tag(out, req), user_msg, effort)
 
         return await self._with_session(req.ref, run, req.ttl, effort)
@@ -392,7 +392,7 @@ class HostCore:
             return replay
         self._count_model_call(effort, req)
         out = self._tag(await self.agents.run(req.agent_key, req.replicas, prompt, req.context,
-                                              req.shared_state_id), req)
+                                              req.shared_state_id, req.memory), req)
 
         async def append(state: SessionState) -> TurnReply:
             # A lost compare-and-set here redoes only the append: the exchange joins the
@@ -418,7 +418,7 @@ class HostCore:
             self._count_model_call(effort, req)
             out: TurnOutput | None = None
             async for item in self.agents.stream(req.agent_key, req.replicas, self._prompt_history(state, req, user_msg),
-                                                 req.context, req.shared_state_id):
+                                                 req.context, req.shared_state_id, req.memory):
                 if isinstance(item, str):
                     await queue.put(item)
                 else:

@@ -52,12 +52,12 @@ class LocalAgentPool:
             raise AgentError(f"agent {key!r} is not deployed on this runtime") from None
 
     async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
-                  shared_state_id: str | None = None) -> TurnOutput:
-        return await self._core(agent_key).run(history, context, shared_state_id)
+                  shared_state_id: str | None = None, memory: dict | None = None) -> TurnOutput:
+        return await self._core(agent_key).run(history, context, shared_state_id, memory)
 
     def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
-               shared_state_id: str | None = None) -> AsyncIterator[str | TurnOutput]:
-        return self._core(agent_key).stream(history, context, shared_state_id)
+               shared_state_id: str | None = None, memory: dict | None = None) -> AsyncIterator[str | TurnOutput]:
+        return self._core(agent_key).stream(history, context, shared_state_id, memory=memory)
 
 
 class LocalSharedStateBackend:
@@ -139,3 +139,5 @@ class LocalRuntime(Runtime):
             await self.store.close()
 
         run_sync(close)
+        for core in self.agents.cores.values():
+            core.close()

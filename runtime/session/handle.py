@@ -15,6 +15,7 @@ from repertory.errors import InvalidInput
 from repertory.host.api import TurnReply, TurnRequest
 from repertory.ids import SessionRef, new_session_id
 from repertory.agents.spec import agent_from_definition
+from repertory.memory.settings import turn_memory
 from repertory.state.schema import check_agent_definitions, check_ttl
 from repertory.runtimes.base import Runtime
 from repertory.session.branches import BranchesMixin
@@ -37,6 +38,10 @@ class Session(BranchesMixin, UserDataMixin):
     Every method has an async twin prefixed with ``a`` (``achat``, ``aget_history``, ...);
     the sync ones work with or without a running event loop.
     ``placement="dedicated"`` runs this session in its own Ray actor instead of a pooled host.
+    ``persist_memory=True`` gives the session long-term memory (the agent's ``Memory``, else
+    the default one in the runtime's database): facts the user states are remembered for the
+    user (or this session, without a user) and recalled in later sessions. ``False`` turns an
+    agent's memory off here; ``None`` (the default) follows the agent.
 
     The session stores its agent definitions (``Agent.to_dict()``: no secrets, tools by
     import path) with every turn of a handle given ``agent=`` or ``agents=``; a handle given
@@ -59,6 +64,7 @@ class Session(BranchesMixin, UserDataMixin):
         checkpoint_every: int | None = None,
         keep_checkpoints: int | None = None,
         runtime: Runtime | None = None,
+        persist_memory: bool | None = None,
     ) -> None:
         # "shared" was the first name of both "pooled" and "transcript"; still understood.
         placement = "pooled" if placement == "shared" else placement
@@ -86,6 +92,9 @@ class Session(BranchesMixin, UserDataMixin):
         self.merge_conflicts: list[dict[str, Any]] = []
         self.shared_state = shared_state
         self.agent_history = agent_history
+        if persist_memory is not None and not isinstance(persist_memory, bool):
+            raise InvalidInput("persist_memory must be True, False or None (follow the agent's memory)")
+        self.persist_memory = persist_memory
         self._runtime = runtime
         self._deployed_on: Runtime | None = None
         self._agent: Agent | None = None  # None until given or read from the store
@@ -94,6 +103,9 @@ class Session(BranchesMixin, UserDataMixin):
         if agent is not None or agents is not None:
             self._use(agent or next(iter(agents.values())), dict(agents or {}))  # type: ignore[union-attr]
         _ = self.runtime  # deploys the agents now: errors surface here, not on the first message
+        known = [self._agent, *self._agents.values()] if self._agent is not None else [None]
+        for a in {id(a): a for a in known}.values():
+            self._memory(a)  # a memory that cannot work fails here, not on the first message
 
     def _use(self, agent: Agent, agents: dict[str, Agent]) -> None:
         """Make ``agent`` (and ``agents``) this handle's, to be stored with its turns."""
@@ -193,13 +205,19 @@ class Session(BranchesMixin, UserDataMixin):
         check_message(message, self.runtime.settings.max_message_bytes)
         if turn_id is not None and (not isinstance(turn_id, str) or not 0 < len(turn_id) <= 128):
             raise InvalidInput("turn_id must be a str of 1 to 128 characters")
+        self.runtime.ensure_agent(agent)  # a no-op unless its definition changed (a new memory scorer)
         return TurnRequest(ref=self.ref, agent_key=agent.key, content=message, turn_id=turn_id or uuid.uuid4().hex,
                            replicas=agent.replicas or 1, ttl=self.ttl, context=agent.context,
                            checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints,
                            agent_name=agent_name,
                            shared_state_id=self.shared_state.state_id if self.shared_state else None,
                            parallel=parallel, history_mode=self.agent_history,
-                           history_window=agent.history_window, agents=self._definitions)
+                           history_window=agent.history_window, agents=self._definitions,
+                           memory=self._memory(agent))
+
+    def _memory(self, agent: Agent | None) -> dict[str, Any] | None:
+        return turn_memory(agent.memory if agent is not None else None, self.persist_memory,
+                           self.runtime.settings.store, self.user_id, self.session_id)
 
     def _named_agent(self, name: str) -> Agent:
         try:
