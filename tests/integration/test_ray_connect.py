@@ -3,7 +3,8 @@ a cluster that was asked for but does not answer fails fast with a typed error.
 
 Each case runs ``repertory.init()`` in a subprocess with its own ``RAY_TMPDIR`` (where Ray
 keeps the last cluster's address), so nothing here touches this machine's Ray files or the
-test session's Ray.
+test session's Ray. ("auto" is not tested here: with exactly one Ray running on the machine,
+Ray's "auto" joins it whatever the file says, and the test session's Ray is running.)
 """
 
 from __future__ import annotations
@@ -82,14 +83,6 @@ def test_an_address_that_does_not_answer_fails_fast_with_a_typed_error(ray_tmp, 
     assert out.startswith("NOT_READY"), out
     assert address in out and "private local instance" in out
     assert elapsed < 60  # ray.init alone retried a dead GCS for more than five minutes
-
-
-def test_auto_with_a_dead_last_cluster_fails_fast(ray_tmp, tmp_path):
-    address = f"127.0.0.1:{_closed_port()}"
-    (ray_tmp / "ray_current_cluster").write_text(address)
-    out, elapsed = _init(ray_tmp, tmp_path, "auto")
-    assert out.startswith("NOT_READY") and "'auto'" in out, out
-    assert elapsed < 60
 
 
 def test_ray_client_address_that_does_not_answer_fails_fast(ray_tmp, tmp_path):
