@@ -49,8 +49,8 @@ class StoreActor:
     async def commit(self, write: StateWrite) -> int:
         return await self._store.commit(write)
 
-    async def delete(self, key: str) -> bool:
-        return await self._store.delete(key)
+    async def delete(self, key: str, op_id: str | None = None) -> bool:
+        return await self._store.delete(key, op_id)
 
     async def list_sessions(self, prefix: str, updated_before: float | None, limit: int | None) -> list[SessionInfo]:
         return await self._store.list_sessions(prefix=prefix, updated_before=updated_before, limit=limit)
@@ -101,8 +101,8 @@ class RemoteStore(Store):
     async def commit(self, write: StateWrite) -> int:
         return await self._call(self._actor.commit, write)
 
-    async def delete(self, key: str) -> bool:
-        return await self._call(self._actor.delete, key)
+    async def delete(self, key: str, op_id: str | None = None) -> bool:
+        return await self._call(self._actor.delete, key, op_id)
 
     async def list_sessions(self, *, prefix: str = "", updated_before: float | None = None,
                             limit: int | None = None) -> list[SessionInfo]:

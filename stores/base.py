@@ -11,7 +11,10 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
-__all__ = ["CheckpointInfo", "CheckpointRecord", "SessionInfo", "SessionRecord", "StateWrite", "Store"]
+__all__ = ["DELETE_MEMORY", "CheckpointInfo", "CheckpointRecord", "SessionInfo", "SessionRecord", "StateWrite",
+           "Store"]
+
+DELETE_MEMORY = 86400.0  # seconds a delete's op id is remembered (a resend comes within a restart)
 
 
 @dataclass(slots=True)
@@ -105,8 +108,13 @@ class Store(abc.ABC):
         """Apply ``write`` atomically; return the new revision or raise ConcurrentUpdate."""
 
     @abc.abstractmethod
-    async def delete(self, key: str) -> bool:
-        """Remove a session and its checkpoints; True if the session existed."""
+    async def delete(self, key: str, op_id: str | None = None) -> bool:
+        """Remove a session and its checkpoints; True if the session existed.
+
+        With ``op_id``, the delete is remembered (a tombstone, for :data:`DELETE_MEMORY` seconds):
+        the same id again answers True and deletes nothing, so a delete resent after its host
+        died never removes a session created since.
+        """
 
     @abc.abstractmethod
     async def list_sessions(

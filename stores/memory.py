@@ -20,6 +20,7 @@ class MemoryStore(Store):
         self._records: dict[str, SessionRecord] = {}
         self._checkpoints: dict[str, dict[str, CheckpointRecord]] = {}
         self._leases: dict[str, tuple[str, float]] = {}  # key -> (owner, monotonic deadline)
+        self._deleted: dict[str, str] = {}  # key -> op id of its last delete
 
     def _holder(self, key: str) -> tuple[str, float] | None:
         lease = self._leases.get(key)
@@ -78,7 +79,11 @@ class MemoryStore(Store):
         if holder is not None and holder[0] == owner:
             del self._leases[key]
 
-    async def delete(self, key: str) -> bool:
+    async def delete(self, key: str, op_id: str | None = None) -> bool:
+        if op_id is not None:
+            if self._deleted.get(key) == op_id:
+                return True
+            self._deleted[key] = op_id
         self._checkpoints.pop(key, None)
         return self._records.pop(key, None) is not None
 

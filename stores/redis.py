@@ -55,7 +55,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUnavailable
 
 from . import redis_scripts as scripts
-from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from .base import DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 from .redis_batch import Batcher, Call, settle, settle_error
 from .urls import MASK, redact_url, url_secrets
 
@@ -349,8 +349,9 @@ class RedisStore(Store):
         self._check_open()
         await self._eval(self._release_lease_script, (self._lease_key(key),), (owner,), "release_lease")
 
-    async def delete(self, key: str) -> bool:
-        res = await self._eval(self._delete_script, self._session_keys(key), (f"{self._base(key)}:cp:",),
+    async def delete(self, key: str, op_id: str | None = None) -> bool:
+        res = await self._eval(self._delete_script, (*self._session_keys(key), f"{self._base(key)}:deleted"),
+                               (f"{self._base(key)}:cp:", op_id or "", int(DELETE_MEMORY)),
                                "delete")
         return bool(res)
 

@@ -106,8 +106,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """, "allow-oom")
 
-# KEYS: meta, msgs, cps; ARGV: cp_prefix -> 1 if the session existed
+# KEYS: meta, msgs, cps, deleted; ARGV: cp_prefix, op_id|'', remember_s -> 1 if the session existed
+# (or if this op id already deleted it: a resend deletes nothing, not even a session made since)
 DELETE = _script("""
+if ARGV[2] ~= '' then
+  if redis.call('GET', KEYS[4]) == ARGV[2] then return 1 end
+  redis.call('SET', KEYS[4], ARGV[2], 'EX', ARGV[3])
+end
 local existed = redis.call('EXISTS', KEYS[1])
 for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do redis.call('UNLINK', ARGV[1] .. id) end
 redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3])

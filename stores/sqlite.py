@@ -26,7 +26,7 @@ import structlog
 
 from repertory.errors import ConcurrentUpdate, CorruptState, StoreError, StoreUnavailable
 
-from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from .base import DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 from .sqlite_errors import is_busy, translate
 from .sqlite_files import FileId, create_private_file, file_id, make_private_folder, open_connection, rollback
 
@@ -216,7 +216,13 @@ class SQLiteStore(Store):
         return out
 
     @staticmethod
-    def _delete_in(conn: sqlite3.Connection, key: str) -> bool:
+    def _delete_in(conn: sqlite3.Connection, key: str, op_id: str | None = None) -> bool:
+        if op_id is not None:
+            row = conn.execute("SELECT op_id FROM deletions WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[0] == op_id:
+                return True  # a resend of a delete that was applied
+            conn.execute("INSERT OR REPLACE INTO deletions (key, op_id, at) VALUES (?, ?, ?)",
+                         (key, op_id, time.time()))
         cur = conn.execute("DELETE FROM sessions WHERE key = ?", (key,))
         conn.execute("DELETE FROM messages WHERE key = ?", (key,))
         conn.execute("DELETE FROM checkpoints WHERE key = ?", (key,))
@@ -241,6 +247,7 @@ class SQLiteStore(Store):
     @staticmethod
     def _sweep_in(conn: sqlite3.Connection, now: float) -> int:
         conn.execute("DELETE FROM leases WHERE until <= ?", (now,))
+        conn.execute("DELETE FROM deletions WHERE at <= ?", (now - DELETE_MEMORY,))
         keys = [r[0] for r in conn.execute(
             "SELECT key FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))]
         for key in keys:
@@ -373,8 +380,8 @@ class SQLiteStore(Store):
             asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint_wal)
         return results
 
-    async def delete(self, key: str) -> bool:
-        return await self._run("delete", self._tx, self._delete_in, key)
+    async def delete(self, key: str, op_id: str | None = None) -> bool:
+        return await self._run("delete", self._tx, self._delete_in, key, op_id)
 
     async def acquire_lease(self, key: str, owner: str, ttl: float) -> float:
         return await self._run("acquire_lease", self._tx, self._lease_in, key, owner, ttl)

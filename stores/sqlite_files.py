@@ -54,6 +54,12 @@ _SCHEMA = (
         data BLOB NOT NULL,
         PRIMARY KEY (key, cp_id)
     ) WITHOUT ROWID""",
+    # The op id of a session's last delete (Store.delete), kept for DELETE_MEMORY seconds.
+    """CREATE TABLE IF NOT EXISTS deletions (
+        key TEXT PRIMARY KEY,
+        op_id TEXT NOT NULL,
+        at REAL NOT NULL
+    ) WITHOUT ROWID""",
     # A session's lease (Store.acquire_lease); `until` is wall-clock time on this machine.
     """CREATE TABLE IF NOT EXISTS leases (
         key TEXT PRIMARY KEY,
@@ -61,7 +67,8 @@ _SCHEMA = (
         until REAL NOT NULL
     ) WITHOUT ROWID""",
 )
-_SCHEMA_NAMES = frozenset({"sessions", "sessions_updated", "sessions_expires", "messages", "checkpoints", "leases"})
+_SCHEMA_NAMES = frozenset({"sessions", "sessions_updated", "sessions_expires", "messages", "checkpoints", "leases",
+                           "deletions"})
 
 
 def make_private_folder(folder: Path) -> None:

@@ -142,7 +142,7 @@ class HostAPI(Protocol):
     async def exists(self, ref: SessionRef) -> bool:
         """True if the store holds the session."""
 
-    async def delete(self, ref: SessionRef, updated_before: float | None = None) -> bool:
+    async def delete(self, ref: SessionRef, updated_before: float | None = None, op_id: str | None = None) -> bool:
         """Delete the session (with ``updated_before``: only if not updated since); True if it was.
 
         No op_id: a deleted session keeps no record. A resend after a host died removes

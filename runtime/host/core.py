@@ -521,9 +521,10 @@ class HostCore:
             return True  # without a TTL only a delete removes it (another runtime's shows at the next write)
         return await self.store.load(ref.key) is not None
 
-    async def delete(self, ref: SessionRef, updated_before: float | None = None) -> bool:
+    async def delete(self, ref: SessionRef, updated_before: float | None = None, op_id: str | None = None) -> bool:
         """Delete a session; with ``updated_before``, only if it was not updated since (cleanup
-        must not remove a session that was used after it was listed).
+        must not remove a session that was used after it was listed). A resend of a delete
+        (same ``op_id``) is answered True and deletes nothing, not even a session created since.
 
         The slot stays: turns already waiting on its lock run after the delete, in order,
         on a fresh session (dropping the slot would let later turns take a new lock).
@@ -531,10 +532,12 @@ class HostCore:
         async with _Mailbox(self, ref) as slot:
             if updated_before is not None:
                 rec = await self.store.load(ref.key)
+                if rec is None and op_id is not None:
+                    return await self.store.delete(ref.key, op_id)  # True if this op deleted it
                 if rec is None or rec.updated_at >= updated_before:
                     return False
             slot.state = None
-            return await self.store.delete(ref.key)
+            return await self.store.delete(ref.key, op_id)
 
     def stats(self) -> dict[str, Any]:
         return {"host": self.name, "resident": len(self._slots), "activations": self.activations,

@@ -153,5 +153,5 @@ class Runtime(abc.ABC):
     async def exists(self, ref: SessionRef) -> bool:
         return await self.invoke(ref, HostCore.exists, ref)
 
-    async def delete(self, ref: SessionRef, updated_before: float | None = None) -> bool:
-        return await self.invoke(ref, HostCore.delete, ref, updated_before)
+    async def delete(self, ref: SessionRef, updated_before: float | None = None, op_id: str | None = None) -> bool:
+        return await self.invoke(ref, HostCore.delete, ref, updated_before, op_id or new_op_id())

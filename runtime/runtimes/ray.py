@@ -6,8 +6,8 @@ cluster share actors only when they name the same store in the same namespace. H
 agents are async actors with ``max_restarts=-1``: a dead one is restarted by Ray, and a host
 reactivates its sessions from the store. The handle resends a call whose host died, with the
 same encoded arguments: turns (turn ids), session writes and shared-state writes (operation
-ids, made once per call in ``Runtime``) are then answered, not applied twice. A resent delete
-removes nothing more but may answer False.
+ids, made once per call in ``Runtime``; deletes leave a tombstone with theirs) are then
+answered, not applied twice.
 
 With no address the runtime starts a private local Ray instance (Ray's ``address="local"``):
 it never joins a cluster it was not asked to join. ``address="auto"``, an address, or

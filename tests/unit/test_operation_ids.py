@@ -204,6 +204,8 @@ def test_the_runtime_makes_one_op_id_per_call_and_resends_it(backend, tmp_path):
         s.update_user_data(n=1)
         s.save_version("v")
         assert s.get_state()["revision"] == before + 2  # one write each, though each was sent twice
+        assert s.delete() is True  # the resend is answered, not a second delete
+        assert not s.exists()
     finally:
         rt.shutdown()
         if backend == "redis":

@@ -216,3 +216,15 @@ async def test_only_the_lease_holder_writes(store):
     rec = await store.load("s")
     assert rec.revision == rev and rec.messages == [b"x", b"y", b"z"]
     assert await store.load("new") is None
+
+
+async def test_a_resent_delete_deletes_nothing_not_even_a_session_created_since(store):
+    await store.commit(StateWrite("s", 0, b"m", [b"a"]))
+    assert await store.delete("s", "op-1") is True
+    rev = await store.commit(StateWrite("s", 0, b"m2", [b"b"], first_revision=77))  # re-created
+    assert await store.delete("s", "op-1") is True  # the resend: answered, applied once
+    assert (await store.load("s")).messages == [b"b"]
+    assert await store.delete("s", "op-2") is True  # a new delete deletes
+    assert await store.load("s") is None and rev == 77
+    assert await store.delete("s", "op-3") is False  # nothing there
+    assert await store.delete("s") is False  # without an id: as before
