@@ -100,6 +100,14 @@ class TurnOutput:
         return self.messages[-1].get("content") or "" if self.messages else ""
 
 
+def _decoded(history: bytes | list[dict]) -> list[dict]:
+    if isinstance(history, (bytes, bytearray)):
+        from repertory.stores.codec import unpack_array
+
+        return unpack_array(history)
+    return history
+
+
 def _add_usage(total: dict[str, int], usage: dict[str, int]) -> None:
     for k, v in usage.items():
         total[k] = total.get(k, 0) + v
@@ -193,10 +201,7 @@ class AgentCore:
         ``memory`` (plain data, :func:`repertory.memory.settings.turn_memory`) turns long-term
         memory on: recalled into the system prompt, and the user's facts stored after the reply.
         """
-        if isinstance(history, (bytes, bytearray)):
-            from repertory.stores.codec import unpack_array
-
-            history = unpack_array(history)
+        history = _decoded(history)
         tools, schemas, shared = await self._setup(shared_state_id)
         extraction: asyncio.Task | None = None
         memories = None
@@ -206,47 +211,82 @@ class AgentCore:
                 said = said if isinstance(said, str) else ""
                 extraction = self.memory.start_extraction(said)  # overlaps the turn's own model call
                 memories = await self.memory.recall(memory, said)
-            async for item in self._rounds(self.prompt(history, context, shared, memories), tools, schemas, deltas):
-                if isinstance(item, TurnOutput) and extraction is not None:
-                    candidates, usage = await extraction
-                    _add_usage(item.usage, usage)
-                    await self.memory.remember(memory, candidates)  # type: ignore[arg-type]
+            prompt = self.prompt(history, context, shared, memories)
+            if not deltas:
+                yield await self._remembered(await self._complete(prompt, tools, schemas), extraction, memory)
+                return
+            async for item in self._rounds(prompt, tools, schemas):
+                if isinstance(item, TurnOutput):
+                    item = await self._remembered(item, extraction, memory)
                 yield item
         finally:
             if extraction is not None and not extraction.done():
                 extraction.cancel()
 
-    async def _rounds(self, prompt: list[dict], tools: dict[str, Tool], schemas: list[dict] | None,
-                      deltas: bool) -> AsyncIterator[str | TurnOutput]:
+    async def _remembered(self, out: TurnOutput, extraction: asyncio.Task | None,
+                          memory: dict | None) -> TurnOutput:
+        if extraction is not None:
+            candidates, usage = await extraction
+            _add_usage(out.usage, usage)
+            await self.memory.remember(memory, candidates)  # type: ignore[arg-type]
+        return out
+
+    async def _complete(self, prompt: list[dict], tools: dict[str, Tool], schemas: list[dict] | None) -> TurnOutput:
+        """The rounds of a turn without deltas: one model call per round."""
         a = self.agent
         produced: list[dict[str, Any]] = []
         total: dict[str, int] = {}
         for _ in range(a.max_tool_rounds + 1):
-            if deltas:
-                reply: ModelReply | None = None
-                async for item in self.client.stream(a.model, prompt + produced, tools=schemas, **a.llm_options):
-                    if isinstance(item, str):
-                        yield item
-                    else:
-                        reply = item
-                if reply is None:
-                    raise ModelError(f"model {a.model!r} ended its stream without a final message")
-            else:
-                reply = await self.client.complete(a.model, prompt + produced, tools=schemas, **a.llm_options)
-            _add_usage(total, reply.usage)
-            produced.append(self._stamp(reply.message, reply.usage))
-            if not reply.message.get("tool_calls"):
-                yield TurnOutput(produced, total)
+            reply = await self.client.complete(a.model, prompt + produced, tools=schemas, **a.llm_options)
+            out = await self._round_done(reply, produced, total, tools)
+            if out is not None:
+                return out
+        raise self._too_many_rounds()
+
+    async def _rounds(self, prompt: list[dict], tools: dict[str, Tool],
+                      schemas: list[dict] | None) -> AsyncIterator[str | TurnOutput]:
+        """The rounds of a turn, streamed: text deltas, then the output."""
+        a = self.agent
+        produced: list[dict[str, Any]] = []
+        total: dict[str, int] = {}
+        for _ in range(a.max_tool_rounds + 1):
+            reply: ModelReply | None = None
+            async for item in self.client.stream(a.model, prompt + produced, tools=schemas, **a.llm_options):
+                if isinstance(item, str):
+                    yield item
+                else:
+                    reply = item
+            if reply is None:
+                raise ModelError(f"model {a.model!r} ended its stream without a final message")
+            out = await self._round_done(reply, produced, total, tools)
+            if out is not None:
+                yield out
                 return
-            produced.extend(await self._run_tools(reply, tools))
-        raise AgentError(
-            f"agent {a.name!r} still asked for tools after {a.max_tool_rounds} rounds; "
+        raise self._too_many_rounds()
+
+    async def _round_done(self, reply: ModelReply, produced: list[dict[str, Any]], total: dict[str, int],
+                          tools: dict[str, Tool]) -> TurnOutput | None:
+        """Record a model reply; the turn's output if it asked for no tools, else run them."""
+        _add_usage(total, reply.usage)
+        produced.append(self._stamp(reply.message, reply.usage))
+        if not reply.message.get("tool_calls"):
+            return TurnOutput(produced, total)
+        produced.extend(await self._run_tools(reply, tools))
+        return None
+
+    def _too_many_rounds(self) -> AgentError:
+        return AgentError(
+            f"agent {self.agent.name!r} still asked for tools after {self.agent.max_tool_rounds} rounds; "
             "raise max_tool_rounds or check the tools' results"
         )
 
     async def run(self, history: bytes | list[dict], context: dict | None = None,
                   shared_state_id: str | None = None, memory: dict | None = None) -> TurnOutput:
         """Like :meth:`stream` without deltas: one model call per round, the output at the end."""
+        if memory is None:  # no generator to create and finalise: the common turn
+            history = _decoded(history)
+            tools, schemas, shared = await self._setup(shared_state_id)
+            return await self._complete(self.prompt(history, context, shared), tools, schemas)
         async for item in self.stream(history, context, shared_state_id, deltas=False, memory=memory):
             if isinstance(item, TurnOutput):
                 return item

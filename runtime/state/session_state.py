@@ -164,7 +164,7 @@ class SessionState:
         # a turn id (a str the wire accepted): the hottest encode of a turn skips the walk.
         write = StateWrite(self.key, self.revision, _codec.encode(meta, checked=True), encoded,
                            base_count=len(self.messages), updated_at=now, expires_at=self._expires(now),
-                           first_revision=first_revision(), owner=self.owner)
+                           first_revision=first_revision() if self.revision == 0 else 1, owner=self.owner)
         return write, meta, self.messages + encoded
 
     def meta_write(self, meta: dict[str, Any], *, checkpoint: CheckpointRecord | None = None,
@@ -174,7 +174,8 @@ class SessionState:
         now = time.time()
         meta = dict(meta, updated_at=now)
         write = StateWrite(self.key, self.revision, _codec.encode(meta), [], base_count=len(self.messages),
-                           updated_at=now, expires_at=self._expires(now, meta), first_revision=first_revision(),
+                           updated_at=now, expires_at=self._expires(now, meta),
+                           first_revision=first_revision() if self.revision == 0 else 1,
                            owner=self.owner, checkpoint=checkpoint)
         return write, meta, self.messages
 
@@ -194,7 +195,7 @@ class SessionState:
             meta["recent_turns"] = []
         write = StateWrite(self.key, self.revision, _codec.encode(meta), list(messages), replace=True,
                            updated_at=meta["updated_at"], expires_at=self._expires(now, meta),
-                           first_revision=first_revision(), owner=self.owner, checkpoint=checkpoint)
+                           first_revision=first_revision() if self.revision == 0 else 1, owner=self.owner, checkpoint=checkpoint)
         return write, meta, list(messages)
 
     def applied(self, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:
