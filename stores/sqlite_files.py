@@ -13,6 +13,7 @@ import random
 import sqlite3
 import stat
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -116,8 +117,12 @@ def file_id(path: Path) -> FileId | None:
     return st.st_dev, st.st_ino
 
 
-def open_connection(path: Path, *, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
+def open_connection(path: Path, *, synchronous: str, busy_timeout: float, schema: Sequence[str] = _SCHEMA,
+                    schema_names: frozenset[str] = _SCHEMA_NAMES) -> sqlite3.Connection:
     """A connection in WAL mode with the schema in place; safe while other processes do the same.
+
+    ``schema`` (statements that may run again) and ``schema_names`` (the tables and indexes it
+    makes) default to the session store's; long-term memory passes its own.
 
     The busy timeout is set first, so every later statement waits for a lock instead of failing.
     Some lock waits never reach the busy handler, though: switching a new file to WAL while
@@ -130,7 +135,7 @@ def open_connection(path: Path, *, synchronous: str, busy_timeout: float) -> sql
         conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-            _set_up(conn, synchronous)
+            _set_up(conn, synchronous, schema, schema_names)
             return conn
         except sqlite3.Error as exc:
             conn.close()
@@ -143,18 +148,18 @@ def open_connection(path: Path, *, synchronous: str, busy_timeout: float) -> sql
         pause = min(pause * 2, 0.25)
 
 
-def _set_up(conn: sqlite3.Connection, synchronous: str) -> None:
+def _set_up(conn: sqlite3.Connection, synchronous: str, schema: Sequence[str], schema_names: frozenset[str]) -> None:
     # Asking first: an opener of an existing store takes no lock for a switch it does not need.
     if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
         conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
-    if _SCHEMA_NAMES <= names:
+    if schema_names <= names:
         return
     # One write transaction: concurrent openers queue on its lock and find the work done.
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in _SCHEMA:
+        for statement in schema:
             conn.execute(statement)
         conn.execute("COMMIT")
     except BaseException:

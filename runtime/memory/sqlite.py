@@ -29,7 +29,7 @@ import structlog
 
 from repertory.memory.quality import MemoryItem
 from repertory.stores.sqlite_errors import translate
-from repertory.stores.sqlite_files import create_private_file
+from repertory.stores.sqlite_files import create_private_file, open_connection
 
 __all__ = ["RECALL_WINDOW", "SQLiteMemoryStore", "fts_query", "index_terms", "scope_tag"]
 
@@ -54,6 +54,7 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS memories_scope_score ON memories(scope, score)",
     "CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(terms, tokenize='porter unicode61')",
 )
+_SCHEMA_NAMES = frozenset({"memories", "memories_scope_score", "memories_fts"})
 _COLUMNS = "m.id, m.content, m.kind, m.importance, m.relevance, m.score, m.created_at, m.updated_at, m.session_id"
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -128,28 +129,8 @@ class SQLiteMemoryStore:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             create_private_file(self.path)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=_BUSY_TIMEOUT_MS / 1000)
-            try:
-                conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-                if not {"memories", "memories_fts", "memories_scope_score"} <= names:
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        for statement in _SCHEMA:
-                            conn.execute(statement)
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        if conn.in_transaction:
-                            conn.execute("ROLLBACK")
-                        raise
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn = open_connection(self.path, synchronous="NORMAL", busy_timeout=_BUSY_TIMEOUT_MS / 1000,
+                                         schema=_SCHEMA, schema_names=_SCHEMA_NAMES)
         return self._conn
 
     # -- verbs ------------------------------------------------------------------------
