@@ -1,7 +1,7 @@
 """Long-term memory (issue 9): recall across sessions of a user, quality, eviction, bad config.
 
 The tests take the runtime as ``rt`` (tests/unit/conftest.py: the local runtime over a fresh
-SQLite file); tests/integration/test_memory_ray.py runs the same functions on Ray.
+SQLite file); tests/integration/test_session_suite_on_ray.py runs the same functions on Ray.
 """
 
 from __future__ import annotations
