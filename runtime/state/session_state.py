@@ -131,6 +131,10 @@ class SessionState:
         recent = [*meta.get("recent_ops", ())[-(RECENT_OPS - 1):], [op_id, result]]
         return dict(meta, recent_ops=recent)
 
+    def _first_revision(self) -> int:
+        # Only a write that creates the session uses it: the others skip the random draw.
+        return first_revision() if self.revision == 0 else 1
+
     def _expires(self, now: float, meta: dict[str, Any] | None = None) -> float | None:
         ttl = (self.meta if meta is None else meta).get("ttl")
         return now + ttl if ttl else None
@@ -164,7 +168,7 @@ class SessionState:
         # a turn id (a str the wire accepted): the hottest encode of a turn skips the walk.
         write = StateWrite(self.key, self.revision, _codec.encode(meta, checked=True), encoded,
                            base_count=len(self.messages), updated_at=now, expires_at=self._expires(now),
-                           first_revision=first_revision() if self.revision == 0 else 1, owner=self.owner)
+                           first_revision=self._first_revision(), owner=self.owner)
         return write, meta, self.messages + encoded
 
     def meta_write(self, meta: dict[str, Any], *, checkpoint: CheckpointRecord | None = None,
@@ -175,7 +179,7 @@ class SessionState:
         meta = dict(meta, updated_at=now)
         write = StateWrite(self.key, self.revision, _codec.encode(meta), [], base_count=len(self.messages),
                            updated_at=now, expires_at=self._expires(now, meta),
-                           first_revision=first_revision() if self.revision == 0 else 1,
+                           first_revision=self._first_revision(),
                            owner=self.owner, checkpoint=checkpoint)
         return write, meta, self.messages
 
@@ -195,7 +199,7 @@ class SessionState:
             meta["recent_turns"] = []
         write = StateWrite(self.key, self.revision, _codec.encode(meta), list(messages), replace=True,
                            updated_at=meta["updated_at"], expires_at=self._expires(now, meta),
-                           first_revision=first_revision() if self.revision == 0 else 1, owner=self.owner, checkpoint=checkpoint)
+                           first_revision=self._first_revision(), owner=self.owner, checkpoint=checkpoint)
         return write, meta, list(messages)
 
     def applied(self, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:
