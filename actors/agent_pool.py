@@ -48,8 +48,7 @@ class RayAgentPool:
         for attempt in range(replicas + 2):
             name, h = self._handle(agent_key, replicas)
             try:
-                return wire.decode(await h.run.remote(history, context, shared_state_id,
-                                                      None if memory is None else wire.encode(memory)))
+                return wire.decode(await h.run.remote(wire.encode([history, context, shared_state_id, memory])))
             except RayTaskError as exc:
                 raise unwrap_ray_error(exc) from None
             except (ActorDiedError, ActorUnavailableError) as exc:
@@ -62,7 +61,6 @@ class RayAgentPool:
     async def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                      shared_state_id: str | None = None, memory: dict | None = None) -> AsyncIterator[str | TurnOutput]:
         _, h = self._handle(agent_key, replicas)
-        gen = h.stream.options(num_returns="streaming").remote(history, context, shared_state_id,
-                                                               None if memory is None else wire.encode(memory))
+        gen = h.stream.options(num_returns="streaming").remote(wire.encode([history, context, shared_state_id, memory]))
         async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
             yield item
