@@ -156,10 +156,17 @@ class AgentCore:
             system = f"{system}\n\n{memories}" if system else memories
         return ([{"role": "system", "content": system}] if system else []) + list(history)
 
-    def _stamp(self, message: dict[str, Any], usage: dict[str, int] | None = None) -> dict[str, Any]:
+    def _stamp(self, message: dict[str, Any], usage: dict[str, int] | None = None,
+               latency: float | None = None, cost: float | None = None) -> dict[str, Any]:
         message["timestamp"] = time.time()
         if message["role"] == "assistant":
+            # What session analytics read: who answered, with which model, how fast, at what cost.
             message["name"] = self.agent.name
+            message["model"] = self.agent.model
+            if latency is not None:
+                message["latency"] = latency
+            if cost is not None:
+                message["cost"] = cost
         if usage:
             message["usage"] = usage
         return message
@@ -237,8 +244,9 @@ class AgentCore:
         produced: list[dict[str, Any]] = []
         total: dict[str, int] = {}
         for _ in range(a.max_tool_rounds + 1):
+            started = time.perf_counter()
             reply = await self.client.complete(a.model, prompt + produced, tools=schemas, **a.llm_options)
-            out = await self._round_done(reply, produced, total, tools)
+            out = await self._round_done(reply, produced, total, tools, time.perf_counter() - started)
             if out is not None:
                 return out
         raise self._too_many_rounds()
@@ -251,6 +259,7 @@ class AgentCore:
         total: dict[str, int] = {}
         for _ in range(a.max_tool_rounds + 1):
             reply: ModelReply | None = None
+            started = time.perf_counter()
             async for item in self.client.stream(a.model, prompt + produced, tools=schemas, **a.llm_options):
                 if isinstance(item, str):
                     yield item
@@ -258,17 +267,17 @@ class AgentCore:
                     reply = item
             if reply is None:
                 raise ModelError(f"model {a.model!r} ended its stream without a final message")
-            out = await self._round_done(reply, produced, total, tools)
+            out = await self._round_done(reply, produced, total, tools, time.perf_counter() - started)
             if out is not None:
                 yield out
                 return
         raise self._too_many_rounds()
 
     async def _round_done(self, reply: ModelReply, produced: list[dict[str, Any]], total: dict[str, int],
-                          tools: dict[str, Tool]) -> TurnOutput | None:
+                          tools: dict[str, Tool], latency: float) -> TurnOutput | None:
         """Record a model reply; the turn's output if it asked for no tools, else run them."""
         _add_usage(total, reply.usage)
-        produced.append(self._stamp(reply.message, reply.usage))
+        produced.append(self._stamp(reply.message, reply.usage, latency, reply.cost))
         if not reply.message.get("tool_calls"):
             return TurnOutput(produced, total)
         produced.extend(await self._run_tools(reply, tools))

@@ -104,6 +104,10 @@ class HostAPI(Protocol):
                               status: str | None = None, op_id: str | None = None) -> dict[str, Any]:
         """Record workflow task progress in the session's metadata; returns the workflow entry."""
 
+    async def add_rating(self, ref: SessionRef, score: float, comment: str | None = None,
+                         op_id: str | None = None) -> int:
+        """Record an explicit rating of the session (0 to 1); returns how many it keeps."""
+
     async def set_ttl(self, ref: SessionRef, ttl: float | None, op_id: str | None = None) -> None:
         """Seconds the session lives after its last access; None keeps it."""
 

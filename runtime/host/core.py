@@ -34,7 +34,7 @@ import structlog
 
 from repertory.agents.agent import TurnOutput
 from repertory.config import Settings
-from repertory.errors import ConcurrentUpdate, ModelError, StoreError
+from repertory.errors import AgentError, ConcurrentUpdate, ModelError, StoreError
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
 from repertory.ids import SessionRef
 from repertory.state import ops as state_ops
@@ -363,11 +363,28 @@ class HostCore:
                 return replay
             user_msg = self._user_message(req)
             self._count_model_call(effort, req)
-            out = await self.agents.run(req.agent_key, req.replicas, self._prompt_history(state, req, user_msg),
-                                        req.context, req.shared_state_id, req.memory)
+            try:
+                out = await self.agents.run(req.agent_key, req.replicas, self._prompt_history(state, req, user_msg),
+                                            req.context, req.shared_state_id, req.memory)
+            except (ModelError, AgentError):
+                await self._count_error(state)
+                raise
             return await self._commit_turn(state, req, self._tag(out, req), user_msg, effort)
 
         return await self._with_session(req.ref, run, req.ttl, effort)
+
+    async def _count_error(self, state: SessionState) -> None:
+        """Count a failed turn in the session's metrics (analytics report it). Best effort: the
+        turn's own error is what the caller gets, whatever happens here."""
+        if state.revision == 0:
+            return  # no session to count it in: a failed first turn stores nothing
+        metrics = dict(state.meta.get("metrics", {}))
+        metrics["errors"] = metrics.get("errors", 0) + 1
+        write, meta, messages = state.meta_write(dict(state.meta, metrics=metrics))
+        try:
+            state.applied(await self.store.commit(write), meta, messages)
+        except (StoreError, ConcurrentUpdate) as exc:
+            log.warning("error_count_not_written", session=state.key, error=str(exc))
 
     def _count_model_call(self, effort: _Effort, req: TurnRequest) -> None:
         effort.model_calls += 1
@@ -417,12 +434,17 @@ class HostCore:
             user_msg = self._user_message(req)
             self._count_model_call(effort, req)
             out: TurnOutput | None = None
-            async for item in self.agents.stream(req.agent_key, req.replicas, self._prompt_history(state, req, user_msg),
-                                                 req.context, req.shared_state_id, req.memory):
-                if isinstance(item, str):
-                    await queue.put(item)
-                else:
-                    out = item
+            try:
+                async for item in self.agents.stream(req.agent_key, req.replicas,
+                                                     self._prompt_history(state, req, user_msg),
+                                                     req.context, req.shared_state_id, req.memory):
+                    if isinstance(item, str):
+                        await queue.put(item)
+                    else:
+                        out = item
+            except (ModelError, AgentError):
+                await self._count_error(state)
+                raise
             if out is None:
                 raise ModelError("the agent's stream ended without a final message")
             return await self._commit_turn(state, req, self._tag(out, req), user_msg, effort)
@@ -478,6 +500,10 @@ class HostCore:
     async def update_workflow(self, ref: SessionRef, workflow_id: str, tasks: dict[str, Any],
                               status: str | None = None, op_id: str | None = None) -> dict[str, Any]:
         return await self._op(ref, state_ops.update_workflow, workflow_id, tasks, status, op_id)
+
+    async def add_rating(self, ref: SessionRef, score: float, comment: str | None = None,
+                         op_id: str | None = None) -> int:
+        return await self._op(ref, state_ops.add_rating, score, comment, op_id)
 
     async def set_ttl(self, ref: SessionRef, ttl: float | None, op_id: str | None = None) -> None:
         return await self._op(ref, state_ops.set_ttl, ttl, op_id)

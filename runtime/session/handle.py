@@ -18,6 +18,7 @@ from repertory.agents.spec import agent_from_definition
 from repertory.memory.settings import turn_memory
 from repertory.state.schema import check_agent_definitions, check_ttl
 from repertory.runtimes.base import Runtime
+from repertory.session.analytics import AnalyticsMixin
 from repertory.session.branches import BranchesMixin
 from repertory.session.user_data import UserDataMixin
 from repertory.shared.handle import SharedState
@@ -30,7 +31,7 @@ def _default_agent() -> Agent:
     return Agent("Assistant", "You are a helpful assistant.")
 
 
-class Session(BranchesMixin, UserDataMixin):
+class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
     """A persistent conversation with an agent.
 
     ``Session(session_id=None, agent=None, user_id=None)``: the id defaults to a uuid4; the

@@ -141,11 +141,13 @@ class SessionState:
 
     def append_write(self, messages: list[dict[str, Any]], *, turn_id: str | None = None,
                      turns: int = 1, metrics: dict[str, int] | None = None,
-                     agents: dict[str, Any] | None = None) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
+                     agents: dict[str, Any] | None = None, fields: dict[str, Any] | None = None,
+                     ) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
         """The write that appends ``messages``; apply it with :meth:`applied` once committed.
         ``metrics`` are added to the session's counters (:data:`schema.METRICS`).
         ``agents``: the definitions the turn ran with (``{"agent": ..., "agents": {...}}``);
         stored, and a replacement recorded, where they differ from the session's.
+        ``fields``: other meta fields the turn changed (window settings and state), checked here.
         """
         now = time.time()
         meta = dict(self.meta, updated_at=now, turns=self.meta["turns"] + turns)
@@ -158,6 +160,10 @@ class SessionState:
         replaced = with_definitions(self.meta, agents, now)  # checked against the schema there
         if replaced is not None:
             meta.update(replaced)
+        checked = True
+        if fields:
+            meta.update(fields)
+            checked = False  # new values: the encode walks them
         if turn_id is not None:
             # Remember recent turn ids with their reply's index: a resent turn is answered, not redone.
             recent = [*self.meta.get("recent_turns", ())[-(RECENT_TURNS - 1):],
@@ -166,7 +172,7 @@ class SessionState:
         encoded = [_codec.encode(m) for m in messages]
         # The meta is the stored one (checked when written or loaded) plus a time, a count and
         # a turn id (a str the wire accepted): the hottest encode of a turn skips the walk.
-        write = StateWrite(self.key, self.revision, _codec.encode(meta, checked=True), encoded,
+        write = StateWrite(self.key, self.revision, _codec.encode(meta, checked=checked), encoded,
                            base_count=len(self.messages), updated_at=now, expires_at=self._expires(now),
                            first_revision=self._first_revision(), owner=self.owner)
         return write, meta, self.messages + encoded
@@ -197,6 +203,7 @@ class SessionState:
         meta = dict(meta, updated_at=updated_at or now)
         if not keep_recent_turns:
             meta["recent_turns"] = []
+            meta.pop("window", None)  # its start and summary describe the old history
         write = StateWrite(self.key, self.revision, _codec.encode(meta), list(messages), replace=True,
                            updated_at=meta["updated_at"], expires_at=self._expires(now, meta),
                            first_revision=self._first_revision(), owner=self.owner, checkpoint=checkpoint)
@@ -213,4 +220,6 @@ class SessionState:
                 "metadata": m["metadata"], "created_at": m["created_at"], "updated_at": m["updated_at"],
                 "turns": m["turns"], "revision": self.revision,
                 "metrics": {name: m.get("metrics", {}).get(name, 0) for name in schema.METRICS},
-                "agent": m.get("agent"), "agents": m.get("agents", {}), "agent_changes": m.get("agent_changes", [])}
+                "agent": m.get("agent"), "agents": m.get("agents", {}), "agent_changes": m.get("agent_changes", []),
+                "ratings": [{"score": r[0], "at": r[1], "comment": r[2]} for r in m.get("ratings", ())],
+                "context": m.get("context"), "window": m.get("window")}

@@ -27,6 +27,7 @@ def _load(name: str):
 _durable = _load("test_durable_session")
 _shared = _load("test_shared_state_local")
 _memory = _load("test_memory")
+_analytics = _load("test_analytics")
 
 test_checkpoint_list_restore_and_retention = _durable.test_checkpoint_list_restore_and_retention
 test_restore_keeps_revision_moving_forward = _durable.test_restore_keeps_revision_moving_forward
@@ -63,6 +64,14 @@ test_custom_scorer_decides_what_is_kept = _memory.test_custom_scorer_decides_wha
 test_seed_memory_integration_snippet = _memory.test_seed_memory_integration_snippet
 test_an_unreadable_extraction_answer_falls_back_to_the_patterns = \
     _memory.test_an_unreadable_extraction_answer_falls_back_to_the_patterns
+
+
+# Analytics read what the AgentActors recorded on each reply (model, latency, usage, cost).
+test_analytics_figures_are_exact_for_a_scripted_session = _analytics.test_analytics_figures_are_exact_for_a_scripted_session
+test_turns_record_model_latency_and_usage = _analytics.test_turns_record_model_latency_and_usage
+test_ratings_are_kept_apart_from_metadata = _analytics.test_ratings_are_kept_apart_from_metadata
+test_failed_turns_are_counted = _analytics.test_failed_turns_are_counted
+test_seed_analytics_preferences_and_context_snippets = _analytics.test_seed_snippets_run
 
 
 @pytest.fixture
