@@ -15,6 +15,7 @@ from repertory.agents.definition import definition_of
 from repertory.agents.demo_model import DEMO_MODEL
 from repertory.agents.model_client import NULL_MODEL, ModelClient, ModelReply, client_for
 from repertory.agents.tools import Tool, as_tool
+from repertory.agents.window import ContextWindow, Fitted
 from repertory.memory.recall import AgentMemory
 from repertory.memory.settings import MemorySettings
 
@@ -42,6 +43,9 @@ class Agent:
         replicas: int | None = None,
         max_tool_rounds: int = 8,
         history_window: int | None = None,
+        context_window: int | None = None,
+        max_context_tokens: int | None = None,
+        context_policy: str | None = None,
         **llm_options: Any,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -58,7 +62,18 @@ class Agent:
         self.memory: MemorySettings | None = memory
         self.replicas = replicas
         self.max_tool_rounds = max_tool_rounds
-        self.history_window = history_window
+        # context_window is the seed page's word for history_window: the last N messages.
+        if context_window is not None and history_window is not None and context_window != history_window:
+            raise InvalidInput("pass context_window or history_window (the same setting), not both")
+        self.history_window = history_window if history_window is not None else context_window
+        for what, n in (("context_window", self.history_window), ("max_context_tokens", max_context_tokens)):
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+                raise InvalidInput(f"{what} must be a positive int or None")
+        if context_policy not in (None, "drop", "summarize"):
+            raise InvalidInput(f"context_policy must be 'drop' or 'summarize', got {context_policy!r}")
+        # Not part of the stored definition: a session stores its own (Session(max_context_tokens=...)).
+        self.max_context_tokens = max_context_tokens
+        self.context_policy = context_policy
         self.llm_options = llm_options
         # Set by the seed's ContextualSession recipe; added to the system prompt when present.
         self.context: dict[str, Any] | None = None
@@ -75,6 +90,8 @@ class Agent:
             h.update(f"{getattr(t.fn, '__module__', '')}.{getattr(t.fn, '__qualname__', t.name)}\0".encode())
         if self.memory is not None:  # without memory, keys stay what they were
             h.update(f"memory:{self.memory.fingerprint()}\0".encode())
+        if self.max_context_tokens is not None or self.context_policy is not None:  # likewise
+            h.update(f"context:{self.max_context_tokens}:{self.context_policy}\0".encode())
         slug = "".join(c if c.isalnum() else "-" for c in self.name.lower())[:32]
         return f"{slug}-{h.hexdigest()[:12]}"
 
@@ -94,6 +111,9 @@ class TurnOutput:
 
     messages: list[dict[str, Any]]
     usage: dict[str, int] = field(default_factory=dict)
+    # Where the session's window now starts and its summary ({"start", "summary", "usage"}),
+    # when this turn moved it (agents.window); None leaves the stored window as it is.
+    window: dict[str, Any] | None = None
 
     @property
     def reply(self) -> str:
@@ -125,6 +145,11 @@ class AgentCore:
         self._tools = {t.name: t for t in agent.tools}
         self._schemas = [t.schema for t in agent.tools] or None
         self._memory: AgentMemory | None = None
+        self.window = ContextWindow(agent.model, tokens=agent.max_context_tokens, policy=agent.context_policy,
+                                    summarize=self._summary_call)
+
+    async def _summary_call(self, prompt: list[dict]) -> ModelReply:
+        return await self.client.complete(self.agent.model, prompt, **self.agent.llm_options)
 
     @property
     def memory(self) -> AgentMemory:
@@ -142,9 +167,17 @@ class AgentCore:
             self._memory = None
 
     def prompt(self, history: list[dict], context: dict | None = None,
-               shared: dict[str, Any] | None = None, memories: str | None = None) -> list[dict]:
-        """System instructions (with context, shared state and recalled memories), then the
-        history (the host has already cut it to the agent's ``history_window``)."""
+               shared: dict[str, Any] | None = None, memories: str | None = None,
+               summary: str | None = None) -> list[dict]:
+        """System instructions (with context, shared state, recalled memories and the summary
+        of older turns), then the history (already fitted to the window)."""
+        system = self._system(context, shared, memories)
+        if summary:
+            system = f"{system}\n\nSummary of the earlier conversation: {summary}" if system else \
+                f"Summary of the earlier conversation: {summary}"
+        return ([{"role": "system", "content": system}] if system else []) + list(history)
+
+    def _system(self, context: dict | None, shared: dict[str, Any] | None, memories: str | None) -> str:
         a = self.agent
         system = a.instructions
         ctx = context if context is not None else a.context
@@ -154,7 +187,19 @@ class AgentCore:
             system = f"{system}\n\nShared state: {shared}" if system else f"Shared state: {shared}"
         if memories:
             system = f"{system}\n\n{memories}" if system else memories
-        return ([{"role": "system", "content": system}] if system else []) + list(history)
+        return system
+
+    async def _fitted(self, history: list[dict], window: dict | None, context: dict | None,
+                      shared: dict[str, Any] | None, memories: str | None) -> tuple[list[dict], Fitted]:
+        """The prompt within the window's limits, and what fitting it changed."""
+        fitted = await self.window.fit(history, window, self._system(context, shared, memories))
+        return self.prompt(fitted.history, context, shared, memories, fitted.summary), fitted
+
+    def _finish(self, out: TurnOutput, fitted: Fitted) -> TurnOutput:
+        if fitted.state is not None:
+            out.window = {**fitted.state, "usage": fitted.usage}
+            _add_usage(out.usage, fitted.usage)  # the summary call is part of the turn's cost
+        return out
 
     def _stamp(self, message: dict[str, Any], usage: dict[str, int] | None = None,
                latency: float | None = None, cost: float | None = None) -> dict[str, Any]:
@@ -200,13 +245,14 @@ class AgentCore:
 
     async def stream(self, history: bytes | list[dict], context: dict | None = None,
                      shared_state_id: str | None = None, *, deltas: bool = True,
-                     memory: dict | None = None) -> AsyncIterator[str | TurnOutput]:
+                     memory: dict | None = None, window: dict | None = None) -> AsyncIterator[str | TurnOutput]:
         """Answer the last message of ``history`` (the user's), calling tools as asked.
 
         ``history`` is a list of messages or, from a host, one msgpack array of them.
         Yields text deltas as they come (with ``deltas``) and the :class:`TurnOutput` last.
         ``memory`` (plain data, :func:`repertory.memory.settings.turn_memory`) turns long-term
         memory on: recalled into the system prompt, and the user's facts stored after the reply.
+        ``window``: the session's window settings and state (:mod:`repertory.agents.window`).
         """
         history = _decoded(history)
         tools, schemas, shared = await self._setup(shared_state_id)
@@ -218,13 +264,15 @@ class AgentCore:
                 said = said if isinstance(said, str) else ""
                 extraction = self.memory.start_extraction(said)  # overlaps the turn's own model call
                 memories = await self.memory.recall(memory, said)
-            prompt = self.prompt(history, context, shared, memories)
+            prompt, fitted = await self._fitted(history, window, context, shared, memories)
+            budget = self.window.limits(window)[1]
             if not deltas:
-                yield await self._remembered(await self._complete(prompt, tools, schemas), extraction, memory)
+                out = await self._complete(prompt, tools, schemas, budget)
+                yield self._finish(await self._remembered(out, extraction, memory), fitted)
                 return
-            async for item in self._rounds(prompt, tools, schemas):
+            async for item in self._rounds(prompt, tools, schemas, budget):
                 if isinstance(item, TurnOutput):
-                    item = await self._remembered(item, extraction, memory)
+                    item = self._finish(await self._remembered(item, extraction, memory), fitted)
                 yield item
         finally:
             if extraction is not None and not extraction.done():
@@ -238,12 +286,14 @@ class AgentCore:
             await self.memory.remember(memory, candidates)  # type: ignore[arg-type]
         return out
 
-    async def _complete(self, prompt: list[dict], tools: dict[str, Tool], schemas: list[dict] | None) -> TurnOutput:
+    async def _complete(self, prompt: list[dict], tools: dict[str, Tool], schemas: list[dict] | None,
+                        budget: int | None = None) -> TurnOutput:
         """The rounds of a turn without deltas: one model call per round."""
         a = self.agent
         produced: list[dict[str, Any]] = []
         total: dict[str, int] = {}
         for _ in range(a.max_tool_rounds + 1):
+            prompt = self.window.trim(prompt, produced, budget)  # tool results stay within the limit
             started = time.perf_counter()
             reply = await self.client.complete(a.model, prompt + produced, tools=schemas, **a.llm_options)
             out = await self._round_done(reply, produced, total, tools, time.perf_counter() - started)
@@ -251,13 +301,14 @@ class AgentCore:
                 return out
         raise self._too_many_rounds()
 
-    async def _rounds(self, prompt: list[dict], tools: dict[str, Tool],
-                      schemas: list[dict] | None) -> AsyncIterator[str | TurnOutput]:
+    async def _rounds(self, prompt: list[dict], tools: dict[str, Tool], schemas: list[dict] | None,
+                      budget: int | None = None) -> AsyncIterator[str | TurnOutput]:
         """The rounds of a turn, streamed: text deltas, then the output."""
         a = self.agent
         produced: list[dict[str, Any]] = []
         total: dict[str, int] = {}
         for _ in range(a.max_tool_rounds + 1):
+            prompt = self.window.trim(prompt, produced, budget)
             reply: ModelReply | None = None
             started = time.perf_counter()
             async for item in self.client.stream(a.model, prompt + produced, tools=schemas, **a.llm_options):
@@ -290,13 +341,17 @@ class AgentCore:
         )
 
     async def run(self, history: bytes | list[dict], context: dict | None = None,
-                  shared_state_id: str | None = None, memory: dict | None = None) -> TurnOutput:
+                  shared_state_id: str | None = None, memory: dict | None = None,
+                  window: dict | None = None) -> TurnOutput:
         """Like :meth:`stream` without deltas: one model call per round, the output at the end."""
         if memory is None:  # no generator to create and finalise: the common turn
             history = _decoded(history)
             tools, schemas, shared = await self._setup(shared_state_id)
-            return await self._complete(self.prompt(history, context, shared), tools, schemas)
-        async for item in self.stream(history, context, shared_state_id, deltas=False, memory=memory):
+            prompt, fitted = await self._fitted(history, window, context, shared, None)
+            out = await self._complete(prompt, tools, schemas, self.window.limits(window)[1])
+            return self._finish(out, fitted)
+        async for item in self.stream(history, context, shared_state_id, deltas=False, memory=memory,
+                                      window=window):
             if isinstance(item, TurnOutput):
                 return item
         raise ModelError(f"agent {self.agent.name!r} produced no output")

@@ -55,6 +55,10 @@ class TurnRequest:
     # stored with the turn; None (a handle that continues with the stored ones) leaves them.
     agents: dict | None = None
     memory: dict | None = None  # long-term memory on: plain settings + scope (memory.settings.turn_memory)
+    # The handle's window settings ({"messages", "tokens", "policy"}), stored with the turn where
+    # they differ; None continues with the stored ones (agents.window).
+    context_settings: dict | None = None
+    prompt_context: str | None = "profile"  # what the prompt's context adds (state.context.PROMPT_CONTEXTS)
 
 
 @dataclass(slots=True)

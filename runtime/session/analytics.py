@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from repertory._sync import run_sync
-from repertory.session.user_data import extract_topics
+from repertory.state.context import extract_topics
 
 __all__ = ["AnalyticsMixin", "HEURISTIC", "NEGATIVE_WORDS", "POSITIVE_WORDS", "analytics", "duration", "percentile",
            "performance_metrics", "satisfaction"]

@@ -88,13 +88,20 @@ class SessionState:
     def history(self) -> list[dict[str, Any]]:
         return unpack_array(pack_array(self.messages))
 
-    def prompt_blob(self, user_msg: dict[str, Any], window: int | None = None) -> bytes:
-        """History (its last ``window`` messages) plus ``user_msg``, as one msgpack array.
+    def prompt_blob(self, user_msg: dict[str, Any], window: int | None = None, start: int = 0) -> bytes:
+        """History (from message ``start``, its last ``window`` messages) plus ``user_msg``, as
+        one msgpack array.
 
         The host never decodes the history for a turn: the agent does, in one pass.
         """
-        msgs = self.messages[-window:] if window else self.messages
+        msgs = self.messages[start:] if start else self.messages
+        if window:
+            msgs = msgs[-window:]
         return pack_array([*msgs, _codec.encode(user_msg)])
+
+    def recent(self, n: int) -> list[dict[str, Any]]:
+        """The last ``n`` messages, decoded."""
+        return unpack_array(pack_array(self.messages[-n:])) if n else []
 
     def replay(self, turn_id: str, content: str) -> str | None:
         """The stored reply of a recent turn with this id and this user message, or None if
