@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repertory.agents.demo_model import DEMO_CONTEXT_WORDS, DEMO_MODEL, SUMMARY_MARKER, word_count
+from repertory.agents.model_client import NULL_MODEL
 from repertory.errors import AgentError
 
 __all__ = ["SUMMARY_WORDS", "ContextWindow", "Fitted", "summary_request"]
@@ -56,7 +57,7 @@ def model_context_size(model: str) -> int | None:
     """The model's input size in tokens from litellm's model table (None if unknown)."""
     if model == DEMO_MODEL:
         return DEMO_CONTEXT_WORDS
-    from repertory.agents.model_client import NULL_MODEL, load_litellm
+    from repertory.agents.model_client import load_litellm
 
     if model == NULL_MODEL:
         return None
@@ -88,7 +89,8 @@ class ContextWindow:
         self.default_tokens = tokens
         self.default_policy = policy or "drop"
         self._summarize = summarize  # async: prompt -> ModelReply
-        self._counter = word_count if model == DEMO_MODEL else None
+        # The offline models count words (the demo model reports its usage so); others, litellm.
+        self._counter = word_count if model in (DEMO_MODEL, NULL_MODEL) else None
 
     def count(self, message: dict) -> int:
         """Tokens of one message as the model counts them."""

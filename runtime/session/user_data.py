@@ -108,17 +108,40 @@ class UserDataMixin:
 
     async def aupdate_profile(self, key: str, value: Any) -> None:
         await self.runtime.update_fields(self.ref, "user_profile", {key: value}, False)
+        await self._remember(f"The user's {key} is {value}.", "profile")
 
     def update_profile(self, key: str, value: Any) -> None:
-        """Set one field of the user profile."""
+        """Set one field of the user profile (also a long-term memory of the user with
+        ``persist_memory``)."""
         run_sync(self.aupdate_profile, key, value)
 
     async def aupdate_preference(self, key: str, value: Any) -> None:
         await self.runtime.update_item(self.ref, "user_profile", "preferences", {key: value}, "merge")
+        await self._remember(f"The user's preferred {key} is {value}.", "preference")
 
     def update_preference(self, key: str, value: Any) -> None:
-        """Set one user preference (kept in ``user_profile['preferences']``)."""
+        """Set one user preference (kept in ``user_profile['preferences']``, and with
+        ``persist_memory`` in the user's long-term memory, so later sessions recall it)."""
         run_sync(self.aupdate_preference, key, value)
+
+    async def _remember(self, fact: str, kind: str) -> None:
+        """Offer ``fact`` to the user's long-term memory when this session has memory on (the
+        agent's Memory settings apply: threshold, cap, scorer)."""
+        agent = await self._aready()  # type: ignore[attr-defined]
+        spec = self._memory(agent)  # type: ignore[attr-defined]
+        if spec is None:
+            return
+        from repertory.memory.memory import Memory
+
+        if isinstance(agent.memory, Memory):
+            memory = agent.memory
+        else:  # persist_memory=True without the agent's Memory: the default one, same file
+            memory = getattr(self, "_profile_memory", None)
+            if memory is None or memory.db_path != spec["db_path"]:
+                memory = Memory(config={"db_path": spec["db_path"]})
+                self._profile_memory = memory
+        await memory.aadd(fact, user_id=self.user_id, session_id=self.session_id, kind=kind,
+                          importance=0.9, relevance=1.0)
 
     def get_preferences(self) -> dict[str, Any]:
         return self.user_profile.get("preferences", {})

@@ -28,6 +28,7 @@ _durable = _load("test_durable_session")
 _shared = _load("test_shared_state_local")
 _memory = _load("test_memory")
 _analytics = _load("test_analytics")
+_window = _load("test_context_window")
 
 test_checkpoint_list_restore_and_retention = _durable.test_checkpoint_list_restore_and_retention
 test_restore_keeps_revision_moving_forward = _durable.test_restore_keeps_revision_moving_forward
@@ -72,6 +73,17 @@ test_turns_record_model_latency_and_usage = _analytics.test_turns_record_model_l
 test_ratings_are_kept_apart_from_metadata = _analytics.test_ratings_are_kept_apart_from_metadata
 test_failed_turns_are_counted = _analytics.test_failed_turns_are_counted
 test_seed_analytics_preferences_and_context_snippets = _analytics.test_seed_snippets_run
+
+# The window is fitted in the AgentActors; its settings and state cross to them with each turn.
+test_a_5000_turn_session_stays_within_the_demo_models_context = \
+    _window.test_a_5000_turn_session_stays_within_the_demo_models_context
+test_summaries_fold_older_turns_and_their_tokens_are_counted = \
+    _window.test_summaries_fold_older_turns_and_their_tokens_are_counted
+test_drop_keeps_the_newest_messages_only = _window.test_drop_keeps_the_newest_messages_only
+test_tool_rounds_stay_within_the_token_limit = _window.test_tool_rounds_stay_within_the_token_limit
+test_the_prompt_carries_the_profile_and_the_agents_context = \
+    _window.test_the_prompt_carries_the_profile_and_the_agents_context
+test_build_context_returns_the_seed_fields = _window.test_build_context_returns_the_seed_fields
 
 
 @pytest.fixture

@@ -142,3 +142,17 @@ def test_heuristic_without_signals_is_neutral():
 def test_seed_snippets_run(rt, tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
     runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name="__main__")
+
+
+def test_preferences_reach_the_users_long_term_memory(rt):
+    s = Session("prefs-a", user_id="pat", persist_memory=True)
+    s.update_preference("language", "Portuguese")
+    s.update_profile("city", "Porto")
+    later = Session("prefs-b", user_id="pat", persist_memory=True)
+    assert "Portuguese" in later.chat("Which language do I prefer?")  # recalled, another session
+    assert "Porto" in later.chat("Which city is mine?")
+    other = Session("prefs-c", user_id="sam", persist_memory=True)
+    assert "Portuguese" not in other.chat("Which language do I prefer?")  # never another user's
+    plain = Session("prefs-d", user_id="kim")  # without memory: the profile only
+    plain.update_preference("language", "Danish")
+    assert "Danish" not in Session("prefs-e", user_id="kim", persist_memory=True).chat("Which language do I prefer?")
