@@ -190,13 +190,18 @@ class AgentCore:
         return system
 
     async def _fitted(self, history: list[dict], window: dict | None, context: dict | None,
-                      shared: dict[str, Any] | None, memories: str | None) -> tuple[list[dict], Fitted]:
-        """The prompt within the window's limits, and what fitting it changed."""
-        fitted = await self.window.fit(history, window, self._system(context, shared, memories))
-        return self.prompt(fitted.history, context, shared, memories, fitted.summary), fitted
+                      shared: dict[str, Any] | None, memories: str | None,
+                      ) -> tuple[list[dict], Fitted | None, int | None]:
+        """The prompt within the window's limits, what fitting it changed (None: nothing to
+        fit) and the token limit of its tool rounds."""
+        limits = self.window.limits(window)
+        if window is None and limits[1] is None:  # no limit, nothing stored: the common null-model turn
+            return self.prompt(history, context, shared, memories), None, None
+        fitted = await self.window.fit(history, window, self._system(context, shared, memories), limits)
+        return self.prompt(fitted.history, context, shared, memories, fitted.summary), fitted, limits[1]
 
-    def _finish(self, out: TurnOutput, fitted: Fitted) -> TurnOutput:
-        if fitted.state is not None:
+    def _finish(self, out: TurnOutput, fitted: Fitted | None) -> TurnOutput:
+        if fitted is not None and fitted.state is not None:
             out.window = {**fitted.state, "usage": fitted.usage}
             _add_usage(out.usage, fitted.usage)  # the summary call is part of the turn's cost
         return out
@@ -264,8 +269,7 @@ class AgentCore:
                 said = said if isinstance(said, str) else ""
                 extraction = self.memory.start_extraction(said)  # overlaps the turn's own model call
                 memories = await self.memory.recall(memory, said)
-            prompt, fitted = await self._fitted(history, window, context, shared, memories)
-            budget = self.window.limits(window)[1]
+            prompt, fitted, budget = await self._fitted(history, window, context, shared, memories)
             if not deltas:
                 out = await self._complete(prompt, tools, schemas, budget)
                 yield self._finish(await self._remembered(out, extraction, memory), fitted)
@@ -293,7 +297,8 @@ class AgentCore:
         produced: list[dict[str, Any]] = []
         total: dict[str, int] = {}
         for _ in range(a.max_tool_rounds + 1):
-            prompt = self.window.trim(prompt, produced, budget)  # tool results stay within the limit
+            if budget is not None and produced:  # tool results stay within the limit
+                prompt = self.window.trim(prompt, produced, budget)
             started = time.perf_counter()
             reply = await self.client.complete(a.model, prompt + produced, tools=schemas, **a.llm_options)
             out = await self._round_done(reply, produced, total, tools, time.perf_counter() - started)
@@ -308,7 +313,8 @@ class AgentCore:
         produced: list[dict[str, Any]] = []
         total: dict[str, int] = {}
         for _ in range(a.max_tool_rounds + 1):
-            prompt = self.window.trim(prompt, produced, budget)
+            if budget is not None and produced:
+                prompt = self.window.trim(prompt, produced, budget)
             reply: ModelReply | None = None
             started = time.perf_counter()
             async for item in self.client.stream(a.model, prompt + produced, tools=schemas, **a.llm_options):
@@ -347,9 +353,9 @@ class AgentCore:
         if memory is None:  # no generator to create and finalise: the common turn
             history = _decoded(history)
             tools, schemas, shared = await self._setup(shared_state_id)
-            prompt, fitted = await self._fitted(history, window, context, shared, None)
-            out = await self._complete(prompt, tools, schemas, self.window.limits(window)[1])
-            return self._finish(out, fitted)
+            prompt, fitted, budget = await self._fitted(history, window, context, shared, None)
+            out = await self._complete(prompt, tools, schemas, budget)
+            return self._finish(out, fitted) if fitted is not None else out
         async for item in self.stream(history, context, shared_state_id, deltas=False, memory=memory,
                                       window=window):
             if isinstance(item, TurnOutput):

@@ -89,6 +89,7 @@ class ContextWindow:
         self.default_tokens = tokens
         self.default_policy = policy or "drop"
         self._summarize = summarize  # async: prompt -> ModelReply
+        self._model_tokens: int | None | bool = False  # the model's input size, looked up on first use
         # The offline models count words (the demo model reports its usage so); others, litellm.
         self._counter = word_count if model in (DEMO_MODEL, NULL_MODEL) else None
 
@@ -101,19 +102,28 @@ class ContextWindow:
             return self._counter(content)
         return _litellm_count(self.model, message.get("role") or "user", content)
 
+    def default_limit(self) -> int | None:
+        """The agent's token limit, else the model's input size (None: no limit)."""
+        if self._model_tokens is False:
+            self._model_tokens = self.default_tokens or model_context_size(self.model)
+        return self._model_tokens  # type: ignore[return-value]
+
     def limits(self, settings: dict | None) -> tuple[int | None, int | None, str]:
         """(messages, tokens, policy) for a turn: the session's settings over the agent's, the
         model's input size when neither sets tokens."""
-        s = settings or {}
-        tokens = s.get("tokens") or self.default_tokens or model_context_size(self.model)
-        return s.get("messages"), tokens, s.get("policy") or self.default_policy
+        if settings is None:
+            return None, self.default_limit(), self.default_policy
+        tokens = settings.get("tokens") or self.default_limit()
+        return settings.get("messages"), tokens, settings.get("policy") or self.default_policy
 
-    async def fit(self, history: list[dict], settings: dict | None, system: str) -> Fitted:
-        """Fit ``history`` (past messages, then the user's) under the limits, with ``system``
-        (the system text without the summary) in the prompt too."""
+    async def fit(self, history: list[dict], settings: dict | None, system: str,
+                  limits: tuple[int | None, int | None, str] | None = None) -> Fitted:
+        """Fit ``history`` (past messages, then the user's) under the limits (``limits``, else
+        :meth:`limits` of ``settings``), with ``system`` (the system text without the summary)
+        in the prompt too."""
         summary = (settings or {}).get("summary")
         offset = (settings or {}).get("offset", 0)
-        n_max, t_max, policy = self.limits(settings)
+        n_max, t_max, policy = limits or self.limits(settings)
         if n_max is None and t_max is None:
             return Fitted(history, summary)
         past, user = history[:-1], history[-1]

@@ -311,7 +311,8 @@ class HostCore:
                            user_msg: dict, effort: _Effort) -> TurnReply:
         write, meta, messages = state.append_write([user_msg, *out.messages], turn_id=req.turn_id,
                                                    metrics=effort.metrics(), agents=req.agents,
-                                                   fields=self._window_fields(state, req, out))
+                                                   fields=None if req.context_settings is None and out.window is None
+                                                   else self._window_fields(state, req, out))
         revision = await self.store.commit(write)
         state.applied(revision, meta, messages)
         log.debug("turn_committed", turn=meta["turns"], revision=revision, messages=len(messages), **out.usage)
@@ -356,7 +357,7 @@ class HostCore:
         settings, nothing left out yet), and the prompt's context."""
         meta = state.meta
         context = req.context
-        if req.prompt_context is not None:
+        if req.prompt_context is not None and (req.prompt_context != "profile" or meta["user_profile"]):
             context = prompt_context(req.prompt_context, context, meta, lambda: state.recent(CONTEXT_MESSAGES))
         settings = req.context_settings if req.context_settings is not None else meta.get("context")
         stored = meta.get("window")

@@ -285,7 +285,8 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
                            shared_state_id=self.shared_state.state_id if self.shared_state else None,
                            parallel=parallel, history_mode=self.agent_history,
                            history_window=agent.history_window, agents=self._definitions,
-                           memory=self._memory(agent), context_settings=self._context_settings(),
+                           memory=self._memory(agent),
+                           context_settings=self._context_settings() if self._context_given else None,
                            prompt_context=self._prompt_context)
 
     def _memory(self, agent: Agent | None) -> dict[str, Any] | None:
