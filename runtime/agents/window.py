@@ -127,6 +127,14 @@ class ContextWindow:
         if n_max is None and t_max is None:
             return Fitted(history, summary)
         past, user = history[:-1], history[-1]
+        if self._counter is not None and t_max is not None and (n_max is None or len(past) <= n_max):
+            # A word takes a character and a separator: when even that bound fits, no counting.
+            chars = len(system) + (len(summary) if summary and policy == "summarize" else 0)
+            for m in history:
+                c = m.get("content")
+                chars += len(c) + 1 if isinstance(c, str) else 0
+            if chars // 2 + 1 <= t_max:
+                return Fitted(history, summary if policy == "summarize" else None)
         fixed = word_count(system) if self._counter else (self.count({"role": "system", "content": system})
                                                            if system else 0)
         fixed += self.count(user)

@@ -173,3 +173,11 @@ def test_build_context_returns_the_seed_fields(rt):
     assert ctx["user_profile"] == {"name": "Dan"} and ctx["interaction_count"] == 2
     assert ctx["recent_topics"][0] == "lisbon" and ctx["session_duration"] >= 0
     assert len(ctx["recent_history"]) == 4  # the session's context_window
+
+
+def test_a_short_session_stores_no_window(rt):
+    s = Session("short")
+    for i in range(5):
+        s.chat(f"Short turn {i}.")
+    state = s.get_state()
+    assert state["window"] is None and state["context"] is None  # nothing moved, nothing set: nothing written
