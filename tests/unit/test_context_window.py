@@ -181,3 +181,12 @@ def test_a_short_session_stores_no_window(rt):
         s.chat(f"Short turn {i}.")
     state = s.get_state()
     assert state["window"] is None and state["context"] is None  # nothing moved, nothing set: nothing written
+
+
+def test_streamed_turns_fit_and_store_the_window(rt):
+    s = Session("streamed", context_window=2, context_policy="summarize")
+    for i in range(4):
+        assert "".join(s.stream(f"My pet number {i} is a cat.")).startswith("[demo model]")
+    window = s.get_state()["window"]
+    assert window["summaries"] >= 1 and "pet number 0" in window["summary"]
+    assert "pet number 0" in "".join(s.stream("What is my pet number 0?"))
