@@ -334,7 +334,8 @@ class HostCore:
             for k, v in out.window["usage"].items():
                 usage[k] = usage.get(k, 0) + v
             fields["window"] = {"start": out.window["start"], "summary": out.window["summary"], "usage": usage,
-                                "summaries": old["summaries"] + (1 if out.window["usage"] else 0)}
+                                # a summary in the new state is one this turn made (agents.window)
+                                "summaries": old["summaries"] + (out.window["summary"] is not None)}
         return fields or None
 
     def _replay(self, state: SessionState, req: TurnRequest) -> TurnReply | None:
