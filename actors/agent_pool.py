@@ -63,6 +63,7 @@ class RayAgentPool:
                      shared_state_id: str | None = None, memory: dict | None = None,
                window: dict | None = None) -> AsyncIterator[str | TurnOutput]:
         _, h = self._handle(agent_key, replicas)
-        gen = h.stream.options(num_returns="streaming").remote(wire.encode([history, context, shared_state_id, memory, window]))
+        call = wire.encode([history, context, shared_state_id, memory, window])
+        gen = h.stream.options(num_returns="streaming").remote(call)
         async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
             yield item
