@@ -190,3 +190,33 @@ def test_streamed_turns_fit_and_store_the_window(rt):
     window = s.get_state()["window"]
     assert window["summaries"] >= 1 and "pet number 0" in window["summary"]
     assert "pet number 0" in "".join(s.stream("What is my pet number 0?"))
+
+
+@pytest.mark.parametrize("policy", ["drop", "summarize"])
+async def test_the_window_start_moves_rarely_and_prompts_stay_within_the_limit(policy):
+    from repertory.agents.model_client import ModelReply
+
+    async def summarize(prompt):  # a stand-in model call of fixed size (the demo model's is tested above)
+        return ModelReply({"role": "assistant", "content": "the user listed parcels"},
+                          {"prompt_tokens": 7, "completion_tokens": 4})
+
+    window = ContextWindow("repertory/demo", tokens=120, policy=policy, summarize=summarize)
+    messages: list[dict] = []
+    stored = None
+    moves = 0
+    for turn in range(200):
+        user = {"role": "user", "content": f"Parcel {turn} went to depot {turn % 7} this morning."}
+        start = stored["start"] if stored else 0
+        settings = None if stored is None else {"offset": start, "summary": stored["summary"]}
+        fitted = await window.fit([*messages[start:], user], settings, "You are a clerk.")
+        system = "You are a clerk." + (f" Summary: {fitted.summary}" if fitted.summary else "")
+        sent = window.count({"content": system}) + sum(window.count(m) for m in fitted.history)
+        assert sent <= 120 + 2, (turn, sent)  # the limit (the summary's label words aside)
+        assert fitted.history[-1] is user and fitted.history[0]["role"] in ("user", "assistant")
+        if fitted.state is not None:
+            moves += 1
+            stored = fitted.state
+        messages += [user, {"role": "assistant", "content": f"Noted parcel {turn}."}]
+    # ~8 turns fit in 120 words; each move frees about half of them, so the start is stored
+    # every few turns, never on every turn.
+    assert 0 < moves <= 200 // 5, moves
