@@ -220,3 +220,18 @@ async def test_the_window_start_moves_rarely_and_prompts_stay_within_the_limit(p
     # ~8 turns fit in 120 words; each move frees about half of them, so the start is stored
     # every few turns, never on every turn.
     assert 0 < moves <= 200 // 5, moves
+
+
+def test_window_state_settings_and_ratings_read_back_on_each_store(local):
+    from contract_helpers import restart_local
+
+    s = Session("every-store", context_window=2, context_policy="summarize")
+    for i in range(4):
+        s.chat(f"Shelf {i} holds jars.")
+    s.rate(0.6)
+    before = s.get_state()
+    restart_local(local)
+    after = Session("every-store").get_state()
+    for field in ("context", "window", "ratings"):
+        assert after[field] == before[field], field
+    assert after["context"] == {"messages": 2, "tokens": None, "policy": "summarize"} and after["window"]["summary"]
