@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from repertory.agents.definition import DEFINITION_FIELDS, TOOL_FIELDS, stored_options
+from repertory.agents.definition import DEFINITION_FIELDS, OPTIONAL_FIELDS, TOOL_FIELDS, stored_options
 from repertory.errors import CorruptState, InvalidInput, UnsupportedFormat
 from repertory.ids import storage_key, validate_session_id, validate_user_id
 
@@ -146,8 +146,16 @@ def _agent_def(d: Any, where: str) -> None:
     """An agent definition (``Agent.to_dict()``): its fields, their types, and no secrets."""
     _need(isinstance(d, dict), where, f"must be an agent definition (a dict), got {type(d).__name__}",
           "Agent.to_dict() gives one")
-    _need(set(d) == set(DEFINITION_FIELDS), where, f"has fields {sorted(map(str, d))}",
-          f"an agent definition has exactly {list(DEFINITION_FIELDS)}")
+    _need(set(DEFINITION_FIELDS) <= set(d) <= set(DEFINITION_FIELDS + OPTIONAL_FIELDS), where,
+          f"has fields {sorted(map(str, d))}",
+          f"an agent definition has exactly {list(DEFINITION_FIELDS)}, and optionally {list(OPTIONAL_FIELDS)}")
+    if "context" in d:
+        c = d["context"]
+        _need(isinstance(c, dict) and set(c) == {"tokens", "policy"}
+              and (c["tokens"] is None or (_is_int(c["tokens"]) and c["tokens"] >= 1))
+              and c["policy"] in (None, *CONTEXT_POLICIES), f"{where}['context']",
+              f"must be {{'tokens': int >= 1 | None, 'policy': one of {list(CONTEXT_POLICIES)} | None}}",
+              "Agent.to_dict() gives it")
     for f in ("name", "model"):
         _need(_text(d[f]), f"{where}[{f!r}]", f"must be non-empty text, got {d[f]!r:.40}", "pass text")
     _need(isinstance(d["instructions"], str), f"{where}['instructions']",

@@ -235,3 +235,17 @@ def test_window_state_settings_and_ratings_read_back_on_each_store(local):
     for field in ("context", "window", "ratings"):
         assert after[field] == before[field], field
     assert after["context"] == {"messages": 2, "tokens": None, "policy": "summarize"} and after["window"]["summary"]
+
+
+def test_an_agents_window_settings_are_stored_with_its_definition(rt):
+    agent = Agent("Brief", max_context_tokens=60, context_policy="summarize")
+    assert agent.to_dict()["context"] == {"tokens": 60, "policy": "summarize"}
+    assert "context" not in Agent("Plain").to_dict()  # other definitions (and keys) unchanged
+    s = Session("agent-kept", agent=agent)
+    for i in range(6):
+        s.chat(f"Bin {i} is blue.")
+    again = Session("agent-kept")  # no agent=: the stored definition, with its window
+    assert (again.agent.max_context_tokens, again.agent.context_policy) == (60, "summarize")
+    again.chat("Bin 9 is red.")
+    prompts = _prompts(again)
+    assert all(p <= 60 for p in prompts) and again.get_state()["window"]["summaries"] >= 1
