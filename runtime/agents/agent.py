@@ -30,6 +30,9 @@ class Agent:
     ...) go to every model call. ``replicas`` is how many AgentActors serve this agent on a
     Ray runtime (default: one per node). ``memory`` (a :class:`~repertory.Memory`) gives the
     agent long-term memory in every session (``Session(persist_memory=False)`` turns it off).
+    ``context_window`` (``history_window``: the last N messages), ``max_context_tokens``
+    (default: the model's input size) and ``context_policy`` (``"drop"`` or ``"summarize"``)
+    bound the prompt; a session's own settings win (:mod:`repertory.agents.window`).
     """
 
     def __init__(
