@@ -1,4 +1,5 @@
-"""MemoryActor: the one process that opens a chromadb folder on Ray, and the store that calls it.
+"""MemoryActor: the one process that opens a chromadb (or mem0) folder on Ray, and the store
+that calls it.
 
 chromadb's ``PersistentClient`` is not safe for several processes on one folder, and every
 agent replica, session host and driver of a runtime may want the same memories. So each folder
@@ -16,7 +17,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from repertory.errors import RuntimeNotReady
 from repertory.host import wire
 from repertory.logs import configure_logging
-from repertory.memory.chroma import ChromaMemoryStore, add_capped
+from repertory.memory.chroma import add_capped
 from repertory.memory.stores import open_memory_store, store_key
 
 from .calls import call_restartable
@@ -26,7 +27,7 @@ __all__ = ["MemoryActor", "RayMemoryStore", "ray_memory_store"]
 
 
 class MemoryActor:
-    """Serves one chromadb folder; restarted by Ray, its memories are on disk."""
+    """Serves one chromadb or mem0 folder; restarted by Ray, its memories are on disk."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         configure_logging()
@@ -38,22 +39,22 @@ class MemoryActor:
         return wire.encode(await self._store.add_many(scope, [(i, s) for i, s in items]))
 
     async def search(self, data: bytes) -> bytes:
-        return await wire.serve(ChromaMemoryStore.search, self._store, data)
+        return wire.encode(await self._store.search(*wire.decode(data)))
 
     async def recall(self, data: bytes) -> bytes:
-        return await wire.serve(ChromaMemoryStore.recall, self._store, data)
+        return wire.encode(await self._store.recall(*wire.decode(data)))
 
     async def all(self, data: bytes) -> bytes:
-        return await wire.serve(ChromaMemoryStore.all, self._store, data)
+        return wire.encode(await self._store.all(*wire.decode(data)))
 
     async def count(self, data: bytes) -> bytes:
-        return await wire.serve(ChromaMemoryStore.count, self._store, data)
+        return wire.encode(await self._store.count(*wire.decode(data)))
 
     async def delete(self, data: bytes) -> bytes:
-        return await wire.serve(ChromaMemoryStore.delete, self._store, data)
+        return wire.encode(await self._store.delete(*wire.decode(data)))
 
     async def clear(self, data: bytes) -> bytes:
-        return await wire.serve(ChromaMemoryStore.clear, self._store, data)
+        return wire.encode(await self._store.clear(*wire.decode(data)))
 
     async def ping(self) -> str:
         return "memory"
@@ -81,8 +82,9 @@ class RayMemoryStore:
         return await self._call("add_many", scope, [[dict(i), s] for i, s in items])
 
     async def add(self, scope: str, item: dict[str, Any], score: float, *, max_memories: int | None = None,
-                  rescore: Any = None) -> str:
-        return (await self.add_many(scope, [(item, score)], max_memories=max_memories, rescore=rescore))[0]
+                  rescore: Any = None) -> str | None:
+        ids = await self.add_many(scope, [(item, score)], max_memories=max_memories, rescore=rescore)
+        return ids[0] if ids else None  # None: the cap kept it out
 
     async def search(self, scope: str, query: str, limit: int) -> list[dict[str, Any]]:
         return await self._call("search", scope, query, limit)
@@ -110,7 +112,7 @@ def ray_memory_store(spec: dict[str, Any], names: ActorNames, **options: Any) ->
     """The store of ``spec`` for a process of this runtime: chromadb through its folder's
     actor (created by the first caller, on the caller's node, where the folder is), sqlite
     opened here."""
-    if (spec.get("provider") or "sqlite") != "chromadb":
+    if (spec.get("provider") or "sqlite") == "sqlite":
         return open_memory_store(spec)
     node = ray.get_runtime_context().get_node_id()
     handle = ray.remote(MemoryActor).options(

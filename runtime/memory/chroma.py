@@ -99,8 +99,9 @@ class ChromaMemoryStore:
         return await self._run(_upsert, scope, [(dict(i), s) for i, s in items], vectors)
 
     async def add(self, scope: str, item: dict[str, Any], score: float, *, max_memories: int | None = None,
-                  rescore: Any = None) -> str:
-        return (await self.add_many(scope, [(item, score)], max_memories=max_memories, rescore=rescore))[0]
+                  rescore: Any = None) -> str | None:
+        ids = await self.add_many(scope, [(item, score)], max_memories=max_memories, rescore=rescore)
+        return ids[0] if ids else None  # None: the cap kept it out
 
     async def search(self, scope: str, query: str, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` memories of ``scope`` nearest to ``query`` (cosine), best first;
@@ -151,21 +152,17 @@ async def add_capped(store: Any, scope: str, items: list[tuple[dict[str, Any], f
     if rescore is not None:
         for r in rows:
             r["score"] = float(rescore({**r, "scope": scope}))
-    ranked: dict[str, tuple[float, float, bool]] = {r["id"]: (r["score"], r["timestamp"], False) for r in rows}
-    ids = []
+    # By content, not id: a provider may name records its own way (mem0's ids are its own).
+    ranked: dict[str, tuple[float, float]] = {r["content"]: (r["score"], r["timestamp"]) for r in rows}
     for item, score in items:
-        mid = memory_id(scope, item["content"])
-        ids.append(mid)
         ts = float(item.get("timestamp") or time.time())
-        old = ranked.get(mid)
-        ranked[mid] = (max(score, old[0]), max(ts, old[1]), True) if old else (score, ts, True)
-    order = sorted(ranked, key=lambda m: (ranked[m][0], ranked[m][1]), reverse=True)
+        old = ranked.get(item["content"])
+        ranked[item["content"]] = (max(score, old[0]), max(ts, old[1])) if old else (score, ts)
+    order = sorted(ranked, key=lambda c: ranked[c], reverse=True)
     keep = set(order[:max_memories])
-    write = [(i, s) for (i, s), mid in zip(items, ids) if mid in keep]
-    stored = {r["id"] for r in rows}
-    gone = [m for m in order[max_memories:] if m in stored]
-    if write:
-        await store.add_many(scope, write)
+    write = [(i, s) for i, s in items if i["content"] in keep]
+    gone = [r["id"] for r in rows if r["content"] not in keep]
+    ids = await store.add_many(scope, write) if write else []
     if gone:
         await store.delete(scope, gone)
         log.debug("memories_evicted", scope=scope, evicted=len(gone), kept=max_memories)

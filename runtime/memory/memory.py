@@ -35,11 +35,12 @@ class Memory(MemorySettings):
 
     * ``provider``: ``"sqlite"`` (the default; offline keyword recall with FTS5/BM25), or
       ``"chromadb"`` (recall by embedding, in a real chromadb ``PersistentClient``;
-      ``pip install 'repertory[chroma]'``). ``"mem0"`` is not built yet and raises
-      :class:`~repertory.errors.MemoryConfigError`.
+      ``pip install 'repertory[chroma]'``), or ``"mem0"`` (repertory's facts kept in a
+      ``mem0.Memory``, ``pip install 'repertory[mem0]'``; ``config["mem0"]``: mem0 config
+      merged over repertory's offline defaults).
     * ``config["db_path"]``: sqlite: the SQLite file (its folder must exist); default: the
-      runtime's own database file. chromadb: a folder; default: ``chroma`` beside the runtime's
-      database.
+      runtime's own database file. chromadb and mem0: a folder; default: ``chroma`` (``mem0``)
+      beside the runtime's database.
     * ``config["embedding_model"]`` (chromadb; sqlite accepts it unused): ``"local/all-MiniLM-L6-v2"``
       (offline; the default when ``repertory[local-embeddings]`` is installed) or a litellm
       embedding model; ``config["embedding_options"]``: litellm options such as ``api_base``.
@@ -66,9 +67,9 @@ class Memory(MemorySettings):
 
     def _store(self) -> MemoryStore:
         spec = {"provider": self.provider, "db_path": self.db_path, "embedding_model": self.embedding_model,
-                "embedding_options": self.embedding_options}
-        if self.provider == "chromadb":
-            # One process per chromadb folder (it is not safe for several): the runtime's, or
+                "embedding_options": self.embedding_options, "mem0": self.mem0}
+        if self.provider != "sqlite":
+            # One process per chromadb or mem0 folder (not safe for several): the runtime's, or
             # on Ray its memory actor, which the agents of this runtime use too.
             rt = get_runtime()
             spec["db_path"] = self.db_path or default_db_path(rt.settings.store, self.provider)

@@ -25,8 +25,10 @@ from repertory.memory.quality import MemoryItem, QualityFilter, Scorer
 __all__ = ["PROVIDERS", "MemorySettings", "default_db_path", "memory_scope", "turn_memory"]
 
 PROVIDERS = ("sqlite", "chromadb", "mem0")
-_KEYS = {"sqlite": {"db_path", "embedding_model"}, "chromadb": {"db_path", "embedding_model", "embedding_options"}}
-_PACKAGES = {"chromadb": ("chromadb", "pip install 'repertory[chroma]'"), "mem0": ("mem0", "pip install mem0ai")}
+_KEYS = {"sqlite": {"db_path", "embedding_model"}, "chromadb": {"db_path", "embedding_model", "embedding_options"},
+         "mem0": {"db_path", "embedding_model", "mem0"}}
+_PACKAGES = {"chromadb": ("chromadb", "pip install 'repertory[chroma]'"), "mem0": ("mem0", "pip install 'repertory[mem0]'")}
+_SECRET_WORDS = ("key", "token", "secret", "password", "credential")
 
 
 def _check_provider(provider: Any, config: Mapping[str, Any]) -> None:
@@ -35,42 +37,56 @@ def _check_provider(provider: Any, config: Mapping[str, Any]) -> None:
         if unknown:
             reads = ("'db_path' (the SQLite file; default: the runtime's own database) and accepts "
                      "'embedding_model' unused (sqlite recalls by keywords, FTS5/BM25)") if provider == "sqlite" else (
-                     "'db_path' (the chromadb folder), 'embedding_model' and 'embedding_options' (litellm options "
-                     "such as api_base)")
+                     "'db_path' (a folder), 'embedding_model' and " + (
+                         "'embedding_options' (litellm options such as api_base)" if provider == "chromadb"
+                         else "'mem0' (a mem0 config dict merged over repertory's defaults)"))
             raise MemoryConfigError(f"unknown memory config key(s) {unknown} for provider {provider!r}; it reads {reads}")
-        if provider == "chromadb" and importlib.util.find_spec("chromadb") is None:
-            raise MemoryConfigError("the 'chromadb' memory provider needs chromadb: pip install 'repertory[chroma]'")
+        if provider in _PACKAGES and importlib.util.find_spec(_PACKAGES[provider][0]) is None:
+            raise MemoryConfigError(f"the {provider!r} memory provider needs its package: {_PACKAGES[provider][1]}")
         return
-    if provider in _PACKAGES:
-        module, install = _PACKAGES[provider]
-        also = "" if importlib.util.find_spec(module) is not None else f"; also, its package is not installed ({install})"
-        raise MemoryConfigError(
-            f"the {provider!r} memory provider is not built yet in this release of repertory{also}. Use "
-            "Memory(provider='sqlite') (offline keyword recall, FTS5/BM25) or Memory(provider='chromadb') "
-            "(recall by embedding) meanwhile")
     raise MemoryConfigError(f"unknown memory provider {provider!r}; choose one of {list(PROVIDERS)} "
                             "('sqlite' works offline and is the default)")
 
 
+def _secret_keys(value: Any, where: str) -> list[str]:
+    if isinstance(value, Mapping):
+        found = []
+        for k, v in value.items():
+            if isinstance(k, str) and any(w in k.lower() for w in _SECRET_WORDS):
+                found.append(f"{where}[{k!r}]")
+            found += _secret_keys(v, f"{where}[{k!r}]")
+        return found
+    return []
+
+
 def _check_embedding(provider: str, config: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """The embedding model and its options (chromadb only); sqlite ignores them."""
-    if provider != "chromadb":
+    """The embedding model and its options (chromadb, mem0); sqlite ignores them."""
+    if provider == "sqlite":
         return None, {}
     name = config.get("embedding_model")
     if name is None:
         name = default_embedding_model()
         if name is None:
             raise MemoryConfigError(
-                "Memory(provider='chromadb') needs an embedding model, and chromadb's default embedder downloads "
+                f"Memory(provider={provider!r}) needs an embedding model, and chromadb's default embedder downloads "
                 f"one at run time, which fails offline. Either install the offline model ({DEFAULT_LOCAL_MODEL!r}: "
                 "pip install torch==2.13.0, then pip install 'repertory[local-embeddings]'), or give "
                 "config['embedding_model'] a litellm embedding model such as 'text-embedding-3-small'")
     options = config.get("embedding_options") or {}
     if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
         raise MemoryConfigError(f"config['embedding_options'] must be a dict of litellm options, got {options!r}")
-    if any(k.lower() in ("api_key", "key", "token") for k in options):
-        raise MemoryConfigError("config['embedding_options'] must not hold a key (it is stored with the agent); "
-                                "litellm reads keys from the environment, e.g. OPENAI_API_KEY")
+    secrets = _secret_keys(options, "config['embedding_options']") + _secret_keys(config.get("mem0"), "config['mem0']")
+    if secrets:
+        raise MemoryConfigError(f"{', '.join(secrets)} must not hold a key (memory settings travel with the agent "
+                                "and its definition); litellm and mem0 read keys from the environment, e.g. "
+                                "OPENAI_API_KEY")
+    mem0 = config.get("mem0")
+    if provider == "mem0":
+        if mem0 is not None and (not isinstance(mem0, Mapping) or not all(isinstance(k, str) for k in mem0)):
+            raise MemoryConfigError(f"config['mem0'] must be a mem0 config dict, got {mem0!r}")
+        if not str(name).startswith("local/") and not (mem0 or {}).get("embedder"):
+            raise MemoryConfigError("the mem0 provider embeds with a local model ('local/...'); for another "
+                                    "embedder give mem0's own config in config['mem0']['embedder']")
     return check_embedding_model(name), dict(options)
 
 
@@ -79,7 +95,7 @@ def _check_db_path(value: Any, provider: str = "sqlite") -> str:
         raise MemoryConfigError(f"config['db_path'] must be a {'folder' if provider == 'chromadb' else 'file'} "
                                 f"path, got {value!r}")
     path = Path(os.path.abspath(os.path.expanduser(os.fspath(value))))
-    if provider == "chromadb":
+    if provider != "sqlite":
         if path.exists() and not path.is_dir():
             raise MemoryConfigError(f"config['db_path'] {str(path)!r} is a file; chromadb keeps its memories in a "
                                     f"folder: give a folder path, e.g. {str(path.parent / 'chroma')!r}")
@@ -120,6 +136,7 @@ class MemorySettings:
         self.config = dict(config)
         self.db_path: str | None = _check_db_path(config["db_path"], provider) if "db_path" in config else None
         self.embedding_model, self.embedding_options = _check_embedding(provider, config)
+        self.mem0: dict[str, Any] | None = dict(config["mem0"]) if config.get("mem0") else None
         self.quality_threshold = None if quality_threshold is None else float(quality_threshold)
         self.max_memories = max_memories
         self.recall_limit = recall_limit
@@ -156,6 +173,8 @@ class MemorySettings:
         if self.embedding_model is not None:  # absent for sqlite: its agents keep the keys they had
             data["embedding_model"] = self.embedding_model
             data["embedding_options"] = self.embedding_options
+        if self.mem0 is not None:
+            data["mem0"] = self.mem0
         return data
 
     @classmethod
@@ -166,6 +185,8 @@ class MemorySettings:
             config["embedding_model"] = data["embedding_model"]
             if data.get("embedding_options"):
                 config["embedding_options"] = data["embedding_options"]
+        if data.get("mem0"):
+            config["mem0"] = data["mem0"]
         if scorer is None and data.get("filter") is not None:
             scorer = QualityFilter.from_dict(data["filter"])
         return cls(data.get("provider", "sqlite"), config, data.get("quality_threshold"), data.get("max_memories"),
@@ -198,13 +219,14 @@ def default_db_path(store_url: str, provider: str = "sqlite") -> str:
     (sqlite), or the folder ``chroma`` beside it (chromadb)."""
     if isinstance(store_url, str) and store_url.lower().startswith("sqlite://"):
         path = os.path.abspath(store_url[len("sqlite://"):])
-        return os.path.join(os.path.dirname(path), "chroma") if provider == "chromadb" else path
+        return path if provider == "sqlite" else os.path.join(os.path.dirname(path),
+                                                               "chroma" if provider == "chromadb" else "mem0")
     scheme = store_url.partition(":")[0] if isinstance(store_url, str) else store_url
     raise MemoryConfigError(
         f"long-term memory lives in the runtime's SQLite database by default, and this runtime's store is "
-        f"{scheme!r}; give the memory a {'folder' if provider == 'chromadb' else 'file'} of its own: "
+        f"{scheme!r}; give the memory a {'file' if provider == 'sqlite' else 'folder'} of its own: "
         f"Agent(memory=Memory(provider={provider!r}, config={{'db_path': "
-        f"'{'/path/to/chroma' if provider == 'chromadb' else '/path/to/memories.db'}'}}))")
+        f"'{'/path/to/memories.db' if provider == 'sqlite' else '/path/to/' + provider}'}}))")
 
 
 def turn_memory(settings: MemorySettings | None, persist: bool | None, store_url: str, user_id: str | None,

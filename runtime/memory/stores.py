@@ -41,10 +41,15 @@ def store_key(spec: dict[str, Any]) -> str:
 
 def open_memory_store(spec: dict[str, Any]) -> MemoryStore:
     """The store of ``spec``, opened in this process."""
-    if (spec.get("provider") or "sqlite") == "chromadb":
+    provider = spec.get("provider") or "sqlite"
+    if provider == "chromadb":
         from repertory.memory.chroma import ChromaMemoryStore  # chromadb loads on first use
 
         return ChromaMemoryStore(spec["db_path"], spec["embedding_model"], spec.get("embedding_options"))
+    if provider == "mem0":
+        from repertory.memory.mem0_store import Mem0MemoryStore  # mem0 loads on first use
+
+        return Mem0MemoryStore(spec["db_path"], spec["embedding_model"], spec.get("mem0"))
     from repertory.memory.sqlite import SQLiteMemoryStore  # sqlite3 loads on first use
 
     return SQLiteMemoryStore(spec["db_path"])

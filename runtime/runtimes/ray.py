@@ -214,7 +214,7 @@ class RayRuntime(Runtime):
         return backend
 
     def memory_store(self, spec: dict[str, Any]) -> Any:
-        if (spec.get("provider") or "sqlite") != "chromadb":
+        if (spec.get("provider") or "sqlite") == "sqlite":  # WAL: every process may open the file
             return super().memory_store(spec)
         key = store_key(spec)
         store = self._memory.get(key)

@@ -71,7 +71,7 @@ def rt(runtime):
     """The unit suite's ``rt``, here a Ray runtime (see tests/integration/conftest.py)."""
     return runtime
 
-# chromadb memory on Ray: one memory actor owns the folder; agent actors and the driver call it.
+# chromadb and mem0 memory on Ray: one memory actor owns the folder; agent actors and the driver call it.
 test_chroma_semantic_recall = _chroma.test_semantic_recall_reaches_later_sessions_of_the_same_user_only
 test_chroma_memories_survive_a_runtime_restart = _chroma.test_chroma_memories_survive_a_runtime_restart
-test_chroma_quality_threshold_and_custom_scorer = _chroma.test_quality_threshold_and_custom_scorer
+test_mem0_semantic_recall = _chroma.test_mem0_semantic_recall_reaches_later_sessions_of_the_same_user_only

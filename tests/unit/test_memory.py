@@ -199,8 +199,6 @@ def test_search_ranks_by_relevance_within_a_user(rt):
 def test_bad_config_fails_at_construction(tmp_path):
     with pytest.raises(MemoryConfigError, match="unknown memory provider"):
         Memory(provider="postgres")
-    with pytest.raises(MemoryConfigError, match="not built yet"):
-        Memory(provider="mem0")
     with pytest.raises(MemoryConfigError, match="folder"):
         Memory(config={"db_path": str(tmp_path / "missing" / "memories.db")})
     with pytest.raises(MemoryConfigError, match="unknown memory config"):

@@ -120,5 +120,41 @@ def test_bad_chroma_config_fails_at_construction(tmp_path):
         Memory(provider="chromadb", config={"embedding_model": "local/no-such-model"})
     with pytest.raises(MemoryConfigError, match="embedding_model"):
         check_embedding_model("")
-    with pytest.raises(MemoryConfigError, match="not built yet"):
-        Memory(provider="mem0")
+    with pytest.raises(MemoryConfigError, match="must not hold a key"):
+        Memory(provider="mem0", config={"mem0": {"llm": {"provider": "openai", "config": {"api_key": "sk-x"}}}})
+    with pytest.raises(MemoryConfigError, match="local model"):
+        Memory(provider="mem0", config={"embedding_model": "text-embedding-3-small"})
+
+
+def _mem0_agent(tmp_path: Path, name: str = "Mem0Agent", **options) -> Agent:
+    return Agent(name=name, instructions="Remember user preferences and past conversations",
+                 memory=Memory(provider="mem0", config={"db_path": str(tmp_path / "mem0")}, **options))
+
+
+def test_mem0_semantic_recall_reaches_later_sessions_of_the_same_user_only(rt, tmp_path):
+    pytest.importorskip("mem0")
+    agent = _mem0_agent(tmp_path)
+    first = Session(session_id="a", user_id="u", agent=agent, persist_memory=True)
+    first.chat("I prefer Python over JavaScript")
+    first.chat("I prefer Python over JavaScript")  # the same fact again: one record
+    first.chat("My dog is called Rex")
+    assert "Python" in Session(session_id="b", user_id="u", agent=agent).chat(QUESTION)
+    assert "Python" not in Session(session_id="c", user_id="v", agent=agent).chat(QUESTION)
+    contents = [m["content"] for m in agent.memory.get_all(user_id="u")]
+    assert sorted(contents) == ["The user prefers Python over JavaScript.", "The user's dog is called Rex."] or \
+        len(contents) == len(set(contents)) == 2
+    assert [h["content"] for h in agent.memory.search("favourite language", user_id="u", limit=1)] == \
+           ["The user prefers Python over JavaScript."]
+    # mem0 stayed offline and kept its files in the memory's folder, not in the home folder.
+    assert (tmp_path / "mem0" / "history.db").exists()
+
+
+def test_mem0_max_memories_and_clear(rt, tmp_path):
+    pytest.importorskip("mem0")
+    memory = Memory(provider="mem0", config={"db_path": str(tmp_path / "mem0")}, max_memories=5)
+    memory.set_quality_scorer(lambda item: item["importance"])
+    for i, imp in enumerate([0.1, 0.9, 0.5, 0.3, 0.8, 0.7, 0.2, 0.6]):
+        memory.add(f"The user collected {i} stamps", user_id="u", importance=imp)
+    kept = {m["content"] for m in memory.get_all(user_id="u")}
+    assert kept == {f"The user collected {i} stamps" for i in (1, 4, 5, 7, 2)}
+    assert memory.clear(user_id="u") == 5 and memory.get_all(user_id="u") == []
