@@ -229,3 +229,14 @@ async def test_a_resent_delete_deletes_nothing_not_even_a_session_created_since(
     assert await store.load("s") is None and rev == 77
     assert await store.delete("s", "op-3") is False  # nothing there
     assert await store.delete("s") is False  # without an id: as before
+
+
+async def test_an_append_past_the_stored_history_leaves_no_hole(store):
+    # base_count beyond the stored messages: every backend appends right after what it has
+    # (SQLite used to count the missing messages, and its next append dropped the message).
+    await store.commit(StateWrite("k", 0, b"m", [b"a", b"b"]))
+    await store.commit(StateWrite("k", 1, b"m", [b"x"], base_count=5))
+    assert (await store.load("k")).messages == [b"a", b"b", b"x"]
+    assert [i.n_messages for i in await store.list_sessions()] == [3]
+    await store.commit(StateWrite("k", 2, b"m", [b"y"], base_count=3))
+    assert (await store.load("k")).messages == [b"a", b"b", b"x", b"y"]
