@@ -165,11 +165,13 @@ class SQLiteStore(Store):
         if holder is not None and holder[0] != w.owner:
             return ConcurrentUpdate(f"session {w.key!r} is leased to another runtime; wait for its turn and retry")
         if w.expected_revision == 0:
-            # An expired row counts as absent: it may be replaced by a new session.
-            conn.execute(
+            # An expired row counts as absent: it may be replaced by a new session, which must not
+            # inherit its checkpoints (its messages are replaced below).
+            if conn.execute(
                 "DELETE FROM sessions WHERE key = ? AND expires_at IS NOT NULL AND expires_at <= ?",
                 (w.key, now),
-            )
+            ).rowcount:
+                conn.execute("DELETE FROM checkpoints WHERE key = ?", (w.key,))
             cur = conn.execute(
                 "INSERT OR IGNORE INTO sessions (key, version, meta, n_messages, updated_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",

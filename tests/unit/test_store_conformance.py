@@ -6,7 +6,7 @@ import time
 import pytest
 
 from repertory.errors import ConcurrentUpdate
-from repertory.stores import StateWrite
+from repertory.stores import CheckpointInfo, CheckpointRecord, StateWrite
 
 
 @pytest.fixture
@@ -240,3 +240,14 @@ async def test_an_append_past_the_stored_history_leaves_no_hole(store):
     assert [i.n_messages for i in await store.list_sessions()] == [3]
     await store.commit(StateWrite("k", 2, b"m", [b"y"], base_count=3))
     assert (await store.load("k")).messages == [b"a", b"b", b"x", b"y"]
+
+
+async def test_a_session_created_over_an_expired_one_inherits_none_of_its_checkpoints(store):
+    expires = time.time() + 0.3
+    await store.commit(StateWrite("k", 0, b"old", [b"a"], expires_at=expires))
+    await store.put_checkpoint(CheckpointRecord(CheckpointInfo("k", "c1", "checkpoint", 1, 1.0, 1), b"old cp"))
+    while time.time() <= expires + 0.05:
+        await asyncio.sleep(0.02)
+    await store.commit(StateWrite("k", 0, b"new", [b"b"]))
+    assert (await store.load("k")).messages == [b"b"]
+    assert await store.list_checkpoints("k") == [] and await store.get_checkpoint("k", "c1") is None
