@@ -3,10 +3,12 @@
 It wraps a backend (SQLite, Redis, memory, the StoreActor's client) rather than changing
 each one: the meta blob, every message blob and every checkpoint's data are sealed with the
 :class:`~repertory.stores.crypto.KeyRing` before the backend sees them, and opened after it
-reads them. The associated data names the session key and the kind of record (checkpoints also
-their id), so a blob moved to another session or slot fails with
+reads them; so is a checkpoint's label (a version's description), as base64 text after a
+control-character marker. The associated data names the session key and the kind of record
+(checkpoints also their id), so a blob moved to another session or slot fails with
 :class:`~repertory.errors.DecryptionFailed`. Keys, revisions, counts, times, expiries, leases and
-checkpoint labels stay in the clear: the backend needs them to compare-and-set, list and expire.
+checkpoint ids, kinds and turns stay in the clear: the backend needs them to compare-and-set,
+list and expire.
 
 Plaintext records (written before encryption was turned on) are read as they are and written
 encrypted from then on; ``required=True`` refuses them instead (:meth:`rekey` converts them).
@@ -16,7 +18,11 @@ turn that cannot read its session writes nothing.
 
 from __future__ import annotations
 
-from repertory.errors import EncryptionError
+import base64
+import binascii
+from dataclasses import replace
+
+from repertory.errors import DecryptionFailed, EncryptionError
 
 from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 from .crypto import KeyRing, envelope_kid, is_encrypted
@@ -27,6 +33,9 @@ __all__ = ["EncryptedStore", "wrap_store"]
 def wrap_store(store: Store, keys: KeyRing | None, *, required: bool = False) -> Store:
     """``store`` behind an :class:`EncryptedStore` when there are keys; itself otherwise."""
     return store if keys is None else EncryptedStore(store, keys, required=required)
+
+
+_LABEL = "\x1frpe:"  # a sealed label: no one types a unit separator into a checkpoint's name
 
 
 def _context(key: str, kind: str) -> bytes:
@@ -46,13 +55,16 @@ class EncryptedStore(Store):
     def _seal(self, blob: bytes, key: str, kind: str) -> bytes:
         return self.keys.encrypt(blob, _context(key, kind))
 
+    def _refuse_plaintext(self, key: str, what: str) -> None:
+        if self.required:
+            raise EncryptionError(
+                f"{what} of session {key!r} is stored unencrypted and encryption_required is set; "
+                "nothing was changed. Run `repertory sessions rekey` (or repertory.rekey_sessions()) "
+                "once without encryption_required to encrypt existing records")
+
     def _open(self, blob: bytes, key: str, kind: str, what: str) -> bytes:
         if not is_encrypted(blob):
-            if self.required:
-                raise EncryptionError(
-                    f"{what} of session {key!r} is stored unencrypted and encryption_required is set; "
-                    "nothing was changed. Run `repertory sessions rekey` (or repertory.rekey_sessions()) "
-                    "once without encryption_required to encrypt existing records")
+            self._refuse_plaintext(key, what)
             return blob
         return self.keys.decrypt(blob, _context(key, kind), source=f"{what} of session {key!r}")
 
@@ -62,12 +74,32 @@ class EncryptedStore(Store):
         messages = [self._open(m, k, "msg", f"message {i}") for i, m in enumerate(rec.messages)]
         return SessionRecord(k, rec.revision, meta, messages, rec.updated_at, rec.expires_at)
 
+    def _seal_info(self, info: CheckpointInfo) -> CheckpointInfo:
+        if not info.label:
+            return info
+        sealed = self._seal(info.label.encode(), info.key, f"label:{info.cp_id}")
+        return replace(info, label=_LABEL + base64.b64encode(sealed).decode("ascii"))
+
+    def _open_info(self, info: CheckpointInfo) -> CheckpointInfo:
+        what = f"the label of {info.kind} {info.cp_id!r}"
+        if not info.label.startswith(_LABEL):
+            if info.label:
+                self._refuse_plaintext(info.key, what)
+            return info
+        try:
+            blob = base64.b64decode(info.label[len(_LABEL):], validate=True)
+        except (binascii.Error, ValueError):
+            raise DecryptionFailed(f"{what} of session {info.key!r} is not valid base64; it was altered") from None
+        label = self._open(blob, info.key, f"label:{info.cp_id}", what)
+        return replace(info, label=label.decode("utf-8", "replace"))
+
     def _seal_checkpoint(self, rec: CheckpointRecord) -> CheckpointRecord:
-        return CheckpointRecord(rec.info, self._seal(rec.data, rec.info.key, f"cp:{rec.info.cp_id}"))
+        i = rec.info
+        return CheckpointRecord(self._seal_info(i), self._seal(rec.data, i.key, f"cp:{i.cp_id}"))
 
     def _open_checkpoint(self, rec: CheckpointRecord) -> CheckpointRecord:
         i = rec.info
-        return CheckpointRecord(i, self._open(rec.data, i.key, f"cp:{i.cp_id}", f"{i.kind} {i.cp_id!r}"))
+        return CheckpointRecord(self._open_info(i), self._open(rec.data, i.key, f"cp:{i.cp_id}", f"{i.kind} {i.cp_id!r}"))
 
     # -- the verbs that carry records -------------------------------------------------
     async def load(self, key: str) -> SessionRecord | None:
@@ -90,6 +122,9 @@ class EncryptedStore(Store):
     async def get_checkpoint(self, key: str, cp_id: str) -> CheckpointRecord | None:
         rec = await self.inner.get_checkpoint(key, cp_id)
         return None if rec is None else self._open_checkpoint(rec)
+
+    async def list_checkpoints(self, key: str, kind: str | None = None) -> list[CheckpointInfo]:
+        return [self._open_info(i) for i in await self.inner.list_checkpoints(key, kind)]
 
     # -- re-encryption ----------------------------------------------------------------
     def _current(self, blob: bytes) -> bool:
@@ -127,8 +162,6 @@ class EncryptedStore(Store):
     async def touch(self, key: str, expires_at: float | None) -> bool:
         return await self.inner.touch(key, expires_at)
 
-    async def list_checkpoints(self, key: str, kind: str | None = None) -> list[CheckpointInfo]:
-        return await self.inner.list_checkpoints(key, kind)
 
     async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
         return await self.inner.delete_checkpoints(key, cp_ids)

@@ -29,7 +29,7 @@ def store(backend):
 
 
 def _cp(key: str, cp_id: str, kind: str = "checkpoint", data: bytes = b"snapshot") -> CheckpointRecord:
-    return CheckpointRecord(CheckpointInfo(key, cp_id, kind, 1, time.time(), 2, "label"), data)
+    return CheckpointRecord(CheckpointInfo(key, cp_id, kind, 1, time.time(), 2, f"secret label {cp_id}"), data)
 
 
 async def _fill(store, key: str = "alice/s1") -> None:
@@ -45,6 +45,12 @@ async def test_records_are_sealed_at_rest(backend):
              (await backend.get_checkpoint("alice/s1", "v1")).data]
     assert all(envelope_kid(b) == "k1" and b"secret" not in b and b"snapshot" not in b for b in blobs)
     assert raw.revision == 1 and len(raw.messages) == 2  # what the backend needs stays in the clear
+    infos = await backend.list_checkpoints("alice/s1")
+    assert [i.cp_id for i in infos] == ["c1", "v1"] and not any("secret" in i.label for i in infos)
+    store = EncryptedStore(backend, KeyRing(K1))
+    assert [i.label for i in await store.list_checkpoints("alice/s1")] == ["secret label c1", "secret label v1"]
+    assert [i.label for i in await store.list_checkpoints("alice/s1", "version")] == ["secret label v1"]
+    assert (await store.get_checkpoint("alice/s1", "v1")).info.label == "secret label v1"
 
 
 async def test_a_wrong_key_fails_and_changes_nothing(backend):
@@ -55,6 +61,8 @@ async def test_a_wrong_key_fails_and_changes_nothing(backend):
         await wrong.load("alice/s1")
     with pytest.raises(DecryptionFailed):
         await wrong.get_checkpoint("alice/s1", "v1")
+    with pytest.raises(DecryptionFailed):
+        await wrong.list_checkpoints("alice/s1")
     with pytest.raises(DecryptionFailed, match="not configured"):
         await EncryptedStore(backend, KeyRing(K2)).load("alice/s1")
     after = await backend.load("alice/s1")
@@ -87,6 +95,12 @@ async def test_plaintext_records_read_then_written_encrypted(backend):
     assert envelope_kid(raw.meta) == "k1"
     with pytest.raises(EncryptionError, match="encryption_required"):
         await EncryptedStore(backend, KeyRing(K1), required=True).load("old")
+    await backend.put_checkpoint(CheckpointRecord(CheckpointInfo("old", "c1", "checkpoint", 1, 0.0, 0, "plain"),
+                                                  b"plain cp"))
+    assert [i.label for i in await store.list_checkpoints("old")] == ["plain"]
+    assert (await store.get_checkpoint("old", "c1")).data == b"plain cp"
+    with pytest.raises(EncryptionError, match="label"):
+        await EncryptedStore(backend, KeyRing(K1), required=True).list_checkpoints("old")
 
 
 async def test_rekey_rewrites_old_key_and_plaintext_under_the_current_key(backend):
@@ -105,6 +119,7 @@ async def test_rekey_rewrites_old_key_and_plaintext_under_the_current_key(backen
     rec = await only_new.load("alice/s1")
     assert (rec.meta, rec.messages) == (b"secret meta", [b"secret m0", b"secret m1"])
     assert (await only_new.get_checkpoint("alice/s1", "c1")).data == b"snapshot"
+    assert [i.label for i in await only_new.list_checkpoints("alice/s1")] == ["secret label c1", "secret label v1"]
     assert (await only_new.load("plain")).messages == [b"plain m0"]
 
 
