@@ -23,7 +23,7 @@ import binascii
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from repertory.errors import DecryptionFailed, EncryptionError, InvalidInput
@@ -98,23 +98,27 @@ class KeyRing:
     Its repr names the key ids only, never the keys.
     """
 
-    __slots__ = ("_ciphers", "current")
+    __slots__ = ("_ciphers", "_header", "_invalid_tag", "current")
 
     def __init__(self, keys: str | Iterable[str]) -> None:
         parsed = [_parse_key(k) for k in split_keys(keys)]
         if not parsed:
             raise InvalidInput(f"no encryption key given; {_HOW}")
         try:
+            from cryptography.exceptions import InvalidTag
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
         except ImportError:
             raise EncryptionError("encryption at rest needs the 'cryptography' package: "
                                   "pip install 'repertory[encryption]'") from None
+        self._invalid_tag = InvalidTag
         self._ciphers: dict[str, Any] = {}
         for kid, raw in parsed:
             if kid in self._ciphers:
                 raise InvalidInput(f"encryption key id {kid!r} is given twice; each key needs its own id")
             self._ciphers[kid] = AESGCM(raw)
         self.current: str = parsed[0][0]
+        kid = self.current.encode("ascii")
+        self._header = ENVELOPE_MAGIC + bytes((ENVELOPE_VERSION, len(kid))) + kid
 
     @property
     def kids(self) -> list[str]:
@@ -126,39 +130,46 @@ class KeyRing:
 
     def encrypt(self, plaintext: bytes, context: bytes) -> bytes:
         """Seal ``plaintext`` under the current key, bound to ``context``."""
-        kid = self.current.encode("ascii")
-        header = ENVELOPE_MAGIC + bytes((ENVELOPE_VERSION, len(kid))) + kid
-        nonce = os.urandom(_NONCE)
+        header = self._header
+        nonce = os.urandom(_NONCE)  # random 96-bit nonces: rotate a key well before 2**32 records
         return header + nonce + self._ciphers[self.current].encrypt(nonce, plaintext, header + context)
 
-    def decrypt(self, blob: bytes, context: bytes, *, source: str = "a record") -> bytes:
-        """Open an envelope sealed for ``context``; :class:`DecryptionFailed` if anything differs."""
+    def decrypt(self, blob: bytes, context: bytes, *, source: str | Callable[[], str] = "a record") -> bytes:
+        """Open an envelope sealed for ``context``; :class:`DecryptionFailed` if anything differs.
+
+        ``source`` names the record in errors (a function: built only when one is raised).
+        """
         if isinstance(blob, (bytearray, memoryview)):
             blob = bytes(blob)
-        if len(blob) < 5 or blob[:3] != ENVELOPE_MAGIC:
-            raise DecryptionFailed(f"{source} is not an encrypted record (bad header); it was altered. "
-                                   "Restore it from a checkpoint or a backup")
-        if blob[3] != ENVELOPE_VERSION:
-            raise DecryptionFailed(f"{source} has encryption envelope version {blob[3]}; this release reads "
-                                   f"{ENVELOPE_VERSION}. Upgrade repertory, or restore the record from a backup")
-        n = blob[4]
+        n = blob[4] if len(blob) > 4 else 0
         start = 5 + n
+        cipher = self._ciphers.get(blob[5:start].decode("ascii", "replace"))
+        if (cipher is not None and blob[:3] == ENVELOPE_MAGIC and blob[3] == ENVELOPE_VERSION
+                and len(blob) >= start + _NONCE + _TAG):
+            try:
+                return cipher.decrypt(blob[start:start + _NONCE], blob[start + _NONCE:], blob[:start] + context)
+            except self._invalid_tag:
+                pass
+        raise self._failure(blob, source if isinstance(source, str) else source())
+
+    def _failure(self, blob: bytes, source: str) -> DecryptionFailed:
+        """Why ``blob`` did not open, in words."""
+        if len(blob) < 5 or blob[:3] != ENVELOPE_MAGIC:
+            return DecryptionFailed(f"{source} is not an encrypted record (bad header); it was altered. "
+                                    "Restore it from a checkpoint or a backup")
+        if blob[3] != ENVELOPE_VERSION:
+            return DecryptionFailed(f"{source} has encryption envelope version {blob[3]}; this release reads "
+                                    f"{ENVELOPE_VERSION}. Upgrade repertory, or restore the record from a backup")
+        start = 5 + blob[4]
         kid = blob[5:start].decode("ascii", "replace")
-        cipher = self._ciphers.get(kid)
-        if cipher is None:
-            raise DecryptionFailed(
+        if kid not in self._ciphers:
+            return DecryptionFailed(
                 f"{source} was encrypted with key id {kid!r}, which is not configured (configured: "
                 f"{', '.join(self.kids)}); add that key to encryption_key / REPERTORY_ENCRYPTION_KEY "
                 "(after the current one) to read it")
         if len(blob) < start + _NONCE + _TAG:
-            raise DecryptionFailed(f"{source} is truncated; restore it from a checkpoint or a backup")
-        from cryptography.exceptions import InvalidTag
-
-        nonce = blob[start:start + _NONCE]
-        try:
-            return cipher.decrypt(nonce, blob[start + _NONCE:], blob[:start] + context)
-        except InvalidTag:
-            raise DecryptionFailed(
-                f"{source} does not decrypt with key {kid!r}: the key with that id is not the one that "
-                "encrypted it, or the record was altered or copied from another session. Nothing was "
-                "changed; configure the right key, or restore the record from a backup") from None
+            return DecryptionFailed(f"{source} is truncated; restore it from a checkpoint or a backup")
+        return DecryptionFailed(
+            f"{source} does not decrypt with key {kid!r}: the key with that id is not the one that "
+            "encrypted it, or the record was altered or copied from another session. Nothing was "
+            "changed; configure the right key, or restore the record from a backup")

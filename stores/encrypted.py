@@ -66,12 +66,12 @@ class EncryptedStore(Store):
         if not is_encrypted(blob):
             self._refuse_plaintext(key, what)
             return blob
-        return self.keys.decrypt(blob, _context(key, kind), source=f"{what} of session {key!r}")
+        return self.keys.decrypt(blob, _context(key, kind), source=lambda: f"{what} of session {key!r}")
 
     def _open_record(self, rec: SessionRecord) -> SessionRecord:
         k = rec.key
         meta = self._open(rec.meta, k, "meta", "the state")
-        messages = [self._open(m, k, "msg", f"message {i}") for i, m in enumerate(rec.messages)]
+        messages = [self._open(m, k, "msg", "a message") for m in rec.messages]
         return SessionRecord(k, rec.revision, meta, messages, rec.updated_at, rec.expires_at)
 
     def _seal_info(self, info: CheckpointInfo) -> CheckpointInfo:
