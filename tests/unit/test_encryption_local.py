@@ -176,3 +176,23 @@ def test_cli_keys_new_and_sessions_rekey(store, monkeypatch):
     monkeypatch.setenv("REPERTORY_ENCRYPTION_KEY", "k9:bad")
     out = runner.invoke(app, ["sessions", "ls", "--store", store.url, "--local"])
     assert out.exit_code == 1 and "k9" in out.output
+
+
+def test_the_readme_key_line_runs_as_written(tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from repertory.stores.crypto import KeyRing
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    lines = [line for block in re.findall(r"```bash\n(.*?)```", readme, re.S) for line in block.splitlines()
+             if "repertory keys new" in line]
+    assert lines
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for line in lines:
+        out = subprocess.run(["bash", "-c", f'{line}\nprintf %s "$REPERTORY_ENCRYPTION_KEY"'], env=env,
+                             cwd=tmp_path, capture_output=True, text=True, check=True)
+        assert KeyRing(out.stdout).current  # a valid key reached the environment
