@@ -69,9 +69,6 @@ class Settings:
         if self.encryption_key is None:
             self.encryption_key = os.environ.get("REPERTORY_ENCRYPTION_KEY") or None
         if self.encryption_key is not None:
-            if not isinstance(self.encryption_key, (str, list, tuple)):
-                raise InvalidInput("encryption_key must be a key string, a comma-separated string of keys "
-                                   "or a list of them")
             self.encryption_key = split_keys(self.encryption_key) or None
             if self.encryption_key is not None:
                 KeyRing(self.encryption_key)  # a malformed key fails here, in the caller, naming the mistake

@@ -196,3 +196,19 @@ def test_the_readme_key_line_runs_as_written(tmp_path):
         out = subprocess.run(["bash", "-c", f'{line}\nprintf %s "$REPERTORY_ENCRYPTION_KEY"'], env=env,
                              cwd=tmp_path, capture_output=True, text=True, check=True)
         assert KeyRing(out.stdout).current  # a valid key reached the environment
+
+
+def test_keys_never_reach_logs_or_reprs(store, capsys, caplog, tmp_path):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    rt = _restart(store, encryption_key=[K2, K1])
+    Session("enc5").chat("hello")
+    repertory.rekey_sessions()
+    repertory.export_sessions(tmp_path / "x.jsonl")
+    with pytest.raises(repertory.DecryptionFailed) as err:
+        _restart(store, encryption_key=generate_encryption_key("k2"))
+        Session("enc5").get_history()
+    seen = capsys.readouterr().out + capsys.readouterr().err + caplog.text + repr(rt.settings) + str(err.value)
+    for key in (K1, K2):
+        assert key.split(":")[1] not in seen
