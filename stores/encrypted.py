@@ -38,8 +38,9 @@ def wrap_store(store: Store, keys: KeyRing | None, *, required: bool = False) ->
 _LABEL = "\x1frpe:"  # a sealed label: no one types a unit separator into a checkpoint's name
 
 
-def _context(key: str, kind: str) -> bytes:
-    return f"repertory:{kind}:{key}".encode()
+def _context(key: str, kind: str, part: str = "") -> bytes:
+    # NUL-separated: ids may hold ':' but never NUL, so no two (key, kind, part) give one context
+    return f"repertory\0{kind}\0{key}\0{part}".encode()
 
 
 class EncryptedStore(Store):
@@ -52,8 +53,8 @@ class EncryptedStore(Store):
         self.url = inner.url
 
     # -- sealing ----------------------------------------------------------------------
-    def _seal(self, blob: bytes, key: str, kind: str) -> bytes:
-        return self.keys.encrypt(blob, _context(key, kind))
+    def _seal(self, blob: bytes, key: str, kind: str, part: str = "") -> bytes:
+        return self.keys.encrypt(blob, _context(key, kind, part))
 
     def _refuse_plaintext(self, key: str, what: str) -> None:
         if self.required:
@@ -62,11 +63,11 @@ class EncryptedStore(Store):
                 "nothing was changed. Run `repertory sessions rekey` (or repertory.rekey_sessions()) "
                 "once without encryption_required to encrypt existing records")
 
-    def _open(self, blob: bytes, key: str, kind: str, what: str) -> bytes:
+    def _open(self, blob: bytes, key: str, kind: str, what: str, part: str = "") -> bytes:
         if not is_encrypted(blob):
             self._refuse_plaintext(key, what)
             return blob
-        return self.keys.decrypt(blob, _context(key, kind), source=lambda: f"{what} of session {key!r}")
+        return self.keys.decrypt(blob, _context(key, kind, part), source=lambda: f"{what} of session {key!r}")
 
     def _open_record(self, rec: SessionRecord) -> SessionRecord:
         k = rec.key
@@ -77,7 +78,7 @@ class EncryptedStore(Store):
     def _seal_info(self, info: CheckpointInfo) -> CheckpointInfo:
         if not info.label:
             return info
-        sealed = self._seal(info.label.encode(), info.key, f"label:{info.cp_id}")
+        sealed = self._seal(info.label.encode(), info.key, "label", info.cp_id)
         return replace(info, label=_LABEL + base64.b64encode(sealed).decode("ascii"))
 
     def _open_info(self, info: CheckpointInfo) -> CheckpointInfo:
@@ -90,16 +91,17 @@ class EncryptedStore(Store):
             blob = base64.b64decode(info.label[len(_LABEL):], validate=True)
         except (binascii.Error, ValueError):
             raise DecryptionFailed(f"{what} of session {info.key!r} is not valid base64; it was altered") from None
-        label = self._open(blob, info.key, f"label:{info.cp_id}", what)
+        label = self._open(blob, info.key, "label", what, info.cp_id)
         return replace(info, label=label.decode("utf-8", "replace"))
 
     def _seal_checkpoint(self, rec: CheckpointRecord) -> CheckpointRecord:
         i = rec.info
-        return CheckpointRecord(self._seal_info(i), self._seal(rec.data, i.key, f"cp:{i.cp_id}"))
+        return CheckpointRecord(self._seal_info(i), self._seal(rec.data, i.key, "cp", i.cp_id))
 
     def _open_checkpoint(self, rec: CheckpointRecord) -> CheckpointRecord:
         i = rec.info
-        return CheckpointRecord(self._open_info(i), self._open(rec.data, i.key, f"cp:{i.cp_id}", f"{i.kind} {i.cp_id!r}"))
+        data = self._open(rec.data, i.key, "cp", f"{i.kind} {i.cp_id!r}", i.cp_id)
+        return CheckpointRecord(self._open_info(i), data)
 
     # -- the verbs that carry records -------------------------------------------------
     async def load(self, key: str) -> SessionRecord | None:

@@ -11,7 +11,7 @@ from repertory.stores.crypto import KeyRing, envelope_kid, generate_encryption_k
 
 K1 = generate_encryption_key("k1")
 K2 = generate_encryption_key("k2")
-CTX = b"repertory:meta:alice/s1"
+CTX = b"repertory\0meta\0alice/s1\0"
 
 
 def test_round_trip_and_envelope_layout():
@@ -47,9 +47,9 @@ def test_a_blob_moved_to_another_session_or_slot_fails():
     ring = KeyRing(K1)
     blob = ring.encrypt(b"x", CTX)
     with pytest.raises(DecryptionFailed, match="copied from another session"):
-        ring.decrypt(blob, b"repertory:meta:bob/s1")
+        ring.decrypt(blob, b"repertory\0meta\0bob/s1\0")
     with pytest.raises(DecryptionFailed):
-        ring.decrypt(blob, b"repertory:msg:alice/s1")
+        ring.decrypt(blob, b"repertory\0msg\0alice/s1\0")
 
 
 def test_rotation_old_key_decrypts_until_removed():

@@ -82,6 +82,11 @@ async def test_a_blob_moved_to_another_session_does_not_decrypt(backend):
     await backend.put_checkpoint(CheckpointRecord(CheckpointInfo("bob/s1", "v1", "version", 1, 0.0, 0), cp.data))
     with pytest.raises(DecryptionFailed):
         await store.get_checkpoint("bob/s1", "v1")
+    # and within one session, from one checkpoint to another
+    await backend.put_checkpoint(CheckpointRecord(CheckpointInfo("alice/s1", "c1", "checkpoint", 1, 0.0, 0),
+                                                  cp.data))
+    with pytest.raises(DecryptionFailed):
+        await store.get_checkpoint("alice/s1", "c1")
 
 
 async def test_plaintext_records_read_then_written_encrypted(backend):
