@@ -11,10 +11,12 @@ from repertory.admin import (
     aexport_sessions,
     aimport_sessions,
     alist_sessions,
+    arekey_sessions,
     cleanup,
     export_sessions,
     import_sessions,
     list_sessions,
+    rekey_sessions,
 )
 from repertory.agents.agent import Agent
 from repertory.runtimes.current import get_runtime, init, is_initialized, shutdown
@@ -24,7 +26,10 @@ from repertory.errors import (
     AgentError,
     ConcurrentUpdate,
     CorruptState,
+    DecryptionFailed,
     EmptyMessage,
+    EncryptionError,
+    EncryptionKeyMissing,
     InvalidInput,
     InvalidSessionId,
     MemoryConfigError,
@@ -45,6 +50,7 @@ from repertory.session.handle import Session
 from repertory.shared.handle import SharedState
 from repertory.agents.tools import Tool, tool
 from repertory.workflow import Task, Workflow, WorkflowResults
+from repertory.stores.crypto import generate_encryption_key
 
 __version__ = "0.1.0"
 
@@ -55,7 +61,10 @@ __all__ = [
     "BatchReport",
     "ConcurrentUpdate",
     "CorruptState",
+    "DecryptionFailed",
     "EmptyMessage",
+    "EncryptionError",
+    "EncryptionKeyMissing",
     "InvalidInput",
     "InvalidSessionId",
     "Memory",
@@ -82,14 +91,17 @@ __all__ = [
     "aexport_sessions",
     "aimport_sessions",
     "alist_sessions",
+    "arekey_sessions",
     "batch",
     "cleanup",
     "export_sessions",
+    "generate_encryption_key",
     "get_runtime",
     "import_sessions",
     "init",
     "is_initialized",
     "list_sessions",
+    "rekey_sessions",
     "shutdown",
     "tool",
 ]

@@ -13,8 +13,11 @@
      ├── ConcurrentUpdate
      ├── StoreError
      │    ├── StoreUnavailable
-     │    └── CorruptState
-     │         └── UnsupportedFormat
+     │    ├── CorruptState
+     │    │    └── UnsupportedFormat
+     │    └── EncryptionError
+     │         ├── EncryptionKeyMissing
+     │         └── DecryptionFailed
      ├── ModelError
      ├── AgentError
      ├── WorkflowError
@@ -29,7 +32,10 @@ __all__ = [
     "AgentError",
     "ConcurrentUpdate",
     "CorruptState",
+    "DecryptionFailed",
     "EmptyMessage",
+    "EncryptionError",
+    "EncryptionKeyMissing",
     "InvalidInput",
     "InvalidSessionId",
     "MemoryConfigError",
@@ -102,6 +108,18 @@ class CorruptState(StoreError):
 
 class UnsupportedFormat(CorruptState):
     """Stored state has a format version this release cannot read."""
+
+
+class EncryptionError(StoreError):
+    """Encryption at rest cannot work as configured (package missing, plaintext refused)."""
+
+
+class EncryptionKeyMissing(EncryptionError):
+    """Stored data is encrypted and no encryption key is configured."""
+
+
+class DecryptionFailed(EncryptionError):
+    """A record does not decrypt: wrong or unknown key, altered, or copied from another session."""
 
 
 class ModelError(RepertoryError):

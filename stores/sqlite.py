@@ -165,26 +165,32 @@ class SQLiteStore(Store):
         if holder is not None and holder[0] != w.owner:
             return ConcurrentUpdate(f"session {w.key!r} is leased to another runtime; wait for its turn and retry")
         if w.expected_revision == 0:
-            # An expired row counts as absent: it may be replaced by a new session.
-            conn.execute(
+            # An expired row counts as absent: it may be replaced by a new session, which must not
+            # inherit its checkpoints (its messages are replaced below).
+            if conn.execute(
                 "DELETE FROM sessions WHERE key = ? AND expires_at IS NOT NULL AND expires_at <= ?",
                 (w.key, now),
-            )
+            ).rowcount:
+                conn.execute("DELETE FROM checkpoints WHERE key = ?", (w.key,))
             cur = conn.execute(
                 "INSERT OR IGNORE INTO sessions (key, version, meta, n_messages, updated_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (w.key, w.first_revision, w.meta, len(w.messages), w.updated_at, w.expires_at),
             )
-            replace, start = True, 0
+            applied, replace, start = cur.rowcount == 1, True, 0
         else:
-            n = len(w.messages) if w.replace else w.base_count + len(w.messages)
-            cur = conn.execute(
-                "UPDATE sessions SET version = version + 1, meta = ?, n_messages = ?, updated_at = ?,"
-                " expires_at = ? WHERE key = ? AND version = ?",
-                (w.meta, n, w.updated_at, w.expires_at, w.key, w.expected_revision),
-            )
-            replace, start = w.replace, w.base_count
-        if cur.rowcount != 1:
+            # Appends go right after the stored messages when base_count is past them, as on the
+            # other backends: counting missing ones left a hole that the next append filled over.
+            row = conn.execute(
+                "UPDATE sessions SET version = version + 1, meta = ?,"
+                " n_messages = (CASE WHEN ? THEN 0 ELSE MIN(n_messages, ?) END) + ?, updated_at = ?,"
+                " expires_at = ? WHERE key = ? AND version = ? RETURNING n_messages",
+                (w.meta, w.replace, w.base_count, len(w.messages), w.updated_at, w.expires_at, w.key,
+                 w.expected_revision),
+            ).fetchone()
+            applied, replace = row is not None, w.replace
+            start = row[0] - len(w.messages) if row is not None else 0
+        if not applied:
             row = conn.execute("SELECT version FROM sessions WHERE key = ?", (w.key,)).fetchone()
             return ConcurrentUpdate(
                 f"session {w.key!r} is at revision {row[0] if row else 0}, the write expected "

@@ -84,12 +84,11 @@ class LocalRuntime(Runtime):
 
     def __init__(self, settings: Settings) -> None:
         from repertory._sync import call_in_portal
-        from repertory.stores.factory import open_store
 
         self.settings = settings
         self.agents = LocalAgentPool(self.shared_state, self.memory_store)
         # Stores are loop-bound: open it on the portal's thread, where every call runs.
-        self.store: Store = call_in_portal(open_store, settings.store)
+        self.store: Store = call_in_portal(settings.open_store)
         self.host = HostCore(self.store, self.agents, settings, name="local", sweep_store=True)
         self._dedicated: dict[str, HostCore] = {}
         self._shared: dict[str, LocalSharedStateBackend] = {}

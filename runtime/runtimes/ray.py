@@ -227,11 +227,9 @@ class RayRuntime(Runtime):
     def admin_store(self):
         if self._admin_store is None:
             if self.settings.store_access == "actor":
-                self._admin_store = RemoteStore(self.names)
+                self._admin_store = self.settings.wrap_store(RemoteStore(self.names))
             else:
-                from repertory.stores.factory import open_store
-
-                self._admin_store = open_store(self.settings.store)
+                self._admin_store = self.settings.open_store()
         return self._admin_store
 
     def stats(self) -> list[dict[str, Any]]:
