@@ -121,16 +121,14 @@ class RedisStore(Store):
                 f"Redis key prefix {self.prefix!r} must be non-empty and free of braces "
                 "(braces would move the cluster hash tag off the session key)"
             )
+        # waiting `timeout` for a free connection means Redis is not answering
+        self._pool_options = dict(max_connections=max_connections, timeout=socket_timeout,
+                                  socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout,
+                                  socket_keepalive=True, health_check_interval=health_check_interval)
+        self._client_url, self._retries = client_url, retries  # for a blocking twin (redis_sync)
         try:
             pool = BlockingConnectionPool.from_url(
-                client_url,
-                max_connections=max_connections,
-                # waiting this long for a free connection means Redis is not answering
-                timeout=socket_timeout,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=connect_timeout,
-                socket_keepalive=True,
-                health_check_interval=health_check_interval,
+                client_url, **self._pool_options,
                 # A couple of quick retries ride out a restart or failover; more would only delay
                 # the StoreUnavailable a dead Redis deserves. Commits are safe to re-send: the
                 # script recognises its own write_id.
@@ -168,6 +166,10 @@ class RedisStore(Store):
                 "braces (they delimit the cluster hash tag)"
             )
         return f"{self.prefix}:{{{key}}}"
+
+    def tagged_key(self, tag: str, suffix: str) -> str:
+        """``<prefix>:{<tag>}:<suffix>``: keys of one tag share a cluster slot (interop's own keys)."""
+        return f"{self._base(tag)}:{suffix}"
 
     def _lease_key(self, key: str) -> str:
         return f"{self._base(key)}:lease"
@@ -306,6 +308,25 @@ class RedisStore(Store):
             raise self._failed(exc, what) from exc
         self._mark_available()
         return res
+
+    # -- hooks for keys beside the sessions' (repertory.interop) -------------------------
+    def register_script(self, source: str) -> AsyncScript:
+        """A Lua script for :meth:`run_script` (loaded on first use, reloaded after a flush)."""
+        return self._client.register_script(source)
+
+    async def run_script(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], what: str) -> Any:
+        """One script call, one round trip; failures typed as the store's own."""
+        return await self._eval(script, keys, args, what)
+
+    async def scan_keys(self, pattern: str) -> list[bytes]:
+        """Names of the keys matching the glob ``pattern`` (SCAN: no blocking, no global index)."""
+        self._check_open()
+        try:
+            return list({name async for name in self._client.scan_iter(match=pattern, count=1000)})
+        except _UNREACHABLE as exc:
+            raise self._unavailable(exc, "scan") from exc
+        except RedisError as exc:
+            raise self._failed(exc, "scan") from exc
 
     # -- the verbs --------------------------------------------------------------------
     async def load(self, key: str) -> SessionRecord | None:
