@@ -20,9 +20,8 @@ import os
 import queue
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -338,31 +337,24 @@ class SQLiteStore(Store):
         EXISTS), ``names`` are the tables and indexes they make. Runs now, on the calling thread."""
         self._schema = (*self._schema, *statements)
         self._schema_names = self._schema_names | frozenset(names)
-        with self._pooled("open") as conn:
-            if not self._schema_names <= {r[0] for r in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}:
-                self._in_tx(conn, lambda c: [c.execute(sql) for sql in statements])
+        self.write(lambda conn: [conn.execute(sql) for sql in statements])
 
-    @contextmanager
-    def _pooled(self, what: str) -> Iterator[sqlite3.Connection]:
+    def _take(self) -> sqlite3.Connection:
         if not self._pool_open:
             raise StoreUnavailable(f"the SQLite store {self.path} was closed; open a new one")
         try:
-            conn = self._pool.get_nowait()
+            return self._pool.get_nowait()
         except queue.Empty:
             try:
-                conn = self._open()
+                return self._open()
             except (sqlite3.Error, OSError) as exc:
                 raise self._error(exc, "open") from exc
-        try:
-            yield conn
-        except (sqlite3.Error, OSError) as exc:
-            raise self._error(exc, what) from exc
-        finally:
-            if self._pool_open:
-                self._pool.put(conn)
-            else:
-                conn.close()
+
+    def _give(self, conn: sqlite3.Connection) -> None:
+        if self._pool_open:
+            self._pool.put(conn)
+        else:
+            conn.close()
 
     def _in_tx(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: object) -> T:
         self._check_writable()
@@ -377,18 +369,25 @@ class SQLiteStore(Store):
         return out
 
     def read(self, fn: Callable[..., T], *args: object) -> T:
-        """``fn(conn, *args)`` on the calling thread, in one read transaction (one snapshot)."""
-        with self._pooled("read") as conn:
-            conn.execute("BEGIN")
-            try:
-                return fn(conn, *args)
-            finally:
-                rollback(conn)  # a read transaction: nothing to keep
+        """``fn(conn, *args)`` on the calling thread. No transaction: like ``load``, each
+        statement reads one consistent snapshot, and none waits for a writer (WAL)."""
+        conn = self._take()
+        try:
+            return fn(conn, *args)
+        except (sqlite3.Error, OSError) as exc:
+            raise self._error(exc, "read") from exc
+        finally:
+            self._give(conn)
 
     def write(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(conn, *args)`` on the calling thread, in one write transaction."""
-        with self._pooled("write") as conn:
+        conn = self._take()
+        try:
             return self._in_tx(conn, fn, *args)
+        except (sqlite3.Error, OSError) as exc:
+            raise self._error(exc, "write") from exc
+        finally:
+            self._give(conn)
 
     async def aread(self, fn: Callable[..., T], *args: object) -> T:
         """:meth:`read` from a coroutine: on the loop's thread, since WAL readers never wait
@@ -398,15 +397,20 @@ class SQLiteStore(Store):
     async def awrite(self, fn: Callable[..., T], *args: object) -> T:
         """:meth:`write` from a coroutine: on the loop's thread when no other writer holds the
         lock (~30 µs), else on the store thread, so the loop never waits for a lock."""
-        with self._pooled("write") as conn:
+        conn = self._take()
+        try:
             conn.execute("PRAGMA busy_timeout=0")
             try:
                 return self._in_tx(conn, fn, *args)
-            except sqlite3.Error as exc:
-                if not is_busy(exc):
-                    raise
             finally:
                 conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT * 1000)}")
+        except sqlite3.Error as exc:
+            if not is_busy(exc):
+                raise self._error(exc, "write") from exc
+        except OSError as exc:
+            raise self._error(exc, "write") from exc
+        finally:
+            self._give(conn)
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.write, fn, *args)
 
     # -- the async verbs --------------------------------------------------------------
