@@ -120,6 +120,7 @@ def bench_langgraph(threads: int, checkpoints: int, tmp: Path, prefix: str) -> d
 # -- OpenAI Agents SDK --------------------------------------------------------------------
 def agents_sessions(tmp: Path, prefix: str) -> dict[str, tuple[str, Callable[[str], Any]]]:
     from repertory.interop.openai_agents import RepertorySession
+    from repertory.stores import open_store
 
     out: dict[str, tuple[str, Callable[[str], Any]]] = {}
     try:
@@ -129,7 +130,7 @@ def agents_sessions(tmp: Path, prefix: str) -> dict[str, tuple[str, Callable[[st
     except ImportError:
         console.print("[yellow]skipped the Agents SDK: pip install openai-agents")
         return out
-    sq = RepertorySession.open_store(f"sqlite:///{tmp / 'agents-repertory.db'}")
+    sq = open_store(f"sqlite:///{tmp / 'agents-repertory.db'}")
     out["RepertorySession sqlite"] = ("sqlite", lambda sid: RepertorySession(sid, store=sq))
     try:
         from agents.extensions.memory import RedisSession
@@ -142,7 +143,7 @@ def agents_sessions(tmp: Path, prefix: str) -> dict[str, tuple[str, Callable[[st
 
     def repertory_redis(sid: str) -> Any:
         if not rd:  # a Redis store is bound to the loop that first uses it
-            rd.append(RepertorySession.open_store(f"{REDIS_URL}?prefix={prefix}-rp"))
+            rd.append(open_store(f"{REDIS_URL}?prefix={prefix}-rp"))
         return RepertorySession(sid, store=rd[0])
     out["RepertorySession redis"] = ("redis", repertory_redis)
     return out
