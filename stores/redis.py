@@ -318,6 +318,18 @@ class RedisStore(Store):
         """One script call, one round trip; failures typed as the store's own."""
         return await self._eval(script, keys, args, what)
 
+    async def run_command(self, what: str, *args: Any) -> Any:
+        """One plain command (``"LRANGE", key, 0, -1``), failures typed as the store's own."""
+        self._check_open()
+        try:
+            res = await self._client.execute_command(*args)
+        except _UNREACHABLE as exc:
+            raise self._unavailable(exc, what) from exc
+        except RedisError as exc:
+            raise self._failed(exc, what) from exc
+        self._mark_available()
+        return res
+
     async def scan_keys(self, pattern: str) -> list[bytes]:
         """Names of the keys matching the glob ``pattern`` (SCAN: no blocking, no global index)."""
         self._check_open()

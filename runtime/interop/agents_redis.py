@@ -5,7 +5,7 @@
 
 ``S`` (the session id, braces escaped) is the hash tag: a session lives in one cluster slot, and
 each method is one atomic script, one round trip. A TTL is set on both keys by every write and
-refreshed by reads (only where one is set). A new session starts at a random revision, so a
+refreshed by reads (where one is set; at most every tenth of the TTL per handle). A new session starts at a random revision, so a
 revision never repeats across a clear and a new start.
 """
 
@@ -95,6 +95,7 @@ class RedisItems:
         self.store = store
         self._scripts = {name: store.register_script(src) for name, src in
                          (("get", GET), ("add", ADD), ("pop", POP), ("clear", CLEAR), ("revision", REVISION))}
+        self._touched: dict[str, float] = {}  # session -> when this handle last refreshed its TTL
 
     def keys(self, sid: str) -> tuple[str, str]:
         tag = thread_tag("agents", sid)
@@ -109,7 +110,17 @@ class RedisItems:
                                 "read it again (get_items, revision) and retry")
 
     async def get(self, sid: str, limit: int | None, ttl: float | None) -> list[str]:
-        return [d.decode() for d in await self._run("get", sid, (_opt(limit), _ttl_ms(ttl)))]
+        if limit == 0:
+            return []
+        now = time.monotonic()
+        if ttl is not None and now - self._touched.get(sid, -ttl) > ttl / 10:
+            # refresh on access, at most every tenth of the TTL: other reads are a plain LRANGE
+            self._touched[sid] = now
+            data = await self._run("get", sid, (_opt(limit), _ttl_ms(ttl)))
+        else:
+            start = 0 if limit is None or limit < 0 else -limit
+            data = await self.store.run_command("agents session get", "LRANGE", self.keys(sid)[0], start, -1)
+        return [d.decode() for d in data]
 
     async def add(self, sid: str, data: Sequence[str], expected: int | None, first: int, ttl: float | None) -> int:
         ok, rev = await self._run("add", sid, (_opt(expected), first, repr(time.time()), _ttl_ms(ttl), *data))
