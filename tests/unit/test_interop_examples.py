@@ -4,6 +4,7 @@ shows them)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import runpy
 import sys
 import uuid
@@ -38,3 +39,18 @@ def test_example_runs(name, store_arg, monkeypatch, capsys):
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")
     out = capsys.readouterr().out
     assert "Alice" in out
+
+
+DOC_BLOCKS = re.findall(r"```python\n(.*?)```", (Path(__file__).parents[2] / "docs" / "interop.md").read_text(), re.S)
+
+
+def test_the_doc_has_examples():
+    assert len(DOC_BLOCKS) == 2
+
+
+@pytest.mark.parametrize("index", range(len(DOC_BLOCKS)))
+def test_doc_example_runs(index, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the default store: ./.repertory/state.db
+    monkeypatch.delenv("REPERTORY_HOME", raising=False)
+    exec(compile(DOC_BLOCKS[index], f"docs/interop.md python block {index + 1}", "exec"), {"__name__": "__doc__"})
+    assert (tmp_path / ".repertory" / "state.db").exists() and capsys.readouterr().out.strip()
