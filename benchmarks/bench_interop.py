@@ -237,7 +237,7 @@ def main() -> None:
             lg = bench_langgraph(args.threads, args.checkpoints, Path(d), prefix)
             out["langgraph"] = lg
             out["langgraph_ratios"] = table(
-                f"LangGraph: {args.threads} threads × {args.checkpoints} checkpoints (p50, × the peer on the same store)",
+                f"LangGraph: {args.threads} threads × {args.checkpoints} checkpoints (p50, × the peer on that store)",
                 lg, ["put", "get_tuple", "list"], {"sqlite": "SqliteSaver", "redis": "plainredis RedisSaver"})
             ag = asyncio.run(bench_agents(args.sessions, args.rounds, Path(d), prefix))
             out["agents"] = ag

@@ -5,8 +5,8 @@
 
 ``S`` (the session id, braces escaped) is the hash tag: a session lives in one cluster slot, and
 each method is one atomic script, one round trip. A TTL is set on both keys by every write and
-refreshed by reads (where one is set; at most every tenth of the TTL per handle). A new session starts at a random revision, so a
-revision never repeats across a clear and a new start.
+refreshed by reads (where one is set; at most every tenth of the TTL per handle). A new session
+starts at a random revision, so a revision never repeats across a clear and a new start.
 """
 
 from __future__ import annotations

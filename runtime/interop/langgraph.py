@@ -203,6 +203,20 @@ class RepertorySaver(BaseCheckpointSaver[str]):
         """Delete every checkpoint and write of the thread."""
         self._threads.delete(str(thread_id))
 
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint and write of one thread into another (the whole parent chain)."""
+        self._threads.copy(str(source_thread_id), str(target_thread_id), self.ttl)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) whose metadata names one of ``run_ids``."""
+        self._threads.delete_runs([str(r) for r in run_ids], self._run_of)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``"keep_latest"``: only the newest checkpoint of each namespace stays (with its writes);
+        ``"delete"``: the threads go. As LangGraph warns, keep_latest cuts the history a
+        ``DeltaChannel`` is rebuilt from."""
+        self._threads.prune([str(t) for t in thread_ids], self._keep_latest(strategy))
+
     # -- the async verbs ----------------------------------------------------------------
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         thread_id, ns, checkpoint_id = self._get_args(config)
@@ -228,6 +242,25 @@ class RepertorySaver(BaseCheckpointSaver[str]):
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._threads.adelete(str(thread_id))
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._threads.acopy(str(source_thread_id), str(target_thread_id), self.ttl)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._threads.adelete_runs([str(r) for r in run_ids], self._run_of)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._threads.aprune([str(t) for t in thread_ids], self._keep_latest(strategy))
+
+    def _run_of(self, row: CheckpointRow) -> str | None:
+        run_id = self._loads(row[6], row[7]).get("run_id")
+        return None if run_id is None else str(run_id)
+
+    @staticmethod
+    def _keep_latest(strategy: str) -> bool:
+        if strategy not in ("keep_latest", "delete"):
+            raise InvalidInput(f"prune strategy must be 'keep_latest' or 'delete', not {strategy!r}")
+        return strategy == "keep_latest"
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Increasing string versions, as LangGraph's SQL savers make them."""

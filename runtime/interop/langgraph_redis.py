@@ -122,6 +122,40 @@ return 1
 
 DELETE = "#!lua flags=allow-oom\nreturn redis.call('DEL', unpack(KEYS))\n"
 
+# ARGV: ttl ms (''), n, then n (member, by-id member, record) triples, then (field, value) write pairs
+PUT_MANY = "#!lua\n" + _HELPERS + r"""
+local n = tonumber(ARGV[2])
+for i = 3, 2 + 3 * n, 3 do
+  redis.call('ZADD', KEYS[1], 0, ARGV[i])
+  redis.call('ZADD', KEYS[2], 0, ARGV[i + 1])
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 2])
+end
+for i = 3 + 3 * n, #ARGV, 2 do
+  redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[4], 0, ARGV[i])
+end
+if n > 0 then expire(KEYS, ARGV[1]) end
+return n
+"""
+
+# ARGV: (member, by-id member) pairs: those checkpoints and their writes go
+DELETE_MEMBERS = "#!lua flags=allow-oom\n" + r"""
+for i = 1, #ARGV, 2 do
+  local m = ARGV[i]
+  redis.call('ZREM', KEYS[1], m)
+  redis.call('ZREM', KEYS[2], ARGV[i + 1])
+  redis.call('HDEL', KEYS[3], m)
+  local fields = redis.call('ZRANGEBYLEX', KEYS[4], '[' .. m .. '\0', '(' .. m .. '\1')
+  for j = 1, #fields, 1000 do
+    local part = {unpack(fields, j, math.min(j + 999, #fields))}
+    redis.call('HDEL', KEYS[5], unpack(part))
+    redis.call('ZREM', KEYS[4], unpack(part))
+  end
+end
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', unpack(KEYS)) end
+return 1
+"""
+
 _SUFFIXES = ("idx", "byid", "cps", "wix", "wv")
 
 
@@ -134,7 +168,8 @@ def _decode(thread_id: str, entry: list[Any]) -> tuple[CheckpointRow, list[Write
     ns, _, checkpoint_id = member.decode().partition("\0")
     parent, ctype, checkpoint, mtype, metadata = msgpack.unpackb(rec)
     rows = [tuple(msgpack.unpackb(w)) for w in writes if w is not None]
-    return (thread_id, ns, checkpoint_id, parent, ctype, checkpoint, mtype, metadata), rows  # type: ignore[return-value]
+    row = (thread_id, ns, checkpoint_id, parent, ctype, checkpoint, mtype, metadata)
+    return row, rows  # type: ignore[return-value]
 
 
 class RedisThreads:
@@ -144,7 +179,7 @@ class RedisThreads:
         self.store = store
         self._sync = SyncRedis(store)
         sources = {"get": GET, "get_refresh": GET_REFRESH, "list": LIST, "put": PUT, "put_writes": PUT_WRITES,
-                   "delete": DELETE}
+                   "delete": DELETE, "put_many": PUT_MANY, "delete_members": DELETE_MEMBERS}
         self._async_scripts = {name: store.register_script(src) for name, src in sources.items()}
         self._sync_scripts = {name: self._sync.register_script(src) for name, src in sources.items()}
         self._head = store.tagged_key("~lg/", "")[: -len("~lg/}:")]  # "<prefix>:{"
@@ -233,8 +268,69 @@ class RedisThreads:
     async def adelete(self, thread_id: str) -> None:
         await self._arun("delete", self.keys(thread_id), ())
 
+    # -- copy, delete runs, prune: reads in Python, then one script per thread ---------------
+    def copy(self, src: str, dst: str, ttl: float | None) -> None:
+        self._run("put_many", self.keys(dst), _copy_args(self.list(src, None, None, None, None), ttl))
+
+    async def acopy(self, src: str, dst: str, ttl: float | None) -> None:
+        rows = await self.alist(src, None, None, None, None)
+        await self._arun("put_many", self.keys(dst), _copy_args(rows, ttl))
+
+    def delete_runs(self, run_ids: Sequence[str], run_of) -> None:
+        wanted = set(run_ids)
+        for thread_id in self._threads(self._sync.scan_keys(self._pattern())):
+            doomed = _members([r for r, _ in self.list(thread_id, None, None, None, None) if run_of(r) in wanted])
+            if doomed:
+                self._run("delete_members", self.keys(thread_id), doomed)
+
+    async def adelete_runs(self, run_ids: Sequence[str], run_of) -> None:
+        wanted = set(run_ids)
+        for thread_id in self._threads(await self.store.scan_keys(self._pattern())):
+            rows = await self.alist(thread_id, None, None, None, None)
+            doomed = _members([r for r, _ in rows if run_of(r) in wanted])
+            if doomed:
+                await self._arun("delete_members", self.keys(thread_id), doomed)
+
+    def prune(self, thread_ids: Sequence[str], keep_latest: bool) -> None:
+        for thread_id in thread_ids:
+            if not keep_latest:
+                self.delete(thread_id)
+            elif doomed := _older(self.list(thread_id, None, None, None, None)):
+                self._run("delete_members", self.keys(thread_id), doomed)
+
+    async def aprune(self, thread_ids: Sequence[str], keep_latest: bool) -> None:
+        for thread_id in thread_ids:
+            if not keep_latest:
+                await self.adelete(thread_id)
+            elif doomed := _older(await self.alist(thread_id, None, None, None, None)):
+                await self._arun("delete_members", self.keys(thread_id), doomed)
+
     def close(self) -> None:
         self._sync.close()
+
+
+def _members(rows: list[CheckpointRow]) -> list[str]:
+    return [m for r in rows for m in (f"{r[1]}\0{r[2]}", f"{r[2]}\0{r[1]}")]
+
+
+def _older(found: list[tuple[CheckpointRow, list[WriteRow]]]) -> list[str]:
+    """Every checkpoint but the newest of its namespace (``found`` is newest first)."""
+    seen: set[str] = set()
+    older = []
+    for row, _ in found:
+        if row[1] in seen:
+            older.append(row)
+        seen.add(row[1])
+    return _members(older)
+
+
+def _copy_args(found: list[tuple[CheckpointRow, list[WriteRow]]], ttl: float | None) -> list[Any]:
+    args: list[Any] = [_ttl_arg(ttl), len(found)]
+    for row, _ in found:
+        args += RedisThreads._put_args(row, ttl)[:3]
+    for row, writes in found:
+        args += RedisThreads._writes_args(row[:3], writes, True, ttl)[2:]
+    return args
 
 
 def _merge(results: list[tuple[str, list[Any]]], limit: int | None) -> list[tuple[CheckpointRow, list[WriteRow]]]:

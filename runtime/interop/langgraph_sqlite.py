@@ -129,6 +129,42 @@ def _delete(conn: sqlite3.Connection, thread_id: str) -> None:
         conn.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
 
 
+def _copy(conn: sqlite3.Connection, src: str, dst: str, expires_at: float | None, now: float) -> None:
+    if conn.execute("SELECT 1 FROM lg_threads WHERE thread_id = ? AND expires_at <= ?", (src, now)).fetchone():
+        return  # an expired thread reads as absent: nothing to copy
+    _drop_if_expired(conn, dst, now)
+    conn.execute("INSERT OR REPLACE INTO lg_checkpoints SELECT ?, checkpoint_ns, checkpoint_id, parent_checkpoint_id,"
+                 " type, checkpoint, metadata_type, metadata, run_id FROM lg_checkpoints WHERE thread_id = ?",
+                 (dst, src))
+    conn.execute("INSERT OR REPLACE INTO lg_writes SELECT ?, checkpoint_ns, checkpoint_id, task_id, task_path, idx,"
+                 " channel, type, value FROM lg_writes WHERE thread_id = ?", (dst, src))
+    if conn.execute("SELECT 1 FROM lg_checkpoints WHERE thread_id = ? LIMIT 1", (dst,)).fetchone():
+        _expire(conn, dst, expires_at)
+
+
+def _delete_runs(conn: sqlite3.Connection, run_ids: Sequence[str]) -> None:
+    marks = ", ".join("?" * len(run_ids))
+    conn.execute("DELETE FROM lg_writes WHERE (thread_id, checkpoint_ns, checkpoint_id) IN (SELECT thread_id,"
+                 f" checkpoint_ns, checkpoint_id FROM lg_checkpoints WHERE run_id IN ({marks}))", run_ids)
+    conn.execute(f"DELETE FROM lg_checkpoints WHERE run_id IN ({marks})", run_ids)
+
+
+def _keep_latest(conn: sqlite3.Connection, thread_ids: Sequence[str]) -> None:
+    # the newest checkpoint of each namespace stays, with its writes
+    for thread_id in thread_ids:
+        latest = ("(SELECT MAX(k.checkpoint_id) FROM lg_checkpoints k WHERE k.thread_id = ?1"
+                  " AND k.checkpoint_ns = {t}.checkpoint_ns)")
+        conn.execute(f"DELETE FROM lg_writes WHERE thread_id = ?1 AND checkpoint_id <> {latest.format(t='lg_writes')}",
+                     (thread_id,))
+        conn.execute("DELETE FROM lg_checkpoints WHERE thread_id = ?1 AND checkpoint_id <"
+                     f" {latest.format(t='lg_checkpoints')}", (thread_id,))
+
+
+def _delete_many(conn: sqlite3.Connection, thread_ids: Sequence[str]) -> None:
+    for thread_id in thread_ids:
+        _delete(conn, thread_id)
+
+
 def _refresh(conn: sqlite3.Connection, thread_id: str, expires_at: float, now: float) -> None:
     conn.execute("UPDATE lg_threads SET expires_at = ? WHERE thread_id = ? AND expires_at > ?",
                  (expires_at, thread_id, now))
@@ -211,6 +247,28 @@ class SqliteThreads:
 
     async def adelete(self, thread_id: str) -> None:
         await self.store.awrite(_delete, thread_id)
+
+    def copy(self, src: str, dst: str, ttl: float | None) -> None:
+        now = time.time()
+        self.store.write(_copy, src, dst, _at(ttl, now), now)
+
+    async def acopy(self, src: str, dst: str, ttl: float | None) -> None:
+        now = time.time()
+        await self.store.awrite(_copy, src, dst, _at(ttl, now), now)
+
+    def delete_runs(self, run_ids: Sequence[str], run_of) -> None:
+        if run_ids:
+            self.store.write(_delete_runs, list(run_ids))
+
+    async def adelete_runs(self, run_ids: Sequence[str], run_of) -> None:
+        if run_ids:
+            await self.store.awrite(_delete_runs, list(run_ids))
+
+    def prune(self, thread_ids: Sequence[str], keep_latest: bool) -> None:
+        self.store.write(_keep_latest if keep_latest else _delete_many, list(thread_ids))
+
+    async def aprune(self, thread_ids: Sequence[str], keep_latest: bool) -> None:
+        await self.store.awrite(_keep_latest if keep_latest else _delete_many, list(thread_ids))
 
     def sweep(self) -> int:
         """Delete the threads whose TTL has passed (they already read as absent); how many."""

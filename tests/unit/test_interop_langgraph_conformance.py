@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("langgraph.checkpoint.conformance")
 
 from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
+from langgraph.checkpoint.conformance.capabilities import DetectedCapabilities  # noqa: E402
 
 from redis_server import TEST_DB_URL, drop_redis_keys  # noqa: E402
 from repertory.interop.langgraph import RepertorySaver  # noqa: E402
@@ -36,6 +37,15 @@ class SyncPathSaver(RepertorySaver):
 
     async def adelete_thread(self, thread_id):
         return await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def acopy_thread(self, source_thread_id, target_thread_id):
+        return await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def adelete_for_runs(self, run_ids):
+        return await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def aprune(self, thread_ids, *, strategy="keep_latest"):
+        return await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
 
 
 def _registered(backend: str, cls: type[RepertorySaver], tmp_path):
@@ -63,3 +73,12 @@ async def test_conformance(backend, cls, tmp_path):
     failed = {name: r.failures for name, r in report.results.items() if r.detected and not r.passed}
     assert report.passed_all() and not failed, failed
 
+
+
+def test_every_capability_of_the_suite_is_detected(tmp_path):
+    saver = RepertorySaver(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        assert not DetectedCapabilities.from_instance(saver).missing
+        assert not DetectedCapabilities.from_instance(SyncPathSaver(saver.store)).missing
+    finally:
+        saver.close()
