@@ -8,7 +8,8 @@ LangGraph (sync methods, as ``graph.invoke`` calls them): T threads (default 50)
 checkpoints (default 20) chained by parent id; a checkpoint carries a ``messages`` channel of
 20 messages (~250-byte contents) and a counter. ``put`` times each put, ``get_tuple`` the latest
 checkpoint of each thread, ``list`` all checkpoints of a thread (newest first, with pending writes).
-  SQLite: LangGraph SqliteSaver (langgraph-checkpoint-sqlite) vs RepertorySaver("sqlite:///...")
+  SQLite: LangGraph SqliteSaver (langgraph-checkpoint-sqlite; SQLite's default synchronous=FULL,
+          and again with synchronous=NORMAL, which repertory's store uses) vs RepertorySaver("sqlite:///...")
   Redis:  plain-Redis RedisSaver (langgraph-checkpoint-plainredis) vs RepertorySaver("redis://...")
 
 OpenAI Agents SDK (async, as ``Runner.run`` calls them): S sessions (default 50), each gets
@@ -64,6 +65,12 @@ def langgraph_savers(tmp: Path, prefix: str) -> dict[str, tuple[str, Any]]:
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         out["SqliteSaver"] = ("sqlite", SqliteSaver(sqlite3.connect(tmp / "lg-peer.db", check_same_thread=False)))
+        # repertory's SQLite runs synchronous=NORMAL (no fsync per commit in WAL mode); SQLite's
+        # default, FULL, is what SqliteSaver gets. The same saver on NORMAL, for a like-for-like put:
+        normal = sqlite3.connect(tmp / "lg-peer-normal.db", check_same_thread=False)
+        normal.execute("PRAGMA journal_mode=WAL")
+        normal.execute("PRAGMA synchronous=NORMAL")
+        out["SqliteSaver (NORMAL)"] = ("sqlite", SqliteSaver(normal))
     except ImportError:
         console.print("[yellow]skipped SqliteSaver: pip install langgraph-checkpoint-sqlite")
     out["RepertorySaver sqlite"] = ("sqlite", RepertorySaver(f"sqlite:///{tmp / 'lg-repertory.db'}"))

@@ -155,3 +155,13 @@ def test_redis_keys_put_a_thread_in_one_slot_under_the_prefix():
             assert not list(raw.scan_iter(match=f"{prefix}:*"))
     finally:
         asyncio.run(drop_redis_keys(prefix))
+
+
+def test_an_unreachable_redis_is_a_typed_error_both_ways():
+    from repertory.errors import StoreUnavailable
+
+    with RepertorySaver("redis://127.0.0.1:1/0") as saver:
+        with pytest.raises(StoreUnavailable, match="did not answer"):
+            saver.get_tuple(_config("t"))
+        with pytest.raises(StoreUnavailable, match="did not answer"):
+            asyncio.run(saver.aget_tuple(_config("t")))

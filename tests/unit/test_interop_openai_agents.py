@@ -193,3 +193,16 @@ async def test_runner_run_keeps_the_conversation_in_the_session(url):
         assert len(items) == 4
     finally:
         await again.aclose()
+
+
+async def test_an_unreachable_redis_is_a_typed_error():
+    from repertory.errors import StoreUnavailable
+
+    s = RepertorySession("x", "redis://127.0.0.1:1/0")
+    try:
+        with pytest.raises(StoreUnavailable, match="did not answer"):
+            await s.add_items([{"role": "user", "content": "lost?"}])
+        with pytest.raises(StoreUnavailable):
+            await s.get_items()
+    finally:
+        await s.aclose()
