@@ -334,10 +334,17 @@ class SQLiteStore(Store):
     # -- hooks for other tables in the same file (repertory.interop) -------------------
     def add_schema(self, statements: Sequence[str], names: Iterable[str]) -> None:
         """Create more tables in this store's file: ``statements`` may run again (IF NOT
-        EXISTS), ``names`` are the tables and indexes they make. Runs now, on the calling thread."""
+        EXISTS), ``names`` are the tables and indexes they make. Runs now, on the calling thread;
+        takes the write lock only if they are missing from the file."""
+        names = frozenset(names)
+        if names <= self._schema_names:
+            return  # added before (every adapter object on a shared store asks)
         self._schema = (*self._schema, *statements)
-        self._schema_names = self._schema_names | frozenset(names)
-        self.write(lambda conn: [conn.execute(sql) for sql in statements])
+        self._schema_names = self._schema_names | names
+        present = self.read(lambda conn: {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")})
+        if not names <= present:
+            self.write(lambda conn: [conn.execute(sql) for sql in statements])
 
     def _take(self) -> sqlite3.Connection:
         if not self._pool_open:
