@@ -165,3 +165,21 @@ def test_an_unreachable_redis_is_a_typed_error_both_ways():
             saver.get_tuple(_config("t"))
         with pytest.raises(StoreUnavailable, match="did not answer"):
             asyncio.run(saver.aget_tuple(_config("t")))
+
+
+def test_threads_of_many_callers_at_once(url):
+    """Sync callers on many threads (as a server running graphs would): each reads and writes
+    through connections of its own; nothing is lost or mixed up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with RepertorySaver(url) as saver:
+        def work(i: int) -> list[int]:
+            parent = None
+            for n in range(15):
+                parent = _put(saver, f"t{i}", n, parent)["configurable"]["checkpoint_id"]
+                assert saver.get_tuple(_config(f"t{i}")).checkpoint["channel_values"]["value"] == n
+            return [t.checkpoint["channel_values"]["value"] for t in saver.list(_config(f"t{i}"))]
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(work, range(8)))
+    assert results == [list(range(14, -1, -1))] * 8

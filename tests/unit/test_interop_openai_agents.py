@@ -206,3 +206,14 @@ async def test_an_unreachable_redis_is_a_typed_error():
             await s.get_items()
     finally:
         await s.aclose()
+
+
+async def test_reads_refresh_the_ttl(url):
+    s = RepertorySession("kept", url, ttl=1.0)
+    try:
+        await s.add_items([{"role": "user", "content": "still here"}])
+        for _ in range(4):  # 1.6 s in all: alive only because reads refresh it
+            await asyncio.sleep(0.4)
+            assert len(await s.get_items()) == 1
+    finally:
+        await s.aclose()
