@@ -59,7 +59,7 @@ from .base import DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, 
 from .redis_batch import Batcher, Call, settle, settle_error
 from .urls import MASK, redact_url, url_secrets
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "glob_escape"]
 
 log = structlog.get_logger("repertory.store.redis")
 
@@ -68,7 +68,8 @@ _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.Timeou
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
-def _glob_escape(text: str) -> str:
+def glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN/KEYS glob."""
     return text.translate(_GLOB_SPECIAL)
 
 
@@ -414,7 +415,7 @@ class RedisStore(Store):
     ) -> list[SessionInfo]:
         self._check_open()
         head, tail = f"{self.prefix}:{{", "}:meta"
-        pattern = f"{_glob_escape(head)}{_glob_escape(prefix)}*{tail}"
+        pattern = f"{glob_escape(head)}{glob_escape(prefix)}*{tail}"
         try:
             names: set[bytes] = set()  # SCAN may return a key twice
             async for name in self._client.scan_iter(match=pattern, count=1000, _type="HASH"):

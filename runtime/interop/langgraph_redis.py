@@ -23,6 +23,7 @@ from urllib.parse import unquote
 import msgpack
 
 from repertory.stores import RedisStore
+from repertory.stores.redis import glob_escape
 from repertory.stores.redis_sync import SyncRedis
 
 from .langgraph_rows import CheckpointRow, WriteRow
@@ -182,7 +183,7 @@ class RedisThreads:
                    "delete": DELETE, "put_many": PUT_MANY, "delete_members": DELETE_MEMBERS}
         self._async_scripts = {name: store.register_script(src) for name, src in sources.items()}
         self._sync_scripts = {name: self._sync.register_script(src) for name, src in sources.items()}
-        self._head = store.tagged_key("~lg/", "")[: -len("~lg/}:")]  # "<prefix>:{"
+        self._head = f"{store.prefix}:{{"
 
     def keys(self, thread_id: str) -> list[str]:
         tag = thread_tag("lg", thread_id)
@@ -228,8 +229,7 @@ class RedisThreads:
         return _merge([(t, await self._arun("list", self.keys(t), args)) for t in threads], limit)
 
     def _pattern(self) -> str:
-        head = self._head.translate(str.maketrans({c: "\\" + c for c in "*?[]\\"}))
-        return f"{head}~lg/*}}:idx"
+        return f"{glob_escape(self._head)}~lg/*}}:idx"
 
     def _threads(self, names: list[bytes]) -> list[str]:
         start, end = len(self._head) + len("~lg/"), -len("}:idx")
