@@ -69,8 +69,8 @@ SESSION_SCHEMA = (
         until REAL NOT NULL
     ) WITHOUT ROWID""",
 )
-SESSION_SCHEMA_NAMES = frozenset({"sessions", "sessions_updated", "sessions_expires", "messages", "checkpoints", "leases",
-                           "deletions"})
+SESSION_SCHEMA_NAMES = frozenset({"sessions", "sessions_updated", "sessions_expires", "messages", "checkpoints",
+                                  "leases", "deletions"})
 
 
 def make_private_folder(folder: Path) -> None:

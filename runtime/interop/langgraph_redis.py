@@ -219,19 +219,21 @@ class RedisThreads:
                 "" if limit is None else str(limit)]
 
     def list(self, thread_id, ns, checkpoint_id, before, limit):
-        threads = [thread_id] if thread_id is not None else self._threads(self._sync.scan_keys(self._pattern()))
+        threads = [thread_id] if thread_id is not None else self._thread_ids(
+            self._sync.scan_keys(self._pattern()))
         args = self._list_args(ns, checkpoint_id, before, limit)
         return _merge([(t, self._run("list", self.keys(t), args)) for t in threads], limit)
 
     async def alist(self, thread_id, ns, checkpoint_id, before, limit):
-        threads = [thread_id] if thread_id is not None else self._threads(await self.store.scan_keys(self._pattern()))
+        threads = [thread_id] if thread_id is not None else self._thread_ids(
+            await self.store.scan_keys(self._pattern()))
         args = self._list_args(ns, checkpoint_id, before, limit)
         return _merge([(t, await self._arun("list", self.keys(t), args)) for t in threads], limit)
 
     def _pattern(self) -> str:
         return f"{glob_escape(self._head)}~lg/*}}:idx"
 
-    def _threads(self, names: list[bytes]) -> list[str]:
+    def _thread_ids(self, names: list[bytes]) -> list[str]:
         start, end = len(self._head) + len("~lg/"), -len("}:idx")
         return sorted(unquote(n.decode()[start:end]) for n in names)
 
@@ -278,14 +280,14 @@ class RedisThreads:
 
     def delete_runs(self, run_ids: Sequence[str], run_of) -> None:
         wanted = set(run_ids)
-        for thread_id in self._threads(self._sync.scan_keys(self._pattern())):
+        for thread_id in self._thread_ids(self._sync.scan_keys(self._pattern())):
             doomed = _members([r for r, _ in self.list(thread_id, None, None, None, None) if run_of(r) in wanted])
             if doomed:
                 self._run("delete_members", self.keys(thread_id), doomed)
 
     async def adelete_runs(self, run_ids: Sequence[str], run_of) -> None:
         wanted = set(run_ids)
-        for thread_id in self._threads(await self.store.scan_keys(self._pattern())):
+        for thread_id in self._thread_ids(await self.store.scan_keys(self._pattern())):
             rows = await self.alist(thread_id, None, None, None, None)
             doomed = _members([r for r, _ in rows if run_of(r) in wanted])
             if doomed:
