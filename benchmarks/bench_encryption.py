@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import tempfile
 import time
 import uuid
@@ -139,6 +140,7 @@ async def run(args) -> dict[str, Any]:
     finally:
         if problem is None:
             await delete_prefix(prefix)
+        shutil.rmtree(tmp, ignore_errors=True)
     return {"backends": results, "pairs": [(fam, p.name, e.name) for fam, p, e in pairs],
             "seal": seal_cost(5_000 if args.quick else 20_000)}
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import msgpack
 
 from repertory.errors import CorruptState, EncryptionKeyMissing, InvalidInput, RepertoryError, UnsupportedFormat
+from repertory.stores.crypto import looks_sealed
 from repertory.stores.values import RECORD_MAX_DEPTH, check_value
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Codec", "MsgpackCodec", "pack_array", "register_migration",
@@ -32,7 +33,6 @@ __all__ = ["FORMAT_VERSION", "MAGIC", "Codec", "MsgpackCodec", "pack_array", "re
 MAGIC = b"RPS"
 FORMAT_VERSION = 1
 _HEADER = struct.Struct(">3sBI")
-_ENCRYPTED = b"RPE"  # crypto.ENVELOPE_MAGIC: an encrypted record reaching a runtime without keys
 _PICKLE_PREFIXES = (b"\x80", b"(", b"c__builtin__", b"]q", b"}q")
 
 # version -> function turning a decoded body of that version into one of version + 1
@@ -90,7 +90,7 @@ class MsgpackCodec:
         if not data:
             raise CorruptState(f"{source} is empty; restore it from a checkpoint or a backup")
         if len(data) < _HEADER.size or data[:3] != MAGIC:
-            if data[:3] == _ENCRYPTED:
+            if looks_sealed(data):
                 raise EncryptionKeyMissing(
                     f"{source} is encrypted and no encryption key is configured; nothing was changed. Pass "
                     "repertory.init(encryption_key=...) or set REPERTORY_ENCRYPTION_KEY to the key it was "

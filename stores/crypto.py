@@ -28,7 +28,8 @@ from typing import Any
 
 from repertory.errors import DecryptionFailed, EncryptionError, InvalidInput
 
-__all__ = ["ENVELOPE_MAGIC", "KeyRing", "envelope_kid", "generate_encryption_key", "is_encrypted", "split_keys"]
+__all__ = ["ENVELOPE_MAGIC", "KeyRing", "envelope_kid", "generate_encryption_key", "is_encrypted", "looks_sealed",
+           "split_keys"]
 
 ENVELOPE_MAGIC = b"RPE"
 ENVELOPE_VERSION = 1
@@ -51,6 +52,14 @@ def generate_encryption_key(kid: str | None = None) -> str:
 def is_encrypted(blob: bytes) -> bool:
     """True if ``blob`` is an encryption envelope (not a plain codec record)."""
     return blob[:3] == ENVELOPE_MAGIC
+
+
+def looks_sealed(blob: bytes) -> bool:
+    """True if ``blob`` is shaped like an envelope of this release (header, key id, room for a
+    nonce and a tag): what a reader without keys reports as encrypted rather than corrupt."""
+    return (len(blob) >= 5 and blob[:3] == ENVELOPE_MAGIC and blob[3] == ENVELOPE_VERSION
+            and len(blob) >= 5 + blob[4] + _NONCE + _TAG and _KID.fullmatch(blob[5:5 + blob[4]].decode("latin-1"))
+            is not None)
 
 
 def envelope_kid(blob: bytes) -> str | None:

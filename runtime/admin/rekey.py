@@ -65,7 +65,9 @@ async def arekey_sessions(prefix: str = "", *, progress: Progress | None = None)
     the current (first) encryption key; returns how many were rewritten.
 
     Records under an older key or in plaintext are rewritten, with their checkpoints and saved
-    versions; afterwards the old key can be removed from the configuration.
+    versions; afterwards the old key can be removed from the configuration. A session none of the
+    keys opens stops the run with :class:`~repertory.errors.DecryptionFailed` naming it, that
+    session unchanged (those before it stay rewritten; run again once its key is configured).
     ``progress(done, total)`` is called after each session.
     """
     return await _rekey(get_runtime(), prefix, progress)

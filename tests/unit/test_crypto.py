@@ -106,3 +106,11 @@ def test_the_codec_says_how_to_configure_a_missing_key():
     blob = KeyRing(K1).encrypt(MsgpackCodec().encode({"a": 1}), CTX)
     with pytest.raises(EncryptionKeyMissing, match="REPERTORY_ENCRYPTION_KEY"):
         MsgpackCodec().decode(blob)
+
+
+@pytest.mark.parametrize("data", [b"RPE", b"RPE\x01\x02k1", b"RPE\x02\x02k1" + bytes(40), b"RPE\x01\x02k\x00" + bytes(40)])
+def test_broken_envelopes_without_a_key_are_corrupt_not_missing_keys(data):
+    from repertory.errors import CorruptState
+
+    with pytest.raises(CorruptState):
+        MsgpackCodec().decode(data)

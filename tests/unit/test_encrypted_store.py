@@ -170,3 +170,12 @@ async def test_redis_round_trip_after_a_restart_with_ttl(tmp_path):
             await client.aclose()
     finally:
         await drop_redis_keys(prefix)
+
+
+async def test_rekey_without_the_old_key_fails_and_changes_nothing(backend):
+    await _fill(EncryptedStore(backend, KeyRing(K1)))
+    before = await backend.load("alice/s1")
+    with pytest.raises(DecryptionFailed, match="not configured"):
+        await EncryptedStore(backend, KeyRing(K2)).rekey("alice/s1", None)
+    after = await backend.load("alice/s1")
+    assert (after.revision, after.meta, after.messages) == (before.revision, before.meta, before.messages)

@@ -157,7 +157,7 @@ def test_shared_state_is_encrypted(store):
     assert SharedState("board").get("plan") == "the secret plan"
 
 
-def test_cli_keys_new_and_sessions_rekey(store, monkeypatch):
+def test_cli_keys_new_and_sessions_rekey(store, monkeypatch, tmp_path):
     from repertory.cli import app
 
     runner = CliRunner()
@@ -173,6 +173,11 @@ def test_cli_keys_new_and_sessions_rekey(store, monkeypatch):
     assert out.exit_code == 0, out.output
     assert "Re-encrypted 1 session" in out.output
     assert envelope_kid(_raw(store, "enc4")[0].meta) == "k9"
+    for flags, sealed in (([], True), (["--plaintext"], False)):
+        out_file = tmp_path / f"export{len(flags)}.jsonl"
+        out = runner.invoke(app, ["sessions", "export", str(out_file), *flags, "--store", store.url, "--local"])
+        assert out.exit_code == 0, out.output
+        assert ('"sealed"' in out_file.read_text()) is sealed
     monkeypatch.setenv("REPERTORY_ENCRYPTION_KEY", "k9:bad")
     out = runner.invoke(app, ["sessions", "ls", "--store", store.url, "--local"])
     assert out.exit_code == 1 and "k9" in out.output
