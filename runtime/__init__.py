@@ -20,18 +20,24 @@ from repertory.agents.agent import Agent
 from repertory.runtimes.current import get_runtime, init, is_initialized, shutdown
 from repertory.batch.runner import BatchReport, abatch, batch
 from repertory.agents.demo_model import DEMO_MODEL
+from repertory import tokens
 from repertory.errors import (
+    AccessDenied,
     AgentError,
     ConcurrentUpdate,
     CorruptState,
     EmptyMessage,
     InvalidInput,
     InvalidSessionId,
+    InvalidToken,
     MemoryConfigError,
     MessageTooLarge,
     ModelError,
+    RateLimited,
     RepertoryError,
     RuntimeNotReady,
+    ServerError,
+    ServerUnavailable,
     SessionFileNotFound,
     SessionNotFound,
     StoreError,
@@ -50,6 +56,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEMO_MODEL",
+    "AccessDenied",
     "Agent",
     "AgentError",
     "BatchReport",
@@ -58,13 +65,17 @@ __all__ = [
     "EmptyMessage",
     "InvalidInput",
     "InvalidSessionId",
+    "InvalidToken",
     "Memory",
     "MemoryConfigError",
     "MessageTooLarge",
     "ModelError",
     "QualityFilter",
+    "RateLimited",
     "RepertoryError",
     "RuntimeNotReady",
+    "ServerError",
+    "ServerUnavailable",
     "Session",
     "SessionFileNotFound",
     "SessionNotFound",
