@@ -50,7 +50,19 @@ class Session(BranchesMixin, UserDataMixin):
     other agents replaces them, and the replacement is recorded (``get_state()["agent_changes"]``).
     A handle given neither continues with the stored ones, read once, before its first turn
     (the default assistant for a session that stores none).
+
+    ``Session(agent_url="http://host:8000/agent", session_id=..., token=...)`` is a session on a
+    repertory server instead (:class:`~repertory.session.remote.RemoteSession`), with the
+    same methods; the token defaults to ``$REPERTORY_TOKEN``.
     """
+
+    def __new__(cls, *args: Any, agent_url: str | None = None, **kwargs: Any) -> Any:
+        # Session(agent_url=..., session_id=..., token=...) is a session on a repertory server.
+        if agent_url is not None:
+            from repertory.session.remote import RemoteSession
+
+            return RemoteSession(agent_url, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -67,6 +79,7 @@ class Session(BranchesMixin, UserDataMixin):
         keep_checkpoints: int | None = None,
         runtime: Runtime | None = None,
         persist_memory: bool | None = None,
+        agent_url: None = None,
     ) -> None:
         # "shared" was the first name of both "pooled" and "transcript"; still understood.
         placement = "pooled" if placement == "shared" else placement
