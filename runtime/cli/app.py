@@ -1,4 +1,4 @@
-"""The ``repertory`` command line: ``demo``, ``chat``, ``batch``, ``sessions ls|show|rm|cleanup|export|import``.
+"""The ``repertory`` command line: ``demo``, ``chat``, ``batch``, ``serve``, ``sessions ls|show|rm|cleanup|export|import``.
 
 One module per command group; this one assembles them.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from repertory.cli import batch, chat, sessions
+from repertory.cli import batch, chat, serve, sessions
 
 __all__ = ["app"]
 
@@ -17,6 +17,7 @@ app.add_typer(sessions.app, name="sessions")
 app.command()(chat.demo)
 app.command()(chat.chat)
 app.command("batch")(batch.batch)
+app.command("serve")(serve.serve)
 
 if __name__ == "__main__":
     app()
