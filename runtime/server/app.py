@@ -2,8 +2,8 @@
 
 Under ``/agent`` (the seed page's URL): ``health``, ``ready``; ``tokens`` and ``sessions``
 (admin key); ``sessions/{id}`` (PUT create, GET, DELETE), ``/chat``, ``/stream`` (SSE),
-``/history``, ``/state``, ``/user_data``, ``/checkpoints``, ``/versions``, ``/fork``,
-``/analytics`` (a session token). The schema is at ``/openapi.json``.
+``/history``, ``/state``, ``/fields``, ``/checkpoints``, ``/versions``, ``/fork``,
+``/analytics`` (where sessions have ``aanalytics``) (a session token). The schema is at ``/openapi.json``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from repertory.server.http import (
     status_of,
 )
 from repertory.server.service import SessionService
+from repertory.session.handle import Session
 
 __all__ = ["create_app"]
 
@@ -299,9 +300,10 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         new_id = await service.fork(c, session_id, body.new_session_id, body.at)
         return {"session_id": new_id, "user_id": c.user_id, "token": auth.fork_token(c, new_id)}
 
-    @router.get(S + "/analytics", tags=["state"])
-    async def analytics(session_id: str, c: CallerDep) -> dict[str, Any]:
-        return jsonable_encoder(await service.analytics(c, session_id))
+    if hasattr(Session, "aanalytics"):  # published only where sessions have analytics
+        @router.get(S + "/analytics", tags=["state"])
+        async def analytics(session_id: str, c: CallerDep) -> dict[str, Any]:
+            return jsonable_encoder(await service.analytics(c, session_id))
 
     app.include_router(router)
     return app
