@@ -40,7 +40,7 @@ def test_no_server_error(api_schema):
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case):
             response = case.call(timeout=30)
             assert response.status_code < 500, (case.method, case.formatted_path, response.status_code,
