@@ -8,6 +8,7 @@ again, by the runtime's exactly-once records.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,9 +25,14 @@ __all__ = ["SessionService"]
 class SessionService:
     """Session operations for the server, given its agents (by name; the first is the default)."""
 
-    def __init__(self, agents: dict[str, Agent], runtime: Runtime | None = None) -> None:
+    def __init__(self, agents: dict[str, Agent], runtime: Runtime | None = None, *,
+                 max_handles: int = 10_000) -> None:
         self.agents = dict(agents)
         self._runtime = runtime
+        # Handles are kept (LRU): a handle without agent= reads the session's stored agent once,
+        # not on every request. A handle holds ids only; the state is in the runtime.
+        self._handles: OrderedDict[tuple[str | None, str, str | None], Session] = OrderedDict()
+        self._max_handles = max_handles
 
     @property
     def runtime(self) -> Runtime:
@@ -42,7 +48,16 @@ class SessionService:
             raise InvalidInput(f"this server has no agent {name!r}; its agents are {sorted(self.agents)}") from None
 
     def handle(self, caller: Caller, session_id: str, agent: str | None = None) -> Session:
-        return Session(session_id, agent=self.agent(agent), user_id=caller.user_id, runtime=self.runtime)
+        key = (caller.user_id, session_id, agent)
+        s = self._handles.get(key)
+        if s is None or s.runtime is not self.runtime:
+            s = Session(session_id, agent=self.agent(agent), user_id=caller.user_id, runtime=self.runtime)
+            self._handles[key] = s
+            if len(self._handles) > self._max_handles:
+                self._handles.popitem(last=False)
+        else:
+            self._handles.move_to_end(key)
+        return s
 
     # -- sessions ---------------------------------------------------------------------
     async def create(self, caller: Caller, session_id: str, user_data: dict[str, Any] | None,
