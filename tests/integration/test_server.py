@@ -251,8 +251,11 @@ def test_rate_limit_per_token(server):
 
 async def test_200_concurrent_remote_chats_on_20_sessions(server):
     sessions = [remote(server, sid()) for _ in range(20)]
+    # Two clients (two connection pools, two tokens) per session, sending at once.
+    second = {s.session_id: remote(server, s.session_id) for s in sessions}
     messages = {s.session_id: [f"message {i} of {s.session_id}" for i in range(10)] for s in sessions}
-    await asyncio.gather(*(s.achat(m) for s in sessions for m in messages[s.session_id]))
+    await asyncio.gather(*((s if i % 2 else second[s.session_id]).achat(m)
+                           for s in sessions for i, m in enumerate(messages[s.session_id])))
     for s in sessions:
         history = await s.aget_history()
         assert len(history) == 20
@@ -274,3 +277,64 @@ def test_analytics(server):
     s = remote(server, sid())
     s.chat("Tell me about Python")
     assert isinstance(s.analytics(), dict)
+
+
+class LosingProxy:
+    """A TCP proxy on 127.0.0.1 that forwards requests and drops the first ``lose`` answers
+    (closes the client's connection once the server has answered): the request was applied,
+    the client never heard."""
+
+    def __init__(self, target_port: int, lose: int = 1) -> None:
+        self.target_port, self.lose = target_port, lose
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/agent"
+
+    async def _serve(self, reader, writer) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pump(src, dst) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+
+        upstream = asyncio.create_task(pump(reader, up_writer))
+        if self.lose > 0:
+            self.lose -= 1
+            await up_reader.read(65536)  # the server's answer: the turn is applied and durable
+            writer.transport.abort()
+            upstream.cancel()
+            up_writer.close()
+            return
+        await pump(up_reader, writer)
+        upstream.cancel()
+        writer.close()
+        up_writer.close()
+
+    async def stop(self) -> None:
+        self.server.close()
+
+
+async def test_a_turn_whose_answer_was_lost_is_resent_and_answered_once(server):
+    port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+    proxy = LosingProxy(port, lose=1)
+    url = await proxy.start()
+    session_id = sid()
+    s = Session(agent_url=url, session_id=session_id, token=tokens.issue(session_id, secret=RING), retries=3)
+    try:
+        reply = await s.achat("Apply me once")  # first answer lost; the resend is answered from the records
+        history = await remote(server, session_id).aget_history()
+        assert [m["content"] for m in history] == ["Apply me once", reply]
+        proxy.lose = 1  # a write without an operation id is not resent: the loss surfaces
+        fresh = Session(agent_url=url, session_id=session_id, token=s.token)  # a new connection
+        with pytest.raises(ServerUnavailable):
+            await fresh.arestore_version(0)
+        await fresh.aclose()
+    finally:
+        await s.aclose()
+        await proxy.stop()
