@@ -27,6 +27,7 @@ def _load(name: str):
 _durable = _load("test_durable_session")
 _shared = _load("test_shared_state_local")
 _memory = _load("test_memory")
+_chroma = _load("test_memory_chroma")
 
 test_checkpoint_list_restore_and_retention = _durable.test_checkpoint_list_restore_and_retention
 test_restore_keeps_revision_moving_forward = _durable.test_restore_keeps_revision_moving_forward
@@ -69,3 +70,8 @@ test_an_unreadable_extraction_answer_falls_back_to_the_patterns = \
 def rt(runtime):
     """The unit suite's ``rt``, here a Ray runtime (see tests/integration/conftest.py)."""
     return runtime
+
+# chromadb memory on Ray: one memory actor owns the folder; agent actors and the driver call it.
+test_chroma_semantic_recall = _chroma.test_semantic_recall_reaches_later_sessions_of_the_same_user_only
+test_chroma_memories_survive_a_runtime_restart = _chroma.test_chroma_memories_survive_a_runtime_restart
+test_chroma_quality_threshold_and_custom_scorer = _chroma.test_quality_threshold_and_custom_scorer
