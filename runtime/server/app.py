@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -192,7 +192,9 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
                 "expires_at": claims.expires_at}
 
     @router.get("/sessions", tags=["admin"], dependencies=[Depends(_admin)])
-    async def list_all(prefix: str = "", user_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    async def list_all(prefix: Annotated[str, Query(max_length=300)] = "",
+                       user_id: Annotated[str | None, Query(max_length=128)] = None,
+                       limit: int = 100) -> list[dict[str, Any]]:
         from repertory.admin.listing import alist_sessions
 
         if not 0 < limit <= 10_000:
@@ -211,7 +213,8 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         return await service.info(c, session_id)
 
     @router.delete(S, tags=["sessions"])
-    async def delete(session_id: str, c: CallerDep, op_id: str | None = None) -> dict[str, Any]:
+    async def delete(session_id: str, c: CallerDep,
+                     op_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None) -> dict[str, Any]:
         return await service.delete(c, session_id, op_id)
 
     @router.post(S + "/chat", tags=["turns"])
