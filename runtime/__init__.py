@@ -22,7 +22,9 @@ from repertory.agents.agent import Agent
 from repertory.runtimes.current import get_runtime, init, is_initialized, shutdown
 from repertory.batch.runner import BatchReport, abatch, batch
 from repertory.agents.demo_model import DEMO_MODEL
+from repertory import tokens
 from repertory.errors import (
+    AccessDenied,
     AgentError,
     ConcurrentUpdate,
     CorruptState,
@@ -32,11 +34,15 @@ from repertory.errors import (
     EncryptionKeyMissing,
     InvalidInput,
     InvalidSessionId,
+    InvalidToken,
     MemoryConfigError,
     MessageTooLarge,
     ModelError,
+    RateLimited,
     RepertoryError,
     RuntimeNotReady,
+    ServerError,
+    ServerUnavailable,
     SessionFileNotFound,
     SessionNotFound,
     StoreError,
@@ -56,6 +62,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEMO_MODEL",
+    "AccessDenied",
     "Agent",
     "AgentError",
     "BatchReport",
@@ -67,13 +74,17 @@ __all__ = [
     "EncryptionKeyMissing",
     "InvalidInput",
     "InvalidSessionId",
+    "InvalidToken",
     "Memory",
     "MemoryConfigError",
     "MessageTooLarge",
     "ModelError",
     "QualityFilter",
+    "RateLimited",
     "RepertoryError",
     "RuntimeNotReady",
+    "ServerError",
+    "ServerUnavailable",
     "Session",
     "SessionFileNotFound",
     "SessionNotFound",

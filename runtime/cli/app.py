@@ -1,4 +1,4 @@
-"""The ``repertory`` command line: ``demo``, ``chat``, ``batch``, ``sessions ls|show|rm|cleanup|export|import|rekey``,
+"""The ``repertory`` command line: ``demo``, ``chat``, ``batch``, ``serve``, ``sessions ls|show|rm|cleanup|export|import|rekey``,
 ``keys new``.
 
 One module per command group; this one assembles them.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from repertory.cli import batch, chat, keys, sessions
+from repertory.cli import batch, chat, keys, serve, sessions
 
 __all__ = ["app"]
 
@@ -19,6 +19,7 @@ app.add_typer(keys.app, name="keys")
 app.command()(chat.demo)
 app.command()(chat.chat)
 app.command("batch")(batch.batch)
+app.command("serve")(serve.serve)
 
 if __name__ == "__main__":
     app()
