@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 $(BIN)/repertory: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	# torch first, at a CPU build's version: chromadb's offline embedding model (dev extra) needs
+	# it, and left to the resolver pip would take a CUDA build of several GB.
+	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(BIN)/repertory
 

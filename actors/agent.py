@@ -8,7 +8,9 @@ from repertory.agents.agent import Agent, AgentCore
 from repertory.agents.model_client import preload_litellm
 from repertory.host import wire
 from repertory.logs import configure_logging
+from repertory.memory.stores import MemoryStores
 
+from .memory import ray_memory_store
 from .names import ActorNames
 from .shared_state import RaySharedStateBackend
 
@@ -20,7 +22,9 @@ class AgentActor:
 
     def __init__(self, agent: Agent, names: ActorNames) -> None:
         configure_logging()
-        self._core = AgentCore(agent, shared_state=lambda state_id: RaySharedStateBackend.lookup(state_id, names))
+        self._memory_stores = MemoryStores(lambda spec: ray_memory_store(spec, names))
+        self._core = AgentCore(agent, shared_state=lambda state_id: RaySharedStateBackend.lookup(state_id, names),
+                               memory_stores=self._memory_stores)
         preload_litellm(agent.model)
 
     # One bytes argument per call, not four: Ray serializes each argument on its own (~15 µs of

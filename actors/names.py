@@ -42,3 +42,6 @@ class ActorNames:
 
     def store(self) -> str:
         return f"store-{self.scope}"
+
+    def memory(self, store_key: str) -> str:
+        return f"memory-{self.scope}:{_digest(store_key, 10)}"

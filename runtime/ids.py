@@ -9,10 +9,13 @@ from typing import Literal
 
 from repertory.errors import InvalidInput, InvalidSessionId
 
-__all__ = ["MAX_ID_LENGTH", "Placement", "SessionRef", "new_session_id", "storage_key", "validate_session_id",
-           "validate_user_id"]
+__all__ = ["MAX_ID_LENGTH", "RESERVED_KEY_PREFIX", "Placement", "SessionRef", "new_session_id", "storage_key",
+           "validate_session_id", "validate_user_id"]
 
 MAX_ID_LENGTH = 128
+# Store keys that start with this are not sessions (shared states, interop's LangGraph threads and
+# Agents SDK sessions): no id can start with it, and listing, export and cleanup skip them.
+RESERVED_KEY_PREFIX = "~"
 # Letters, digits and a few separators: safe in Redis keys, file names, URLs and log lines.
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]*$")
 

@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 import msgpack
 
-from repertory.errors import CorruptState, InvalidInput, RepertoryError, UnsupportedFormat
+from repertory.errors import CorruptState, EncryptionKeyMissing, InvalidInput, RepertoryError, UnsupportedFormat
+from repertory.stores.crypto import looks_sealed
 from repertory.stores.values import RECORD_MAX_DEPTH, check_value
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Codec", "MsgpackCodec", "pack_array", "register_migration",
@@ -89,6 +90,11 @@ class MsgpackCodec:
         if not data:
             raise CorruptState(f"{source} is empty; restore it from a checkpoint or a backup")
         if len(data) < _HEADER.size or data[:3] != MAGIC:
+            if looks_sealed(data):
+                raise EncryptionKeyMissing(
+                    f"{source} is encrypted and no encryption key is configured; nothing was changed. Pass "
+                    "repertory.init(encryption_key=...) or set REPERTORY_ENCRYPTION_KEY to the key it was "
+                    "written with")
             hint = ""
             if data.startswith(_PICKLE_PREFIXES):
                 hint = " It looks like a pickle file, which repertory never loads."

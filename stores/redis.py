@@ -59,7 +59,7 @@ from .base import DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, 
 from .redis_batch import Batcher, Call, settle, settle_error
 from .urls import MASK, redact_url, url_secrets
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "glob_escape"]
 
 log = structlog.get_logger("repertory.store.redis")
 
@@ -68,7 +68,8 @@ _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.Timeou
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
-def _glob_escape(text: str) -> str:
+def glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN/KEYS glob."""
     return text.translate(_GLOB_SPECIAL)
 
 
@@ -121,16 +122,14 @@ class RedisStore(Store):
                 f"Redis key prefix {self.prefix!r} must be non-empty and free of braces "
                 "(braces would move the cluster hash tag off the session key)"
             )
+        # waiting `timeout` for a free connection means Redis is not answering
+        self._pool_options = dict(max_connections=max_connections, timeout=socket_timeout,
+                                  socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout,
+                                  socket_keepalive=True, health_check_interval=health_check_interval)
+        self._client_url, self._retries = client_url, retries  # for a blocking twin (redis_sync)
         try:
             pool = BlockingConnectionPool.from_url(
-                client_url,
-                max_connections=max_connections,
-                # waiting this long for a free connection means Redis is not answering
-                timeout=socket_timeout,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=connect_timeout,
-                socket_keepalive=True,
-                health_check_interval=health_check_interval,
+                client_url, **self._pool_options,
                 # A couple of quick retries ride out a restart or failover; more would only delay
                 # the StoreUnavailable a dead Redis deserves. Commits are safe to re-send: the
                 # script recognises its own write_id.
@@ -168,6 +167,10 @@ class RedisStore(Store):
                 "braces (they delimit the cluster hash tag)"
             )
         return f"{self.prefix}:{{{key}}}"
+
+    def tagged_key(self, tag: str, suffix: str) -> str:
+        """``<prefix>:{<tag>}:<suffix>``: keys of one tag share a cluster slot (interop's own keys)."""
+        return f"{self._base(tag)}:{suffix}"
 
     def _lease_key(self, key: str) -> str:
         return f"{self._base(key)}:lease"
@@ -307,6 +310,37 @@ class RedisStore(Store):
         self._mark_available()
         return res
 
+    # -- hooks for keys beside the sessions' (repertory.interop) -------------------------
+    def register_script(self, source: str) -> AsyncScript:
+        """A Lua script for :meth:`run_script` (loaded on first use, reloaded after a flush)."""
+        return self._client.register_script(source)
+
+    async def run_script(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], what: str) -> Any:
+        """One script call, one round trip; failures typed as the store's own."""
+        return await self._eval(script, keys, args, what)
+
+    async def run_command(self, what: str, *args: Any) -> Any:
+        """One plain command (``"LRANGE", key, 0, -1``), failures typed as the store's own."""
+        self._check_open()
+        try:
+            res = await self._client.execute_command(*args)
+        except _UNREACHABLE as exc:
+            raise self._unavailable(exc, what) from exc
+        except RedisError as exc:
+            raise self._failed(exc, what) from exc
+        self._mark_available()
+        return res
+
+    async def scan_keys(self, pattern: str) -> list[bytes]:
+        """Names of the keys matching the glob ``pattern`` (SCAN: no blocking, no global index)."""
+        self._check_open()
+        try:
+            return list({name async for name in self._client.scan_iter(match=pattern, count=1000)})
+        except _UNREACHABLE as exc:
+            raise self._unavailable(exc, "scan") from exc
+        except RedisError as exc:
+            raise self._failed(exc, "scan") from exc
+
     # -- the verbs --------------------------------------------------------------------
     async def load(self, key: str) -> SessionRecord | None:
         self._check_open()
@@ -381,7 +415,7 @@ class RedisStore(Store):
     ) -> list[SessionInfo]:
         self._check_open()
         head, tail = f"{self.prefix}:{{", "}:meta"
-        pattern = f"{_glob_escape(head)}{_glob_escape(prefix)}*{tail}"
+        pattern = f"{glob_escape(head)}{glob_escape(prefix)}*{tail}"
         try:
             names: set[bytes] = set()  # SCAN may return a key twice
             async for name in self._client.scan_iter(match=pattern, count=1000, _type="HASH"):

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import sqlite3
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
@@ -28,7 +31,8 @@ from repertory.errors import ConcurrentUpdate, CorruptState, StoreError, StoreUn
 
 from .base import DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
 from .sqlite_errors import is_busy, translate
-from .sqlite_files import FileId, create_private_file, file_id, make_private_folder, open_connection, rollback
+from .sqlite_files import (SESSION_SCHEMA, SESSION_SCHEMA_NAMES, FileId, create_private_file, file_id,
+                           make_private_folder, open_connection, rollback)
 
 __all__ = ["SQLiteStore"]
 
@@ -38,6 +42,8 @@ _CHECKPOINT_EVERY = 256  # inline commits between WAL checkpoints on the store t
 _INLINE_MAX_MESSAGES = 256  # longer histories are read on the store thread
 
 _BUSY_TIMEOUT = 30.0  # seconds a statement waits for another connection's lock
+
+T = TypeVar("T")
 
 
 class SQLiteStore(Store):
@@ -55,6 +61,12 @@ class SQLiteStore(Store):
         self._inline_commits = 0
         self._file_id: FileId | None = None  # the file the connections opened
         self._refusal: StoreError | None = None  # why writes are refused (damaged or lost file)
+        self._schema: tuple[str, ...] = SESSION_SCHEMA
+        self._schema_names: frozenset[str] = SESSION_SCHEMA_NAMES
+        # Connections for read/write/aread/awrite, one per caller at a time: WAL lets each
+        # thread read without waiting for the store thread (a hop costs ~90 µs).
+        self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._pool_open = True
 
     # -- failures ---------------------------------------------------------------------
     def _error(self, exc: BaseException, what: str) -> StoreError:
@@ -90,14 +102,20 @@ class SQLiteStore(Store):
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                make_private_folder(self.path.parent)
-                create_private_file(self.path)
-                conn = open_connection(self.path, synchronous=self._synchronous, busy_timeout=_BUSY_TIMEOUT)
+                conn = self._open()
             except (sqlite3.Error, OSError) as exc:
                 raise self._error(exc, "open") from exc
-            self._file_id = file_id(self.path)
             self._conn = conn
         return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        make_private_folder(self.path.parent)
+        create_private_file(self.path)
+        conn = open_connection(self.path, synchronous=self._synchronous, busy_timeout=_BUSY_TIMEOUT,
+                               schema=self._schema, schema_names=self._schema_names)
+        if self._file_id is None:
+            self._file_id = file_id(self.path)
+        return conn
 
     def _load_sync(self, key: str, conn: sqlite3.Connection | None = None,
                    max_messages: int | None = None) -> SessionRecord | None | bool:
@@ -165,26 +183,32 @@ class SQLiteStore(Store):
         if holder is not None and holder[0] != w.owner:
             return ConcurrentUpdate(f"session {w.key!r} is leased to another runtime; wait for its turn and retry")
         if w.expected_revision == 0:
-            # An expired row counts as absent: it may be replaced by a new session.
-            conn.execute(
+            # An expired row counts as absent: it may be replaced by a new session, which must not
+            # inherit its checkpoints (its messages are replaced below).
+            if conn.execute(
                 "DELETE FROM sessions WHERE key = ? AND expires_at IS NOT NULL AND expires_at <= ?",
                 (w.key, now),
-            )
+            ).rowcount:
+                conn.execute("DELETE FROM checkpoints WHERE key = ?", (w.key,))
             cur = conn.execute(
                 "INSERT OR IGNORE INTO sessions (key, version, meta, n_messages, updated_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (w.key, w.first_revision, w.meta, len(w.messages), w.updated_at, w.expires_at),
             )
-            replace, start = True, 0
+            applied, replace, start = cur.rowcount == 1, True, 0
         else:
-            n = len(w.messages) if w.replace else w.base_count + len(w.messages)
-            cur = conn.execute(
-                "UPDATE sessions SET version = version + 1, meta = ?, n_messages = ?, updated_at = ?,"
-                " expires_at = ? WHERE key = ? AND version = ?",
-                (w.meta, n, w.updated_at, w.expires_at, w.key, w.expected_revision),
-            )
-            replace, start = w.replace, w.base_count
-        if cur.rowcount != 1:
+            # Appends go right after the stored messages when base_count is past them, as on the
+            # other backends: counting missing ones left a hole that the next append filled over.
+            row = conn.execute(
+                "UPDATE sessions SET version = version + 1, meta = ?,"
+                " n_messages = (CASE WHEN ? THEN 0 ELSE MIN(n_messages, ?) END) + ?, updated_at = ?,"
+                " expires_at = ? WHERE key = ? AND version = ? RETURNING n_messages",
+                (w.meta, w.replace, w.base_count, len(w.messages), w.updated_at, w.expires_at, w.key,
+                 w.expected_revision),
+            ).fetchone()
+            applied, replace = row is not None, w.replace
+            start = row[0] - len(w.messages) if row is not None else 0
+        if not applied:
             row = conn.execute("SELECT version FROM sessions WHERE key = ?", (w.key,)).fetchone()
             return ConcurrentUpdate(
                 f"session {w.key!r} is at revision {row[0] if row else 0}, the write expected "
@@ -313,6 +337,95 @@ class SQLiteStore(Store):
         except (sqlite3.Error, OSError) as exc:
             raise self._error(exc, what) from exc
 
+    # -- hooks for other tables in the same file (repertory.interop) -------------------
+    def add_schema(self, statements: Sequence[str], names: Iterable[str]) -> None:
+        """Create more tables in this store's file: ``statements`` may run again (IF NOT
+        EXISTS), ``names`` are the tables and indexes they make. Runs now, on the calling thread;
+        takes the write lock only if they are missing from the file."""
+        names = frozenset(names)
+        if names <= self._schema_names:
+            return  # added before (every adapter object on a shared store asks)
+        self._schema = (*self._schema, *statements)
+        self._schema_names = self._schema_names | names
+        present = self.read(lambda conn: {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")})
+        if not names <= present:
+            self.write(lambda conn: [conn.execute(sql) for sql in statements])
+
+    def _take(self) -> sqlite3.Connection:
+        if not self._pool_open:
+            raise StoreUnavailable(f"the SQLite store {self.path} was closed; open a new one")
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            try:
+                return self._open()
+            except (sqlite3.Error, OSError) as exc:
+                raise self._error(exc, "open") from exc
+
+    def _give(self, conn: sqlite3.Connection) -> None:
+        if self._pool_open:
+            self._pool.put(conn)
+        else:
+            conn.close()
+
+    def _in_tx(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: object) -> T:
+        self._check_writable()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn(conn, *args)
+            conn.execute("COMMIT")
+        except BaseException:
+            rollback(conn)
+            raise
+        self._check_file("write")
+        return out
+
+    def read(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(conn, *args)`` on the calling thread. No transaction: like ``load``, each
+        statement reads one consistent snapshot, and none waits for a writer (WAL)."""
+        conn = self._take()
+        try:
+            return fn(conn, *args)
+        except (sqlite3.Error, OSError) as exc:
+            raise self._error(exc, "read") from exc
+        finally:
+            self._give(conn)
+
+    def write(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(conn, *args)`` on the calling thread, in one write transaction."""
+        conn = self._take()
+        try:
+            return self._in_tx(conn, fn, *args)
+        except (sqlite3.Error, OSError) as exc:
+            raise self._error(exc, "write") from exc
+        finally:
+            self._give(conn)
+
+    async def aread(self, fn: Callable[..., T], *args: object) -> T:
+        """:meth:`read` from a coroutine: on the loop's thread, since WAL readers never wait
+        for writers (short reads only: the loop runs nothing else meanwhile)."""
+        return self.read(fn, *args)
+
+    async def awrite(self, fn: Callable[..., T], *args: object) -> T:
+        """:meth:`write` from a coroutine: on the loop's thread when no other writer holds the
+        lock (~30 µs), else on the store thread, so the loop never waits for a lock."""
+        conn = self._take()
+        try:
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                return self._in_tx(conn, fn, *args)
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT * 1000)}")
+        except sqlite3.Error as exc:
+            if not is_busy(exc):
+                raise self._error(exc, "write") from exc
+        except OSError as exc:
+            raise self._error(exc, "write") from exc
+        finally:
+            self._give(conn)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.write, fn, *args)
+
     # -- the async verbs --------------------------------------------------------------
     async def load(self, key: str) -> SessionRecord | None:
         conn = self._inline_connect()
@@ -414,6 +527,12 @@ class SQLiteStore(Store):
         return await self._run("list_sessions", self._list_sync, prefix, updated_before, limit)
 
     async def close(self) -> None:
+        self._pool_open = False
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                break
         if self._inline is not None:
             self._inline.close()
             self._inline = None

@@ -20,14 +20,15 @@ import structlog
 
 from .sqlite_errors import is_busy
 
-__all__ = ["FileId", "create_private_file", "file_id", "make_private_folder", "open_connection", "rollback"]
+__all__ = ["SESSION_SCHEMA", "SESSION_SCHEMA_NAMES", "FileId", "create_private_file", "file_id", "make_private_folder",
+           "open_connection", "rollback"]
 
 log = structlog.get_logger("repertory.store.sqlite")
 
 FileId = tuple[int, int]
 
 # The tables and indexes the store needs; every statement may run again (IF NOT EXISTS).
-_SCHEMA = (
+SESSION_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS sessions (
         key TEXT PRIMARY KEY,
         version INTEGER NOT NULL,
@@ -68,8 +69,8 @@ _SCHEMA = (
         until REAL NOT NULL
     ) WITHOUT ROWID""",
 )
-_SCHEMA_NAMES = frozenset({"sessions", "sessions_updated", "sessions_expires", "messages", "checkpoints", "leases",
-                           "deletions"})
+SESSION_SCHEMA_NAMES = frozenset({"sessions", "sessions_updated", "sessions_expires", "messages", "checkpoints",
+                                  "leases", "deletions"})
 
 
 def make_private_folder(folder: Path) -> None:
@@ -117,8 +118,8 @@ def file_id(path: Path) -> FileId | None:
     return st.st_dev, st.st_ino
 
 
-def open_connection(path: Path, *, synchronous: str, busy_timeout: float, schema: Sequence[str] = _SCHEMA,
-                    schema_names: frozenset[str] = _SCHEMA_NAMES) -> sqlite3.Connection:
+def open_connection(path: Path, *, synchronous: str, busy_timeout: float, schema: Sequence[str] = SESSION_SCHEMA,
+                    schema_names: frozenset[str] = SESSION_SCHEMA_NAMES) -> sqlite3.Connection:
     """A connection in WAL mode with the schema in place; safe while other processes do the same.
 
     ``schema`` (statements that may run again) and ``schema_names`` (the tables and indexes it

@@ -7,16 +7,26 @@ Behaviour, chosen by the last messages it receives:
 - otherwise: echo "echo: <last user message>".
 ``script`` (a function of the request body returning a reply text or None) answers first,
 when it returns text: a test plays a model that follows one of repertory's own prompts.
-``fail_next`` makes the next N requests answer 500, to exercise retries; ``delay`` (seconds)
+``/embeddings`` answers a deterministic bag-of-words vector per input (64 hashed dimensions,
+normalised), so texts that share words are near. ``fail_next`` makes the next N requests answer 500, to exercise retries; ``delay`` (seconds)
 is slept before each answer, to observe parallelism.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _bag_of_words(text: str, size: int = 64) -> list[float]:
+    vec = [0.0] * size
+    for word in text.lower().replace("?", " ").replace(".", " ").split():
+        vec[int(hashlib.sha256(word.encode()).hexdigest(), 16) % size] += 1.0
+    norm = sum(v * v for v in vec) ** 0.5 or 1.0
+    return [v / norm for v in vec]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -34,6 +44,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.fail_next > 0:
             self.server.fail_next -= 1
             self._send(500, {"error": {"message": "injected failure", "type": "server_error"}})
+            return
+        if self.path.rstrip("/").endswith("/embeddings"):
+            inputs = body.get("input")
+            inputs = [inputs] if isinstance(inputs, str) else inputs
+            data = [{"object": "embedding", "index": i, "embedding": _bag_of_words(t)} for i, t in enumerate(inputs)]
+            self._send(200, {"object": "list", "data": data, "model": body.get("model"),
+                             "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}})
             return
         messages = body.get("messages", [])
         tools = body.get("tools") or []

@@ -1,4 +1,5 @@
-"""Administration of stored sessions: listing and cleanup (``listing``), export and import (``transfer``)."""
+"""Administration of stored sessions: listing and cleanup (``listing``), export and import (``transfer``),
+re-encryption (``rekey``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from repertory.admin.listing import (
     list_sessions,
     parse_duration,
 )
+from repertory.admin.rekey import arekey_sessions, rekey_sessions
 from repertory.admin.transfer import ImportResult, aexport_sessions, aimport_sessions, export_sessions, import_sessions
 
 __all__ = ["ImportResult", "SessionSummary", "acleanup", "aexport_sessions", "aimport_sessions",
-           "alist_sessions", "cleanup", "export_sessions", "import_sessions", "list_sessions", "parse_duration"]
+           "alist_sessions", "arekey_sessions", "cleanup", "export_sessions", "import_sessions", "list_sessions",
+           "parse_duration", "rekey_sessions"]

@@ -17,11 +17,10 @@ from datetime import datetime, timedelta, timezone
 
 from repertory._sync import on_portal, run_sync
 from repertory.errors import InvalidInput
-from repertory.ids import SessionRef, validate_user_id
+from repertory.ids import RESERVED_KEY_PREFIX, SessionRef, validate_user_id
 from repertory.logs import get_logger
 from repertory.runtimes.base import Runtime
 from repertory.runtimes.current import get_runtime
-from repertory.shared.core import SHARED_STATE_PREFIX
 from repertory.stores.base import SessionInfo
 
 __all__ = ["Age", "Progress", "SessionSummary", "acleanup", "alist_sessions", "as_age", "cleanup", "list_sessions",
@@ -111,12 +110,12 @@ async def list_summaries(rt: Runtime, prefix: str, user_id: str | None, older_th
     store = rt.admin_store()
 
     async def read() -> list[SessionInfo]:
-        # Shared states live under keys no session id can take ('~' cannot start an id): they
-        # are not sessions, and listing, export and cleanup leave them alone.
+        # Shared states and interop data live under keys no session id can take ('~' cannot
+        # start an id): they are not sessions, and listing, export and cleanup leave them alone.
         ask = limit
         while True:
             rows = await store.list_sessions(prefix=key_prefix, updated_before=before, limit=ask)
-            sessions = [r for r in rows if not r.key.startswith(SHARED_STATE_PREFIX)]
+            sessions = [r for r in rows if not r.key.startswith(RESERVED_KEY_PREFIX)]
             if limit is None or len(sessions) >= limit or len(rows) < ask:
                 return sessions[:limit]
             ask += len(rows) - len(sessions)

@@ -18,6 +18,10 @@ each keeps its checksum::
 
 Any other path is a folder of session files (``Session.save``'s format), one per session,
 named after the storage key with ``/`` replaced by ``__``, suffix ``.rps``.
+
+A runtime with an encryption key writes encrypted exports unless asked for ``plaintext``: each
+session file is sealed whole, and a JSONL line carries the sealed session file instead of its
+records (``{"format": ..., "key": ..., "sealed": "<base64 envelope>"}``). Imports read both.
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ from repertory.jsonl import JsonlLineError, read_jsonl
 from repertory.logs import get_logger
 from repertory.runtimes.base import Runtime
 from repertory.runtimes.current import get_runtime
-from repertory.state.files import AtomicFile, read_session_file, write_session_file
+from repertory.state.files import (AtomicFile, decode_session_doc, encode_session_doc, read_session_file,
+                                   write_session_file)
 from repertory.state.schema import check_export_doc
 from repertory.stores.codec import MsgpackCodec
+from repertory.stores.crypto import KeyRing
 
 __all__ = ["JSONL_FORMAT", "ImportResult", "aexport_sessions", "aimport_sessions", "export_sessions",
            "import_sessions"]
@@ -71,8 +77,11 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _jsonl_line(doc: dict[str, Any]) -> bytes:
+def _jsonl_line(doc: dict[str, Any], keys: KeyRing | None) -> bytes:
     meta = doc["meta"]
+    if keys is not None:
+        obj: dict[str, Any] = {"format": JSONL_FORMAT, "key": doc["key"], "sealed": _b64(encode_session_doc(doc, keys))}
+        return json.dumps(obj, separators=(",", ":")).encode("utf-8") + b"\n"
     obj = {"format": JSONL_FORMAT, "key": doc["key"], "session_id": meta["session_id"],
            "user_id": meta.get("user_id"), "version": doc.get("version", 0),
            "meta": _b64(_codec.encode(meta)), "messages": [_b64(m) for m in doc["messages"]],
@@ -89,8 +98,9 @@ def _file_name(key: str, used: set[str]) -> str:
 
 
 async def _export(rt: Runtime, path: str | os.PathLike[str], prefix: str, with_checkpoints: bool,
-                  progress: Progress | None) -> int:
+                  progress: Progress | None, plaintext: bool = False) -> int:
     target = Path(path).expanduser()
+    keys = None if plaintext else rt.settings.keyring()
     jsonl = target.name.endswith(".jsonl")
     sessions = await list_summaries(rt, prefix, None, None, None)
     out: AtomicFile | None = None
@@ -111,9 +121,9 @@ async def _export(rt: Runtime, path: str | os.PathLike[str], prefix: str, with_c
                 doc = None  # deleted or expired since it was listed
             if doc is not None:
                 if out is not None:
-                    out.file.write(_jsonl_line(doc))
+                    out.file.write(_jsonl_line(doc, keys))
                 else:
-                    await asyncio.to_thread(write_session_file, target / _file_name(s.key, used), doc)
+                    await asyncio.to_thread(write_session_file, target / _file_name(s.key, used), doc, keys)
                 n += 1
             if progress is not None:
                 progress(i, len(sessions))
@@ -124,24 +134,25 @@ async def _export(rt: Runtime, path: str | os.PathLike[str], prefix: str, with_c
     finally:
         if out is not None and not out.file.closed:
             out.abort()
-    log.info("sessions_exported", sessions=n, path=str(target))
+    log.info("sessions_exported", sessions=n, path=str(target), encrypted=keys is not None)
     return n
 
 
 async def aexport_sessions(path: str | os.PathLike[str], prefix: str = "", with_checkpoints: bool = True,
-                           *, progress: Progress | None = None) -> int:
+                           *, progress: Progress | None = None, plaintext: bool = False) -> int:
     """Write the sessions whose key starts with ``prefix`` to ``path``; returns how many.
 
     ``path`` ending in ``.jsonl``: one file, one session a line (see the module docstring);
     otherwise a folder of session files. ``progress(done, total)`` is called after each session.
+    With an encryption key the export is encrypted with it, unless ``plaintext``.
     """
-    return await _export(get_runtime(), path, prefix, with_checkpoints, progress)
+    return await _export(get_runtime(), path, prefix, with_checkpoints, progress, plaintext)
 
 
 def export_sessions(path: str | os.PathLike[str], prefix: str = "", with_checkpoints: bool = True,
-                    *, progress: Progress | None = None) -> int:
+                    *, progress: Progress | None = None, plaintext: bool = False) -> int:
     """Sync :func:`aexport_sessions`."""
-    return run_sync(_export, get_runtime(), path, prefix, with_checkpoints, progress)
+    return run_sync(_export, get_runtime(), path, prefix, with_checkpoints, progress, plaintext)
 
 
 # -- import -----------------------------------------------------------------------------
@@ -161,9 +172,15 @@ def _unb64(value: Any, where: str) -> bytes:
         raise CorruptState(f"{where} is not valid base64 ({exc}); nothing was imported") from exc
 
 
-def _parse_line(obj: Any, where: str) -> dict[str, Any]:
+def _parse_line(obj: Any, where: str, keys: KeyRing | None) -> dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != JSONL_FORMAT:
         raise CorruptState(f"{where} is not a repertory session line (format {JSONL_FORMAT!r}); nothing was imported")
+    if "sealed" in obj:
+        doc = decode_session_doc(_unb64(obj["sealed"], f"{where} sealed"), keys, source=where)
+        if doc.get("key") != obj.get("key"):
+            raise CorruptState(f"{where}: the sealed session is {doc.get('key')!r}, the line says "
+                               f"{obj.get('key')!r}; nothing was imported")
+        return doc
     cps = obj.get("checkpoints") or []
     if not isinstance(cps, list) or not isinstance(obj.get("messages"), list):
         raise CorruptState(f"{where}: messages and checkpoints must be lists; nothing was imported")
@@ -175,28 +192,29 @@ def _parse_line(obj: Any, where: str) -> dict[str, Any]:
                                             f"{where} checkpoint {j}")} for j, cp in enumerate(cps)]}
 
 
-def _read_docs(source: Path) -> Iterator[tuple[SessionRef, dict[str, Any]]]:
+def _read_docs(source: Path, keys: KeyRing | None) -> Iterator[tuple[SessionRef, dict[str, Any]]]:
     """The validated sessions of an export, in file order."""
     if source.name.endswith(".jsonl"):
         for n, obj in read_jsonl(source, require_newline=True):
             where = f"{source} line {n}"
             if isinstance(obj, JsonlLineError):
                 raise CorruptState(f"{obj}; it may be truncated. Nothing was imported") from obj
-            yield _check_doc(_parse_line(obj, where), where)
+            yield _check_doc(_parse_line(obj, where, keys), where)
         return
     if not source.is_dir():
         raise InvalidInput(f"{source} is neither a .jsonl export nor a folder of session files")
     for p in sorted(source.glob("*.rps")):
-        yield _check_doc(read_session_file(p), f"session file {p}")
+        yield _check_doc(read_session_file(p, keys), f"session file {p}")
 
 
 async def _import(rt: Runtime, path: str | os.PathLike[str], overwrite: bool,
                   progress: Progress | None) -> ImportResult:
     source = Path(path).expanduser()
     # Check everything first: a corrupt line or file stops the import before any write.
-    total = await asyncio.to_thread(lambda: sum(1 for _ in _read_docs(source)))
+    keys = rt.settings.keyring()
+    total = await asyncio.to_thread(lambda: sum(1 for _ in _read_docs(source, keys)))
     imported, skipped = 0, []
-    for i, (ref, doc) in enumerate(_read_docs(source), 1):
+    for i, (ref, doc) in enumerate(_read_docs(source, keys), 1):
         if not overwrite and await rt.exists(ref):
             skipped.append(ref.key)
         else:

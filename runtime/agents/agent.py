@@ -140,11 +140,14 @@ class AgentCore:
     """Runs an agent's turns: prompt, model call, tool loop. Knows nothing about Ray."""
 
     def __init__(self, agent: Agent, client: ModelClient | None = None,
-                 shared_state: Callable[[str], Any] | None = None) -> None:
+                 shared_state: Callable[[str], Any] | None = None,
+                 memory_stores: Callable[[dict[str, Any]], Any] | None = None) -> None:
         self.agent = agent
         self.client = client or client_for(agent.model)
-        # How to reach a shared state's backend by id here (in an actor: by actor name).
+        # How to reach a shared state's backend by id here (in an actor: by actor name), and a
+        # memory store by its spec (on Ray, a chromadb folder through its one memory actor).
         self._open_shared = shared_state
+        self._memory_stores = memory_stores
         self._tools = {t.name: t for t in agent.tools}
         self._schemas = [t.schema for t in agent.tools] or None
         self._memory: AgentMemory | None = None
@@ -160,7 +163,7 @@ class AgentCore:
         if self._memory is None:
             a = self.agent
             self._memory = AgentMemory(a.memory, self.client, a.model, a.llm_options,
-                                       use_model=a.model not in (DEMO_MODEL, NULL_MODEL))
+                                       use_model=a.model not in (DEMO_MODEL, NULL_MODEL), stores=self._memory_stores)
         return self._memory
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
-"""The ``repertory`` command line: ``demo``, ``chat``, ``batch``, ``sessions ls|show|rm|cleanup|export|import``.
+"""The ``repertory`` command line: ``demo``, ``chat``, ``batch``, ``serve``, ``sessions ls|show|rm|cleanup|export|import|rekey``,
+``keys new``.
 
 One module per command group; this one assembles them.
 """
@@ -7,16 +8,18 @@ from __future__ import annotations
 
 import typer
 
-from repertory.cli import batch, chat, sessions
+from repertory.cli import batch, chat, keys, serve, sessions
 
 __all__ = ["app"]
 
 app = typer.Typer(help="repertory: stateful LLM agent sessions on Ray.", no_args_is_help=True,
                   add_completion=False)
 app.add_typer(sessions.app, name="sessions")
+app.add_typer(keys.app, name="keys")
 app.command()(chat.demo)
 app.command()(chat.chat)
 app.command("batch")(batch.batch)
+app.command("serve")(serve.serve)
 
 if __name__ == "__main__":
     app()

@@ -1,4 +1,4 @@
-"""``repertory sessions ls|show|rm|cleanup|export|import``: stored sessions, from the terminal."""
+"""``repertory sessions ls|show|rm|cleanup|export|import|rekey``: stored sessions, from the terminal."""
 
 from __future__ import annotations
 
@@ -206,14 +206,17 @@ def sessions_export(
     prefix: Annotated[str, typer.Option(help="Only keys starting with this.")] = "",
     checkpoints: Annotated[bool, typer.Option("--checkpoints/--no-checkpoints",
                                               help="Include checkpoints and versions.")] = True,
+    plaintext: Annotated[bool, typer.Option("--plaintext", help="Write it decrypted even when an encryption "
+                                                                 "key is configured.")] = False,
     store: StoreOpt = None,
     local: LocalOpt = False,
 ) -> None:
-    """Export sessions to a .jsonl file or a folder of session files."""
+    """Export sessions to a .jsonl file or a folder of session files (encrypted if a key is set)."""
     from repertory.admin import export_sessions
 
     with exit_on_error(), runtime_for(store, local), progress_bar("exporting") as progress:
-        n = export_sessions(out, prefix=prefix, with_checkpoints=checkpoints, progress=progress)
+        n = export_sessions(out, prefix=prefix, with_checkpoints=checkpoints, progress=progress,
+                            plaintext=plaintext)
     console.print(f"Exported {n} session(s) to {escape(str(out))}.")
 
 
@@ -234,3 +237,17 @@ def sessions_import(
         shown = ", ".join(result.skipped[:10]) + (" ..." if len(result.skipped) > 10 else "")
         console.print(f"[yellow]Skipped {len(result.skipped)} existing session(s)[/] (add --overwrite to "
                       f"replace them): {escape(shown)}")
+
+
+@app.command("rekey")
+def sessions_rekey(
+    prefix: Annotated[str, typer.Option(help="Only keys starting with this.")] = "",
+    store: StoreOpt = None,
+    local: LocalOpt = False,
+) -> None:
+    """Re-encrypt stored sessions under the first key of REPERTORY_ENCRYPTION_KEY (old keys or plaintext)."""
+    from repertory.admin import rekey_sessions
+
+    with exit_on_error(), runtime_for(store, local), progress_bar("re-encrypting") as progress:
+        n = rekey_sessions(prefix, progress=progress)
+    console.print(f"Re-encrypted {n} session(s); the others were already under the current key.")

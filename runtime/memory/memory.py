@@ -20,10 +20,11 @@ from repertory._sync import run_sync
 from repertory.errors import InvalidInput
 from repertory.memory.quality import Scorer, unit
 from repertory.memory.settings import MemorySettings, default_db_path, memory_scope
+from repertory.memory.stores import MemoryStores
 from repertory.runtimes.current import get_runtime
 
 if TYPE_CHECKING:
-    from repertory.memory.sqlite import SQLiteMemoryStore
+    from repertory.memory.stores import MemoryStore
 
 __all__ = ["Memory"]
 
@@ -32,11 +33,17 @@ class Memory(MemorySettings):
     """Long-term memory: ``Memory(provider="sqlite", config={...}, quality_threshold=None,
     max_memories=None)``.
 
-    * ``provider``: ``"sqlite"`` (the default; offline keyword recall with FTS5/BM25).
-      ``"chromadb"`` and ``"mem0"`` are not built yet and raise
-      :class:`~repertory.errors.MemoryConfigError`.
-    * ``config["db_path"]``: the SQLite file (its folder must exist); default: the runtime's
-      own database file. ``config["embedding_model"]`` is accepted and unused by sqlite.
+    * ``provider``: ``"sqlite"`` (the default; offline keyword recall with FTS5/BM25), or
+      ``"chromadb"`` (recall by embedding, in a real chromadb ``PersistentClient``;
+      ``pip install 'repertory[chroma]'``), or ``"mem0"`` (repertory's facts kept in a
+      ``mem0.Memory``, ``pip install 'repertory[mem0]'``; ``config["mem0"]``: mem0 config
+      merged over repertory's offline defaults).
+    * ``config["db_path"]``: sqlite: the SQLite file (its folder must exist); default: the
+      runtime's own database file. chromadb and mem0: a folder; default: ``chroma`` (``mem0``)
+      beside the runtime's database.
+    * ``config["embedding_model"]`` (chromadb; sqlite accepts it unused): ``"local/all-MiniLM-L6-v2"``
+      (offline; the default when ``repertory[local-embeddings]`` is installed) or a litellm
+      embedding model; ``config["embedding_options"]``: litellm options such as ``api_base``.
     * ``quality_threshold``: candidates scoring below it (0..1) are not stored.
     * ``max_memories``: per user (or session); past it, the lowest-scoring are evicted first,
       ranked on scores recomputed at that moment (recency moves).
@@ -49,23 +56,27 @@ class Memory(MemorySettings):
                  quality_threshold: float | None = None, max_memories: int | None = None, *,
                  recall_limit: int = 5, scorer: Scorer | None = None) -> None:
         super().__init__(provider, config, quality_threshold, max_memories, recall_limit=recall_limit, scorer=scorer)
-        self._stores: dict[str, SQLiteMemoryStore] = {}
+        self._stores = MemoryStores()
 
     def __getstate__(self) -> dict[str, Any]:  # an open store stays in its process
         return {k: v for k, v in self.__dict__.items() if k != "_stores"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._stores = {}
+        self._stores = MemoryStores()
 
-    def _store(self) -> SQLiteMemoryStore:
-        path = self.db_path or default_db_path(get_runtime().settings.store)
-        s = self._stores.get(path)
-        if s is None:
-            from repertory.memory.sqlite import SQLiteMemoryStore  # sqlite3 loads on first use
-
-            s = self._stores[path] = SQLiteMemoryStore(path)
-        return s
+    def _store(self) -> MemoryStore:
+        spec = {"provider": self.provider, "db_path": self.db_path, "embedding_model": self.embedding_model,
+                "embedding_options": self.embedding_options, "mem0": self.mem0}
+        if self.provider != "sqlite":
+            # One process per chromadb or mem0 folder (not safe for several): the runtime's, or
+            # on Ray its memory actor, which the agents of this runtime use too.
+            rt = get_runtime()
+            spec["db_path"] = self.db_path or default_db_path(rt.settings.store, self.provider)
+            return rt.memory_store(spec)
+        if spec["db_path"] is None:
+            spec["db_path"] = default_db_path(get_runtime().settings.store)
+        return self._stores(spec)
 
     async def aadd(self, content: str, *, user_id: str | None = None, session_id: str | None = None,
                    importance: float = 0.5, relevance: float = 0.5, kind: str = "fact",
@@ -90,7 +101,7 @@ class Memory(MemorySettings):
 
     async def asearch(self, query: str, *, user_id: str | None = None, session_id: str | None = None,
                       limit: int | None = None) -> list[dict[str, Any]]:
-        """The memories most relevant to ``query`` (BM25), best first."""
+        """The memories most relevant to ``query`` (sqlite: BM25; chromadb: nearest embeddings), best first."""
         return await self._store().search(memory_scope(user_id, session_id), query, limit or self.recall_limit)
 
     def search(self, query: str, **kwargs: Any) -> list[dict[str, Any]]:
@@ -115,7 +126,6 @@ class Memory(MemorySettings):
         return run_sync(self.aclear, **kwargs)
 
     def close(self) -> None:
-        """Close the files the direct API opened (they reopen on next use)."""
-        for s in self._stores.values():
-            s.close()
-        self._stores.clear()
+        """Close the SQLite files the direct API opened (they reopen on next use); a chromadb
+        folder belongs to the runtime and closes with it."""
+        self._stores.close()

@@ -6,14 +6,16 @@ agent's model through litellm, or the deterministic extractor for the offline mo
 the reply: score each candidate, keep those the threshold accepts, and store them (evicting the
 lowest-scored past ``max_memories``). Nothing is stored for a turn that failed.
 
-Stores are opened per database file and held by this object (one per agent core), so nothing
-is shared between runtimes or agents by accident; every SQLite call runs on the store's thread.
+Stores are opened per database file (or chromadb folder) through ``stores``, which the agent
+core gets from its runtime: in-process by default, a memory actor per chromadb folder on Ray
+(one process per folder). Every SQLite and chromadb call runs on its store's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -22,9 +24,10 @@ from repertory.errors import ModelError
 from repertory.memory.extract import Candidate, extract_facts, extract_with_model
 from repertory.memory.quality import QualityFilter, Scorer
 from repertory.memory.settings import MemorySettings
+from repertory.memory.stores import MemoryStores
 
 if TYPE_CHECKING:
-    from repertory.memory.sqlite import SQLiteMemoryStore
+    from repertory.memory.stores import MemoryStore
 
 __all__ = ["AgentMemory", "render_memories"]
 
@@ -49,25 +52,20 @@ class AgentMemory:
     ``settings`` is the agent's own :class:`~repertory.Memory` (its scorer function is used
     when it has one); what else a turn needs travels with the turn as plain data (``spec``:
     :func:`repertory.memory.settings.turn_memory`). ``client`` is the agent's model client;
-    with ``use_model`` False the deterministic extractor runs instead.
+    with ``use_model`` False the deterministic extractor runs instead. ``stores`` opens the
+    store of a spec (default: a :class:`~repertory.memory.stores.MemoryStores` of its own).
     """
 
     def __init__(self, settings: MemorySettings | None, client: Any, model: str,
-                 llm_options: dict[str, Any], *, use_model: bool) -> None:
+                 llm_options: dict[str, Any], *, use_model: bool,
+                 stores: Callable[[dict[str, Any]], MemoryStore] | None = None) -> None:
         self.settings = settings
         self.client = client
         self.model = model
         self.llm_options = llm_options
         self.use_model = use_model
-        self._stores: dict[str, SQLiteMemoryStore] = {}
-
-    def store(self, db_path: str) -> SQLiteMemoryStore:
-        s = self._stores.get(db_path)
-        if s is None:
-            from repertory.memory.sqlite import SQLiteMemoryStore  # sqlite3 loads on first use
-
-            s = self._stores[db_path] = SQLiteMemoryStore(db_path)
-        return s
+        self._own = MemoryStores() if stores is None else None
+        self.store: Callable[[dict[str, Any]], MemoryStore] = stores or self._own
 
     def _scorer(self, spec: dict[str, Any]) -> Scorer:
         if self.settings is not None and not isinstance(self.settings.scorer, QualityFilter):
@@ -76,7 +74,7 @@ class AgentMemory:
 
     async def recall(self, spec: dict[str, Any], query: str) -> str | None:
         """The prompt paragraph of the scope's memories for ``query``."""
-        hits = await self.store(spec["db_path"]).recall(spec["scope"], query, spec.get("recall_limit") or 5)
+        hits = await self.store(spec).recall(spec["scope"], query, spec.get("recall_limit") or 5)
         log.debug("memories_recalled", scope=spec["scope"], n=len(hits))
         return render_memories(hits, spec["scope"])
 
@@ -108,7 +106,7 @@ class AgentMemory:
                 log.debug("memory_rejected", score=round(score, 3), threshold=threshold, content=c["content"][:80])
                 continue
             kept.append((item, score))
-        await self.store(spec["db_path"]).add_many(spec["scope"], kept, max_memories=cap,
+        await self.store(spec).add_many(spec["scope"], kept, max_memories=cap,
                                                    rescore=scorer if cap else None)
         if candidates:
             log.debug("memories_stored", scope=spec["scope"], kept=len(kept), candidates=len(candidates))
@@ -119,6 +117,5 @@ class AgentMemory:
         return asyncio.get_running_loop().create_task(self.extract(text))
 
     def close(self) -> None:
-        for s in self._stores.values():
-            s.close()
-        self._stores.clear()
+        if self._own is not None:  # stores given by the runtime are the runtime's to close
+            self._own.close()

@@ -18,8 +18,10 @@ from repertory.config import Settings
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
 from repertory.host.core import HostCore
 from repertory.ids import SessionRef
+from repertory.memory.stores import MemoryStores
 
 if TYPE_CHECKING:
+    from repertory.memory.stores import MemoryStore
     from repertory.stores.base import Store
 
 __all__ = ["Runtime", "SharedStateBackend", "new_op_id"]
@@ -67,6 +69,20 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def shared_state(self, state_id: str) -> SharedStateBackend:
         """The backend of a shared state, created if it has none yet."""
+
+    def memory_store(self, spec: dict[str, Any]) -> MemoryStore:
+        """The long-term memory store a memory spec names, opened once per runtime (in this
+        process here; on Ray, a chromadb folder is reached through its memory actor)."""
+        stores = self.__dict__.get("_memory_stores")
+        if stores is None:
+            stores = self.__dict__["_memory_stores"] = MemoryStores()
+        return stores(spec)
+
+    def close_memory_stores(self) -> None:
+        """Close the memory stores :meth:`memory_store` opened."""
+        stores = self.__dict__.pop("_memory_stores", None)
+        if stores is not None:
+            stores.close()
 
     @abc.abstractmethod
     def admin_store(self) -> Store:

@@ -33,7 +33,9 @@ def init(
     ``$REPERTORY_HOME/state.db`` (default ``./.repertory/state.db``). ``address="auto"`` or
     ``"ray://host:10001"`` joins an existing Ray cluster. ``runtime="local"`` runs hosts and
     agents in this process without Ray. Other keywords are :class:`~repertory.config.Settings`
-    fields (``num_hosts``, ``max_resident``, ``idle_timeout``, ``max_message_bytes``, ...).
+    fields (``num_hosts``, ``max_resident``, ``idle_timeout``, ``max_message_bytes``,
+    ``encryption_key`` (encryption at rest; default ``$REPERTORY_ENCRYPTION_KEY``),
+    ``encryption_required``, ...).
     Calling it again while a runtime runs raises :class:`InvalidInput`.
     """
     global _runtime

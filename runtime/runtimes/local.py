@@ -36,13 +36,16 @@ T = TypeVar("T")
 class LocalAgentPool:
     """Agent cores in this process, by agent key."""
 
-    def __init__(self, shared_state: Callable[[str], Any] | None = None) -> None:
+    def __init__(self, shared_state: Callable[[str], Any] | None = None,
+                 memory_stores: Callable[[dict[str, Any]], Any] | None = None) -> None:
         self.cores: dict[str, AgentCore] = {}
         self._shared_state = shared_state
+        self._memory_stores = memory_stores
 
     def add(self, agent: Agent) -> None:
         if agent.key not in self.cores:
-            self.cores[agent.key] = AgentCore(agent, shared_state=self._shared_state)
+            self.cores[agent.key] = AgentCore(agent, shared_state=self._shared_state,
+                                              memory_stores=self._memory_stores)
             preload_litellm(agent.model)
 
     def _core(self, key: str) -> AgentCore:
@@ -83,12 +86,11 @@ class LocalRuntime(Runtime):
 
     def __init__(self, settings: Settings) -> None:
         from repertory._sync import call_in_portal
-        from repertory.stores.factory import open_store
 
         self.settings = settings
-        self.agents = LocalAgentPool(self.shared_state)
+        self.agents = LocalAgentPool(self.shared_state, self.memory_store)
         # Stores are loop-bound: open it on the portal's thread, where every call runs.
-        self.store: Store = call_in_portal(open_store, settings.store)
+        self.store: Store = call_in_portal(settings.open_store)
         self.host = HostCore(self.store, self.agents, settings, name="local", sweep_store=True)
         self._dedicated: dict[str, HostCore] = {}
         self._shared: dict[str, LocalSharedStateBackend] = {}
@@ -143,3 +145,4 @@ class LocalRuntime(Runtime):
         run_sync(close)
         for core in self.agents.cores.values():
             core.close()
+        self.close_memory_stores()

@@ -27,11 +27,13 @@ from typing import Any, TypeVar
 
 import ray
 from ray.exceptions import ActorDiedError, GetTimeoutError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from repertory._sync import run_sync
 from repertory.actors import AgentActor, SessionHost, StoreActor
 from repertory.actors.agent_pool import RayAgentPool
 from repertory.actors.calls import call_restartable, iterate_streaming, unwrap_ray_error
+from repertory.actors.memory import MemoryActor, RayMemoryStore
 from repertory.actors.names import ActorNames
 from repertory.actors.shared_state import RaySharedStateBackend, SharedStateActor
 from repertory.actors.store import RemoteStore
@@ -42,6 +44,7 @@ from repertory.host import wire
 from repertory.host.api import TurnReply, TurnRequest
 from repertory.host.routing import host_index
 from repertory.ids import SessionRef
+from repertory.memory.stores import store_key
 from repertory.runtimes.base import Runtime
 
 __all__ = ["RayRuntime"]
@@ -131,6 +134,7 @@ class RayRuntime(Runtime):
         self._dedicated: dict[str, Any] = {}
         self._admin_store = None
         self._shared: dict[str, RaySharedStateBackend] = {}
+        self._memory: dict[str, Any] = {}
         self._driver_pool = RayAgentPool(self.names)
         self._wait(self.hosts, "session hosts")  # hosts open the store in their constructor
 
@@ -209,14 +213,23 @@ class RayRuntime(Runtime):
             backend = self._shared[state_id] = RaySharedStateBackend(handle)
         return backend
 
+    def memory_store(self, spec: dict[str, Any]) -> Any:
+        if (spec.get("provider") or "sqlite") == "sqlite":  # WAL: every process may open the file
+            return super().memory_store(spec)
+        key = store_key(spec)
+        store = self._memory.get(key)
+        if store is None:  # this driver's node: where the folder it names is
+            node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+            store = self._memory[key] = RayMemoryStore(self._actor(MemoryActor, self.names.memory(key), 1000, spec,
+                                                                   scheduling_strategy=node))
+        return store
+
     def admin_store(self):
         if self._admin_store is None:
             if self.settings.store_access == "actor":
-                self._admin_store = RemoteStore(self.names)
+                self._admin_store = self.settings.wrap_store(RemoteStore(self.names))
             else:
-                from repertory.stores.factory import open_store
-
-                self._admin_store = open_store(self.settings.store)
+                self._admin_store = self.settings.open_store()
         return self._admin_store
 
     def stats(self) -> list[dict[str, Any]]:
@@ -231,6 +244,7 @@ class RayRuntime(Runtime):
                 run_sync(self._admin_store.close)
             except Exception:  # closing on the way out: nothing left to protect
                 pass
+        self.close_memory_stores()
         if not self.detached:
             for h in self._owned:
                 try:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from repertory._sync import run_sync
 from repertory.errors import InvalidInput
+from repertory.runtimes.current import get_runtime
 from repertory.state.files import read_session_file, write_session_file
 from repertory.state.merge import merge_states
 from repertory.state.schema import check_export_doc
@@ -168,19 +169,23 @@ class BranchesMixin:
         return run_sync(self.amerge, other, session_id)
 
     # -- files ------------------------------------------------------------------------
-    async def asave(self, path: str | os.PathLike[str], *, with_checkpoints: bool = False) -> str:
-        """Write the session to ``path`` atomically, in repertory's format (also for ``.pkl``)."""
+    async def asave(self, path: str | os.PathLike[str], *, with_checkpoints: bool = False,
+                    plaintext: bool = False) -> str:
+        """Write the session to ``path`` atomically, in repertory's format (also for ``.pkl``);
+        encrypted when the runtime has an encryption key, unless ``plaintext``."""
         doc = await self.runtime.export_session(self.ref, with_checkpoints)
-        return str(write_session_file(path, doc))
+        keys = None if plaintext else self.runtime.settings.keyring()
+        return str(write_session_file(path, doc, keys))
 
-    def save(self, path: str | os.PathLike[str], *, with_checkpoints: bool = False) -> str:
-        return run_sync(self.asave, path, with_checkpoints=with_checkpoints)
+    def save(self, path: str | os.PathLike[str], *, with_checkpoints: bool = False, plaintext: bool = False) -> str:
+        return run_sync(self.asave, path, with_checkpoints=with_checkpoints, plaintext=plaintext)
 
     @classmethod
     async def aload(cls, path: str | os.PathLike[str], agent: Agent | None = None,
                     session_id: str | None = None, **kwargs: Any) -> Session:
         """Restore a saved session into the runtime (same id unless ``session_id``) and return it."""
-        doc = check_export_doc(read_session_file(path), f"session file {path}")
+        keys = (kwargs.get("runtime") or get_runtime()).settings.keyring()
+        doc = check_export_doc(read_session_file(path, keys), f"session file {path}")
         meta = doc["meta"]
         session = cls(session_id or meta["session_id"], agent=agent,
                       user_id=kwargs.pop("user_id", meta.get("user_id")), **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from types import EllipsisType
@@ -11,7 +12,7 @@ from typing import Any
 from repertory._sync import iterate_sync, run_sync
 from repertory.agents.agent import Agent
 from repertory.runtimes.current import get_runtime
-from repertory.errors import InvalidInput
+from repertory.errors import AccessDenied, InvalidInput
 from repertory.host.api import TurnReply, TurnRequest
 from repertory.ids import SessionRef, new_session_id
 from repertory.agents.spec import agent_from_definition
@@ -24,6 +25,7 @@ from repertory.session.branches import BranchesMixin
 from repertory.session.user_data import UserDataMixin
 from repertory.shared.handle import SharedState
 from repertory.state.session_state import check_message
+from repertory.tokens import DEFAULT_TTL, issue, verify
 
 __all__ = ["Session"]
 
@@ -55,7 +57,19 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
     other agents replaces them, and the replacement is recorded (``get_state()["agent_changes"]``).
     A handle given neither continues with the stored ones, read once, before its first turn
     (the default assistant for a session that stores none).
+
+    ``Session(agent_url="http://host:8000/agent", session_id=..., token=...)`` is a session on a
+    repertory server instead (:class:`~repertory.session.remote.RemoteSession`), with the
+    same methods; the token defaults to ``$REPERTORY_TOKEN``.
     """
+
+    def __new__(cls, *args: Any, agent_url: str | None = None, **kwargs: Any) -> Any:
+        # Session(agent_url=..., session_id=..., token=...) is a session on a repertory server.
+        if agent_url is not None:
+            from repertory.session.remote import RemoteSession
+
+            return RemoteSession(agent_url, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -76,6 +90,7 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
         max_context_tokens: int | None = None,
         context_policy: str | None = None,
         prompt_context: str | bool | None = "profile",
+        agent_url: None = None,
     ) -> None:
         # "shared" was the first name of both "pooled" and "transcript"; still understood.
         placement = "pooled" if placement == "shared" else placement
@@ -333,16 +348,17 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
         agent = await self._aready()
         return await self.runtime.turn(self._request(message, agent, turn_id=turn_id))
 
-    async def astream(self, message: str) -> AsyncIterator[str]:
-        """Send ``message``; yields the reply in chunks. The turn is durable when iteration ends."""
+    async def astream(self, message: str, *, turn_id: str | None = None) -> AsyncIterator[str]:
+        """Send ``message``; yields the reply in chunks. The turn is durable when iteration ends.
+        ``turn_id`` as for :meth:`achat` (a resent turn yields its stored reply)."""
         agent = await self._aready()
-        async for item in self.runtime.stream_turn(self._request(message, agent)):
+        async for item in self.runtime.stream_turn(self._request(message, agent, turn_id=turn_id)):
             if isinstance(item, str):
                 yield item
 
-    def stream(self, message: str) -> Iterator[str]:
+    def stream(self, message: str, *, turn_id: str | None = None) -> Iterator[str]:
         """Sync :meth:`astream`."""
-        return iterate_sync(self.astream, message)
+        return iterate_sync(functools.partial(self.astream, message, turn_id=turn_id))
 
     # -- history and state ------------------------------------------------------------
     async def aget_history(self) -> list[dict[str, Any]]:
@@ -393,3 +409,19 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
 
     def delete(self) -> bool:
         return run_sync(self.adelete)
+
+    # -- tokens -----------------------------------------------------------------------
+    def generate_session_token(self, ttl: float = DEFAULT_TTL, secret: Any = None, *,
+                               allow_fork: bool = False) -> str:
+        """A signed token for this session and user (:func:`repertory.tokens.issue`); the secret
+        is ``secret``, else the handle's ``secret_key`` attribute, else ``$REPERTORY_SECRET_KEYS``."""
+        return issue(self.session_id, self.user_id, ttl, secret or getattr(self, "secret_key", None),
+                     allow_fork=allow_fork)
+
+    def verify_session_token(self, token: str, secret: Any = None) -> bool:
+        """True if ``token`` is genuine, unexpired and bound to this session and user."""
+        try:
+            verify(token, self.session_id, self.user_id, secret or getattr(self, "secret_key", None))
+        except AccessDenied:  # InvalidToken included
+            return False
+        return True

@@ -1,4 +1,8 @@
-"""Session files: atomic writes and safe reads of the codec format (never pickle)."""
+"""Session files: atomic writes and safe reads of the codec format (never pickle).
+
+With keys (encryption at rest), a session file is one encryption envelope around the encoded
+document (:mod:`repertory.stores.crypto`); reading one needs a key it was sealed with.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from repertory.stores.codec import MsgpackCodec
+from repertory.stores.crypto import KeyRing, is_encrypted
 
-from repertory.errors import CorruptState, InvalidInput, SessionFileNotFound
+from repertory.errors import CorruptState, EncryptionKeyMissing, InvalidInput, SessionFileNotFound
 
-__all__ = ["AtomicFile", "read_session_file", "write_atomic", "write_session_file"]
+__all__ = ["AtomicFile", "decode_session_doc", "encode_session_doc", "read_session_file", "write_atomic",
+           "write_session_file"]
 
 _codec = MsgpackCodec()
+_FILE_CONTEXT = b"repertory:session-file"
 
 
 class AtomicFile:
@@ -63,12 +70,35 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     return out.commit()
 
 
-def write_session_file(path: str | os.PathLike[str], doc: dict[str, Any]) -> Path:
-    """Save an exported session (whatever the file's suffix, ``.pkl`` included: our format)."""
-    return write_atomic(path, _codec.encode(doc))
+def encode_session_doc(doc: dict[str, Any], keys: KeyRing | None = None) -> bytes:
+    """An exported session as bytes: the codec record, sealed when ``keys`` are given."""
+    data = _codec.encode(doc)
+    return data if keys is None else keys.encrypt(data, _FILE_CONTEXT)
 
 
-def read_session_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+def decode_session_doc(data: bytes, keys: KeyRing | None = None, *, source: str) -> dict[str, Any]:
+    """What :func:`encode_session_doc` wrote (sealed or not); typed errors for anything else."""
+    if is_encrypted(data):
+        if keys is None:
+            raise EncryptionKeyMissing(f"{source} is encrypted and no encryption key is configured; pass "
+                                       "repertory.init(encryption_key=...) or set REPERTORY_ENCRYPTION_KEY")
+        data = keys.decrypt(data, _FILE_CONTEXT, source=source)
+    doc = _codec.decode(data, source=source)
+    if not isinstance(doc, dict) or doc.get("kind") != "repertory.session":
+        raise CorruptState(f"{source} holds repertory data but not a session")
+    for field in ("meta", "messages"):
+        if field not in doc:
+            raise CorruptState(f"{source} lacks {field!r}; it is incomplete")
+    return doc
+
+
+def write_session_file(path: str | os.PathLike[str], doc: dict[str, Any], keys: KeyRing | None = None) -> Path:
+    """Save an exported session (whatever the file's suffix, ``.pkl`` included: our format),
+    encrypted when ``keys`` are given."""
+    return write_atomic(path, encode_session_doc(doc, keys))
+
+
+def read_session_file(path: str | os.PathLike[str], keys: KeyRing | None = None) -> dict[str, Any]:
     """Read a file written by :func:`write_session_file`; typed errors for anything else."""
     p = Path(path).expanduser()
     try:
@@ -77,10 +107,4 @@ def read_session_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise SessionFileNotFound(f"no session file at {p}; check the path (save() writes it)") from None
     except OSError as exc:
         raise InvalidInput(f"cannot read session file {p}: {exc}") from exc
-    doc = _codec.decode(data, source=f"session file {p}")
-    if not isinstance(doc, dict) or doc.get("kind") != "repertory.session":
-        raise CorruptState(f"session file {p} holds repertory data but not a session")
-    for field in ("meta", "messages"):
-        if field not in doc:
-            raise CorruptState(f"session file {p} lacks {field!r}; it is incomplete")
-    return doc
+    return decode_session_doc(data, keys, source=f"session file {p}")

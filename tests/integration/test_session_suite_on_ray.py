@@ -27,6 +27,7 @@ def _load(name: str):
 _durable = _load("test_durable_session")
 _shared = _load("test_shared_state_local")
 _memory = _load("test_memory")
+_chroma = _load("test_memory_chroma")
 _analytics = _load("test_analytics")
 _window = _load("test_context_window")
 
@@ -92,3 +93,8 @@ test_preferences_reach_the_users_long_term_memory = _analytics.test_preferences_
 def rt(runtime):
     """The unit suite's ``rt``, here a Ray runtime (see tests/integration/conftest.py)."""
     return runtime
+
+# chromadb and mem0 memory on Ray: one memory actor owns the folder; agent actors and the driver call it.
+test_chroma_semantic_recall = _chroma.test_semantic_recall_reaches_later_sessions_of_the_same_user_only
+test_chroma_memories_survive_a_runtime_restart = _chroma.test_chroma_memories_survive_a_runtime_restart
+test_mem0_semantic_recall = _chroma.test_mem0_semantic_recall_reaches_later_sessions_of_the_same_user_only

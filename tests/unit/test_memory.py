@@ -199,9 +199,6 @@ def test_search_ranks_by_relevance_within_a_user(rt):
 def test_bad_config_fails_at_construction(tmp_path):
     with pytest.raises(MemoryConfigError, match="unknown memory provider"):
         Memory(provider="postgres")
-    for provider in ("chromadb", "mem0"):
-        with pytest.raises(MemoryConfigError, match="not built yet"):
-            Memory(provider=provider)
     with pytest.raises(MemoryConfigError, match="folder"):
         Memory(config={"db_path": str(tmp_path / "missing" / "memories.db")})
     with pytest.raises(MemoryConfigError, match="unknown memory config"):
@@ -214,12 +211,6 @@ def test_bad_config_fails_at_construction(tmp_path):
         Memory().set_quality_scorer("high")
     with pytest.raises(repertory.InvalidInput, match="Memory"):
         Agent("A", memory={"provider": "sqlite"})
-
-
-def test_seed_chromadb_line_says_what_to_do():
-    with pytest.raises(MemoryConfigError) as err:
-        Memory(provider="chromadb", quality_threshold=0.7, max_memories=1000)
-    assert "sqlite" in str(err.value)
 
 
 def test_persist_memory_needs_a_database_file_on_other_stores(tmp_path):
