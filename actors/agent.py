@@ -30,14 +30,14 @@ class AgentActor:
     # One bytes argument per call, not four: Ray serializes each argument on its own (~15 µs of
     # caller CPU each, measured), and msgpack keeps it plain data, never pickle.
     async def run(self, call: bytes) -> bytes:
-        """``call``: wire bytes of ``[history, context, shared_state_id, memory]``."""
-        history, context, shared_state_id, memory = wire.decode(call)
-        return wire.encode(await self._core.run(history, context, shared_state_id, memory))
+        """``call``: wire bytes of ``[history, context, shared_state_id, memory, window]``."""
+        history, context, shared_state_id, memory, window = wire.decode(call)
+        return wire.encode(await self._core.run(history, context, shared_state_id, memory, window))
 
     async def stream(self, call: bytes) -> AsyncIterator[str | bytes]:
         """As :meth:`run`, yielding text chunks and then the encoded :class:`TurnOutput`."""
-        history, context, shared_state_id, memory = wire.decode(call)
-        async for item in self._core.stream(history, context, shared_state_id, memory=memory):
+        history, context, shared_state_id, memory, window = wire.decode(call)
+        async for item in self._core.stream(history, context, shared_state_id, memory=memory, window=window):
             yield item if isinstance(item, str) else wire.encode(item)
 
     async def ping(self) -> str:

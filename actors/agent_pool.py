@@ -43,12 +43,13 @@ class RayAgentPool:
         return name, h
 
     async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
-                  shared_state_id: str | None = None, memory: dict | None = None) -> TurnOutput:
+                  shared_state_id: str | None = None, memory: dict | None = None,
+                  window: dict | None = None) -> TurnOutput:
         last: BaseException | None = None
         for attempt in range(replicas + 2):
             name, h = self._handle(agent_key, replicas)
             try:
-                return wire.decode(await h.run.remote(wire.encode([history, context, shared_state_id, memory])))
+                return wire.decode(await h.run.remote(wire.encode([history, context, shared_state_id, memory, window])))
             except RayTaskError as exc:
                 raise unwrap_ray_error(exc) from None
             except (ActorDiedError, ActorUnavailableError) as exc:
@@ -59,8 +60,10 @@ class RayAgentPool:
         raise AgentError(f"no replica of agent {agent_key!r} answered: {last}")
 
     async def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
-                     shared_state_id: str | None = None, memory: dict | None = None) -> AsyncIterator[str | TurnOutput]:
+                     shared_state_id: str | None = None, memory: dict | None = None,
+               window: dict | None = None) -> AsyncIterator[str | TurnOutput]:
         _, h = self._handle(agent_key, replicas)
-        gen = h.stream.options(num_returns="streaming").remote(wire.encode([history, context, shared_state_id, memory]))
+        call = wire.encode([history, context, shared_state_id, memory, window])
+        gen = h.stream.options(num_returns="streaming").remote(call)
         async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
             yield item

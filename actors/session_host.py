@@ -67,6 +67,9 @@ class SessionHost:
     async def update_workflow(self, data: bytes) -> bytes:
         return await wire.serve(HostCore.update_workflow, self._core, data)
 
+    async def add_rating(self, data: bytes) -> bytes:
+        return await wire.serve(HostCore.add_rating, self._core, data)
+
     async def set_ttl(self, data: bytes) -> bytes:
         return await wire.serve(HostCore.set_ttl, self._core, data)
 

@@ -15,6 +15,7 @@ from repertory.agents.definition import definition_of
 from repertory.agents.demo_model import DEMO_MODEL
 from repertory.agents.model_client import NULL_MODEL, ModelClient, ModelReply, client_for
 from repertory.agents.tools import Tool, as_tool
+from repertory.agents.window import ContextWindow, Fitted
 from repertory.memory.recall import AgentMemory
 from repertory.memory.settings import MemorySettings
 
@@ -29,6 +30,9 @@ class Agent:
     ...) go to every model call. ``replicas`` is how many AgentActors serve this agent on a
     Ray runtime (default: one per node). ``memory`` (a :class:`~repertory.Memory`) gives the
     agent long-term memory in every session (``Session(persist_memory=False)`` turns it off).
+    ``context_window`` (``history_window``: the last N messages), ``max_context_tokens``
+    (default: the model's input size) and ``context_policy`` (``"drop"`` or ``"summarize"``)
+    bound the prompt; a session's own settings win (:mod:`repertory.agents.window`).
     """
 
     def __init__(
@@ -42,6 +46,9 @@ class Agent:
         replicas: int | None = None,
         max_tool_rounds: int = 8,
         history_window: int | None = None,
+        context_window: int | None = None,
+        max_context_tokens: int | None = None,
+        context_policy: str | None = None,
         **llm_options: Any,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -58,7 +65,18 @@ class Agent:
         self.memory: MemorySettings | None = memory
         self.replicas = replicas
         self.max_tool_rounds = max_tool_rounds
-        self.history_window = history_window
+        # context_window is the seed page's word for history_window: the last N messages.
+        if context_window is not None and history_window is not None and context_window != history_window:
+            raise InvalidInput("pass context_window or history_window (the same setting), not both")
+        self.history_window = history_window if history_window is not None else context_window
+        for what, n in (("context_window", self.history_window), ("max_context_tokens", max_context_tokens)):
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+                raise InvalidInput(f"{what} must be a positive int or None")
+        if context_policy not in (None, "drop", "summarize"):
+            raise InvalidInput(f"context_policy must be 'drop' or 'summarize', got {context_policy!r}")
+        # Not part of the stored definition: a session stores its own (Session(max_context_tokens=...)).
+        self.max_context_tokens = max_context_tokens
+        self.context_policy = context_policy
         self.llm_options = llm_options
         # Set by the seed's ContextualSession recipe; added to the system prompt when present.
         self.context: dict[str, Any] | None = None
@@ -75,6 +93,8 @@ class Agent:
             h.update(f"{getattr(t.fn, '__module__', '')}.{getattr(t.fn, '__qualname__', t.name)}\0".encode())
         if self.memory is not None:  # without memory, keys stay what they were
             h.update(f"memory:{self.memory.fingerprint()}\0".encode())
+        if self.max_context_tokens is not None or self.context_policy is not None:  # likewise
+            h.update(f"context:{self.max_context_tokens}:{self.context_policy}\0".encode())
         slug = "".join(c if c.isalnum() else "-" for c in self.name.lower())[:32]
         return f"{slug}-{h.hexdigest()[:12]}"
 
@@ -94,6 +114,9 @@ class TurnOutput:
 
     messages: list[dict[str, Any]]
     usage: dict[str, int] = field(default_factory=dict)
+    # Where the session's window now starts and its summary ({"start", "summary", "usage"}),
+    # when this turn moved it (agents.window); None leaves the stored window as it is.
+    window: dict[str, Any] | None = None
 
     @property
     def reply(self) -> str:
@@ -128,6 +151,11 @@ class AgentCore:
         self._tools = {t.name: t for t in agent.tools}
         self._schemas = [t.schema for t in agent.tools] or None
         self._memory: AgentMemory | None = None
+        self.window = ContextWindow(agent.model, tokens=agent.max_context_tokens, policy=agent.context_policy,
+                                    summarize=self._summary_call)
+
+    async def _summary_call(self, prompt: list[dict]) -> ModelReply:
+        return await self.client.complete(self.agent.model, prompt, **self.agent.llm_options)
 
     @property
     def memory(self) -> AgentMemory:
@@ -145,9 +173,17 @@ class AgentCore:
             self._memory = None
 
     def prompt(self, history: list[dict], context: dict | None = None,
-               shared: dict[str, Any] | None = None, memories: str | None = None) -> list[dict]:
-        """System instructions (with context, shared state and recalled memories), then the
-        history (the host has already cut it to the agent's ``history_window``)."""
+               shared: dict[str, Any] | None = None, memories: str | None = None,
+               summary: str | None = None) -> list[dict]:
+        """System instructions (with context, shared state, recalled memories and the summary
+        of older turns), then the history (already fitted to the window)."""
+        system = self._system(context, shared, memories)
+        if summary:
+            system = f"{system}\n\nSummary of the earlier conversation: {summary}" if system else \
+                f"Summary of the earlier conversation: {summary}"
+        return ([{"role": "system", "content": system}] if system else []) + list(history)
+
+    def _system(self, context: dict | None, shared: dict[str, Any] | None, memories: str | None) -> str:
         a = self.agent
         system = a.instructions
         ctx = context if context is not None else a.context
@@ -157,12 +193,36 @@ class AgentCore:
             system = f"{system}\n\nShared state: {shared}" if system else f"Shared state: {shared}"
         if memories:
             system = f"{system}\n\n{memories}" if system else memories
-        return ([{"role": "system", "content": system}] if system else []) + list(history)
+        return system
 
-    def _stamp(self, message: dict[str, Any], usage: dict[str, int] | None = None) -> dict[str, Any]:
+    async def _fitted(self, history: list[dict], window: dict | None, context: dict | None,
+                      shared: dict[str, Any] | None, memories: str | None,
+                      ) -> tuple[list[dict], Fitted | None, int | None]:
+        """The prompt within the window's limits, what fitting it changed (None: nothing to
+        fit) and the token limit of its tool rounds."""
+        limits = self.window.limits(window)
+        if window is None and limits[1] is None:  # no limit, nothing stored: the common null-model turn
+            return self.prompt(history, context, shared, memories), None, None
+        fitted = await self.window.fit(history, window, self._system(context, shared, memories), limits)
+        return self.prompt(fitted.history, context, shared, memories, fitted.summary), fitted, limits[1]
+
+    def _finish(self, out: TurnOutput, fitted: Fitted | None) -> TurnOutput:
+        if fitted is not None and fitted.state is not None:
+            out.window = {**fitted.state, "usage": fitted.usage}
+            _add_usage(out.usage, fitted.usage)  # the summary call is part of the turn's cost
+        return out
+
+    def _stamp(self, message: dict[str, Any], usage: dict[str, int] | None = None,
+               latency: float | None = None, cost: float | None = None) -> dict[str, Any]:
         message["timestamp"] = time.time()
         if message["role"] == "assistant":
+            # What session analytics read: who answered, with which model, how fast, at what cost.
             message["name"] = self.agent.name
+            message["model"] = self.agent.model
+            if latency is not None:
+                message["latency"] = latency
+            if cost is not None:
+                message["cost"] = cost
         if usage:
             message["usage"] = usage
         return message
@@ -196,13 +256,14 @@ class AgentCore:
 
     async def stream(self, history: bytes | list[dict], context: dict | None = None,
                      shared_state_id: str | None = None, *, deltas: bool = True,
-                     memory: dict | None = None) -> AsyncIterator[str | TurnOutput]:
+                     memory: dict | None = None, window: dict | None = None) -> AsyncIterator[str | TurnOutput]:
         """Answer the last message of ``history`` (the user's), calling tools as asked.
 
         ``history`` is a list of messages or, from a host, one msgpack array of them.
         Yields text deltas as they come (with ``deltas``) and the :class:`TurnOutput` last.
         ``memory`` (plain data, :func:`repertory.memory.settings.turn_memory`) turns long-term
         memory on: recalled into the system prompt, and the user's facts stored after the reply.
+        ``window``: the session's window settings and state (:mod:`repertory.agents.window`).
         """
         history = _decoded(history)
         tools, schemas, shared = await self._setup(shared_state_id)
@@ -214,13 +275,14 @@ class AgentCore:
                 said = said if isinstance(said, str) else ""
                 extraction = self.memory.start_extraction(said)  # overlaps the turn's own model call
                 memories = await self.memory.recall(memory, said)
-            prompt = self.prompt(history, context, shared, memories)
+            prompt, fitted, budget = await self._fitted(history, window, context, shared, memories)
             if not deltas:
-                yield await self._remembered(await self._complete(prompt, tools, schemas), extraction, memory)
+                out = await self._complete(prompt, tools, schemas, budget)
+                yield self._finish(await self._remembered(out, extraction, memory), fitted)
                 return
-            async for item in self._rounds(prompt, tools, schemas):
+            async for item in self._rounds(prompt, tools, schemas, budget):
                 if isinstance(item, TurnOutput):
-                    item = await self._remembered(item, extraction, memory)
+                    item = self._finish(await self._remembered(item, extraction, memory), fitted)
                 yield item
         finally:
             if extraction is not None and not extraction.done():
@@ -234,26 +296,33 @@ class AgentCore:
             await self.memory.remember(memory, candidates)  # type: ignore[arg-type]
         return out
 
-    async def _complete(self, prompt: list[dict], tools: dict[str, Tool], schemas: list[dict] | None) -> TurnOutput:
+    async def _complete(self, prompt: list[dict], tools: dict[str, Tool], schemas: list[dict] | None,
+                        budget: int | None = None) -> TurnOutput:
         """The rounds of a turn without deltas: one model call per round."""
         a = self.agent
         produced: list[dict[str, Any]] = []
         total: dict[str, int] = {}
         for _ in range(a.max_tool_rounds + 1):
+            if budget is not None and produced:  # tool results stay within the limit
+                prompt = self.window.trim(prompt, produced, budget)
+            started = time.perf_counter()
             reply = await self.client.complete(a.model, prompt + produced, tools=schemas, **a.llm_options)
-            out = await self._round_done(reply, produced, total, tools)
+            out = await self._round_done(reply, produced, total, tools, time.perf_counter() - started)
             if out is not None:
                 return out
         raise self._too_many_rounds()
 
-    async def _rounds(self, prompt: list[dict], tools: dict[str, Tool],
-                      schemas: list[dict] | None) -> AsyncIterator[str | TurnOutput]:
+    async def _rounds(self, prompt: list[dict], tools: dict[str, Tool], schemas: list[dict] | None,
+                      budget: int | None = None) -> AsyncIterator[str | TurnOutput]:
         """The rounds of a turn, streamed: text deltas, then the output."""
         a = self.agent
         produced: list[dict[str, Any]] = []
         total: dict[str, int] = {}
         for _ in range(a.max_tool_rounds + 1):
+            if budget is not None and produced:
+                prompt = self.window.trim(prompt, produced, budget)
             reply: ModelReply | None = None
+            started = time.perf_counter()
             async for item in self.client.stream(a.model, prompt + produced, tools=schemas, **a.llm_options):
                 if isinstance(item, str):
                     yield item
@@ -261,17 +330,17 @@ class AgentCore:
                     reply = item
             if reply is None:
                 raise ModelError(f"model {a.model!r} ended its stream without a final message")
-            out = await self._round_done(reply, produced, total, tools)
+            out = await self._round_done(reply, produced, total, tools, time.perf_counter() - started)
             if out is not None:
                 yield out
                 return
         raise self._too_many_rounds()
 
     async def _round_done(self, reply: ModelReply, produced: list[dict[str, Any]], total: dict[str, int],
-                          tools: dict[str, Tool]) -> TurnOutput | None:
+                          tools: dict[str, Tool], latency: float) -> TurnOutput | None:
         """Record a model reply; the turn's output if it asked for no tools, else run them."""
         _add_usage(total, reply.usage)
-        produced.append(self._stamp(reply.message, reply.usage))
+        produced.append(self._stamp(reply.message, reply.usage, latency, reply.cost))
         if not reply.message.get("tool_calls"):
             return TurnOutput(produced, total)
         produced.extend(await self._run_tools(reply, tools))
@@ -284,13 +353,17 @@ class AgentCore:
         )
 
     async def run(self, history: bytes | list[dict], context: dict | None = None,
-                  shared_state_id: str | None = None, memory: dict | None = None) -> TurnOutput:
+                  shared_state_id: str | None = None, memory: dict | None = None,
+                  window: dict | None = None) -> TurnOutput:
         """Like :meth:`stream` without deltas: one model call per round, the output at the end."""
         if memory is None:  # no generator to create and finalise: the common turn
             history = _decoded(history)
             tools, schemas, shared = await self._setup(shared_state_id)
-            return await self._complete(self.prompt(history, context, shared), tools, schemas)
-        async for item in self.stream(history, context, shared_state_id, deltas=False, memory=memory):
+            prompt, fitted, budget = await self._fitted(history, window, context, shared, None)
+            out = await self._complete(prompt, tools, schemas, budget)
+            return self._finish(out, fitted) if fitted is not None else out
+        async for item in self.stream(history, context, shared_state_id, deltas=False, memory=memory,
+                                      window=window):
             if isinstance(item, TurnOutput):
                 return item
         raise ModelError(f"agent {self.agent.name!r} produced no output")

@@ -7,6 +7,10 @@ A definition holds an agent's name, instructions, model, model options and tools
      "tools": [{"name": "weather", "path": "myapp.tools:weather", "description": "..."}],
      "withheld": ["api_key"], "max_tool_rounds": 8, "history_window": None}
 
+plus ``"context": {"tokens": 4000, "policy": "summarize"}`` for an agent given
+``max_context_tokens`` or ``context_policy`` (absent otherwise, so that other definitions and
+their keys stay what they were).
+
 Secrets are never stored: an option whose name reads as a secret (a word of it is ``key``,
 ``token``, ``secret``, ``password``, ``credential(s)``, ``auth``, ``authorization``,
 ``cookie``, ...; nested dicts such as ``extra_headers`` are filtered the same way), a URL
@@ -36,11 +40,12 @@ from repertory.stores.values import Violation, check_plain
 if TYPE_CHECKING:
     from repertory.agents.agent import Agent
 
-__all__ = ["DEFINITION_FIELDS", "SECRET_WORDS", "TOOL_FIELDS", "definition_key", "definition_of",
+__all__ = ["DEFINITION_FIELDS", "OPTIONAL_FIELDS", "SECRET_WORDS", "TOOL_FIELDS", "definition_key", "definition_of",
            "is_secret_name", "stored_options", "tool_path"]
 
 DEFINITION_FIELDS = ("name", "instructions", "model", "options", "tools", "withheld", "max_tool_rounds",
                      "history_window")
+OPTIONAL_FIELDS = ("context",)  # present only when set
 TOOL_FIELDS = ("name", "path", "description")
 # Words (split on "_", "-", "." and case changes) that make an option name a secret.
 SECRET_WORDS = frozenset({
@@ -105,7 +110,7 @@ def tool_path(fn: Callable[..., Any]) -> str | None:
 def definition_of(agent: Agent) -> dict[str, Any]:
     """``agent`` as a stored definition (see the module docstring)."""
     options, withheld = stored_options(agent.llm_options)
-    return {
+    d = {
         "name": agent.name,
         "instructions": agent.instructions,
         "model": agent.model,
@@ -116,6 +121,9 @@ def definition_of(agent: Agent) -> dict[str, Any]:
         # 0 and None both mean the whole history (the host cuts only when it is set).
         "history_window": agent.history_window or None,
     }
+    if agent.max_context_tokens is not None or agent.context_policy is not None:
+        d["context"] = {"tokens": agent.max_context_tokens, "policy": agent.context_policy}
+    return d
 
 
 def definition_key(definition: dict[str, Any]) -> str:

@@ -12,10 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["DEMO_LABEL", "DEMO_MODEL", "DemoAnswer", "demo_answer", "keywords"]
+__all__ = ["DEMO_CONTEXT_WORDS", "DEMO_LABEL", "DEMO_MODEL", "SUMMARY_MARKER", "DemoAnswer", "demo_answer",
+           "keywords", "word_count"]
 
 DEMO_MODEL = "repertory/demo"
 DEMO_LABEL = "[demo model]"
+DEMO_CONTEXT_WORDS = 8192  # its declared context size, in words (its token unit)
+# How a summary request starts (agents.window): the demo model answers it with a summary.
+SUMMARY_MARKER = "Summarise the conversation below for your own later reference"
+_AT_MOST = re.compile(r"at most (\d+) words")
 
 _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -53,6 +58,11 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower().replace("'", ""))
 
 
+def word_count(text: str) -> int:
+    """Tokens of ``text`` for the demo model: its words."""
+    return len(_words(text))
+
+
 def keywords(text: str) -> list[str]:
     """Content words of ``text`` (stop words dropped, simple plural folding), in order."""
     out = []
@@ -87,6 +97,10 @@ def demo_answer(messages: list[dict]) -> DemoAnswer:
     if last_user is None:
         text = f"{DEMO_LABEL} No user message reached me."
         return DemoAnswer(text, prompt_tokens, len(_words(text)))
+    first = _content(messages[0]) if messages and messages[0].get("role") == "system" else ""
+    if first.startswith(SUMMARY_MARKER):
+        text = _summary(_content(messages[last_user]), first)
+        return DemoAnswer(text, prompt_tokens, len(_words(text)))
     question = _content(messages[last_user]).strip()
     earlier = [m for m in messages[:last_user] if m.get("role") in ("user", "system", "tool")]
     statements = [
@@ -100,6 +114,31 @@ def demo_answer(messages: list[dict]) -> DemoAnswer:
     else:
         text = _answer_question(question, statements)
     return DemoAnswer(text, prompt_tokens, len(_words(text)))
+
+
+_SUMMARY_HEAD = f"{DEMO_LABEL} Summary, what the user said:"
+
+
+def _summary(request: str, instructions: str) -> str:
+    """A deterministic summary: the user's statements, the previous summary's first, as
+    sentences (so that questions find them later); the newest kept within the word limit."""
+    m = _AT_MOST.search(instructions)
+    limit = int(m.group(1)) if m else 200
+    previous, _, conversation = request.partition("Conversation:\n")
+    said = [s.strip() for s in _SENTENCE.split(previous.removeprefix("Summary so far: ").replace(_SUMMARY_HEAD, ""))
+            if s.strip()]
+    for line in conversation.splitlines():
+        if line.startswith("User: "):
+            said += [s.strip() for s in _SENTENCE.split(line[6:]) if s.strip() and not _is_question(s)]
+    kept: list[str] = []
+    budget = limit - len(_words(_SUMMARY_HEAD))
+    for s in reversed(said):
+        n = len(_words(s))
+        if n > budget:
+            break
+        kept.insert(0, s if s[-1] in ".!?" else s + ".")
+        budget -= n
+    return " ".join([_SUMMARY_HEAD, *kept]) if kept else f"{_SUMMARY_HEAD} nothing to keep."
 
 
 def _answer_question(question: str, statements: list[tuple[str, str]]) -> str:

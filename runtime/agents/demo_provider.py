@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from repertory.agents.demo_model import DEMO_MODEL, demo_answer
+from repertory.agents.demo_model import DEMO_CONTEXT_WORDS, DEMO_MODEL, demo_answer
 
 __all__ = ["register_demo_provider"]
 
@@ -78,7 +78,7 @@ def register_demo_provider(litellm: Any) -> None:
                                    {"provider": "repertory", "custom_handler": DemoProvider()}]
     # Cost and context information so litellm's cost tracking has nothing to look up.
     litellm.register_model({DEMO_MODEL: {
-        "max_tokens": 8192, "max_input_tokens": 1_000_000, "max_output_tokens": 8192,
+        "max_tokens": 8192, "max_input_tokens": DEMO_CONTEXT_WORDS, "max_output_tokens": 8192,
         "input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
         "litellm_provider": "repertory", "mode": "chat",
     }})

@@ -28,10 +28,12 @@ _OPENAI_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
 
 @dataclass(slots=True)
 class ModelReply:
-    """One model response: the assistant message (OpenAI shape) and its token usage."""
+    """One model response: the assistant message (OpenAI shape), its token usage and its cost
+    in USD from litellm's cost table (None where litellm knows no price for the model)."""
 
     message: dict[str, Any]
     usage: dict[str, int] = field(default_factory=dict)
+    cost: float | None = None
 
 
 class ModelClient(Protocol):
@@ -111,7 +113,7 @@ class LiteLLMClient:
             resp = await litellm.acompletion(**self._kwargs(model, messages, tools, options))
         except Exception as exc:
             raise ModelError(f"model {model!r} failed: {type(exc).__name__}: {exc}") from exc
-        return _reply_from(resp)
+        return _reply_from(resp, litellm, model)
 
     async def stream(self, model: str, messages: list[dict], *, tools: list[dict] | None = None,
                      **options: Any) -> AsyncIterator[str | ModelReply]:
@@ -130,10 +132,23 @@ class LiteLLMClient:
             full = litellm.stream_chunk_builder(chunks, messages=kw["messages"])
         except Exception as exc:
             raise ModelError(f"model {model!r} failed while streaming: {type(exc).__name__}: {exc}") from exc
-        yield _reply_from(full)
+        yield _reply_from(full, litellm, model)
 
 
-def _reply_from(resp: Any) -> ModelReply:
+def _cost(resp: Any, litellm: Any, model: str, usage: dict[str, int]) -> float | None:
+    # litellm prices a completion as it returns it; a streamed reply is priced from its usage.
+    cost = (getattr(resp, "_hidden_params", None) or {}).get("response_cost")
+    if cost is None and usage:
+        try:
+            prompt, completion = litellm.cost_per_token(model=model, prompt_tokens=usage["prompt_tokens"],
+                                                        completion_tokens=usage["completion_tokens"])
+            cost = prompt + completion
+        except Exception:  # a model without a price: no cost recorded
+            return None
+    return float(cost) if cost is not None else None
+
+
+def _reply_from(resp: Any, litellm: Any = None, model: str = "") -> ModelReply:
     msg = resp.choices[0].message
     out: dict[str, Any] = {"role": "assistant", "content": msg.content or ""}
     if getattr(msg, "tool_calls", None):
@@ -147,7 +162,7 @@ def _reply_from(resp: Any) -> ModelReply:
     if usage is not None:
         u = {"prompt_tokens": int(usage.prompt_tokens or 0), "completion_tokens": int(usage.completion_tokens or 0),
              "total_tokens": int(usage.total_tokens or 0)}
-    return ModelReply(out, u)
+    return ModelReply(out, u, _cost(resp, litellm, model, u) if litellm is not None else None)
 
 
 class NullModelClient:

@@ -39,7 +39,7 @@ __all__ = ["AGENT_FIELDS", "LLM_OPTIONS", "agent_from_definition", "agents_from_
 log = get_logger("repertory.agents.spec")
 
 AGENT_FIELDS = frozenset({"name", "instructions", "model", "tools", "replicas", "max_tool_rounds",
-                          "history_window", "options"})
+                          "history_window", "options", "max_context_tokens", "context_policy"})
 # Model options accepted inline. A closed list, so that a typo ("instruction", "tool") is an
 # error instead of a keyword silently sent to the model; others go under ``options:``.
 LLM_OPTIONS = frozenset({
@@ -152,7 +152,7 @@ def _agent(name: str, fields: Any, source: str, base_dir: Path | None, *,
     for key in ("instructions", "model"):
         if fields.get(key) is not None:
             _check_type(fields[key], str, key, where, "text")
-    for key in ("replicas", "max_tool_rounds", "history_window"):
+    for key in ("replicas", "max_tool_rounds", "history_window", "max_context_tokens"):
         if fields.get(key) is not None:
             _check_type(fields[key], int, key, where, "a whole number")
             least = 0 if key == "max_tool_rounds" else 1  # 0 rounds: the model may not call tools
@@ -167,7 +167,8 @@ def _agent(name: str, fields: Any, source: str, base_dir: Path | None, *,
     llm = {k: v for k, v in fields.items() if k in LLM_OPTIONS}
     llm.update(options)
     fns = tools if tools is not None else [import_tool(t, base_dir=base_dir, where=where) for t in tools_spec]
-    kwargs = {k: fields[k] for k in ("replicas", "history_window") if fields.get(k) is not None}
+    kwargs = {k: fields[k] for k in ("replicas", "history_window", "max_context_tokens", "context_policy")
+              if fields.get(k) is not None}
     if fields.get("max_tool_rounds") is not None:
         kwargs["max_tool_rounds"] = fields["max_tool_rounds"]
     try:
@@ -226,6 +227,9 @@ def agent_from_definition(definition: dict[str, Any], where: str = "stored agent
     fields: dict[str, Any] = {k: d[k] for k in ("instructions", "model", "max_tool_rounds", "history_window")
                               if d.get(k) is not None}
     fields["options"] = dict(d.get("options") or {})
+    context = d.get("context") or {}
+    fields.update({k: v for k, v in (("max_context_tokens", context.get("tokens")),
+                                     ("context_policy", context.get("policy"))) if v is not None})
     tools = [_restore_tool(t, at) for t in d.get("tools") or []]
     agent = _agent(d["name"], fields, where, None, tools=tools)
     if d.get("withheld"):

@@ -96,6 +96,15 @@ def _fmt_data(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=repr) if value else "-"
 
 
+def _fmt_latency(perf: dict[str, Any]) -> str:
+    def ms(x: float | None) -> str:
+        return "-" if x is None else f"{x * 1000:.1f} ms"
+
+    parts = [f"p50 {ms(perf['latency_p50'])}, p95 {ms(perf['latency_p95'])}"]
+    parts += [f"{name}: p50 {ms(a['latency_p50'])}, p95 {ms(a['latency_p95'])}" for name, a in perf["agents"].items()]
+    return "; ".join(parts)
+
+
 @app.command("show")
 def sessions_show(
     session_id: Annotated[str, typer.Argument(help="The session id.")],
@@ -113,6 +122,10 @@ def sessions_show(
                                   "list the stored ones with: repertory sessions ls")
         history, state = s.get_history(), s.get_state()
         checkpoints, versions = s.list_checkpoints(), s.list_versions()
+    from repertory.session.analytics import analytics
+
+    stats = analytics(state)
+    perf, happy = stats["performance"], stats["satisfaction"]
     console.print(history_table(history))
     info = Table(title=f"Session {escape(_label(session_id, user))}", show_header=False)
     info.add_column(style="bold")
@@ -124,7 +137,16 @@ def sessions_show(
             ("checkpoints", ", ".join(f"{c['id']} (turn {c['turn']}{': ' + c['label'] if c['label'] else ''})"
                                       for c in checkpoints) or "-"),
             ("versions", ", ".join(f"{v['version']} (turn {v['turn']}{': ' + v['description'] if v['description'] else ''})"
-                                   for v in versions) or "-")]
+                                   for v in versions) or "-"),
+            ("duration", f"{stats['duration']:.1f} s"), ("topics", ", ".join(stats["topics"]) or "-"),
+            ("satisfaction", f"{happy['score']:.2f} ({happy['method']}"
+                             f"{', %d ratings' % happy['ratings'] if happy['ratings'] else ''})"),
+            ("latency", _fmt_latency(perf)),
+            ("tokens", f"{perf['tokens']['prompt']} in, {perf['tokens']['completion']} out"
+                       f" ({perf['summary_tokens']['summaries']} summaries)"),
+            ("cost", f"${perf['cost']:.6f} ({perf['priced_calls']} of {perf['model_calls']} calls priced)"),
+            ("errors", f"{perf['errors']} failed turns; retries: "
+                       + ", ".join(f"{k} {v}" for k, v in perf["retries"].items()))]
     for name, value in rows:
         info.add_row(name, escape(value))
     console.print(info)

@@ -55,6 +55,10 @@ class TurnRequest:
     # stored with the turn; None (a handle that continues with the stored ones) leaves them.
     agents: dict | None = None
     memory: dict | None = None  # long-term memory on: plain settings + scope (memory.settings.turn_memory)
+    # The handle's window settings ({"messages", "tokens", "policy"}), stored with the turn where
+    # they differ; None continues with the stored ones (agents.window).
+    context_settings: dict | None = None
+    prompt_context: str | None = "profile"  # what the prompt's context adds (state.context.PROMPT_CONTEXTS)
 
 
 @dataclass(slots=True)
@@ -103,6 +107,10 @@ class HostAPI(Protocol):
     async def update_workflow(self, ref: SessionRef, workflow_id: str, tasks: dict[str, Any],
                               status: str | None = None, op_id: str | None = None) -> dict[str, Any]:
         """Record workflow task progress in the session's metadata; returns the workflow entry."""
+
+    async def add_rating(self, ref: SessionRef, score: float, comment: str | None = None,
+                         op_id: str | None = None) -> int:
+        """Record an explicit rating of the session (0 to 1); returns how many it keeps."""
 
     async def set_ttl(self, ref: SessionRef, ttl: float | None, op_id: str | None = None) -> None:
         """Seconds the session lives after its last access; None keeps it."""

@@ -34,11 +34,12 @@ import structlog
 
 from repertory.agents.agent import TurnOutput
 from repertory.config import Settings
-from repertory.errors import ConcurrentUpdate, ModelError, StoreError
+from repertory.errors import AgentError, ConcurrentUpdate, ModelError, StoreError
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
 from repertory.ids import SessionRef
 from repertory.state import ops as state_ops
 from repertory.state.conflicts import retry_conflicts
+from repertory.state.context import prompt_context
 from repertory.state.session_state import SessionState, check_message
 from repertory.stores.base import Store
 
@@ -46,6 +47,7 @@ __all__ = ["AgentPool", "HostCore"]
 
 log = structlog.get_logger("repertory.host")
 T = TypeVar("T")
+CONTEXT_MESSAGES = 10  # recent messages whose topics a "full" prompt context names
 CONTENDED_FOR = 60.0  # seconds a session is leased around each message after a conflict or a wait
 
 
@@ -53,10 +55,12 @@ class AgentPool(Protocol):
     """Where a host sends prompts: in-process agent cores or AgentActors."""
 
     async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
-                  shared_state_id: str | None = None, memory: dict | None = None) -> TurnOutput: ...
+                  shared_state_id: str | None = None, memory: dict | None = None,
+                  window: dict | None = None) -> TurnOutput: ...
 
     def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
-               shared_state_id: str | None = None, memory: dict | None = None) -> AsyncIterator[str | TurnOutput]: ...
+               shared_state_id: str | None = None, memory: dict | None = None,
+               window: dict | None = None) -> AsyncIterator[str | TurnOutput]: ...
 
 
 class _Slot:
@@ -306,7 +310,9 @@ class HostCore:
     async def _commit_turn(self, state: SessionState, req: TurnRequest, out: TurnOutput,
                            user_msg: dict, effort: _Effort) -> TurnReply:
         write, meta, messages = state.append_write([user_msg, *out.messages], turn_id=req.turn_id,
-                                                   metrics=effort.metrics(), agents=req.agents)
+                                                   metrics=effort.metrics(), agents=req.agents,
+                                                   fields=None if req.context_settings is None and out.window is None
+                                                   else self._window_fields(state, req, out))
         revision = await self.store.commit(write)
         state.applied(revision, meta, messages)
         log.debug("turn_committed", turn=meta["turns"], revision=revision, messages=len(messages), **out.usage)
@@ -314,6 +320,23 @@ class HostCore:
             await state_ops.create_checkpoint(self.store, state, label=f"auto at turn {meta['turns']}",
                                               keep=req.keep_checkpoints)
         return TurnReply(out.reply, out.usage, len(messages), revision)
+
+    @staticmethod
+    def _window_fields(state: SessionState, req: TurnRequest, out: TurnOutput) -> dict[str, Any] | None:
+        """Meta fields the turn changed: the handle's window settings where they differ from the
+        stored ones, the window's state where the agent moved it. Usually none."""
+        fields: dict[str, Any] = {}
+        if req.context_settings is not None and req.context_settings != state.meta.get("context"):
+            fields["context"] = req.context_settings
+        if out.window is not None:
+            old = state.meta.get("window") or {"usage": {}, "summaries": 0}
+            usage = dict(old["usage"])
+            for k, v in out.window["usage"].items():
+                usage[k] = usage.get(k, 0) + v
+            fields["window"] = {"start": out.window["start"], "summary": out.window["summary"], "usage": usage,
+                                # a summary in the new state is one this turn made (agents.window)
+                                "summaries": old["summaries"] + (out.window["summary"] is not None)}
+        return fields or None
 
     def _replay(self, state: SessionState, req: TurnRequest) -> TurnReply | None:
         # A resent request (the caller lost the reply when a host died): answer from the store.
@@ -330,13 +353,32 @@ class HostCore:
         return msg
 
     @staticmethod
-    def _prompt_history(state: SessionState, req: TurnRequest, user_msg: dict) -> bytes | list[dict]:
+    def _prompt(state: SessionState, req: TurnRequest, user_msg: dict) -> tuple[bytes | list[dict], dict | None, dict | None]:
+        """The history to send, the window settings and state for the agent (None: no
+        settings, nothing left out yet), and the prompt's context."""
+        meta = state.meta
+        context = req.context
+        if req.prompt_context is not None and (req.prompt_context != "profile" or meta["user_profile"]):
+            context = prompt_context(req.prompt_context, context, meta, lambda: state.recent(CONTEXT_MESSAGES))
+        settings = req.context_settings if req.context_settings is not None else meta.get("context")
+        stored = meta.get("window")
         if req.history_mode == "own" and req.agent_name is not None:
             history = [m for m in state.history() if m.get("agent") == req.agent_name]
             if req.history_window:
                 history = history[-req.history_window:]
-            return [*history, user_msg]
-        return state.prompt_blob(user_msg, req.history_window)
+            # Another agent's turns interleave: no start to store, the agent only leaves messages out.
+            return [*history, user_msg], {**(settings or {}), "offset": None}, context
+        n = len(state.messages)
+        first = min(stored["start"], n) if stored else 0  # the window's start (agents.window)
+        cut = req.history_window
+        if settings and settings["messages"] and settings["policy"] == "drop":
+            cut = min(cut, settings["messages"]) if cut else settings["messages"]
+        if cut:
+            first = max(first, n - cut)
+        blob = state.prompt_blob(user_msg, start=first)
+        if settings is None and stored is None and first == 0:
+            return blob, None, context
+        return blob, {**(settings or {}), "offset": first, "summary": stored["summary"] if stored else None}, context
 
     def _tag(self, out: TurnOutput, req: TurnRequest) -> TurnOutput:
         if req.agent_name is not None:
@@ -363,11 +405,29 @@ class HostCore:
                 return replay
             user_msg = self._user_message(req)
             self._count_model_call(effort, req)
-            out = await self.agents.run(req.agent_key, req.replicas, self._prompt_history(state, req, user_msg),
-                                        req.context, req.shared_state_id, req.memory)
+            history, window, context = self._prompt(state, req, user_msg)
+            try:
+                out = await self.agents.run(req.agent_key, req.replicas, history, context, req.shared_state_id,
+                                            req.memory, window)
+            except (ModelError, AgentError):
+                await self._count_error(state)
+                raise
             return await self._commit_turn(state, req, self._tag(out, req), user_msg, effort)
 
         return await self._with_session(req.ref, run, req.ttl, effort)
+
+    async def _count_error(self, state: SessionState) -> None:
+        """Count a failed turn in the session's metrics (analytics report it). Best effort: the
+        turn's own error is what the caller gets, whatever happens here."""
+        if state.revision == 0:
+            return  # no session to count it in: a failed first turn stores nothing
+        metrics = dict(state.meta.get("metrics", {}))
+        metrics["errors"] = metrics.get("errors", 0) + 1
+        write, meta, messages = state.meta_write(dict(state.meta, metrics=metrics))
+        try:
+            state.applied(await self.store.commit(write), meta, messages)
+        except (StoreError, ConcurrentUpdate) as exc:
+            log.warning("error_count_not_written", session=state.key, error=str(exc))
 
     def _count_model_call(self, effort: _Effort, req: TurnRequest) -> None:
         effort.model_calls += 1
@@ -384,15 +444,15 @@ class HostCore:
         user_msg = self._user_message(req)
         effort = _Effort()
 
-        async def read(state: SessionState) -> tuple[TurnReply | None, list[dict]]:
-            return self._replay(state, req), self._prompt_history(state, req, user_msg)
+        async def read(state: SessionState) -> tuple[TurnReply | None, tuple]:
+            return self._replay(state, req), self._prompt(state, req, user_msg)
 
-        replay, prompt = await self._with_session(req.ref, read, req.ttl, effort)
+        replay, (prompt, window, context) = await self._with_session(req.ref, read, req.ttl, effort)
         if replay is not None:
             return replay
         self._count_model_call(effort, req)
-        out = self._tag(await self.agents.run(req.agent_key, req.replicas, prompt, req.context,
-                                              req.shared_state_id, req.memory), req)
+        out = self._tag(await self.agents.run(req.agent_key, req.replicas, prompt, context,
+                                              req.shared_state_id, req.memory, window), req)
 
         async def append(state: SessionState) -> TurnReply:
             # A lost compare-and-set here redoes only the append: the exchange joins the
@@ -417,12 +477,17 @@ class HostCore:
             user_msg = self._user_message(req)
             self._count_model_call(effort, req)
             out: TurnOutput | None = None
-            async for item in self.agents.stream(req.agent_key, req.replicas, self._prompt_history(state, req, user_msg),
-                                                 req.context, req.shared_state_id, req.memory):
-                if isinstance(item, str):
-                    await queue.put(item)
-                else:
-                    out = item
+            history, window, context = self._prompt(state, req, user_msg)
+            try:
+                async for item in self.agents.stream(req.agent_key, req.replicas, history, context,
+                                                     req.shared_state_id, req.memory, window):
+                    if isinstance(item, str):
+                        await queue.put(item)
+                    else:
+                        out = item
+            except (ModelError, AgentError):
+                await self._count_error(state)
+                raise
             if out is None:
                 raise ModelError("the agent's stream ended without a final message")
             return await self._commit_turn(state, req, self._tag(out, req), user_msg, effort)
@@ -478,6 +543,10 @@ class HostCore:
     async def update_workflow(self, ref: SessionRef, workflow_id: str, tasks: dict[str, Any],
                               status: str | None = None, op_id: str | None = None) -> dict[str, Any]:
         return await self._op(ref, state_ops.update_workflow, workflow_id, tasks, status, op_id)
+
+    async def add_rating(self, ref: SessionRef, score: float, comment: str | None = None,
+                         op_id: str | None = None) -> int:
+        return await self._op(ref, state_ops.add_rating, score, comment, op_id)
 
     async def set_ttl(self, ref: SessionRef, ttl: float | None, op_id: str | None = None) -> None:
         return await self._op(ref, state_ops.set_ttl, ttl, op_id)

@@ -131,6 +131,10 @@ class Runtime(abc.ABC):
         return await self.invoke(ref, HostCore.update_workflow, ref, workflow_id, tasks, status,
                                  op_id or new_op_id())
 
+    async def add_rating(self, ref: SessionRef, score: float, comment: str | None = None,
+                         op_id: str | None = None) -> int:
+        return await self.invoke(ref, HostCore.add_rating, ref, score, comment, op_id or new_op_id())
+
     async def set_ttl(self, ref: SessionRef, ttl: float | None, op_id: str | None = None) -> None:
         return await self.invoke(ref, HostCore.set_ttl, ref, ttl, op_id or new_op_id())
 

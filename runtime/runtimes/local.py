@@ -55,12 +55,14 @@ class LocalAgentPool:
             raise AgentError(f"agent {key!r} is not deployed on this runtime") from None
 
     async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
-                  shared_state_id: str | None = None, memory: dict | None = None) -> TurnOutput:
-        return await self._core(agent_key).run(history, context, shared_state_id, memory)
+                  shared_state_id: str | None = None, memory: dict | None = None,
+                  window: dict | None = None) -> TurnOutput:
+        return await self._core(agent_key).run(history, context, shared_state_id, memory, window)
 
     def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
-               shared_state_id: str | None = None, memory: dict | None = None) -> AsyncIterator[str | TurnOutput]:
-        return self._core(agent_key).stream(history, context, shared_state_id, memory=memory)
+               shared_state_id: str | None = None, memory: dict | None = None,
+               window: dict | None = None) -> AsyncIterator[str | TurnOutput]:
+        return self._core(agent_key).stream(history, context, shared_state_id, memory=memory, window=window)
 
 
 class LocalSharedStateBackend:

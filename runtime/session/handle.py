@@ -17,8 +17,10 @@ from repertory.host.api import TurnReply, TurnRequest
 from repertory.ids import SessionRef, new_session_id
 from repertory.agents.spec import agent_from_definition
 from repertory.memory.settings import turn_memory
-from repertory.state.schema import check_agent_definitions, check_ttl
+from repertory.state.context import PROMPT_CONTEXTS
+from repertory.state.schema import CONTEXT_POLICIES, check_agent_definitions, check_context_settings, check_ttl
 from repertory.runtimes.base import Runtime
+from repertory.session.analytics import AnalyticsMixin
 from repertory.session.branches import BranchesMixin
 from repertory.session.user_data import UserDataMixin
 from repertory.shared.handle import SharedState
@@ -32,7 +34,7 @@ def _default_agent() -> Agent:
     return Agent("Assistant", "You are a helpful assistant.")
 
 
-class Session(BranchesMixin, UserDataMixin):
+class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
     """A persistent conversation with an agent.
 
     ``Session(session_id=None, agent=None, user_id=None)``: the id defaults to a uuid4; the
@@ -44,6 +46,11 @@ class Session(BranchesMixin, UserDataMixin):
     the default one in the runtime's database): facts the user states are remembered for the
     user (or this session, without a user) and recalled in later sessions. ``False`` turns an
     agent's memory off here; ``None`` (the default) follows the agent.
+
+    The prompt holds the newest messages that fit: ``context_window`` (messages),
+    ``max_context_tokens`` (default: the agent's, else the model's input size) and
+    ``context_policy`` (``"drop"`` or ``"summarize"`` what no longer fits) are stored with the
+    session; ``prompt_context`` says what the system prompt learns about the session.
 
     The session stores its agent definitions (``Agent.to_dict()``: no secrets, tools by
     import path) with every turn of a handle given ``agent=`` or ``agents=``; a handle given
@@ -80,6 +87,10 @@ class Session(BranchesMixin, UserDataMixin):
         runtime: Runtime | None = None,
         persist_memory: bool | None = None,
         agent_url: None = None,
+        context_window: int | None = None,
+        max_context_tokens: int | None = None,
+        context_policy: str | None = None,
+        prompt_context: str | bool | None = "profile",
     ) -> None:
         # "shared" was the first name of both "pooled" and "transcript"; still understood.
         placement = "pooled" if placement == "shared" else placement
@@ -110,6 +121,11 @@ class Session(BranchesMixin, UserDataMixin):
         if persist_memory is not None and not isinstance(persist_memory, bool):
             raise InvalidInput("persist_memory must be True, False or None (follow the agent's memory)")
         self.persist_memory = persist_memory
+        self._context: dict[str, Any] = {"messages": None, "tokens": None, "policy": None}
+        self._context_given = False  # settings this handle's turns store (else the stored ones apply)
+        self.context_window, self.max_context_tokens = context_window, max_context_tokens
+        self.context_policy = context_policy
+        self.prompt_context = prompt_context
         self._runtime = runtime
         self._deployed_on: Runtime | None = None
         self._agent: Agent | None = None  # None until given or read from the store
@@ -174,6 +190,62 @@ class Session(BranchesMixin, UserDataMixin):
         """Async :attr:`agent`."""
         return await self._aready()
 
+    # -- the window (repertory.agents.window) -------------------------------------------
+    def _set_context(self, field: str, value: Any) -> None:
+        new = dict(self._context, **{field: value})
+        if value is not None:
+            check_context_settings({**new, "policy": new["policy"] or "drop"}, f"the session's {field}")
+            self._context_given = True
+        self._context = new
+
+    @property
+    def context_window(self) -> int | None:
+        """The last N messages that reach the prompt (None: as many as fit). Set here, it is
+        stored with the next turn; a handle that sets none continues with the stored one."""
+        return self._context["messages"]
+
+    @context_window.setter
+    def context_window(self, n: int | None) -> None:
+        self._set_context("messages", n)
+
+    @property
+    def max_context_tokens(self) -> int | None:
+        """The prompt's token limit (None: the agent's, else the model's input size)."""
+        return self._context["tokens"]
+
+    @max_context_tokens.setter
+    def max_context_tokens(self, n: int | None) -> None:
+        self._set_context("tokens", n)
+
+    @property
+    def context_policy(self) -> str | None:
+        """What happens to messages past the window: ``"drop"`` or ``"summarize"``."""
+        return self._context["policy"]
+
+    @context_policy.setter
+    def context_policy(self, policy: str | None) -> None:
+        if policy is not None and policy not in CONTEXT_POLICIES:
+            raise InvalidInput(f"context_policy must be one of {list(CONTEXT_POLICIES)}, got {policy!r:.40}")
+        self._set_context("policy", policy)
+
+    @property
+    def prompt_context(self) -> str | None:
+        """What the prompt's context carries besides ``agent.context``: None, ``"profile"``
+        (the user profile, when set; the default) or ``"full"`` (:meth:`build_context`'s fields)."""
+        return self._prompt_context
+
+    @prompt_context.setter
+    def prompt_context(self, kind: str | bool | None) -> None:
+        kind = "full" if kind is True else None if kind is False else kind
+        if kind not in PROMPT_CONTEXTS:
+            raise InvalidInput(f"prompt_context must be one of {list(PROMPT_CONTEXTS)} (or True/False), got {kind!r:.40}")
+        self._prompt_context = kind
+
+    def _context_settings(self) -> dict[str, Any] | None:
+        if not self._context_given:
+            return None
+        return {**self._context, "policy": self._context["policy"] or "drop"}
+
     def _runtime_now(self) -> Runtime:
         """The runtime this handle uses, without deploying its agents there."""
         return self._runtime if self._runtime is not None else get_runtime()
@@ -228,7 +300,9 @@ class Session(BranchesMixin, UserDataMixin):
                            shared_state_id=self.shared_state.state_id if self.shared_state else None,
                            parallel=parallel, history_mode=self.agent_history,
                            history_window=agent.history_window, agents=self._definitions,
-                           memory=self._memory(agent))
+                           memory=self._memory(agent),
+                           context_settings=self._context_settings() if self._context_given else None,
+                           prompt_context=self._prompt_context)
 
     def _memory(self, agent: Agent | None) -> dict[str, Any] | None:
         return turn_memory(agent.memory if agent is not None else None, self.persist_memory,

@@ -7,11 +7,10 @@ A mixin of :class:`repertory.Session`; every method is one typed host call.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from repertory._sync import run_sync
-from repertory.agents.demo_model import keywords
+from repertory.state.context import extract_topics, session_context
 
 if TYPE_CHECKING:
     from repertory.ids import SessionRef
@@ -19,13 +18,6 @@ if TYPE_CHECKING:
     from repertory.session.handle import Session
 
 __all__ = ["StateDict", "UserDataMixin", "extract_topics"]
-
-
-def extract_topics(history: list[dict[str, Any]], top: int = 5) -> list[str]:
-    """Most frequent content words in the user messages of ``history``, most frequent first."""
-    counts = Counter(w for m in history if m.get("role") == "user" and isinstance(m.get("content"), str)
-                     for w in keywords(m["content"]) if len(w) > 2)
-    return [w for w, _ in counts.most_common(top)]
 
 
 class StateDict(dict):
@@ -116,17 +108,40 @@ class UserDataMixin:
 
     async def aupdate_profile(self, key: str, value: Any) -> None:
         await self.runtime.update_fields(self.ref, "user_profile", {key: value}, False)
+        await self._remember(f"The user's {key} is {value}.", "profile")
 
     def update_profile(self, key: str, value: Any) -> None:
-        """Set one field of the user profile."""
+        """Set one field of the user profile (also a long-term memory of the user with
+        ``persist_memory``)."""
         run_sync(self.aupdate_profile, key, value)
 
     async def aupdate_preference(self, key: str, value: Any) -> None:
         await self.runtime.update_item(self.ref, "user_profile", "preferences", {key: value}, "merge")
+        await self._remember(f"The user's preferred {key} is {value}.", "preference")
 
     def update_preference(self, key: str, value: Any) -> None:
-        """Set one user preference (kept in ``user_profile['preferences']``)."""
+        """Set one user preference (kept in ``user_profile['preferences']``, and with
+        ``persist_memory`` in the user's long-term memory, so later sessions recall it)."""
         run_sync(self.aupdate_preference, key, value)
+
+    async def _remember(self, fact: str, kind: str) -> None:
+        """Offer ``fact`` to the user's long-term memory when this session has memory on (the
+        agent's Memory settings apply: threshold, cap, scorer)."""
+        agent = await self._aready()  # type: ignore[attr-defined]
+        spec = self._memory(agent)  # type: ignore[attr-defined]
+        if spec is None:
+            return
+        from repertory.memory.memory import Memory
+
+        if isinstance(agent.memory, Memory):
+            memory = agent.memory
+        else:  # persist_memory=True without the agent's Memory: the default one, same file
+            memory = getattr(self, "_profile_memory", None)
+            if memory is None or memory.db_path != spec["db_path"]:
+                memory = Memory(config={"db_path": spec["db_path"]})
+                self._profile_memory = memory
+        await memory.aadd(fact, user_id=self.user_id, session_id=self.session_id, kind=kind,
+                          importance=0.9, relevance=1.0)
 
     def get_preferences(self) -> dict[str, Any]:
         return self.user_profile.get("preferences", {})
@@ -145,19 +160,30 @@ class UserDataMixin:
     def add_result(self, objective: str, results: Any) -> None:
         run_sync(self.aadd_result, objective, results)
 
-    async def aget_context(self, window: int = 10) -> dict[str, Any]:
-        """A plain dict for prompts and workflows: recent messages, user data, results, counters."""
+    async def aget_context(self, window: int | None = None) -> dict[str, Any]:
+        """A plain dict for prompts and workflows: the recent window (``window`` messages, default
+        the session's ``context_window`` or 10), user profile, recent topics, session duration
+        (seconds since creation), interaction count (turns), user data and recorded results."""
+        if window is None:
+            window = getattr(self, "context_window", None) or 10
         st = await self.aget_state()  # type: ignore[attr-defined]
         recent = st["history"][-window:] if window else []
         return {"session_id": self.session_id, "user_id": self.user_id,
                 "recent_history": [{"role": m["role"], "content": m.get("content"), "name": m.get("name")}
                                    for m in recent],
-                "recent_topics": extract_topics(recent), "user_data": st["user_data"],
-                "user_profile": st["user_profile"], "results": st["metadata"].get("results", []),
-                "interaction_count": st["turns"], "session_duration": time.time() - st["created_at"]}
+                **session_context(st, recent), "user_data": st["user_data"],
+                "results": st["metadata"].get("results", [])}
 
-    def get_context(self, window: int = 10) -> dict[str, Any]:
+    def get_context(self, window: int | None = None) -> dict[str, Any]:
         return run_sync(self.aget_context, window)
+
+    async def abuild_context(self, window: int | None = None) -> dict[str, Any]:
+        """The session's context (:meth:`get_context`); ``prompt_context="full"`` puts its
+        profile, topics, duration and interaction count in every prompt."""
+        return await self.aget_context(window)
+
+    def build_context(self, window: int | None = None) -> dict[str, Any]:
+        return run_sync(self.abuild_context, window)
 
     def extract_topics(self, history: list[dict[str, Any]] | None = None, top: int = 5) -> list[str]:
         """The most frequent content words of the user's messages (all, or of ``history``)."""

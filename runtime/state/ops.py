@@ -41,7 +41,7 @@ from repertory.errors import InvalidInput, SessionNotFound, StoreError
 from repertory.state import schema
 from repertory.state.session_state import SessionState, check_history
 
-__all__ = ["checkpoint_snapshot", "commit_replace", "create_checkpoint", "edit_message", "export_session",
+__all__ = ["add_rating", "checkpoint_snapshot", "commit_replace", "create_checkpoint", "edit_message", "export_session",
            "import_session", "list_checkpoints", "pop_turn", "read_fields", "restore_checkpoint", "set_history",
            "set_state", "set_ttl", "truncate", "unsnapshot", "update_fields", "update_item", "update_workflow"]
 
@@ -50,7 +50,9 @@ log = structlog.get_logger("repertory.state")
 CHECKPOINT, VERSION = "checkpoint", "version"
 # Meta fields that describe the live session rather than a point in its past: a restore
 # keeps the session's agents and never erases a recorded agent change.
-_LIVE_FIELDS = ("session_id", "user_id", "created_at", "ttl", "agent", "agents", "agent_changes")
+# Ratings are feedback on the session and window settings a choice about it: both stay too.
+_LIVE_FIELDS = ("session_id", "user_id", "created_at", "ttl", "agent", "agents", "agent_changes", "ratings",
+                "context")
 
 
 def snapshot(state: SessionState) -> bytes:
@@ -270,6 +272,21 @@ async def read_fields(store: Store, state: SessionState) -> dict[str, Any]:
     return {"user_data": m["user_data"], "user_profile": m["user_profile"], "metadata": m["metadata"],
             "created_at": m["created_at"], "updated_at": m["updated_at"], "turns": m["turns"],
             "revision": state.revision, "agent": m.get("agent"), "agents": m.get("agents", {})}
+
+
+async def add_rating(store: Store, state: SessionState, score: float, comment: str | None = None,
+                     op_id: str | None = None) -> int:
+    """Record an explicit rating (0 to 1) of the session; returns how many it keeps."""
+    if _replayed(state, op_id) is not None:
+        return len(state.meta.get("ratings", ()))
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
+        raise InvalidInput(f"a rating is a number from 0 (unhappy) to 1 (happy), got {score!r:.40}; "
+                           "for 4 stars out of 5 pass 4 / 5")
+    if comment is not None and not isinstance(comment, str):
+        raise InvalidInput(f"a rating's comment is a str or None, got {type(comment).__name__}")
+    ratings = [*state.meta.get("ratings", ())[-(schema.RATINGS_KEPT - 1):], [float(score), time.time(), comment]]
+    await commit_replace(store, state, state.messages, dict(state.meta, ratings=ratings), op_id=op_id)
+    return len(ratings)
 
 
 async def set_ttl(store: Store, state: SessionState, ttl: float | None, op_id: str | None = None) -> None:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from repertory.agents.definition import DEFINITION_FIELDS, TOOL_FIELDS, stored_options
+from repertory.agents.definition import DEFINITION_FIELDS, OPTIONAL_FIELDS, TOOL_FIELDS, stored_options
 from repertory.errors import CorruptState, InvalidInput, UnsupportedFormat
 from repertory.ids import storage_key, validate_session_id, validate_user_id
 
 from repertory.stores.values import MAX_DEPTH, RECORD_MAX_DEPTH, Error, Violation, check_plain, check_value, raise_as
 
-__all__ = ["AGENT_CHANGES_KEPT", "CHANGE_FIELDS", "MAX_DEPTH", "RECORD_MAX_DEPTH", "ROLES", "SCHEMA_VERSION",
+__all__ = ["AGENT_CHANGES_KEPT", "CHANGE_FIELDS", "CONTEXT_FIELDS", "CONTEXT_POLICIES", "RATINGS_KEPT",
+           "WINDOW_FIELDS", "check_context_settings", "MAX_DEPTH", "RECORD_MAX_DEPTH", "ROLES", "SCHEMA_VERSION",
            "check_agent_definitions", "check_checkpoint_info", "check_export_doc", "check_message", "check_meta",
            "check_ttl", "check_value"]
 
@@ -30,9 +31,15 @@ _IMPORT = "nothing was imported. Re-export it, or remove it and import the rest"
 _META_REQUIRED = ("schema", "session_id", "user_id", "created_at", "updated_at", "turns", "user_data",
                   "user_profile", "metadata", "recent_turns", "ttl")
 # Sessions stored before agent definitions were kept lack the last three; all are optional.
-_META_OPTIONAL = ("last_turn_id", "metrics", "agent", "agents", "agent_changes", "recent_ops")
-# What a session's turns cost beyond one model call each (SessionState.append_write).
-METRICS = ("repeated_model_calls", "cas_retries", "lease_waits")
+_META_OPTIONAL = ("last_turn_id", "metrics", "agent", "agents", "agent_changes", "recent_ops",
+                  "ratings", "context", "window")
+# What a session's turns cost beyond one model call each (SessionState.append_write), and
+# the turns that failed (the model or a tool raised; nothing else was written).
+METRICS = ("repeated_model_calls", "cas_retries", "lease_waits", "errors")
+RATINGS_KEPT = 100  # the newest explicit ratings a session keeps (Session.rate)
+CONTEXT_POLICIES = ("drop", "summarize")
+CONTEXT_FIELDS = ("messages", "tokens", "policy")  # a session's window settings (meta["context"])
+WINDOW_FIELDS = ("start", "summary", "usage", "summaries")  # its window's state (meta["window"])
 AGENT_CHANGES_KEPT = 32  # the newest replacements of a session's agents that it remembers
 CHANGE_FIELDS = ("at", "field", "name", "old", "new")
 _INFO_FIELDS = ("id", "cp_id", "kind", "turn", "timestamp", "label")
@@ -89,6 +96,11 @@ def _message(msg: Any, where: str) -> dict[str, Any]:
         v = msg.get(f)
         _need(f not in msg or isinstance(v, str) or (nullable and v is None), f"{where}[{f!r}]",
               f"must be a str, got {type(v).__name__}", "pass text")
+    _need("model" not in msg or isinstance(msg["model"], str), f"{where}['model']",
+          f"must be a str, got {type(msg.get('model')).__name__}", "pass the model's name")
+    for f in ("latency", "cost"):
+        _need(f not in msg or (_is_time(msg[f]) and msg[f] >= 0), f"{where}[{f!r}]",
+              f"must be a finite number >= 0, got {msg.get(f)!r:.40}", "leave it to repertory")
     usage = msg.get("usage", {})
     _need(isinstance(usage, dict) and all(_is_int(n) for n in usage.values()), f"{where}['usage']",
           "must map token-count names to ints", 'e.g. {"prompt_tokens": 12}')
@@ -134,8 +146,16 @@ def _agent_def(d: Any, where: str) -> None:
     """An agent definition (``Agent.to_dict()``): its fields, their types, and no secrets."""
     _need(isinstance(d, dict), where, f"must be an agent definition (a dict), got {type(d).__name__}",
           "Agent.to_dict() gives one")
-    _need(set(d) == set(DEFINITION_FIELDS), where, f"has fields {sorted(map(str, d))}",
-          f"an agent definition has exactly {list(DEFINITION_FIELDS)}")
+    _need(set(DEFINITION_FIELDS) <= set(d) <= set(DEFINITION_FIELDS + OPTIONAL_FIELDS), where,
+          f"has fields {sorted(map(str, d))}",
+          f"an agent definition has exactly {list(DEFINITION_FIELDS)}, and optionally {list(OPTIONAL_FIELDS)}")
+    if "context" in d:
+        c = d["context"]
+        _need(isinstance(c, dict) and set(c) == {"tokens", "policy"}
+              and (c["tokens"] is None or (_is_int(c["tokens"]) and c["tokens"] >= 1))
+              and c["policy"] in (None, *CONTEXT_POLICIES), f"{where}['context']",
+              f"must be {{'tokens': int >= 1 | None, 'policy': one of {list(CONTEXT_POLICIES)} | None}}",
+              "Agent.to_dict() gives it")
     for f in ("name", "model"):
         _need(_text(d[f]), f"{where}[{f!r}]", f"must be non-empty text, got {d[f]!r:.40}", "pass text")
     _need(isinstance(d["instructions"], str), f"{where}['instructions']",
@@ -169,6 +189,53 @@ def _agent_def(d: Any, where: str) -> None:
         _need(t["path"] is None or _tool_path(t["path"]), at + "['path']",
               f"must be None or an import path 'module:qualname', got {t['path']!r:.80}", "fix the path")
         _need(isinstance(t["description"], str), at + "['description']", "must be text", "pass text")
+
+
+def check_context_settings(settings: Any, where: str, *, error: Error = InvalidInput) -> dict[str, Any]:
+    """A session's window settings: ``{"messages": int >= 1 | None, "tokens": int >= 1 | None,
+    "policy": "drop" | "summarize"}``; returns them."""
+    try:
+        _context(settings, where)
+    except Violation as bad:
+        raise_as(bad, error)
+    return settings
+
+
+def _context(c: Any, where: str) -> None:
+    _need(isinstance(c, dict) and set(c) == set(CONTEXT_FIELDS), where,
+          f"must be a dict with exactly {list(CONTEXT_FIELDS)}", "leave it to repertory")
+    for f, name in (("messages", "context_window"), ("tokens", "max_context_tokens")):
+        v = c[f]
+        _need(v is None or (_is_int(v) and v >= 1), f"{where}[{f!r}]", f"must be None or an int >= 1, got {v!r:.40}",
+              f"pass {name}=None or a positive number")
+    _need(c["policy"] in CONTEXT_POLICIES, f"{where}['policy']", f"is {c['policy']!r:.40}",
+          f"use one of {list(CONTEXT_POLICIES)}")
+
+
+def _window(w: Any, where: str) -> None:
+    _need(isinstance(w, dict) and set(w) == set(WINDOW_FIELDS), where,
+          f"must be a dict with exactly {list(WINDOW_FIELDS)}", "leave it to repertory")
+    _need(_is_int(w["start"]) and w["start"] >= 0, where + "['start']", "must be an int >= 0", "leave it to repertory")
+    _need(w["summary"] is None or isinstance(w["summary"], str), where + "['summary']", "must be a str or None",
+          "leave it to repertory")
+    _need(_is_int(w["summaries"]) and w["summaries"] >= 0, where + "['summaries']", "must be an int >= 0",
+          "leave it to repertory")
+    u = w["usage"]
+    _need(isinstance(u, dict) and all(_is_int(n) for n in u.values()), where + "['usage']",
+          "must map token-count names to ints", "leave it to repertory")
+
+
+def _ratings(ratings: Any, where: str) -> None:
+    _need(isinstance(ratings, list) and len(ratings) <= RATINGS_KEPT, where,
+          f"must be a list of at most {RATINGS_KEPT} ratings", "leave it to repertory")
+    for i, r in enumerate(ratings):
+        at = f"{where}[{i}]"
+        _need(isinstance(r, list) and len(r) == 3, at, "must be a [score, time, comment] triple", "use Session.rate")
+        score, when, comment = r
+        _need((_is_int(score) or isinstance(score, float)) and _is_time(score) and 0 <= score <= 1, at,
+              f"score must be a number from 0 to 1, got {score!r:.40}", "use Session.rate")
+        _need(_is_time(when), at, f"time must be a finite number, got {when!r:.40}", "use time.time()")
+        _need(comment is None or isinstance(comment, str), at, "comment must be a str or None", "pass text")
 
 
 def _agents(meta: dict[str, Any], m: str) -> None:
@@ -249,6 +316,11 @@ def _meta(meta: Any, where: str, error: Error) -> dict[str, Any]:
         _is_int(n) and n >= 0 for n in metrics.values()), m + "['metrics']",
         f"must map some of {list(METRICS)} to ints >= 0", "leave it to repertory")
     _agents(meta, m)
+    if meta.get("context") is not None:
+        _context(meta["context"], m + "['context']")
+    if "window" in meta:
+        _window(meta["window"], m + "['window']")
+    _ratings(meta.get("ratings", []), m + "['ratings']")
     last = meta.get("last_turn_id")
     _need(last is None or isinstance(last, str), m + "['last_turn_id']", "must be a str or None", "pass text")
     # The rest (surrogates in ids, huge ints) in one walk; the three dicts were walked above.

@@ -88,13 +88,20 @@ class SessionState:
     def history(self) -> list[dict[str, Any]]:
         return unpack_array(pack_array(self.messages))
 
-    def prompt_blob(self, user_msg: dict[str, Any], window: int | None = None) -> bytes:
-        """History (its last ``window`` messages) plus ``user_msg``, as one msgpack array.
+    def prompt_blob(self, user_msg: dict[str, Any], window: int | None = None, start: int = 0) -> bytes:
+        """History (from message ``start``, its last ``window`` messages) plus ``user_msg``, as
+        one msgpack array.
 
         The host never decodes the history for a turn: the agent does, in one pass.
         """
-        msgs = self.messages[-window:] if window else self.messages
+        msgs = self.messages[start:] if start else self.messages
+        if window:
+            msgs = msgs[-window:]
         return pack_array([*msgs, _codec.encode(user_msg)])
+
+    def recent(self, n: int) -> list[dict[str, Any]]:
+        """The last ``n`` messages, decoded."""
+        return unpack_array(pack_array(self.messages[-n:])) if n else []
 
     def replay(self, turn_id: str, content: str) -> str | None:
         """The stored reply of a recent turn with this id and this user message, or None if
@@ -141,11 +148,13 @@ class SessionState:
 
     def append_write(self, messages: list[dict[str, Any]], *, turn_id: str | None = None,
                      turns: int = 1, metrics: dict[str, int] | None = None,
-                     agents: dict[str, Any] | None = None) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
+                     agents: dict[str, Any] | None = None, fields: dict[str, Any] | None = None,
+                     ) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
         """The write that appends ``messages``; apply it with :meth:`applied` once committed.
         ``metrics`` are added to the session's counters (:data:`schema.METRICS`).
         ``agents``: the definitions the turn ran with (``{"agent": ..., "agents": {...}}``);
         stored, and a replacement recorded, where they differ from the session's.
+        ``fields``: other meta fields the turn changed (window settings and state), checked here.
         """
         now = time.time()
         meta = dict(self.meta, updated_at=now, turns=self.meta["turns"] + turns)
@@ -158,6 +167,10 @@ class SessionState:
         replaced = with_definitions(self.meta, agents, now)  # checked against the schema there
         if replaced is not None:
             meta.update(replaced)
+        checked = True
+        if fields:
+            meta.update(fields)
+            checked = False  # new values: the encode walks them
         if turn_id is not None:
             # Remember recent turn ids with their reply's index: a resent turn is answered, not redone.
             recent = [*self.meta.get("recent_turns", ())[-(RECENT_TURNS - 1):],
@@ -166,7 +179,7 @@ class SessionState:
         encoded = [_codec.encode(m) for m in messages]
         # The meta is the stored one (checked when written or loaded) plus a time, a count and
         # a turn id (a str the wire accepted): the hottest encode of a turn skips the walk.
-        write = StateWrite(self.key, self.revision, _codec.encode(meta, checked=True), encoded,
+        write = StateWrite(self.key, self.revision, _codec.encode(meta, checked=checked), encoded,
                            base_count=len(self.messages), updated_at=now, expires_at=self._expires(now),
                            first_revision=self._first_revision(), owner=self.owner)
         return write, meta, self.messages + encoded
@@ -197,6 +210,7 @@ class SessionState:
         meta = dict(meta, updated_at=updated_at or now)
         if not keep_recent_turns:
             meta["recent_turns"] = []
+            meta.pop("window", None)  # its start and summary describe the old history
         write = StateWrite(self.key, self.revision, _codec.encode(meta), list(messages), replace=True,
                            updated_at=meta["updated_at"], expires_at=self._expires(now, meta),
                            first_revision=self._first_revision(), owner=self.owner, checkpoint=checkpoint)
@@ -213,4 +227,6 @@ class SessionState:
                 "metadata": m["metadata"], "created_at": m["created_at"], "updated_at": m["updated_at"],
                 "turns": m["turns"], "revision": self.revision,
                 "metrics": {name: m.get("metrics", {}).get(name, 0) for name in schema.METRICS},
-                "agent": m.get("agent"), "agents": m.get("agents", {}), "agent_changes": m.get("agent_changes", [])}
+                "agent": m.get("agent"), "agents": m.get("agents", {}), "agent_changes": m.get("agent_changes", []),
+                "ratings": [{"score": r[0], "at": r[1], "comment": r[2]} for r in m.get("ratings", ())],
+                "context": m.get("context"), "window": m.get("window")}

@@ -28,6 +28,8 @@ _durable = _load("test_durable_session")
 _shared = _load("test_shared_state_local")
 _memory = _load("test_memory")
 _chroma = _load("test_memory_chroma")
+_analytics = _load("test_analytics")
+_window = _load("test_context_window")
 
 test_checkpoint_list_restore_and_retention = _durable.test_checkpoint_list_restore_and_retention
 test_restore_keeps_revision_moving_forward = _durable.test_restore_keeps_revision_moving_forward
@@ -64,6 +66,27 @@ test_custom_scorer_decides_what_is_kept = _memory.test_custom_scorer_decides_wha
 test_seed_memory_integration_snippet = _memory.test_seed_memory_integration_snippet
 test_an_unreadable_extraction_answer_falls_back_to_the_patterns = \
     _memory.test_an_unreadable_extraction_answer_falls_back_to_the_patterns
+
+
+# Analytics read what the AgentActors recorded on each reply (model, latency, usage, cost).
+test_analytics_figures_are_exact_for_a_scripted_session = _analytics.test_analytics_figures_are_exact_for_a_scripted_session
+test_turns_record_model_latency_and_usage = _analytics.test_turns_record_model_latency_and_usage
+test_ratings_are_kept_apart_from_metadata = _analytics.test_ratings_are_kept_apart_from_metadata
+test_failed_turns_are_counted = _analytics.test_failed_turns_are_counted
+test_seed_analytics_preferences_and_context_snippets = _analytics.test_seed_snippets_run
+
+# The window is fitted in the AgentActors; its settings and state cross to them with each turn.
+test_a_5000_turn_session_stays_within_the_demo_models_context = \
+    _window.test_a_5000_turn_session_stays_within_the_demo_models_context
+test_summaries_fold_older_turns_and_their_tokens_are_counted = \
+    _window.test_summaries_fold_older_turns_and_their_tokens_are_counted
+test_drop_keeps_the_newest_messages_only = _window.test_drop_keeps_the_newest_messages_only
+test_tool_rounds_stay_within_the_token_limit = _window.test_tool_rounds_stay_within_the_token_limit
+test_the_prompt_carries_the_profile_and_the_agents_context = \
+    _window.test_the_prompt_carries_the_profile_and_the_agents_context
+test_build_context_returns_the_seed_fields = _window.test_build_context_returns_the_seed_fields
+test_streamed_turns_fit_and_store_the_window = _window.test_streamed_turns_fit_and_store_the_window
+test_preferences_reach_the_users_long_term_memory = _analytics.test_preferences_reach_the_users_long_term_memory
 
 
 @pytest.fixture

@@ -283,6 +283,17 @@ def test_cli_show(cli_db):
         assert word in result.output
 
 
+def test_cli_show_prints_analytics(cli_db):
+    _init(cli_db)
+    Session("mine", user_id="u1").rate(0.75)
+    repertory.shutdown()
+    result = _run(cli_db, "show", "mine", "--user", "u1")
+    assert result.exit_code == 0, result.output
+    for word in ("satisfaction", "0.75 (ratings, 1 ratings)", "latency", "p50", "tokens", "cost", "errors",
+                 "topics", "hello"):
+        assert word in result.output, word
+
+
 def test_cli_show_unknown_session(cli_db):
     result = _run(cli_db, "show", "ghost")
     assert result.exit_code == 1

@@ -67,6 +67,7 @@ CASES: dict[str, tuple[Op, Callable[[Any], bool]]] = {
     "update_workflow": (lambda h, o: h.update_workflow(REF, "wf", {"t": "done"}, "done", o),
                         lambda r: r["tasks"] == {"t": "done"} and r["status"] == "done"),
     "set_ttl": (lambda h, o: h.set_ttl(REF, 500.0, o), lambda r: r is None),
+    "add_rating": (lambda h, o: h.add_rating(REF, 0.8, "good", o), lambda r: r == 1),
     "create_checkpoint": (lambda h, o: h.create_checkpoint(REF, "mine", "checkpoint", None, o),
                           lambda r: r["cp_id"] == "c2" and r["label"] == "mine"),
     "save_version": (lambda h, o: h.create_checkpoint(REF, "v1", "version", None, o), lambda r: r["cp_id"] == "v1"),
