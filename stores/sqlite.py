@@ -227,17 +227,7 @@ class SQLiteStore(Store):
         return w.expected_revision + 1 if w.expected_revision else w.first_revision
 
     def _tx(self, fn, *args):
-        self._check_writable()
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            out = fn(conn, *args)
-            conn.execute("COMMIT")
-        except BaseException:
-            rollback(conn)
-            raise
-        self._check_file("write")
-        return out
+        return self._in_tx(self._connect(), fn, *args)
 
     @staticmethod
     def _delete_in(conn: sqlite3.Connection, key: str, op_id: str | None = None) -> bool:

@@ -11,11 +11,13 @@ Keys (``<p>`` the store prefix, ``T`` the thread id with braces escaped)::
 The thread id is the hash tag, so a thread lives in one cluster slot and every verb is one
 atomic script. Checkpoint ids (uuid6) sort by time as bytes, which is how ZRANGEBYLEX orders,
 so "latest", ``before`` and ``limit`` are range reads. A TTL is set on all five keys at every
-write (PEXPIRE), so a thread expires whole; ``~`` keeps these keys out of session listings.
+write (PEXPIRE) and by reads (at most every tenth of the TTL per saver), so a thread expires
+whole; ``~`` keeps these keys out of session listings.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
@@ -184,6 +186,7 @@ class RedisThreads:
         self._async_scripts = {name: store.register_script(src) for name, src in sources.items()}
         self._sync_scripts = {name: self._sync.register_script(src) for name, src in sources.items()}
         self._head = f"{store.prefix}:{{"
+        self._touched: dict[str, float] = {}  # thread -> when this saver last refreshed its TTL
 
     def keys(self, thread_id: str) -> list[str]:
         tag = thread_tag("lg", thread_id)
@@ -196,12 +199,17 @@ class RedisThreads:
     async def _arun(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return await self.store.run_script(self._async_scripts[name], keys, args, f"langgraph {name}")
 
-    @staticmethod
-    def _get_op(thread_id: str, ns: str, checkpoint_id: str | None, refresh: float | None):
+    def _get_op(self, thread_id: str, ns: str, checkpoint_id: str | None, refresh: float | None):
         args: list[Any] = [ns, checkpoint_id or ""]
         if refresh is not None:
+            # refresh on access at most every tenth of the TTL: other reads write nothing
+            now = time.monotonic()
+            if now - self._touched.get(thread_id, -refresh) <= refresh / 10:
+                return "get", args
+            self._touched[thread_id] = now
             args.append(_ttl_arg(refresh))
-        return ("get" if refresh is None else "get_refresh"), args
+            return "get_refresh", args
+        return "get", args
 
     def get(self, thread_id: str, ns: str, checkpoint_id: str | None, refresh: float | None = None):
         name, args = self._get_op(thread_id, ns, checkpoint_id, refresh)

@@ -86,11 +86,11 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
         keep_checkpoints: int | None = None,
         runtime: Runtime | None = None,
         persist_memory: bool | None = None,
+        agent_url: None = None,
         context_window: int | None = None,
         max_context_tokens: int | None = None,
         context_policy: str | None = None,
         prompt_context: str | bool | None = "profile",
-        agent_url: None = None,
     ) -> None:
         # "shared" was the first name of both "pooled" and "transcript"; still understood.
         placement = "pooled" if placement == "shared" else placement
