@@ -17,8 +17,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from repertory.errors import RuntimeNotReady
 from repertory.host import wire
 from repertory.logs import configure_logging
-from repertory.memory.chroma import add_capped
 from repertory.memory.stores import open_memory_store, store_key
+from repertory.memory.threaded import add_capped
 
 from .calls import call_restartable
 from .names import ActorNames

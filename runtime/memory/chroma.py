@@ -16,21 +16,18 @@ Every chromadb call runs on the store's own thread, never on the caller's event 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import structlog
 
-from repertory.errors import MemoryConfigError, StoreError
+from repertory.errors import MemoryConfigError
 from repertory.memory.embeddings import Embedder, collection_name, embedder_for
+from repertory.memory.threaded import ThreadedMemoryStore, add_capped
 
 __all__ = ["ChromaMemoryStore", "memory_id"]
 
-log = structlog.get_logger("repertory.memory")
 _META = ("kind", "importance", "relevance", "score", "created_at", "updated_at")
 
 
@@ -46,29 +43,17 @@ def _row(mid: str, doc: str, meta: dict[str, Any]) -> dict[str, Any]:
             "session_id": meta.get("session_id")}
 
 
-class ChromaMemoryStore:
+class ChromaMemoryStore(ThreadedMemoryStore):
     """Long-term memories in a chromadb folder; the same async verbs as the sqlite store."""
+
+    provider = "chromadb"
 
     def __init__(self, path: str | Path, embedding_model: str, embedding_options: dict[str, Any] | None = None,
                  *, embedder: Embedder | None = None) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         self.embedding_model = embedding_model
         self._embedder = embedder or embedder_for(embedding_model, embedding_options)
         self._collection: Any = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="repertory-chroma")
-
-    # -- the thread -------------------------------------------------------------------
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._guarded, fn, args)
-
-    def _guarded(self, fn: Any, args: tuple) -> Any:
-        try:
-            return fn(self._open(), *args)
-        except (MemoryConfigError, StoreError):
-            raise
-        except Exception as exc:  # chromadb raises its own classes, and ValueError, for a bad folder or record
-            raise StoreError(f"chromadb memory at {str(self.path)!r} failed in {fn.__name__.lstrip('_')}: "
-                             f"{type(exc).__name__}: {exc}") from exc
 
     def _open(self) -> Any:
         if self._collection is None:
@@ -98,11 +83,6 @@ class ChromaMemoryStore:
         vectors = await self._embedder.embed([i["content"] for i, _ in items])
         return await self._run(_upsert, scope, [(dict(i), s) for i, s in items], vectors)
 
-    async def add(self, scope: str, item: dict[str, Any], score: float, *, max_memories: int | None = None,
-                  rescore: Any = None) -> str | None:
-        ids = await self.add_many(scope, [(item, score)], max_memories=max_memories, rescore=rescore)
-        return ids[0] if ids else None  # None: the cap kept it out
-
     async def search(self, scope: str, query: str, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` memories of ``scope`` nearest to ``query`` (cosine), best first;
         ``rank`` is the distance."""
@@ -110,16 +90,6 @@ class ChromaMemoryStore:
             return []
         vector = (await self._embedder.embed([query]))[0]
         return await self._run(_query, scope, vector, limit)
-
-    async def recall(self, scope: str, query: str, limit: int) -> list[dict[str, Any]]:
-        """:meth:`search`, topped up with the scope's best-scored memories up to ``limit``."""
-        hits = await self.search(scope, query, limit)
-        if len(hits) < limit:
-            seen = {h["id"] for h in hits}
-            rest = sorted((m for m in await self.all(scope) if m["id"] not in seen),
-                          key=lambda m: (-m["score"], -m["timestamp"]))
-            hits += rest[: limit - len(hits)]
-        return hits
 
     async def all(self, scope: str) -> list[dict[str, Any]]:
         """Every memory of ``scope``, oldest first."""
@@ -136,37 +106,8 @@ class ChromaMemoryStore:
         """Delete every memory of ``scope``; returns how many."""
         return await self._run(_clear, scope)
 
-    def close(self) -> None:
+    def _close_client(self) -> None:
         self._collection = None
-        self._pool.shutdown(wait=True)
-
-
-async def add_capped(store: Any, scope: str, items: list[tuple[dict[str, Any], float]], max_memories: int,
-                     rescore: Any) -> list[str]:
-    """Add ``items`` to a scope capped at ``max_memories``: rank the scope's memories (rescored
-    now with ``rescore`` when given: recency moves) together with the candidates, write only the
-    candidates that make the cut and delete the memories that fall out. Exact, and no write is
-    spent on a candidate that would be evicted at once. Works on any store with ``add_many``
-    (uncapped), ``all`` and ``delete``."""
-    rows = await store.all(scope)
-    if rescore is not None:
-        for r in rows:
-            r["score"] = float(rescore({**r, "scope": scope}))
-    # By content, not id: a provider may name records its own way (mem0's ids are its own).
-    ranked: dict[str, tuple[float, float]] = {r["content"]: (r["score"], r["timestamp"]) for r in rows}
-    for item, score in items:
-        ts = float(item.get("timestamp") or time.time())
-        old = ranked.get(item["content"])
-        ranked[item["content"]] = (max(score, old[0]), max(ts, old[1])) if old else (score, ts)
-    order = sorted(ranked, key=lambda c: ranked[c], reverse=True)
-    keep = set(order[:max_memories])
-    write = [(i, s) for i, s in items if i["content"] in keep]
-    gone = [r["id"] for r in rows if r["content"] not in keep]
-    ids = await store.add_many(scope, write) if write else []
-    if gone:
-        await store.delete(scope, gone)
-        log.debug("memories_evicted", scope=scope, evicted=len(gone), kept=max_memories)
-    return ids
 
 
 def _metadata(scope: str, item: dict[str, Any], score: float, created: float, updated: float) -> dict[str, Any]:

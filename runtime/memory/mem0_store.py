@@ -16,16 +16,14 @@ As for chromadb, one process owns the folder (on Ray, its memory actor).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from repertory.errors import MemoryConfigError, StoreError
-from repertory.memory.chroma import add_capped
+from repertory.errors import MemoryConfigError
 from repertory.memory.embeddings import DEFAULT_LOCAL_MODEL, LOCAL_PREFIX
+from repertory.memory.threaded import ThreadedMemoryStore, add_capped
 
 __all__ = ["Mem0MemoryStore", "mem0_config"]
 
@@ -65,26 +63,15 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
             "timestamp": meta.get("rp_updated", meta.get("rp_created", 0.0)), "session_id": meta.get("session_id")}
 
 
-class Mem0MemoryStore:
+class Mem0MemoryStore(ThreadedMemoryStore):
     """Long-term memories in mem0; the same async verbs as the other providers."""
 
+    provider = "mem0"
+
     def __init__(self, db_path: str | Path, embedding_model: str, overrides: dict[str, Any] | None = None) -> None:
-        self.path = Path(db_path)
+        super().__init__(db_path)
         self._config = mem0_config(str(self.path), embedding_model, overrides)
         self._mem: Any = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="repertory-mem0")
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._guarded, fn, args)
-
-    def _guarded(self, fn: Any, args: tuple) -> Any:
-        try:
-            return fn(self._open(), *args)
-        except (MemoryConfigError, StoreError):
-            raise
-        except Exception as exc:  # mem0 and its vector store raise their own classes
-            raise StoreError(f"mem0 memory at {str(self.path)!r} failed in {fn.__name__.lstrip('_')}: "
-                             f"{type(exc).__name__}: {exc}") from exc
 
     def _open(self) -> Any:
         if self._mem is None:
@@ -110,30 +97,13 @@ class Mem0MemoryStore:
             return await add_capped(self, scope, items, max_memories, rescore)
         return await self._run(_add, scope, [(dict(i), s) for i, s in items])
 
-    async def add(self, scope: str, item: dict[str, Any], score: float, *, max_memories: int | None = None,
-                  rescore: Any = None) -> str:
-        ids = await self.add_many(scope, [(item, score)], max_memories=max_memories, rescore=rescore)
-        return ids[0] if ids else None  # None: the cap kept it out
-
     async def search(self, scope: str, query: str, limit: int) -> list[dict[str, Any]]:
         if not query.strip():
             return []
         return await self._run(_search, scope, query, limit)
 
-    async def recall(self, scope: str, query: str, limit: int) -> list[dict[str, Any]]:
-        hits = await self.search(scope, query, limit)
-        if len(hits) < limit:
-            seen = {h["id"] for h in hits}
-            rest = sorted((m for m in await self.all(scope) if m["id"] not in seen),
-                          key=lambda m: (-m["score"], -m["timestamp"]))
-            hits += rest[: limit - len(hits)]
-        return hits
-
     async def all(self, scope: str) -> list[dict[str, Any]]:
         return await self._run(_all, scope)
-
-    async def count(self, scope: str) -> int:
-        return len(await self.all(scope))
 
     async def delete(self, scope: str, ids: list[str]) -> int:
         return await self._run(_delete, scope, list(ids))
@@ -141,9 +111,8 @@ class Mem0MemoryStore:
     async def clear(self, scope: str) -> int:
         return await self._run(_clear, scope)
 
-    def close(self) -> None:
+    def _close_client(self) -> None:
         self._mem = None
-        self._pool.shutdown(wait=True)
 
 
 def _telemetry_off() -> None:
