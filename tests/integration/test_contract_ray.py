@@ -104,14 +104,17 @@ def test_recreated_session_never_reuses_a_revision_seen_by_another_runtime(runti
 # item 11: a delete while turns wait on the session's lock keeps one lock
 # ---------------------------------------------------------------------------------------
 async def test_turns_waiting_on_a_deleted_session_run_after_it_one_at_a_time(runtime, server):
-    server.delay = 0.5
+    server.delay = 1.5
     s = Session("locked", agent=Agent("Slow", model="openai/test-model", api_base=server.base_url,
                                       api_key="k", num_retries=0))
     assert await s.achat("warm-up") == "echo: warm-up"  # the agent actor is up
     first = asyncio.ensure_future(s.achat("m1"))
     await asyncio.to_thread(wait_for, lambda: len(server.requests) >= 2, 60, 0.05, "m1 to hold the lock")
     delete = asyncio.ensure_future(s.adelete())
-    await asyncio.sleep(0)
+    # Let the delete reach the host's mailbox before m2 and m3 are sent: one loop turn
+    # (sleep(0)) was not always enough on a loaded machine (CI saw m2 overtake it). m1 holds
+    # the lock for the model's 1.5 s, so there is room to wait.
+    await asyncio.sleep(0.3)
     waiting = [asyncio.ensure_future(s.achat(m)) for m in ("m2", "m3")]
     await asyncio.sleep(0)
     assert await first == "echo: m1"
