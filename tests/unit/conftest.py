@@ -1,3 +1,4 @@
+import asyncio
 import uuid
 
 import pytest
@@ -25,6 +26,18 @@ def local(request, tmp_path):
     yield store
     if repertory.is_initialized():
         repertory.shutdown()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def url(request, tmp_path):
+    """The URL of an empty store: a fresh SQLite file, or Redis under a private key prefix
+    (dropped afterwards). A test that parametrizes ``url`` itself gets its own values."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    prefix = f"rptest-{uuid.uuid4().hex}"
+    yield f"{TEST_DB_URL}?prefix={prefix}"
+    asyncio.run(drop_redis_keys(prefix))
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])

@@ -28,16 +28,6 @@ from repertory.interop.langgraph import RepertorySaver  # noqa: E402
 GRAPH = Path(__file__).parents[1] / "interop_graph.py"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
-        return
-    prefix = f"rptest-{uuid.uuid4().hex}"
-    yield f"{TEST_DB_URL}?prefix={prefix}"
-    asyncio.run(drop_redis_keys(prefix))
-
-
 def _run(url: str, thread: str, mode: str) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, str(GRAPH), url, thread, mode], capture_output=True, text=True,

@@ -16,21 +16,8 @@ from agents import SQLiteSession  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from redis_server import TEST_DB_URL, drop_redis_keys  # noqa: E402
 from repertory.errors import ConcurrentUpdate, InvalidInput  # noqa: E402
 from repertory.interop.openai_agents import RepertorySession  # noqa: E402
-
-BACKENDS = ["sqlite", pytest.param("redis", marks=pytest.mark.redis)]
-
-
-@pytest.fixture(params=BACKENDS)
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
-        return
-    prefix = f"rptest-{uuid.uuid4().hex}"
-    yield f"{TEST_DB_URL}?prefix={prefix}"
-    asyncio.run(drop_redis_keys(prefix))
 
 
 # -- differential: the SDK's SQLiteSession is the reference -------------------------------
