@@ -39,8 +39,8 @@ import itertools
 import math
 import os
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
@@ -62,6 +62,7 @@ from .urls import MASK, redact_url, url_secrets
 __all__ = ["RedisStore", "glob_escape"]
 
 log = structlog.get_logger("repertory.store.redis")
+T = TypeVar("T")
 
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
@@ -294,21 +295,28 @@ class RedisStore(Store):
             script.sha = await self._client.script_load(script.script)
             self._loaded.add(script)
 
-    async def _eval(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], what: str) -> Any:
-        """One script call outside the batches (the verbs that are not on the hot path)."""
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One round trip outside the batches, its failures typed as the store's own."""
         self._check_open()
         try:
-            try:
-                res = await self._client.evalsha(script.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                await self._reload({script})
-                res = await self._client.evalsha(script.sha, len(keys), *keys, *args)
+            res = await call()
         except _UNREACHABLE as exc:
             raise self._unavailable(exc, what) from exc
         except RedisError as exc:
             raise self._failed(exc, what) from exc
         self._mark_available()
         return res
+
+    async def _eval(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], what: str) -> Any:
+        """One script call outside the batches (the verbs that are not on the hot path)."""
+        async def call() -> Any:
+            try:
+                return await self._client.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await self._reload({script})
+                return await self._client.evalsha(script.sha, len(keys), *keys, *args)
+
+        return await self._call(what, call)
 
     # -- hooks for keys beside the sessions' (repertory.interop) -------------------------
     def register_script(self, source: str) -> AsyncScript:
@@ -321,25 +329,14 @@ class RedisStore(Store):
 
     async def run_command(self, what: str, *args: Any) -> Any:
         """One plain command (``"LRANGE", key, 0, -1``), failures typed as the store's own."""
-        self._check_open()
-        try:
-            res = await self._client.execute_command(*args)
-        except _UNREACHABLE as exc:
-            raise self._unavailable(exc, what) from exc
-        except RedisError as exc:
-            raise self._failed(exc, what) from exc
-        self._mark_available()
-        return res
+        return await self._call(what, lambda: self._client.execute_command(*args))
 
     async def scan_keys(self, pattern: str) -> list[bytes]:
         """Names of the keys matching the glob ``pattern`` (SCAN: no blocking, no global index)."""
-        self._check_open()
-        try:
+        async def scan() -> list[bytes]:
             return list({name async for name in self._client.scan_iter(match=pattern, count=1000)})
-        except _UNREACHABLE as exc:
-            raise self._unavailable(exc, "scan") from exc
-        except RedisError as exc:
-            raise self._failed(exc, "scan") from exc
+
+        return await self._call("scan", scan)
 
     # -- the verbs --------------------------------------------------------------------
     async def load(self, key: str) -> SessionRecord | None:
@@ -463,15 +460,8 @@ class RedisStore(Store):
         self._wrote()
 
     async def get_checkpoint(self, key: str, cp_id: str) -> CheckpointRecord | None:
-        self._check_open()
         name = f"{self._base(key)}:cp:{cp_id}"
-        try:
-            h = await self._client.hgetall(name)
-        except _UNREACHABLE as exc:
-            raise self._unavailable(exc, "get_checkpoint") from exc
-        except RedisError as exc:
-            raise self._failed(exc, "get_checkpoint") from exc
-        self._mark_available()
+        h = await self._call("get_checkpoint", lambda: self._client.hgetall(name))
         if not h or b"data" not in h:
             return None
         info = CheckpointInfo(
