@@ -39,6 +39,7 @@ from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array
 
 from repertory.errors import InvalidInput, SessionNotFound, StoreError
 from repertory.state import schema
+from repertory.state import snapshots
 from repertory.state.session_state import SessionState, check_history
 
 __all__ = ["add_rating", "checkpoint_snapshot", "commit_replace", "create_checkpoint", "edit_message", "export_session",
@@ -56,16 +57,13 @@ _LIVE_FIELDS = ("session_id", "user_id", "created_at", "ttl", "agent", "agents",
 
 
 def snapshot(state: SessionState) -> bytes:
+    """A self-contained copy of the state (the export format of a checkpoint, format 1)."""
     return _codec.encode({"meta": state.meta, "messages": state.messages, "revision": state.revision})
 
 
-def unsnapshot(data: bytes, source: str) -> dict[str, Any]:
-    snap = _codec.decode(data, source=source)
-    if not isinstance(snap, dict) or "meta" not in snap or "messages" not in snap:
-        from repertory.errors import CorruptState
-
-        raise CorruptState(f"{source} is not a session snapshot")
-    return snap
+def unsnapshot(data: bytes, state: SessionState, source: str) -> dict[str, Any]:
+    """A stored checkpoint's state (meta, messages, revision), its prefix read from the live history."""
+    return snapshots.read_snapshot(data, state.messages, source)
 
 
 def _replayed(state: SessionState, op_id: str | None) -> list[Any] | None:
@@ -82,11 +80,17 @@ async def commit_replace(store: Store, state: SessionState, messages_raw: list[b
                          checkpoint: CheckpointRecord | None = None) -> int:
     """Replace the stored history and meta in one compare-and-set write; returns the revision.
 
+    Checkpoints that reference live messages this replace changes are copied on write first
+    (:func:`snapshots.preserve`); ``checkpoint`` must reference only the messages it keeps.
+
     Recent turn ids survive only when the history is the one they point into: unchanged
     (the same list), or imported with them (``keep_recent_turns``). ``op_id`` (with what
     answers its resend, ``result``) and ``checkpoint`` are recorded by the same write.
     """
     keep = keep_recent_turns or messages_raw is state.messages
+    if messages_raw is not state.messages:
+        await snapshots.preserve(store, state.key, state.messages,
+                                 snapshots.common_prefix(state.messages, messages_raw))
     write, meta, messages = state.replace_write(messages_raw, state.with_op(meta, op_id, result),
                                                 updated_at=updated_at, keep_recent_turns=keep, checkpoint=checkpoint)
     revision = await store.commit(write)
@@ -94,13 +98,16 @@ async def commit_replace(store: Store, state: SessionState, messages_raw: list[b
     return revision
 
 
-async def _new_checkpoint(store: Store, state: SessionState, label: str, kind: str,
+async def _new_checkpoint(store: Store, state: SessionState, label: str, kind: str, base: int | None = None,
                           ) -> tuple[CheckpointRecord, list[CheckpointInfo]]:
-    """A checkpoint of the state as it is (not yet stored), and the existing ones of ``kind``."""
+    """A checkpoint of the state as it is (not yet stored), and the existing ones of ``kind``.
+
+    It references the first ``base`` live messages (all by default) and holds the rest.
+    """
     existing = await store.list_checkpoints(state.key, kind)
     seq = max((c.seq for c in existing), default=0 if kind == CHECKPOINT else -1) + 1
     info = CheckpointInfo(state.key, f"{kind[0]}{seq}", kind, seq, time.time(), state.meta["turns"], label or "")
-    return CheckpointRecord(info, snapshot(state)), existing
+    return CheckpointRecord(info, snapshots.snapshot(state.meta, state.revision, state.messages, base)), existing
 
 
 async def create_checkpoint(store: Store, state: SessionState, label: str = "", kind: str = CHECKPOINT,
@@ -158,7 +165,7 @@ async def restore_checkpoint(store: Store, state: SessionState, ref: int | str, 
     if _replayed(state, op_id) is not None:
         return state.revision
     rec = await _find(store, state, ref, kind)
-    snap = unsnapshot(rec.data, f"{kind} {ref!r} of session {state.key!r}")
+    snap = unsnapshot(rec.data, state, f"{kind} {ref!r} of session {state.key!r}")
     meta = dict(snap["meta"])
     for f in _LIVE_FIELDS:
         if f in state.meta:
@@ -180,7 +187,9 @@ async def _cut(store: Store, state: SessionState, what: str, messages: list[byte
     operation's record points there in the checkpoint, which answers a resend.
     """
     if removed:
-        record, _ = await _new_checkpoint(store, state, f"before {what}", CHECKPOINT)
+        # The checkpoint keeps what the edit changes: it references only the prefix that stays.
+        record, _ = await _new_checkpoint(store, state, f"before {what}", CHECKPOINT,
+                                          snapshots.common_prefix(state.messages, messages))
         await commit_replace(store, state, messages, state.meta if meta is None else meta, op_id=op_id,
                              result=[record.info.cp_id, start, start + len(removed)], checkpoint=record)
     return removed
@@ -192,7 +201,7 @@ async def _removed(store: Store, state: SessionState, what: str, result: list[An
     rec = await store.get_checkpoint(state.key, cp_id)
     if rec is None:
         raise _gone(what, state, cp_id)
-    snap = unsnapshot(rec.data, f"checkpoint {cp_id!r} of session {state.key!r}")
+    snap = unsnapshot(rec.data, state, f"checkpoint {cp_id!r} of session {state.key!r}")
     return unpack_array(pack_array(snap["messages"][start:stop]))
 
 
@@ -333,7 +342,11 @@ async def export_session(store: Store, state: SessionState, with_checkpoints: bo
         for info in await store.list_checkpoints(state.key):
             rec = await store.get_checkpoint(state.key, info.cp_id)
             if rec is not None:
-                out["checkpoints"].append({"info": _info_dict(info), "data": rec.data})
+                # Exported checkpoints are self-contained (format 1): a file holds no live history.
+                snap = unsnapshot(rec.data, state, f"{info.kind} {info.cp_id!r} of session {state.key!r}")
+                data = _codec.encode({"meta": snap["meta"], "messages": snap["messages"],
+                                      "revision": snap.get("revision", 0)}, checked=True)
+                out["checkpoints"].append({"info": _info_dict(info), "data": data})
     return out
 
 
@@ -360,7 +373,9 @@ async def import_session(store: Store, state: SessionState, doc: dict[str, Any],
     for cp in doc.get("checkpoints") or []:
         i = cp["info"]
         info = CheckpointInfo(state.key, i["cp_id"], i["kind"], i["id"], i["timestamp"], i["turn"], i["label"])
-        await store.put_checkpoint(CheckpointRecord(info, cp["data"]))
+        # Stored linear against the imported history: an import grows with it, not with its copies.
+        data = snapshots.linear_from(cp["data"], state.messages, f"the imported {i['kind']} {i['cp_id']!r}")
+        await store.put_checkpoint(CheckpointRecord(info, data))
         brought.add(i["cp_id"])
     stale = [c.cp_id for c in old if c.cp_id not in brought]
     if stale:
@@ -371,7 +386,7 @@ async def import_session(store: Store, state: SessionState, doc: dict[str, Any],
 async def checkpoint_snapshot(store: Store, state: SessionState, ref: int | str,
                                   kind: str = CHECKPOINT) -> dict[str, Any]:
     rec = await _find(store, state, ref, kind)
-    snap = unsnapshot(rec.data, f"{kind} {ref!r} of session {state.key!r}")
+    snap = unsnapshot(rec.data, state, f"{kind} {ref!r} of session {state.key!r}")
     return {"kind": "repertory.session", "key": state.key, "meta": snap["meta"],
             "messages": snap["messages"], "version": snap.get("version", 0), "checkpoints": []}
 
