@@ -71,7 +71,10 @@ def test_checkpoints_are_linear_survive_edits_restores_and_a_restart(start):
     assert stored["checkpoints"] < stored["messages"] / 2, stored
     s.edit_message(3, "edited")  # copy-on-write: checkpoints 1..4 keep the original message 3
     s.truncate(10)
-    assert _formats(start.url, "alice/big") == [2] * 6  # 4 automatic, 1 before the edit, 1 before truncate
+    # 4 automatic, 1 before the edit, 1 before truncate, and 2 frozen segments (one per edit).
+    assert _formats(start.url, "alice/big") == [2] * 8
+    # The edited tails are stored once each, not once per checkpoint (that would be ~4x the history).
+    assert storage_usage("big", "alice")["checkpoints"] < 2.5 * stored["messages"]
 
     start()  # a new runtime on the same store: everything acknowledged reads back
     s = Session("big", agent=NULL, user_id="alice", checkpoint_every=5)

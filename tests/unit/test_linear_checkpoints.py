@@ -127,7 +127,7 @@ def make_machine(kind: str, folder: Path):
         @rule(data=st.data())
         def delete_checkpoint(self, data):
             cp_id = data.draw(st.sampled_from(sorted(self.model)))
-            assert self.run(self.store.delete_checkpoints(self.state.key, [cp_id])) == 1
+            assert self.run(ops.delete_checkpoints(self.store, self.state, [cp_id])) == 1
             del self.model[cp_id]
 
         @precondition(lambda self: self.state.revision)
@@ -161,8 +161,13 @@ def make_machine(kind: str, folder: Path):
             if not self.state.revision:
                 return
             assert _contents(self.state.messages) == self.history
-            stored = {i.cp_id for i in self.run(self.store.list_checkpoints(self.state.key))}
-            assert stored == set(self.model)
+            infos = self.run(self.store.list_checkpoints(self.state.key))
+            assert {i.cp_id for i in infos if i.kind != snapshots.SEGMENT} == set(self.model)
+            # Every frozen segment is referenced by a checkpoint: deletes reclaim what only they used.
+            used = {g[0] for i in infos if i.kind != snapshots.SEGMENT
+                    for g in _codec.decode(self.run(self.store.get_checkpoint(self.state.key, i.cp_id)).data)
+                    .get("segs", ())}
+            assert {i.cp_id for i in infos if i.kind == snapshots.SEGMENT} == used
             for cp_id, expected in self.model.items():
                 snap = self.run(ops.checkpoint_snapshot(self.store, self.state, cp_id))
                 assert _contents(snap["messages"]) == expected, cp_id
@@ -196,14 +201,18 @@ async def test_a_checkpoint_stores_no_copy_of_the_history():
     assert len(rec.data) < sum(map(len, state.messages)) / 4
 
 
-async def test_an_edit_copies_only_the_changed_tail_into_the_checkpoints_that_reference_it():
+async def test_an_edit_freezes_the_changed_tail_once_for_all_the_checkpoints_that_reference_it():
     store = MemoryStore()
     state = await _session(store, 10)
     await ops.create_checkpoint(store, state, op_id="a")  # c1: base 20
     await ops.edit_message(store, state, 15, "changed", op_id="b")  # c2 (before the edit)
+    segments = [i for i in await store.list_checkpoints(state.key) if i.kind == snapshots.SEGMENT]
+    assert len(segments) == 1
+    frozen = _codec.decode((await store.get_checkpoint(state.key, segments[0].cp_id)).data)["segment"]
+    assert len(frozen) == 5 and _codec.decode(frozen[0])["content"] == "MESSAGE 7"
     for cp_id in ("c1", "c2"):
         snap = _codec.decode((await store.get_checkpoint(state.key, cp_id)).data)
-        assert snap["base"] == 15 and len(snap["tail"]) == 5
+        assert snap["base"] == 15 and snap["tail"] == [] and snap["segs"] == [[segments[0].cp_id, 0, 5]]
         restored = await ops.checkpoint_snapshot(store, state, cp_id)
         assert _codec.decode(restored["messages"][15])["content"] == "MESSAGE 7"
 
@@ -256,14 +265,30 @@ async def test_a_history_replaced_without_copy_on_write_is_corrupt_not_a_wrong_a
         await ops.checkpoint_snapshot(store, state, 1)
 
 
-async def test_deleting_a_checkpoint_reclaims_its_tail():
+async def test_deleting_checkpoints_reclaims_the_segments_only_they_referenced():
     store = MemoryStore()
     state = await _session(store, 10)
     await ops.create_checkpoint(store, state, op_id="a")
-    await ops.truncate(store, state, 2, op_id="b")  # c1 and c2 now hold messages 2..19 in their tails
-    before = sum(len(r.data) for r in store._checkpoints[state.key].values())
-    await store.delete_checkpoints(state.key, ["c1"])
-    after = sum(len(r.data) for r in store._checkpoints[state.key].values())
-    assert after < before / 1.5
+    await ops.truncate(store, state, 2, op_id="b")  # c1 and c2 reference messages 2..19, frozen once
+
+    async def kinds() -> list[str]:
+        return sorted(i.kind for i in await store.list_checkpoints(state.key))
+
+    assert await kinds() == ["checkpoint", "checkpoint", "segment"]
+    await ops.delete_checkpoints(store, state, ["c1"])
+    assert await kinds() == ["checkpoint", "segment"]  # c2 still needs it
     assert _contents((await ops.checkpoint_snapshot(store, state, "c2"))["messages"])[-1] == ("assistant", "MESSAGE 9")
+    await ops.delete_checkpoints(store, state, ["c2"])
+    assert await kinds() == []
+
+
+async def test_a_lost_segment_is_corrupt_not_a_wrong_answer():
+    store = MemoryStore()
+    state = await _session(store, 3)
+    await ops.create_checkpoint(store, state, op_id="a")
+    await ops.truncate(store, state, 2, op_id="b")
+    seg = next(i.cp_id for i in await store.list_checkpoints(state.key) if i.kind == snapshots.SEGMENT)
+    await store.delete_checkpoints(state.key, [seg])  # behind the ops' back
+    with pytest.raises(CorruptState, match="segment"):
+        await ops.restore_checkpoint(store, state, 1)
 
