@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
-from repertory.agents.agent import TurnOutput
+from repertory.agents.agent import Step, TurnOutput
 from repertory.errors import AgentError
 from repertory.host import wire
 
@@ -61,9 +61,10 @@ class RayAgentPool:
 
     async def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                      shared_state_id: str | None = None, memory: dict | None = None,
-               window: dict | None = None) -> AsyncIterator[str | TurnOutput]:
+                     window: dict | None = None, *, deltas: bool = True, steps: bool = False,
+                     resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
         _, h = self._handle(agent_key, replicas)
-        call = wire.encode([history, context, shared_state_id, memory, window])
+        call = wire.encode([history, context, shared_state_id, memory, window, deltas, steps, resume])
         gen = h.stream.options(num_returns="streaming").remote(call)
         async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
             yield item

@@ -59,6 +59,9 @@ class TurnRequest:
     # they differ; None continues with the stored ones (agents.window).
     context_settings: dict | None = None
     prompt_context: str | None = "profile"  # what the prompt's context adds (state.context.PROMPT_CONTEXTS)
+    # Journal each step of the turn (model replies that ask for tools, tool results), so that
+    # a resend after a crash resumes from the last one; set where the agent has tools.
+    journal: bool = False
 
 
 @dataclass(slots=True)
