@@ -63,8 +63,23 @@ class RayAgentPool:
                      shared_state_id: str | None = None, memory: dict | None = None,
                      window: dict | None = None, *, deltas: bool = True, steps: bool = False,
                      resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
-        _, h = self._handle(agent_key, replicas)
         call = wire.encode([history, context, shared_state_id, memory, window, deltas, steps, resume])
-        gen = h.stream.options(num_returns="streaming").remote(call)
-        async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
-            yield item
+        last: BaseException | None = None
+        for attempt in range(replicas + 2):
+            name, h = self._handle(agent_key, replicas)
+            gen = h.stream.options(num_returns="streaming").remote(call)
+            started = False
+            try:
+                async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
+                    started = True
+                    yield item
+                return
+            except (ActorDiedError, ActorUnavailableError) as exc:
+                if started:  # what it yielded is out: the turn fails, and its resend resumes
+                    raise
+                # As in run: Ray restarts the replica (a host restarted after a crash may find
+                # it still down); try the next one meanwhile.
+                self._handles.pop(name, None)
+                last = exc
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AgentError(f"no replica of agent {agent_key!r} answered: {last}")

@@ -119,8 +119,10 @@ class HostAPI(Protocol):
         """Seconds the session lives after its last access; None keeps it."""
 
     async def create_checkpoint(self, ref: SessionRef, label: str, kind: CheckpointKind,
-                                keep: int | None, op_id: str | None = None) -> dict[str, Any]:
-        """Checkpoint (or save a version of) the current state; returns its info."""
+                                keep: int | None, op_id: str | None = None,
+                                shared_state_id: str | None = None) -> dict[str, Any]:
+        """Checkpoint (or save a version of) the current state, with a copy of the shared state
+        ``shared_state_id`` if given; returns its info."""
 
     async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind,
                                  op_id: str | None = None) -> int:

@@ -38,6 +38,7 @@ from repertory.config import Settings
 from repertory.errors import AgentError, ConcurrentUpdate, ModelError, StoreError
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
 from repertory.ids import SessionRef
+from repertory.shared.core import stored_shared_state
 from repertory.state import ops as state_ops
 from repertory.state.conflicts import retry_conflicts
 from repertory.state.context import prompt_context
@@ -322,6 +323,7 @@ class HostCore:
         log.debug("turn_committed", turn=meta["turns"], revision=revision, messages=len(messages), **out.usage)
         if req.checkpoint_every and meta["turns"] % req.checkpoint_every == 0:
             await state_ops.create_checkpoint(self.store, state, label=f"auto at turn {meta['turns']}",
+                                              shared=await self._shared_copy(req.shared_state_id),
                                               keep=req.keep_checkpoints)
         return TurnReply(out.reply, out.usage, len(messages), revision)
 
@@ -619,8 +621,19 @@ class HostCore:
         return await self._op(ref, state_ops.set_ttl, ttl, op_id)
 
     async def create_checkpoint(self, ref: SessionRef, label: str, kind: CheckpointKind,
-                                keep: int | None, op_id: str | None = None) -> dict[str, Any]:
-        return await self._op(ref, state_ops.create_checkpoint, label, kind, keep, op_id)
+                                keep: int | None, op_id: str | None = None,
+                                shared_state_id: str | None = None) -> dict[str, Any]:
+        """Checkpoint the session; with ``shared_state_id``, a copy of that shared state is
+        recorded with it, read under the session's mailbox: between two of its turns, with
+        every write its turns made (and what other sessions wrote until then)."""
+        async def run(state: SessionState) -> dict[str, Any]:
+            shared = await self._shared_copy(shared_state_id)
+            return await state_ops.create_checkpoint(self.store, state, label, kind, keep, op_id, shared)
+
+        return await self._with_session(ref, run)
+
+    async def _shared_copy(self, shared_state_id: str | None) -> dict[str, Any] | None:
+        return None if shared_state_id is None else await stored_shared_state(self.store, shared_state_id)
 
     async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind,
                                  op_id: str | None = None) -> int:

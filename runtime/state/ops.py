@@ -55,8 +55,13 @@ _LIVE_FIELDS = ("session_id", "user_id", "created_at", "ttl", "agent", "agents",
                 "context")
 
 
-def snapshot(state: SessionState) -> bytes:
-    return _codec.encode({"meta": state.meta, "messages": state.messages, "revision": state.revision})
+def snapshot(state: SessionState, shared: dict[str, Any] | None = None) -> bytes:
+    """The state as checkpoint data; ``shared``: the copy of the session's shared state taken
+    with it (:func:`repertory.shared.core.stored_shared_state`), restored with it."""
+    snap = {"meta": state.meta, "messages": state.messages, "revision": state.revision}
+    if shared is not None:
+        snap["shared_state"] = shared
+    return _codec.encode(snap)
 
 
 def unsnapshot(data: bytes, source: str) -> dict[str, Any]:
@@ -95,19 +100,20 @@ async def commit_replace(store: Store, state: SessionState, messages_raw: list[b
 
 
 async def _new_checkpoint(store: Store, state: SessionState, label: str, kind: str,
-                          ) -> tuple[CheckpointRecord, list[CheckpointInfo]]:
+                          shared: dict[str, Any] | None = None) -> tuple[CheckpointRecord, list[CheckpointInfo]]:
     """A checkpoint of the state as it is (not yet stored), and the existing ones of ``kind``."""
     existing = await store.list_checkpoints(state.key, kind)
     seq = max((c.seq for c in existing), default=0 if kind == CHECKPOINT else -1) + 1
     info = CheckpointInfo(state.key, f"{kind[0]}{seq}", kind, seq, time.time(), state.meta["turns"], label or "")
-    return CheckpointRecord(info, snapshot(state)), existing
+    return CheckpointRecord(info, snapshot(state, shared)), existing
 
 
 async def create_checkpoint(store: Store, state: SessionState, label: str = "", kind: str = CHECKPOINT,
-                            keep: int | None = None, op_id: str | None = None) -> dict[str, Any]:
+                            keep: int | None = None, op_id: str | None = None,
+                            shared: dict[str, Any] | None = None) -> dict[str, Any]:
     """Checkpoint (or version) the state. With ``op_id`` the checkpoint and the record of the
     id are one write of the session; without (automatic checkpoints after a turn) the
-    checkpoint alone is written."""
+    checkpoint alone is written. ``shared``: the session's shared state, recorded with it."""
     if (done := _replayed(state, op_id)) is not None:
         rec = await store.get_checkpoint(state.key, done[1])
         if rec is None:
@@ -117,7 +123,7 @@ async def create_checkpoint(store: Store, state: SessionState, label: str = "", 
         raise InvalidInput(f"a checkpoint label is a str, got {type(label).__name__}")
     if kind not in (CHECKPOINT, VERSION):
         raise InvalidInput(f"kind is {CHECKPOINT!r} or {VERSION!r}, not {kind!r}")
-    record, existing = await _new_checkpoint(store, state, label, kind)
+    record, existing = await _new_checkpoint(store, state, label, kind, shared)
     info = _info_dict(record.info)
     if op_id is None:
         await store.put_checkpoint(record)
@@ -372,8 +378,11 @@ async def checkpoint_snapshot(store: Store, state: SessionState, ref: int | str,
                                   kind: str = CHECKPOINT) -> dict[str, Any]:
     rec = await _find(store, state, ref, kind)
     snap = unsnapshot(rec.data, f"{kind} {ref!r} of session {state.key!r}")
-    return {"kind": "repertory.session", "key": state.key, "meta": snap["meta"],
-            "messages": snap["messages"], "version": snap.get("version", 0), "checkpoints": []}
+    doc = {"kind": "repertory.session", "key": state.key, "meta": snap["meta"],
+           "messages": snap["messages"], "version": snap.get("version", 0), "checkpoints": []}
+    if "shared_state" in snap:  # not part of an export document: the handle takes it out
+        doc["shared_state"] = snap["shared_state"]
+    return doc
 
 
 async def update_workflow(store: Store, state: SessionState, workflow_id: str,
