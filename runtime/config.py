@@ -56,7 +56,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         if not self.store:
-            self.store = f"sqlite:///{home_dir() / 'state.db'}"
+            # A deployment passes its Redis URL from a secret as an environment variable.
+            self.store = os.environ.get("REPERTORY_STORE") or f"sqlite:///{home_dir() / 'state.db'}"
         if self.default_ttl == "auto":
             self.default_ttl = 3600.0 if self.store.startswith(("redis://", "rediss://")) else None
         if self.default_ttl is not None and (not isinstance(self.default_ttl, (int, float)) or self.default_ttl <= 0):
