@@ -9,7 +9,7 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
 from repertory.agents.agent import Step, TurnOutput
-from repertory.errors import AgentError
+from repertory.errors import AgentError, AgentReplicaLost
 from repertory.host import wire
 
 from .names import ActorNames
@@ -67,7 +67,10 @@ class RayAgentPool:
         last: BaseException | None = None
         for attempt in range(replicas + 2):
             name, h = self._handle(agent_key, replicas)
-            gen = h.stream.options(num_returns="streaming").remote(call)
+            # A journaled turn is never retried by Ray from its start (max_task_retries): that
+            # would run its tools again. The host resumes it from the journal instead.
+            options = {"max_task_retries": 0} if steps else {}
+            gen = h.stream.options(num_returns="streaming", **options).remote(call)
             started = False
             try:
                 async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
@@ -75,8 +78,9 @@ class RayAgentPool:
                     yield item
                 return
             except (ActorDiedError, ActorUnavailableError) as exc:
-                if started:  # what it yielded is out: the turn fails, and its resend resumes
-                    raise
+                if started:  # what it yielded is out: the host resumes from the journal, or fails
+                    raise AgentReplicaLost(f"agent {agent_key!r}: replica {name!r} died during a turn ({exc}); "
+                                           "resend the turn with the same turn id") from exc
                 # As in run: Ray restarts the replica (a host restarted after a crash may find
                 # it still down); try the next one meanwhile.
                 self._handles.pop(name, None)

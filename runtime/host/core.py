@@ -35,7 +35,7 @@ import structlog
 from repertory.agents.agent import Step, TurnOutput
 from repertory.agents.tool_calls import interrupted_results
 from repertory.config import Settings
-from repertory.errors import AgentError, ConcurrentUpdate, ModelError, StoreError
+from repertory.errors import AgentError, AgentReplicaLost, ConcurrentUpdate, ModelError, StoreError
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
 from repertory.ids import SessionRef
 from repertory.shared.core import stored_shared_state
@@ -419,30 +419,43 @@ class HostCore:
         if not req.journal and deltas is None:  # the common turn: one call, nothing journaled
             return await self.agents.run(req.agent_key, req.replicas, history, context, req.shared_state_id,
                                          req.memory, window), False
-        resume: list[dict] | None = None
-        if req.journal:
-            source = f"the step journal of turn {req.turn_id!r} of session {state.key!r}"
-            resume = [_codec.decode(blob, source=source)
-                      for _, blob in await self.store.load_steps(state.key, req.turn_id)] or None
-            if resume:
-                log.info("turn_resumed", steps=len(resume))
-        journaled = resume is not None
-        out: TurnOutput | None = None
-        async for item in self.agents.stream(req.agent_key, req.replicas, history, context, req.shared_state_id,
-                                             req.memory, window, deltas=deltas is not None, steps=req.journal,
-                                             resume=resume):
-            if isinstance(item, str):
-                await deltas(item)  # type: ignore[misc]
-            elif isinstance(item, Step):
-                ttl = state.meta.get("ttl")
-                await self.store.put_step(state.key, req.turn_id, item.seq, _codec.encode(item.message),
-                                          time.time() + ttl if ttl else None)
-                journaled = True
-            else:
-                out = item
-        if out is None:
-            raise ModelError("the agent's stream ended without a final message")
-        return out, journaled
+        journaled = False
+        for attempt in range(3):
+            resume = await self._journal(state, req) if req.journal else None
+            journaled = journaled or resume is not None
+            out: TurnOutput | None = None
+            try:
+                async for item in self.agents.stream(req.agent_key, req.replicas, history, context,
+                                                     req.shared_state_id, req.memory, window,
+                                                     deltas=deltas is not None, steps=req.journal, resume=resume):
+                    if isinstance(item, str):
+                        await deltas(item)  # type: ignore[misc]
+                    elif isinstance(item, Step):
+                        ttl = state.meta.get("ttl")
+                        await self.store.put_step(state.key, req.turn_id, item.seq, _codec.encode(item.message),
+                                                  time.time() + ttl if ttl else None)
+                        journaled = True
+                    else:
+                        out = item
+            except AgentReplicaLost as exc:
+                # The replica died mid-turn, this host did not: go on from the journal on another
+                # (or the restarted) replica. Streamed text already sent cannot be taken back.
+                if not req.journal or deltas is not None or attempt == 2:
+                    raise
+                log.warning("agent_replica_lost_resuming", error=str(exc))
+                continue
+            if out is None:
+                raise ModelError("the agent's stream ended without a final message")
+            return out, journaled
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    async def _journal(self, state: SessionState, req: TurnRequest) -> list[dict] | None:
+        """The steps an earlier attempt of this turn journaled, or None."""
+        source = f"the step journal of turn {req.turn_id!r} of session {state.key!r}"
+        resume = [_codec.decode(blob, source=source) for _, blob in await self.store.load_steps(state.key, req.turn_id)]
+        if resume:
+            log.info("turn_resumed", steps=len(resume))
+        return resume or None
 
     async def _drop_journal(self, key: str, turn_id: str) -> None:
         # Best effort: the turn is settled either way, and a journal left behind expires with
@@ -475,9 +488,9 @@ class HostCore:
             history, window, context = self._prompt(state, req, user_msg, before)
             try:
                 out, journaled = await self._agent_output(state, req, history, context, window)
-            except (ModelError, AgentError):
+            except (ModelError, AgentError) as exc:
                 await self._count_error(state)
-                if req.journal:
+                if req.journal and not isinstance(exc, AgentReplicaLost):  # a resend may still resume it
                     await self._drop_journal(state.key, req.turn_id)
                 raise
             reply = await self._commit_turn(state, req, self._tag(out, req), user_msg, effort, before)
@@ -551,9 +564,9 @@ class HostCore:
             history, window, context = self._prompt(state, req, user_msg, before)
             try:
                 out, journaled = await self._agent_output(state, req, history, context, window, queue.put)
-            except (ModelError, AgentError):
+            except (ModelError, AgentError) as exc:
                 await self._count_error(state)
-                if req.journal:
+                if req.journal and not isinstance(exc, AgentReplicaLost):  # a resend may still resume it
                     await self._drop_journal(state.key, req.turn_id)
                 raise
             reply = await self._commit_turn(state, req, self._tag(out, req), user_msg, effort, before)

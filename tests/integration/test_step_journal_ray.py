@@ -107,6 +107,17 @@ def test_sigkill_between_two_tool_steps_resumes_from_the_journal(runtime, tmp_pa
     assert again.get_history()[-1]["content"] == "done: wrote, second ok"
 
 
+def _journaled(db, key):
+    """How many steps the store's file holds for the session (read as another process would)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM steps WHERE key = ?", (key,)).fetchone()[0]
+    finally:
+        conn.close()
+
+
 def _turn_id(store, session):
     """The id of the turn in flight: the only one with a journal in the store's file."""
     import sqlite3
@@ -134,3 +145,26 @@ def test_an_imported_history_ending_in_a_tool_call_is_accepted_by_a_pairing_prov
         assert [(m["role"], m.get("tool_call_id"), m["content"]) for m in hist[2:]] == [
             ("tool", "call_x", INTERRUPTED), ("user", None, "anything else?"),
             ("assistant", None, f"The tool said: {INTERRUPTED}")]
+
+
+def test_sigkill_of_the_agent_replica_alone_resumes_on_the_same_host(runtime, tmp_path):
+    """The host lives, the replica dies between two tool steps: the host goes on from the
+    journal on the restarted replica, and the caller just gets its reply."""
+    with OpenAIServer() as server:
+        server.script = _two_steps
+        agent = Agent("Stepper", model="openai/test-model", api_base=server.base_url, api_key="k",
+                      tools=_tools(tmp_path))
+        s = Session(session_id=f"replica-{uuid.uuid4().hex[:8]}", agent=agent)
+        replies: list = []
+        worker = threading.Thread(target=lambda: replies.append(s.chat("go")))
+        worker.start()
+        _wait_for(lambda: (tmp_path / "second.log").exists(), "the second tool to start")
+        _wait_for(lambda: _journaled(tmp_path / "state.db", s.ref.key) == 3, "three journaled steps")
+        replica = ray.get_actor(runtime.names.agent(agent.key, 0), namespace=runtime.settings.namespace)
+        host_pid = {st["host"]: st["pid"] for st in runtime.stats()}
+        os.kill(_pid(replica), signal.SIGKILL)
+        worker.join(timeout=180)
+        assert not worker.is_alive() and replies == ["done: wrote, second ok"]
+        assert {st["host"]: st["pid"] for st in runtime.stats()} == host_pid  # no host restarted
+        assert (tmp_path / "first.log").read_text() == "side effect\n"
+        assert server.chat_calls == 3

@@ -217,3 +217,37 @@ async def test_a_stored_history_ending_in_a_tool_call_is_repaired_by_the_next_tu
     assert [(m["role"], m.get("content")) for m in hist[3:5]] == [("tool", INTERRUPTED), ("user", "next")]
     assert hist[3]["tool_call_id"] == "call_9" and reply.content
     await store.close()
+
+
+class ReplicaDiesOnce(LocalAgentPool):
+    """The pool of a replica that dies after the turn's third step, the first time."""
+
+    def __init__(self):
+        super().__init__()
+        self.died = False
+
+    async def stream(self, *args, **kwargs):
+        from repertory.errors import AgentReplicaLost
+
+        seen = 0
+        async for item in super().stream(*args, **kwargs):
+            yield item
+            seen += isinstance(item, Step)
+            if seen == 3 and not self.died:
+                self.died = True
+                raise AgentReplicaLost("replica died")
+
+
+async def test_the_host_resumes_from_the_journal_when_only_the_replica_died(tmp_path):
+    tools, model = Tools(tmp_path / "effects.txt"), TwoToolModel()
+    tools.release.set()
+    agent = tools.agent()
+    store = SQLiteStore(tmp_path / "state.db")
+    pool = ReplicaDiesOnce()
+    pool.cores[agent.key] = AgentCore(agent, model)
+    host = HostCore(store, pool, Settings(store="memory://"))
+    assert (await host.turn(_req(agent, "t1"))).content == "done: wrote, second ok"
+    assert pool.died and model.calls == 3 and tools.first_runs == 1
+    # second's step was journaled before the replica died: it ran once
+    assert tools.second_runs == 1
+    await store.close()
