@@ -98,10 +98,13 @@ def _req(agent, turn_id, content="go", journal=True):
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-async def test_a_turn_resent_after_its_host_died_resumes_from_its_last_step(tmp_path, streamed):
+async def test_a_turn_resent_after_its_host_died_resumes_from_its_last_step(tmp_path, url, streamed):
+    """On SQLite and Redis (the ``url`` fixture: a fresh file, or a private key prefix)."""
+    from repertory.stores.factory import open_store
+
     tools, model = Tools(tmp_path / "effects.txt"), TwoToolModel()
     agent = tools.agent()
-    store = SQLiteStore(tmp_path / "state.db")
+    store = open_store(url)
     turn_id = uuid.uuid4().hex
 
     async def run(host):
@@ -119,7 +122,7 @@ async def test_a_turn_resent_after_its_host_died_resumes_from_its_last_step(tmp_
     assert len(journal) == 3  # model step, first's result, model step asking for second
     assert (model.calls, tools.first_runs, tools.second_runs) == (2, 1, 1)
 
-    store2 = SQLiteStore(tmp_path / "state.db")  # a new host process on the same file
+    store2 = open_store(url)  # a new host process on the same store
     tools.release.set()
     assert await run(_host(store2, agent, model)) == "done: wrote, second ok"
     assert (tmp_path / "effects.txt").read_text() == "side effect\n"  # once
