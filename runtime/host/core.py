@@ -32,16 +32,19 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from repertory.agents.agent import TurnOutput
+from repertory.agents.agent import Step, TurnOutput
+from repertory.agents.tool_calls import interrupted_results
 from repertory.config import Settings
-from repertory.errors import AgentError, ConcurrentUpdate, ModelError, StoreError
+from repertory.errors import AgentError, AgentReplicaLost, ConcurrentUpdate, ModelError, StoreError
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
 from repertory.ids import SessionRef
+from repertory.shared.core import stored_shared_state
 from repertory.state import ops as state_ops
 from repertory.state.conflicts import retry_conflicts
 from repertory.state.context import prompt_context
 from repertory.state.session_state import SessionState, check_message
 from repertory.stores.base import Store
+from repertory.stores.codec import MsgpackCodec
 
 __all__ = ["AgentPool", "HostCore"]
 
@@ -49,6 +52,7 @@ log = structlog.get_logger("repertory.host")
 T = TypeVar("T")
 CONTEXT_MESSAGES = 10  # recent messages whose topics a "full" prompt context names
 CONTENDED_FOR = 60.0  # seconds a session is leased around each message after a conflict or a wait
+_codec = MsgpackCodec()
 
 
 class AgentPool(Protocol):
@@ -60,7 +64,8 @@ class AgentPool(Protocol):
 
     def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                shared_state_id: str | None = None, memory: dict | None = None,
-               window: dict | None = None) -> AsyncIterator[str | TurnOutput]: ...
+               window: dict | None = None, *, deltas: bool = True, steps: bool = False,
+               resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]: ...
 
 
 class _Slot:
@@ -308,8 +313,8 @@ class HostCore:
 
     # -- turns ------------------------------------------------------------------------
     async def _commit_turn(self, state: SessionState, req: TurnRequest, out: TurnOutput,
-                           user_msg: dict, effort: _Effort) -> TurnReply:
-        write, meta, messages = state.append_write([user_msg, *out.messages], turn_id=req.turn_id,
+                           user_msg: dict, effort: _Effort, before: Sequence[dict] = ()) -> TurnReply:
+        write, meta, messages = state.append_write([*before, user_msg, *out.messages], turn_id=req.turn_id,
                                                    metrics=effort.metrics(), agents=req.agents,
                                                    fields=None if req.context_settings is None and out.window is None
                                                    else self._window_fields(state, req, out))
@@ -318,6 +323,7 @@ class HostCore:
         log.debug("turn_committed", turn=meta["turns"], revision=revision, messages=len(messages), **out.usage)
         if req.checkpoint_every and meta["turns"] % req.checkpoint_every == 0:
             await state_ops.create_checkpoint(self.store, state, label=f"auto at turn {meta['turns']}",
+                                              shared=await self._shared_copy(req.shared_state_id),
                                               keep=req.keep_checkpoints)
         return TurnReply(out.reply, out.usage, len(messages), revision)
 
@@ -353,9 +359,23 @@ class HostCore:
         return msg
 
     @staticmethod
-    def _prompt(state: SessionState, req: TurnRequest, user_msg: dict) -> tuple[bytes | list[dict], dict | None, dict | None]:
+    def _repairs(state: SessionState) -> list[dict[str, Any]]:
+        """Results for tool calls the stored history left unanswered (agents.tool_calls): a
+        history written by another framework, or imported, may end in a call without its result,
+        and providers refuse such a prompt. Recorded with the turn, before its user message."""
+        n, total = 1, len(state.messages)
+        while True:
+            tail = state.recent(min(n, total))  # one message decoded, in the common case
+            if not tail or tail[0].get("role") != "tool" or len(tail) == total:
+                return interrupted_results(tail)
+            n *= 2  # it starts inside a group of tool results: read further back
+
+    @staticmethod
+    def _prompt(state: SessionState, req: TurnRequest, user_msg: dict,
+                before: Sequence[dict] = ()) -> tuple[bytes | list[dict], dict | None, dict | None]:
         """The history to send, the window settings and state for the agent (None: no
-        settings, nothing left out yet), and the prompt's context."""
+        settings, nothing left out yet), and the prompt's context. ``before``: repairs of the
+        history (:meth:`_repairs`), sent and stored before ``user_msg``."""
         meta = state.meta
         context = req.context
         if req.prompt_context is not None and (req.prompt_context != "profile" or meta["user_profile"]):
@@ -367,7 +387,7 @@ class HostCore:
             if req.history_window:
                 history = history[-req.history_window:]
             # Another agent's turns interleave: no start to store, the agent only leaves messages out.
-            return [*history, user_msg], {**(settings or {}), "offset": None}, context
+            return [*history, *before, user_msg], {**(settings or {}), "offset": None}, context
         n = len(state.messages)
         first = min(stored["start"], n) if stored else 0  # the window's start (agents.window)
         cut = req.history_window
@@ -375,7 +395,7 @@ class HostCore:
             cut = min(cut, settings["messages"]) if cut else settings["messages"]
         if cut:
             first = max(first, n - cut)
-        blob = state.prompt_blob(user_msg, start=first)
+        blob = state.prompt_blob(user_msg, start=first, before=before)
         if settings is None and stored is None and first == 0:
             return blob, None, context
         return blob, {**(settings or {}), "offset": first, "summary": stored["summary"] if stored else None}, context
@@ -385,6 +405,65 @@ class HostCore:
             for m in out.messages:
                 m["agent"] = req.agent_name
         return out
+
+    async def _agent_output(self, state: SessionState, req: TurnRequest, history: bytes | list[dict],
+                            context: dict | None, window: dict | None,
+                            deltas: Callable[[str], Awaitable[None]] | None = None) -> tuple[TurnOutput, bool]:
+        """The agent's output for the turn, and whether the turn has a step journal to drop.
+
+        With ``req.journal`` each step is journaled (Store.put_step) as it arrives, before the
+        turn is acknowledged; a journal that an earlier attempt of this turn id left (its host
+        died) is sent along, and the agent resumes after its last step: no tool that reported
+        runs again, no model step is paid twice. ``deltas`` receives text chunks (streaming).
+        """
+        if not req.journal and deltas is None:  # the common turn: one call, nothing journaled
+            return await self.agents.run(req.agent_key, req.replicas, history, context, req.shared_state_id,
+                                         req.memory, window), False
+        journaled = False
+        for attempt in range(3):
+            resume = await self._journal(state, req) if req.journal else None
+            journaled = journaled or resume is not None
+            out: TurnOutput | None = None
+            try:
+                async for item in self.agents.stream(req.agent_key, req.replicas, history, context,
+                                                     req.shared_state_id, req.memory, window,
+                                                     deltas=deltas is not None, steps=req.journal, resume=resume):
+                    if isinstance(item, str):
+                        await deltas(item)  # type: ignore[misc]
+                    elif isinstance(item, Step):
+                        ttl = state.meta.get("ttl")
+                        await self.store.put_step(state.key, req.turn_id, item.seq, _codec.encode(item.message),
+                                                  time.time() + ttl if ttl else None)
+                        journaled = True
+                    else:
+                        out = item
+            except AgentReplicaLost as exc:
+                # The replica died mid-turn, this host did not: go on from the journal on another
+                # (or the restarted) replica. Streamed text already sent cannot be taken back.
+                if not req.journal or deltas is not None or attempt == 2:
+                    raise
+                log.warning("agent_replica_lost_resuming", error=str(exc))
+                continue
+            if out is None:
+                raise ModelError("the agent's stream ended without a final message")
+            return out, journaled
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    async def _journal(self, state: SessionState, req: TurnRequest) -> list[dict] | None:
+        """The steps an earlier attempt of this turn journaled, or None."""
+        source = f"the step journal of turn {req.turn_id!r} of session {state.key!r}"
+        resume = [_codec.decode(blob, source=source) for _, blob in await self.store.load_steps(state.key, req.turn_id)]
+        if resume:
+            log.info("turn_resumed", steps=len(resume))
+        return resume or None
+
+    async def _drop_journal(self, key: str, turn_id: str) -> None:
+        # Best effort: the turn is settled either way, and a journal left behind expires with
+        # its session or goes with its delete; only a resend of this very turn id would read it.
+        try:
+            await self.store.drop_steps(key, turn_id)
+        except StoreError as exc:
+            log.warning("step_journal_not_dropped", session=key, error=str(exc))
 
     async def turn(self, req: TurnRequest) -> TurnReply:
         """Process one user message; returns once the turn is durable."""
@@ -405,14 +484,19 @@ class HostCore:
                 return replay
             user_msg = self._user_message(req)
             self._count_model_call(effort, req)
-            history, window, context = self._prompt(state, req, user_msg)
+            before = self._repairs(state)
+            history, window, context = self._prompt(state, req, user_msg, before)
             try:
-                out = await self.agents.run(req.agent_key, req.replicas, history, context, req.shared_state_id,
-                                            req.memory, window)
-            except (ModelError, AgentError):
+                out, journaled = await self._agent_output(state, req, history, context, window)
+            except (ModelError, AgentError) as exc:
                 await self._count_error(state)
+                if req.journal and not isinstance(exc, AgentReplicaLost):  # a resend may still resume it
+                    await self._drop_journal(state.key, req.turn_id)
                 raise
-            return await self._commit_turn(state, req, self._tag(out, req), user_msg, effort)
+            reply = await self._commit_turn(state, req, self._tag(out, req), user_msg, effort, before)
+            if journaled:
+                await self._drop_journal(state.key, req.turn_id)
+            return reply
 
         return await self._with_session(req.ref, run, req.ttl, effort)
 
@@ -476,21 +560,19 @@ class HostCore:
                 return replay
             user_msg = self._user_message(req)
             self._count_model_call(effort, req)
-            out: TurnOutput | None = None
-            history, window, context = self._prompt(state, req, user_msg)
+            before = self._repairs(state)
+            history, window, context = self._prompt(state, req, user_msg, before)
             try:
-                async for item in self.agents.stream(req.agent_key, req.replicas, history, context,
-                                                     req.shared_state_id, req.memory, window):
-                    if isinstance(item, str):
-                        await queue.put(item)
-                    else:
-                        out = item
-            except (ModelError, AgentError):
+                out, journaled = await self._agent_output(state, req, history, context, window, queue.put)
+            except (ModelError, AgentError) as exc:
                 await self._count_error(state)
+                if req.journal and not isinstance(exc, AgentReplicaLost):  # a resend may still resume it
+                    await self._drop_journal(state.key, req.turn_id)
                 raise
-            if out is None:
-                raise ModelError("the agent's stream ended without a final message")
-            return await self._commit_turn(state, req, self._tag(out, req), user_msg, effort)
+            reply = await self._commit_turn(state, req, self._tag(out, req), user_msg, effort, before)
+            if journaled:
+                await self._drop_journal(state.key, req.turn_id)
+            return reply
 
         async def drive() -> TurnReply:  # its own task, so the bound ids stay in it
             structlog.contextvars.bind_contextvars(session=req.ref.key, turn_id=req.turn_id)
@@ -552,8 +634,19 @@ class HostCore:
         return await self._op(ref, state_ops.set_ttl, ttl, op_id)
 
     async def create_checkpoint(self, ref: SessionRef, label: str, kind: CheckpointKind,
-                                keep: int | None, op_id: str | None = None) -> dict[str, Any]:
-        return await self._op(ref, state_ops.create_checkpoint, label, kind, keep, op_id)
+                                keep: int | None, op_id: str | None = None,
+                                shared_state_id: str | None = None) -> dict[str, Any]:
+        """Checkpoint the session; with ``shared_state_id``, a copy of that shared state is
+        recorded with it, read under the session's mailbox: between two of its turns, with
+        every write its turns made (and what other sessions wrote until then)."""
+        async def run(state: SessionState) -> dict[str, Any]:
+            shared = await self._shared_copy(shared_state_id)
+            return await state_ops.create_checkpoint(self.store, state, label, kind, keep, op_id, shared)
+
+        return await self._with_session(ref, run)
+
+    async def _shared_copy(self, shared_state_id: str | None) -> dict[str, Any] | None:
+        return None if shared_state_id is None else await stored_shared_state(self.store, shared_state_id)
 
     async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind,
                                  op_id: str | None = None) -> int:

@@ -302,7 +302,10 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
                            history_window=agent.history_window, agents=self._definitions,
                            memory=self._memory(agent),
                            context_settings=self._context_settings() if self._context_given else None,
-                           prompt_context=self._prompt_context)
+                           prompt_context=self._prompt_context,
+                           # only a turn that may call tools has steps worth journaling
+                           journal=self.runtime.settings.journal_steps and not parallel
+                           and bool(agent.tools or self.shared_state))
 
     def _memory(self, agent: Agent | None) -> dict[str, Any] | None:
         return turn_memory(agent.memory if agent is not None else None, self.persist_memory,
