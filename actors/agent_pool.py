@@ -48,8 +48,12 @@ class RayAgentPool:
         last: BaseException | None = None
         for attempt in range(replicas + 2):
             name, h = self._handle(agent_key, replicas)
+            ref = h.run.remote(wire.encode([history, context, shared_state_id, memory, window]))
             try:
-                return wire.decode(await h.run.remote(wire.encode([history, context, shared_state_id, memory, window])))
+                return wire.decode(await ref)
+            except asyncio.CancelledError:  # a busy policy cancelled the turn: stop the model call too
+                ray.cancel(ref)
+                raise
             except RayTaskError as exc:
                 raise unwrap_ray_error(exc) from None
             except (ActorDiedError, ActorUnavailableError) as exc:
@@ -65,5 +69,9 @@ class RayAgentPool:
         _, h = self._handle(agent_key, replicas)
         call = wire.encode([history, context, shared_state_id, memory, window])
         gen = h.stream.options(num_returns="streaming").remote(call)
-        async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
-            yield item
+        try:
+            async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
+                yield item
+        except (asyncio.CancelledError, GeneratorExit):  # the turn was cancelled or left: stop the model call
+            ray.cancel(gen)
+            raise
