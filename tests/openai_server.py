@@ -94,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._write_stream(body, message, finish, usage)
         except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (a cancelled call)
-            pass
+            self.server.aborted_streams += 1
 
     def _write_stream(self, body, message, finish, usage):
         self.send_response(200)
@@ -135,6 +135,7 @@ class OpenAIServer(ThreadingHTTPServer):
         self.fail_next = 0
         self.delay = 0.0
         self.chunk_delay = 0.0
+        self.aborted_streams = 0  # streamed answers whose client hung up before the end
         self.script = None
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
