@@ -36,6 +36,7 @@ from repertory.agents.agent import TurnOutput
 from repertory.config import Settings
 from repertory.errors import AgentError, ConcurrentUpdate, ModelError, StoreError
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
+from repertory.host.stats import HostCounters, HostStats
 from repertory.ids import SessionRef
 from repertory.state import ops as state_ops
 from repertory.state.conflicts import retry_conflicts
@@ -139,6 +140,7 @@ class HostCore:
         self.cas_retries = 0
         self.lease_waits = 0
         self.repeated_model_calls = 0
+        self.counters = HostCounters()  # turns and latencies (host.stats)
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, key: str) -> _Slot:
@@ -154,7 +156,9 @@ class HostCore:
 
     async def _state(self, slot: _Slot, ref: SessionRef, ttl: float | None | EllipsisType = ...) -> SessionState:
         if slot.state is None:
+            started = time.perf_counter()
             rec = await self.store.load(ref.key)
+            self.counters.record_store(time.perf_counter() - started)
             if rec is None:  # a session starts with its handle's TTL, else the store's default
                 ttl = self.settings.default_ttl if ttl is ... else ttl
                 slot.state = SessionState.new(ref.key, ref.session_id, ref.user_id, ttl)  # type: ignore[arg-type]
@@ -313,7 +317,9 @@ class HostCore:
                                                    metrics=effort.metrics(), agents=req.agents,
                                                    fields=None if req.context_settings is None and out.window is None
                                                    else self._window_fields(state, req, out))
+        started = time.perf_counter()
         revision = await self.store.commit(write)
+        self.counters.record_store(time.perf_counter() - started)
         state.applied(revision, meta, messages)
         log.debug("turn_committed", turn=meta["turns"], revision=revision, messages=len(messages), **out.usage)
         if req.checkpoint_every and meta["turns"] % req.checkpoint_every == 0:
@@ -391,7 +397,14 @@ class HostCore:
         check_message(req.content, self.settings.max_message_bytes)
         # Every log line of this turn carries the session and turn ids.
         with structlog.contextvars.bound_contextvars(session=req.ref.key, turn_id=req.turn_id, agent=req.agent_name):
-            return await self._turn(req)
+            started = time.perf_counter()
+            try:
+                reply = await self._turn(req)
+            except Exception:
+                self.counters.record_turn_error()
+                raise
+            self.counters.record_turn(time.perf_counter() - started)
+            return reply
 
     async def _turn(self, req: TurnRequest) -> TurnReply:
         if req.parallel:
@@ -500,10 +513,17 @@ class HostCore:
                 queue.put_nowait(done)
 
         task = asyncio.get_running_loop().create_task(drive())
+        started = time.perf_counter()
         try:
             while (item := await queue.get()) is not done:
                 yield item
-            yield await task
+            try:
+                reply = await task
+            except Exception:
+                self.counters.record_turn_error()
+                raise
+            self.counters.record_turn(time.perf_counter() - started)
+            yield reply
         finally:
             if not task.done():
                 task.cancel()
@@ -608,10 +628,14 @@ class HostCore:
             slot.state = None
             return await self.store.delete(ref.key, op_id)
 
+    def snapshot(self) -> HostStats:
+        """This host's counters (:class:`~repertory.host.stats.HostStats`)."""
+        return self.counters.snapshot(self.name, resident=len(self._slots), activations=self.activations,
+                                      passivations=self.passivations, cas_retries=self.cas_retries,
+                                      lease_waits=self.lease_waits, repeated_model_calls=self.repeated_model_calls)
+
     def stats(self) -> dict[str, Any]:
-        return {"host": self.name, "resident": len(self._slots), "activations": self.activations,
-                "passivations": self.passivations, "cas_retries": self.cas_retries,
-                "lease_waits": self.lease_waits, "repeated_model_calls": self.repeated_model_calls}
+        return self.snapshot().to_dict()
 
     async def close(self) -> None:
         if self._sweeper is not None:
