@@ -233,7 +233,7 @@
       live.textContent = `● live (revision ${change.revision})`;
     });
 
-    const agents = [s.agent?.name, ...Object.keys(s.agents || {})].filter(Boolean);
+    const agents = [s.agent?.name, ...Object.keys(s.agents || {}), ...s.history.map((m) => m.agent || m.name)].filter(Boolean);
     const header = h("div", { class: "card" }, h("h1", {}, sessionId),
       h("div", { class: "facts" },
         [["User", s.user_id || "—"], ["Agents", [...new Set(agents)].join(", ") || "—"], ["Turns", s.turns],
@@ -250,9 +250,9 @@
 
     // Timeline: checkpoints and versions by turn; restore or fork from any of them.
     const marks = [...d.checkpoints.map((c) => ({ ...c, kind: "checkpoint" })), ...d.versions.map((v) => ({ ...v, kind: "version" }))];
-    const cpRows = marks.sort((a, b) => (a.created_at || 0) - (b.created_at || 0)).map((c) => h("tr", { dataset: { checkpoint: c.id } },
+    const cpRows = marks.sort((a, b) => (a.timestamp || 0) - (b.timestamp || 0)).map((c) => h("tr", { dataset: { checkpoint: c.id } },
       h("td", {}, h("span", { class: "badge" }, c.kind)), h("td", {}, String(c.id)), h("td", {}, c.label || c.description || "—"),
-      h("td", {}, c.turn ?? "—"), h("td", {}, fmtTime(c.created_at)),
+      h("td", {}, c.turn ?? "—"), h("td", {}, fmtTime(c.timestamp)),
       h("td", { class: "list-actions" },
         h("button", { class: "restore", onclick: () => act(`Restore ${c.kind} ${c.id}${c.label ? ` (“${c.label}”)` : ""}? The session's current state stays reachable through its other checkpoints.`,
           () => api(`${path}/restore${userParam(user)}`, { method: "POST", body: { checkpoint: c.id, kind: c.kind } })) }, "Restore"),
@@ -340,7 +340,7 @@
       h("tbody", {}, hosts.map((s) => h("tr", {}, h("td", {}, s.host), h("td", {}, s.resident), h("td", {}, s.activations),
         h("td", {}, s.passivations), h("td", {}, s.turns), h("td", {}, s.turn_errors), h("td", {}, fmtMs(s.turn_p50)),
         h("td", {}, fmtMs(s.turn_p95)), h("td", {}, fmtMs(s.turn_p99)), h("td", {}, fmtMs(s.store_p50)),
-        h("td", {}, fmtMs(s.store_p95)), h("td", {}, s.cas_retries)))))));
+        h("td", {}, fmtMs(s.store_p95)), h("td", {}, s.cas_retries))))));
     const series = [];
     for (const s of hosts) {
       if (!s.series.length) continue;
