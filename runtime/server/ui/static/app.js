@@ -289,6 +289,7 @@
       const wf = workflows[name];
       const tasks = wf.tasks || {};
       card.append(h("h3", {}, name, " ", h("span", { class: `badge status-${wf.status}` }, wf.status)));
+      card.append(Plot.graph(tasks));
       card.append(h("table", { class: "tasks" }, h("thead", {}, h("tr", {}, ["Task", "After", "Status", "Duration", "Result", ""].map((c) => h("th", {}, c)))),
         h("tbody", {}, Object.entries(tasks).map(([task, e]) => h("tr", { dataset: { task } },
           h("td", {}, task), h("td", {}, (e.depends_on || []).join(", ") || "—"),

@@ -82,5 +82,45 @@ const Plot = (() => {
     return s;
   }
 
-  return { lines, bars, timeline };
+  // tasks: {name: {status, depends_on: [...]}}; columns by dependency depth, edges drawn left to right.
+  const STATUS = { done: "#12b76a", approved: "#12b76a", pending_approval: "#f79009", failed: "#b42318",
+                   rejected: "#b42318" };
+  function graph(tasks, { width = 520 } = {}) {
+    const names = Object.keys(tasks);
+    const depth = {};
+    const depthOf = (n, seen = new Set()) => {
+      if (depth[n] !== undefined) return depth[n];
+      if (seen.has(n)) return 0;
+      seen.add(n);
+      const deps = (tasks[n]?.depends_on || []).filter((d) => d in tasks);
+      return (depth[n] = deps.length ? 1 + Math.max(...deps.map((d) => depthOf(d, seen))) : 0);
+    };
+    names.forEach((n) => depthOf(n));
+    const cols = Math.max(0, ...Object.values(depth)) + 1;
+    const rows = {};
+    const pos = {};
+    for (const n of names) { const c = depth[n]; rows[c] = (rows[c] || 0) + 1; pos[n] = [c, rows[c] - 1]; }
+    const nodeW = 110, nodeH = 26, gapY = 14;
+    const height = Math.max(...Object.values(rows), 1) * (nodeH + gapY) + gapY;
+    const colW = cols > 1 ? (width - nodeW - 20) / (cols - 1) : 0;
+    const XY = (n) => [10 + pos[n][0] * colW, gapY + pos[n][1] * (nodeH + gapY)];
+    const s = svg(width, height, "workflow task graph");
+    for (const n of names) for (const d of tasks[n].depends_on || []) {
+      if (!(d in tasks)) continue;
+      const [x1, y1] = XY(d), [x2, y2] = XY(n);
+      s.append(el("line", { x1: x1 + nodeW, y1: y1 + nodeH / 2, x2, y2: y2 + nodeH / 2, stroke: "#98a2b3" }));
+    }
+    for (const n of names) {
+      const [x, y] = XY(n);
+      const g = el("g", { "data-task": n });
+      g.append(el("rect", { x, y, width: nodeW, height: nodeH, rx: 5, fill: "#fff",
+                            stroke: STATUS[tasks[n].status] || "#98a2b3", "stroke-width": 2 }));
+      g.append(el("text", { x: x + nodeW / 2, y: y + nodeH / 2 + 4, "text-anchor": "middle" }, n.slice(0, 16)));
+      g.append(el("title", {}, `${n}: ${tasks[n].status}`));
+      s.append(g);
+    }
+    return s;
+  }
+
+  return { lines, bars, timeline, graph };
 })();
