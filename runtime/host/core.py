@@ -40,6 +40,7 @@ from repertory.errors import (AgentError, AgentReplicaLost, ConcurrentUpdate, In
                               SessionBusy, StoreError, StreamNotResumable, TurnInterrupted)
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
 from repertory.host.busy import CANCELLED_KEPT, RunningTurn, check_on_busy, interrupted_reply
+from repertory.host.stats import HostCounters, HostStats
 from repertory.ids import SessionRef
 from repertory.shared.core import stored_shared_state
 from repertory.state import ops as state_ops
@@ -159,6 +160,7 @@ class HostCore:
         self.repeated_model_calls = 0
         self.turns_cancelled = 0
         self._streams: set[asyncio.Task] = set()  # streamed turns run on when their reader leaves
+        self.counters = HostCounters()  # turns and latencies (host.stats)
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, key: str) -> _Slot:
@@ -174,7 +176,9 @@ class HostCore:
 
     async def _state(self, slot: _Slot, ref: SessionRef, ttl: float | None | EllipsisType = ...) -> SessionState:
         if slot.state is None:
+            started = time.perf_counter()
             rec = await self.store.load(ref.key)
+            self.counters.record_store(time.perf_counter() - started)
             if rec is None:  # a session starts with its handle's TTL, else the store's default
                 ttl = self.settings.default_ttl if ttl is ... else ttl
                 slot.state = SessionState.new(ref.key, ref.session_id, ref.user_id, ttl)  # type: ignore[arg-type]
@@ -333,7 +337,9 @@ class HostCore:
                                                    metrics=effort.metrics(), agents=req.agents,
                                                    fields=None if req.context_settings is None and out.window is None
                                                    else self._window_fields(state, req, out))
+        started = time.perf_counter()
         revision = await self.store.commit(write)
+        self.counters.record_store(time.perf_counter() - started)
         state.applied(revision, meta, messages)
         log.debug("turn_committed", turn=meta["turns"], revision=revision, messages=len(messages), **out.usage)
         if req.checkpoint_every and meta["turns"] % req.checkpoint_every == 0:
@@ -490,7 +496,14 @@ class HostCore:
         check_message(req.content, self.settings.max_message_bytes)
         # Every log line of this turn carries the session and turn ids.
         with structlog.contextvars.bound_contextvars(session=req.ref.key, turn_id=req.turn_id, agent=req.agent_name):
-            return await self._turn(req)
+            started = time.perf_counter()
+            try:
+                reply = await self._turn(req)
+            except Exception:
+                self.counters.record_turn_error()
+                raise
+            self.counters.record_turn(time.perf_counter() - started)
+            return reply
 
     async def _turn(self, req: TurnRequest) -> TurnReply:
         if req.parallel:
@@ -689,9 +702,16 @@ class HostCore:
         task = asyncio.get_running_loop().create_task(drive())
         self._streams.add(task)
         task.add_done_callback(self._streams.discard)
-        async for chunk, _ in record.follow(0):
-            yield chunk
-        yield record.outcome()
+        started = time.perf_counter()
+        try:
+            async for chunk, _ in record.follow(0):
+                yield chunk
+            reply = record.outcome()
+        except Exception:
+            self.counters.record_turn_error()
+            raise
+        self.counters.record_turn(time.perf_counter() - started)
+        yield reply
 
     async def _resume(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
         """The reply of turn ``req.turn_id`` after ``req.resume_from`` characters: followed live
@@ -835,11 +855,15 @@ class HostCore:
             slot.state = None
             return await self.store.delete(ref.key, op_id)
 
+    def snapshot(self) -> HostStats:
+        """This host's counters (:class:`~repertory.host.stats.HostStats`)."""
+        return self.counters.snapshot(self.name, resident=len(self._slots), activations=self.activations,
+                                      passivations=self.passivations, cas_retries=self.cas_retries,
+                                      lease_waits=self.lease_waits, repeated_model_calls=self.repeated_model_calls,
+                                      turns_cancelled=self.turns_cancelled)
+
     def stats(self) -> dict[str, Any]:
-        return {"host": self.name, "resident": len(self._slots), "activations": self.activations,
-                "passivations": self.passivations, "cas_retries": self.cas_retries,
-                "lease_waits": self.lease_waits, "repeated_model_calls": self.repeated_model_calls,
-                "turns_cancelled": self.turns_cancelled}
+        return self.snapshot().to_dict()
 
     async def close(self) -> None:
         for task in list(self._streams):
