@@ -505,7 +505,8 @@ class HostCore:
         """Process one user message; returns once the turn is durable."""
         check_message(req.content, self.settings.max_message_bytes)
         # Every log line of this turn carries the session and turn ids.
-        with structlog.contextvars.bound_contextvars(session=req.ref.key, turn_id=req.turn_id, agent=req.agent_name):
+        with structlog.contextvars.bound_contextvars(session=req.ref.key, turn_id=req.turn_id, agent=req.agent_name,
+                                                     host=self.name):
             started = time.perf_counter()
             self.in_progress += 1
             try:
@@ -711,7 +712,7 @@ class HostCore:
         slot, record, registered = self._admit(req)
 
         async def drive() -> None:  # its own task, so the bound ids stay in it
-            structlog.contextvars.bind_contextvars(session=req.ref.key, turn_id=req.turn_id)
+            structlog.contextvars.bind_contextvars(session=req.ref.key, turn_id=req.turn_id, host=self.name)
             try:
                 await self._settled(slot, req, record, registered, self._run_turn(req, record, stream=True))
             except Exception:  # the record holds it: its readers raise it
