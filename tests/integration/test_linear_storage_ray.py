@@ -6,13 +6,16 @@ import asyncio
 import os
 import uuid
 
+import httpx
 import pytest
 
 import repertory
-from repertory import Agent, Session
+from repertory import Agent, Session, tokens
 from repertory.admin import list_sessions, storage_usage
 from repertory.stores.codec import MsgpackCodec
+from repertory.server import ServerConfig, serve_in_thread
 from repertory.stores.factory import open_store
+from repertory.tokens import Keyring
 
 from redis_server import TEST_DB_URL, drop_redis_keys
 
@@ -88,3 +91,27 @@ def test_checkpoints_are_linear_survive_edits_restores_and_a_restart(start):
     biggest = list_sessions(user_id="alice", sort="size")
     assert [r.session_id for r in biggest] == ["big", "small"]
     assert biggest[0].bytes_stored > biggest[1].bytes_stored > 0
+
+
+@pytest.mark.parametrize("start", ["sqlite"], indirect=True)  # the backends' sums are covered above
+def test_the_http_api_reports_bytes_stored_and_lists_by_size(start):
+    start()
+    ring, admin = Keyring({"k1": "s" * 40}), "a" * 32
+    handle = serve_in_thread(ServerConfig(port=0, secret_keys=ring, admin_key=admin))
+    try:
+        for sid, turns in (("wide", 6), ("narrow", 1)):
+            remote = Session(agent_url=handle.url, session_id=sid, token=tokens.issue(sid, "bob", secret=ring))
+            for t in range(turns):
+                remote.chat(f"turn {t} " + "z" * 300)
+            remote.create_checkpoint()
+        auth = {"Authorization": f"Bearer {tokens.issue('wide', 'bob', secret=ring)}"}
+        info = httpx.get(f"{handle.url}/sessions/wide", headers=auth, timeout=30).json()
+        stored = info["bytes_stored"]
+        assert stored["messages"] > 6 * 300 and 0 < stored["checkpoints"] < stored["messages"]
+        assert stored["total"] == sum(stored[k] for k in ("messages", "checkpoints", "memory", "meta"))
+        listed = httpx.get(f"{handle.url}/sessions", params={"user_id": "bob", "sort": "size"},
+                           headers={"Authorization": f"Bearer {admin}"}, timeout=30).json()
+        assert [r["session_id"] for r in listed] == ["wide", "narrow"]
+        assert listed[0]["bytes_stored"] > listed[1]["bytes_stored"]
+    finally:
+        handle.stop()
