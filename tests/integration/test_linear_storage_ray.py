@@ -4,7 +4,9 @@ back after a restart, and the listing finds the biggest session by size."""
 
 import asyncio
 import os
+import shutil
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -115,3 +117,31 @@ def test_the_http_api_reports_bytes_stored_and_lists_by_size(start):
         assert listed[0]["bytes_stored"] > listed[1]["bytes_stored"]
     finally:
         handle.stop()
+
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "checkpoints_before_linear_storage.db"
+
+
+@pytest.mark.parametrize("start", ["sqlite"], indirect=True)
+def test_checkpoints_written_before_linear_storage_keep_loading(start, tmp_path):
+    """The fixture was written by the release before linear storage (commit 40f04c4, local
+    runtime): session u1/old, 6 turns with checkpoint_every=2 (c1..c3), version 0 after turn 6,
+    then edit_message(1, "edited reply") (c4, "before edit"). Its checkpoints are full copies."""
+    shutil.copy(FIXTURE, tmp_path / "state.db")
+    start()
+    s = Session("old", agent=NULL, user_id="u1")
+    original = [c for t in range(6) for c in (f"turn {t}", "[null model] ok")]
+    assert _contents(s) == [original[0], "edited reply", *original[2:]]
+    assert _formats(start.url, "u1/old") == [1] * 5
+    s.truncate(6)  # copy-on-write leaves the full copies alone; c5 is linear
+    assert _formats(start.url, "u1/old") == [1] * 5 + [2, 2]  # c5 and the segment it references
+    s.restore_checkpoint(2)
+    assert _contents(s) == original[:8]
+    assert s.restore_version(0)
+    assert _contents(s) == original
+    s.restore_checkpoint(5)  # the linear one, before the truncate
+    assert _contents(s) == [original[0], "edited reply", *original[2:]]
+    start()  # and after a restart
+    s = Session("old", agent=NULL, user_id="u1")
+    s.restore_checkpoint(1)
+    assert _contents(s) == original[:4]

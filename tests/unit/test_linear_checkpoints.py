@@ -217,19 +217,23 @@ async def test_an_edit_freezes_the_changed_tail_once_for_all_the_checkpoints_tha
         assert _codec.decode(restored["messages"][15])["content"] == "MESSAGE 7"
 
 
-async def test_storage_grows_with_the_history_not_with_history_times_checkpoints():
-    """2,000 turns with a checkpoint every 5 store at most 3x the bytes of the history alone."""
-    store = MemoryStore()
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])  # Redis counts alike (test_storage_usage), 2x slower
+async def test_storage_grows_with_the_history_not_with_history_times_checkpoints(kind, tmp_path):
+    """2,000 turns with a checkpoint every 5 store at most 3x the bytes of the history alone
+    (as the backend counts them: Store.usage)."""
+    backend, _ = _store(kind, tmp_path)
     state = SessionState.new("u/s", "s", "u")
     for t in range(2000):
-        await _turn(store, state, f"turn {t}: " + "lorem ipsum " * 8)
+        await _turn(backend, state, f"turn {t}: " + "lorem ipsum " * 8)
         if (t + 1) % 5 == 0:
-            await ops.create_checkpoint(store, state, label=f"auto at turn {t + 1}")
+            await ops.create_checkpoint(backend, state, label=f"auto at turn {t + 1}")
     history = sum(map(len, state.messages))
-    checkpoints = [await store.get_checkpoint(state.key, i.cp_id) for i in await store.list_checkpoints(state.key)]
-    assert len(checkpoints) == 400
-    total = history + len((await store.load(state.key)).meta) + sum(len(c.data) for c in checkpoints)
-    assert total <= 3 * history, (total, history)
+    assert len(await backend.list_checkpoints(state.key)) == 400
+    stored = (await backend.usage([state.key]))[state.key]
+    assert stored.messages == history and stored.total <= 3 * history, (stored, history)
+    assert _contents((await ops.checkpoint_snapshot(backend, state, 1))["messages"])[-1] == ("assistant", "TURN 4: "
+                                                                                             + "LOREM IPSUM " * 8)
+    await backend.close()
 
 
 async def test_full_copy_checkpoints_written_before_linear_storage_still_restore(backend):
