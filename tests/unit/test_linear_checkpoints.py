@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from redis_server import TEST_DB_URL, drop_redis_keys
-from repertory.errors import CorruptState, UnsupportedFormat
+from repertory.errors import ConcurrentUpdate, CorruptState, UnsupportedFormat
 from repertory.state import ops, snapshots
 from repertory.state.session_state import SessionState
 from repertory.stores import CheckpointInfo, CheckpointRecord, MemoryStore, SQLiteStore
@@ -296,3 +296,22 @@ async def test_a_lost_segment_is_corrupt_not_a_wrong_answer():
     with pytest.raises(CorruptState, match="segment"):
         await ops.restore_checkpoint(store, state, 1)
 
+
+
+async def test_a_lost_compare_and_set_after_copy_on_write_leaves_every_checkpoint_readable(backend):
+    """Copy-on-write writes segments and rewrites checkpoints before the replace commits; when
+    the replace then loses its compare-and-set (another writer got there first), every record
+    still reads back under the history the other writer stored."""
+    state = await _session(backend, 6)
+    await ops.create_checkpoint(backend, state, op_id="a")
+    expected = _contents(state.messages)
+    other = SessionState.from_record(await backend.load(state.key))
+    await _turn(backend, other, "from another runtime")  # state is now stale
+    with pytest.raises(ConcurrentUpdate):
+        await ops.edit_message(backend, state, 2, "lost", op_id="b")
+    fresh = SessionState.from_record(await backend.load(state.key))
+    assert _contents(fresh.messages) == expected + [("user", "from another runtime"),
+                                                    ("assistant", "FROM ANOTHER RUNTIME")]
+    assert _contents((await ops.checkpoint_snapshot(backend, fresh, 1))["messages"]) == expected
+    await ops.edit_message(backend, fresh, 2, "won", op_id="c")  # the retry on fresh state
+    assert _contents((await ops.checkpoint_snapshot(backend, fresh, 1))["messages"]) == expected
