@@ -80,6 +80,15 @@ class StoreActor:
     async def release_lease(self, key: str, owner: str) -> None:
         await self._store.release_lease(key, owner)
 
+    async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
+        await self._store.put_step(key, turn_id, seq, data, expires_at)
+
+    async def load_steps(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        return await self._store.load_steps(key, turn_id)
+
+    async def drop_steps(self, key: str, turn_id: str) -> None:
+        await self._store.drop_steps(key, turn_id)
+
     async def sweep_expired(self) -> int:
         return await self._store.sweep_expired()
 
@@ -138,6 +147,15 @@ class RemoteStore(Store):
 
     async def release_lease(self, key: str, owner: str) -> None:
         await self._call(self._actor.release_lease, key, owner)
+
+    async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
+        await self._call(self._actor.put_step, key, turn_id, seq, data, expires_at)
+
+    async def load_steps(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        return await self._call(self._actor.load_steps, key, turn_id)
+
+    async def drop_steps(self, key: str, turn_id: str) -> None:
+        await self._call(self._actor.drop_steps, key, turn_id)
 
     async def sweep_expired(self) -> int:
         return await self._call(self._actor.sweep_expired)

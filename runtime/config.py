@@ -45,6 +45,9 @@ class Settings:
     # hour on Redis (as the seed page does), forever on SQLite.
     default_ttl: float | str | None = "auto"
     store_access: str = "direct"  # "direct": hosts write the store; "actor": through the StoreActor
+    # Journal each step of a turn with tools (model replies, tool results) so that a turn resent
+    # after a crash resumes from its last step; False trades that for a write less per step.
+    journal_steps: bool = True
     # Encryption at rest: key strings "kid:base64key" (the first encrypts), a comma-separated
     # string or a list; None reads REPERTORY_ENCRYPTION_KEY. Hidden from repr, never logged.
     encryption_key: str | list[str] | None = field(default=None, repr=False)

@@ -172,6 +172,21 @@ class Store(abc.ABC):
     async def release_lease(self, key: str, owner: str) -> None:
         """Give the lease back if ``owner`` holds it; otherwise do nothing."""
 
+    # The step journal of a running turn: what a turn with tool calls has done so far (each
+    # model step, each tool result), so that a turn resent after a crash resumes from there.
+    @abc.abstractmethod
+    async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
+        """Journal step ``seq`` (0, 1, ...) of turn ``turn_id`` of session ``key`` durably (the
+        same ``seq`` again replaces it). It expires at ``expires_at`` (the session's expiry)."""
+
+    @abc.abstractmethod
+    async def load_steps(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        """The journaled steps of a turn as ``(seq, data)``, in ``seq`` order; empty if none (or expired)."""
+
+    @abc.abstractmethod
+    async def drop_steps(self, key: str, turn_id: str) -> None:
+        """Forget a turn's journal (its turn committed); nothing to drop is no error."""
+
     async def sweep_expired(self) -> int:
         """Delete the sessions (and their checkpoints) whose expiry has passed; returns how many.
 

@@ -6,6 +6,8 @@ Key layout (``<p>`` is the store prefix, ``rp`` by default; ``<key>`` the sessio
     <p>:{<key>}:msgs        list: the message blobs, in order
     <p>:{<key>}:cps         sorted set: checkpoint ids, scored by created_at
     <p>:{<key>}:cp:<cp_id>  hash: kind, seq, created_at, turn, label, data
+    <p>:{<key>}:steps:<turn> hash: seq -> step blob, the journal of a running turn (Store.put_step)
+    <p>:{<key>}:stepturns   set: the turns that have a journal (so a delete finds them)
 
 Why this shape:
 
@@ -382,7 +384,57 @@ class RedisStore(Store):
         self._check_open()
         await self._eval(self._release_lease_script, (self._lease_key(key),), (owner,), "release_lease")
 
+    def _steps_key(self, key: str, turn_id: str) -> str:
+        return f"{self._base(key)}:steps:{turn_id}"
+
+    async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
+        self._check_open()
+        name, index = self._steps_key(key, turn_id), f"{self._base(key)}:stepturns"
+        expire_ms, _ = _expiry_args(expires_at)
+
+        async def put() -> None:
+            # One MULTI on one slot: the step and its index entry land together, with the
+            # session's expiry (or none, as the session's).
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(name, str(seq), data)
+            pipe.sadd(index, turn_id)
+            for k in (name, index):
+                if expire_ms:
+                    pipe.pexpireat(k, int(expire_ms))
+                else:
+                    pipe.persist(k)
+            await pipe.execute()
+
+        await self._call("put_step", put)
+        self._wrote()
+
+    async def load_steps(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        self._check_open()
+        name = self._steps_key(key, turn_id)
+        found = await self._call("load_steps", lambda: self._client.hgetall(name))
+        return sorted((int(k), v) for k, v in found.items())
+
+    async def drop_steps(self, key: str, turn_id: str) -> None:
+        self._check_open()
+        name, index = self._steps_key(key, turn_id), f"{self._base(key)}:stepturns"
+
+        async def drop() -> None:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.delete(name)
+            pipe.srem(index, turn_id)
+            await pipe.execute()
+
+        await self._call("drop_steps", drop)
+
+    async def _drop_all_steps(self, key: str) -> None:
+        index = f"{self._base(key)}:stepturns"
+        turns = await self._call("delete", lambda: self._client.smembers(index))
+        if turns:
+            names = [self._steps_key(key, t.decode()) for t in turns]
+            await self._call("delete", lambda: self._client.delete(*names, index))
+
     async def delete(self, key: str, op_id: str | None = None) -> bool:
+        await self._drop_all_steps(key)
         res = await self._eval(self._delete_script, (*self._session_keys(key), f"{self._base(key)}:deleted"),
                                (f"{self._base(key)}:cp:", op_id or "", int(DELETE_MEMORY)),
                                "delete")

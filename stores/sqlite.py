@@ -242,6 +242,7 @@ class SQLiteStore(Store):
         cur = conn.execute("DELETE FROM sessions WHERE key = ?", (key,))
         conn.execute("DELETE FROM messages WHERE key = ?", (key,))
         conn.execute("DELETE FROM checkpoints WHERE key = ?", (key,))
+        conn.execute("DELETE FROM steps WHERE key = ?", (key,))
         return cur.rowcount == 1
 
     @staticmethod
@@ -264,6 +265,7 @@ class SQLiteStore(Store):
     def _sweep_in(conn: sqlite3.Connection, now: float) -> int:
         conn.execute("DELETE FROM leases WHERE until <= ?", (now,))
         conn.execute("DELETE FROM deletions WHERE at <= ?", (now - DELETE_MEMORY,))
+        conn.execute("DELETE FROM steps WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
         keys = [r[0] for r in conn.execute(
             "SELECT key FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))]
         for key in keys:
@@ -528,6 +530,31 @@ class SQLiteStore(Store):
 
     async def usage(self, keys: Sequence[str]) -> dict[str, StorageUsage]:
         return await self._run("usage", self._usage_sync, keys) if keys else {}
+
+    async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
+        self._check_writable()
+        await self._run("put_step", self._tx, self._put_step_in, key, turn_id, seq, data, expires_at)
+
+    async def load_steps(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        return await self._run("load_steps", self._load_steps_sync, key, turn_id)
+
+    async def drop_steps(self, key: str, turn_id: str) -> None:
+        await self._run("drop_steps", self._tx, self._drop_steps_in, key, turn_id)
+
+    @staticmethod
+    def _put_step_in(conn: sqlite3.Connection, key: str, turn_id: str, seq: int, data: bytes,
+                     expires_at: float | None) -> None:
+        conn.execute("INSERT OR REPLACE INTO steps (key, turn_id, seq, data, expires_at) VALUES (?, ?, ?, ?, ?)",
+                     (key, turn_id, seq, data, expires_at))
+
+    def _load_steps_sync(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        return [(r[0], r[1]) for r in self._connect().execute(
+            "SELECT seq, data FROM steps WHERE key = ? AND turn_id = ? AND (expires_at IS NULL OR expires_at > ?)"
+            " ORDER BY seq", (key, turn_id, time.time()))]
+
+    @staticmethod
+    def _drop_steps_in(conn: sqlite3.Connection, key: str, turn_id: str) -> None:
+        conn.execute("DELETE FROM steps WHERE key = ? AND turn_id = ?", (key, turn_id))
 
     async def list_sessions(
         self, *, prefix: str = "", updated_before: float | None = None, limit: int | None = None

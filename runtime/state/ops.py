@@ -56,9 +56,14 @@ _LIVE_FIELDS = ("session_id", "user_id", "created_at", "ttl", "agent", "agents",
                 "context")
 
 
-def snapshot(state: SessionState) -> bytes:
-    """A self-contained copy of the state (the export format of a checkpoint, format 1)."""
-    return _codec.encode({"meta": state.meta, "messages": state.messages, "revision": state.revision})
+def snapshot(state: SessionState, shared: dict[str, Any] | None = None) -> bytes:
+    """A self-contained copy of the state (the export format of a checkpoint, format 1);
+    ``shared``: the copy of the session's shared state taken with it
+    (:func:`repertory.shared.core.stored_shared_state`), restored with it."""
+    snap = {"meta": state.meta, "messages": state.messages, "revision": state.revision}
+    if shared is not None:
+        snap["shared_state"] = shared
+    return _codec.encode(snap)
 
 
 async def unsnapshot(store: Store, state: SessionState, data: bytes, source: str) -> dict[str, Any]:
@@ -99,19 +104,20 @@ async def commit_replace(store: Store, state: SessionState, messages_raw: list[b
 
 
 async def _new_checkpoint(store: Store, state: SessionState, label: str, kind: str,
-                          ) -> tuple[CheckpointRecord, list[CheckpointInfo]]:
+                          shared: dict[str, Any] | None = None) -> tuple[CheckpointRecord, list[CheckpointInfo]]:
     """A checkpoint of the state as it is (not yet stored), and the existing ones of ``kind``."""
     existing = await store.list_checkpoints(state.key, kind)
     seq = max((c.seq for c in existing), default=0 if kind == CHECKPOINT else -1) + 1
     info = CheckpointInfo(state.key, f"{kind[0]}{seq}", kind, seq, time.time(), state.meta["turns"], label or "")
-    return CheckpointRecord(info, snapshots.snapshot(state.meta, state.revision, state.messages)), existing
+    return CheckpointRecord(info, snapshots.snapshot(state.meta, state.revision, state.messages, shared=shared)), existing
 
 
 async def create_checkpoint(store: Store, state: SessionState, label: str = "", kind: str = CHECKPOINT,
-                            keep: int | None = None, op_id: str | None = None) -> dict[str, Any]:
+                            keep: int | None = None, op_id: str | None = None,
+                            shared: dict[str, Any] | None = None) -> dict[str, Any]:
     """Checkpoint (or version) the state. With ``op_id`` the checkpoint and the record of the
     id are one write of the session; without (automatic checkpoints after a turn) the
-    checkpoint alone is written."""
+    checkpoint alone is written. ``shared``: the session's shared state, recorded with it."""
     if (done := _replayed(state, op_id)) is not None:
         rec = await store.get_checkpoint(state.key, done[1])
         if rec is None:
@@ -121,7 +127,7 @@ async def create_checkpoint(store: Store, state: SessionState, label: str = "", 
         raise InvalidInput(f"a checkpoint label is a str, got {type(label).__name__}")
     if kind not in (CHECKPOINT, VERSION):
         raise InvalidInput(f"kind is {CHECKPOINT!r} or {VERSION!r}, not {kind!r}")
-    record, existing = await _new_checkpoint(store, state, label, kind)
+    record, existing = await _new_checkpoint(store, state, label, kind, shared)
     info = _info_dict(record.info)
     if op_id is None:
         await store.put_checkpoint(record)
@@ -350,8 +356,10 @@ async def export_session(store: Store, state: SessionState, with_checkpoints: bo
                 # Exported checkpoints are self-contained (format 1): a file holds no live history.
                 snap = await unsnapshot(store, state, rec.data,
                                         f"{info.kind} {info.cp_id!r} of session {state.key!r}")
-                data = _codec.encode({"meta": snap["meta"], "messages": snap["messages"],
-                                      "revision": snap.get("revision", 0)}, checked=True)
+                full = {"meta": snap["meta"], "messages": snap["messages"], "revision": snap.get("revision", 0)}
+                if "shared_state" in snap:
+                    full["shared_state"] = snap["shared_state"]
+                data = _codec.encode(full, checked=True)
                 out["checkpoints"].append({"info": _info_dict(info), "data": data})
     return out
 
@@ -394,8 +402,11 @@ async def checkpoint_snapshot(store: Store, state: SessionState, ref: int | str,
                                   kind: str = CHECKPOINT) -> dict[str, Any]:
     rec = await _find(store, state, ref, kind)
     snap = await unsnapshot(store, state, rec.data, f"{kind} {ref!r} of session {state.key!r}")
-    return {"kind": "repertory.session", "key": state.key, "meta": snap["meta"],
-            "messages": snap["messages"], "version": snap.get("version", 0), "checkpoints": []}
+    doc = {"kind": "repertory.session", "key": state.key, "meta": snap["meta"],
+           "messages": snap["messages"], "version": snap.get("version", 0), "checkpoints": []}
+    if "shared_state" in snap:  # not part of an export document: the handle takes it out
+        doc["shared_state"] = snap["shared_state"]
+    return doc
 
 
 async def update_workflow(store: Store, state: SessionState, workflow_id: str,

@@ -74,22 +74,27 @@ def common_prefix(a: Sequence[bytes], b: Sequence[bytes]) -> int:
 
 
 def _linear(meta: dict[str, Any], revision: int, live: Sequence[bytes], base: int, tail: list[bytes],
-            segs: list[list[Any]] | None = None) -> bytes:
+            segs: list[list[Any]] | None = None, shared: dict[str, Any] | None = None) -> bytes:
     record = {"format": LINEAR, "meta": meta, "revision": revision, "base": base,
               "base_crc": prefix_crc(live, base), "tail": tail}
     if segs:
         record["segs"] = segs
+    if shared is not None:
+        record["shared_state"] = shared
     return _codec.encode(record)
 
 
-def snapshot(meta: dict[str, Any], revision: int, live: Sequence[bytes], base: int | None = None) -> bytes:
+def snapshot(meta: dict[str, Any], revision: int, live: Sequence[bytes], base: int | None = None,
+             shared: dict[str, Any] | None = None) -> bytes:
     """The data of a checkpoint of the state (``meta``, ``live`` messages, ``revision``).
 
     ``base``: the live messages it references (all by default); the others are copied into its
     tail. A checkpoint written with a replace of the history passes the common prefix.
+    ``shared``: the copy of the session's shared state taken with it
+    (:func:`repertory.shared.core.stored_shared_state`), restored with it.
     """
     base = len(live) if base is None else base
-    return _linear(meta, revision, live, base, list(live[base:]))
+    return _linear(meta, revision, live, base, list(live[base:]), shared=shared)
 
 
 def _decode(data: bytes, source: str) -> dict[str, Any]:
@@ -129,7 +134,10 @@ def _resolve(snap: dict[str, Any], live: Sequence[bytes], segments: dict[str, li
     for seg_id, start, count in snap.get("segs", ()):
         messages += segments[seg_id][start:start + count]
     messages += snap["tail"]
-    return {"meta": snap["meta"], "messages": messages, "revision": snap.get("revision", 0)}
+    resolved = {"meta": snap["meta"], "messages": messages, "revision": snap.get("revision", 0)}
+    if "shared_state" in snap:
+        resolved["shared_state"] = snap["shared_state"]
+    return resolved
 
 
 async def _segments(store: Store, key: str, snap: dict[str, Any], source: str,
@@ -165,13 +173,14 @@ def linear_from(data: bytes, live: Sequence[bytes], source: str) -> bytes:
         raise CorruptState(f"{source} is not a self-contained checkpoint; re-export the session")
     messages = snap["messages"]
     p = common_prefix(live, messages)
-    return _linear(snap["meta"], snap.get("revision", 0), live, p, list(messages[p:]))
+    return _linear(snap["meta"], snap.get("revision", 0), live, p, list(messages[p:]), shared=snap.get("shared_state"))
 
 
 def _rebased(snap: dict[str, Any], live: Sequence[bytes], keep: int, seg_id: str) -> bytes:
     """``snap`` (linear, base > keep) referencing ``keep`` live messages and the frozen rest."""
     segs = [[seg_id, 0, snap["base"] - keep], *snap.get("segs", ())]
-    return _linear(snap["meta"], snap.get("revision", 0), live, keep, snap["tail"], segs)
+    return _linear(snap["meta"], snap.get("revision", 0), live, keep, snap["tail"], segs,
+                   shared=snap.get("shared_state"))
 
 
 async def preserve(store: Store, key: str, live: Sequence[bytes], keep: int,
