@@ -315,3 +315,18 @@ async def test_a_lost_compare_and_set_after_copy_on_write_leaves_every_checkpoin
     assert _contents((await ops.checkpoint_snapshot(backend, fresh, 1))["messages"]) == expected
     await ops.edit_message(backend, fresh, 2, "won", op_id="c")  # the retry on fresh state
     assert _contents((await ops.checkpoint_snapshot(backend, fresh, 1))["messages"]) == expected
+
+
+@pytest.mark.redis
+async def test_on_redis_segments_live_under_the_session_hash_tag(tmp_path):
+    store, prefix = _store("redis", tmp_path)
+    try:
+        state = await _session(store, 4)
+        await ops.create_checkpoint(store, state, op_id="a")
+        await ops.truncate(store, state, 2, op_id="b")
+        names = [n.decode() async for n in store._client.scan_iter(match=f"{prefix}:*")]
+        assert any(":cp:s" in n for n in names)  # a segment is stored
+        assert names and all(n.startswith(f"{prefix}:{{u/s}}:") for n in names), names  # one cluster slot
+    finally:
+        await store.close()
+        await drop_redis_keys(prefix)
