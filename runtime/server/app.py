@@ -202,12 +202,13 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     @router.get("/sessions", tags=["admin"], dependencies=[Depends(_admin)])
     async def list_all(prefix: Annotated[str, Query(max_length=300)] = "",
                        user_id: Annotated[str | None, Query(max_length=128)] = None,
-                       limit: int = 100) -> list[dict[str, Any]]:
+                       limit: int = 100,
+                       sort: Annotated[Literal["updated", "size"], Query()] = "updated") -> list[dict[str, Any]]:
         from repertory.admin.listing import alist_sessions
 
         if not 0 < limit <= 10_000:
             raise errors.InvalidInput("limit must be between 1 and 10000")
-        return jsonable_encoder(await alist_sessions(prefix, user_id, None, limit))
+        return jsonable_encoder(await alist_sessions(prefix, user_id, None, limit, sort))
 
     S = "/sessions/{session_id}"
 
