@@ -48,8 +48,12 @@ class RayAgentPool:
         last: BaseException | None = None
         for attempt in range(replicas + 2):
             name, h = self._handle(agent_key, replicas)
+            ref = h.run.remote(wire.encode([history, context, shared_state_id, memory, window]))
             try:
-                return wire.decode(await h.run.remote(wire.encode([history, context, shared_state_id, memory, window])))
+                return wire.decode(await ref)
+            except asyncio.CancelledError:  # a busy policy cancelled the turn: stop the model call too
+                ray.cancel(ref)
+                raise
             except RayTaskError as exc:
                 raise unwrap_ray_error(exc) from None
             except (ActorDiedError, ActorUnavailableError) as exc:
@@ -77,6 +81,9 @@ class RayAgentPool:
                     started = True
                     yield item
                 return
+            except (asyncio.CancelledError, GeneratorExit):  # the turn was cancelled or left: stop the model call
+                ray.cancel(gen)
+                raise
             except (ActorDiedError, ActorUnavailableError) as exc:
                 if started:  # what it yielded is out: the host resumes from the journal, or fails
                     raise AgentReplicaLost(f"agent {agent_key!r}: replica {name!r} died during a turn ({exc}); "

@@ -9,10 +9,11 @@ overwrite each other: the loser gets :class:`~repertory.errors.ConcurrentUpdate`
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["DELETE_MEMORY", "CheckpointInfo", "CheckpointRecord", "SessionInfo", "SessionRecord", "StateWrite",
-           "Store"]
+           "StorageUsage", "Store"]
 
 DELETE_MEMORY = 86400.0  # seconds a delete's op id is remembered (a resend comes within a restart)
 
@@ -92,6 +93,20 @@ class CheckpointRecord:
 
     info: CheckpointInfo
     data: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class StorageUsage:
+    """Bytes a session takes in a store, as stored (encrypted, if it is): its history, its meta
+    (user data, metadata, counters) and its checkpoints and versions."""
+
+    messages: int = 0
+    meta: int = 0
+    checkpoints: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.messages + self.meta + self.checkpoints
 
 
 class Store(abc.ABC):
@@ -180,6 +195,24 @@ class Store(abc.ABC):
         sweep, and it returns 0. A backend that keeps expired rows until told (SQLite) overrides it.
         """
         return 0
+
+    async def usage(self, keys: Sequence[str]) -> dict[str, StorageUsage]:
+        """Bytes stored per session of ``keys`` (absent sessions are left out).
+
+        This default reads each session and its checkpoints; the backends override it with
+        a query that sums sizes where they are stored, without shipping the data.
+        """
+        out: dict[str, StorageUsage] = {}
+        for key in keys:
+            rec = await self.load(key)
+            if rec is None:
+                continue
+            cps = 0
+            for info in await self.list_checkpoints(key):
+                cp = await self.get_checkpoint(key, info.cp_id)
+                cps += len(cp.data) if cp is not None else 0
+            out[key] = StorageUsage(sum(map(len, rec.messages)), len(rec.meta), cps)
+        return out
 
     async def close(self) -> None:
         """Release connections; the store is unusable afterwards."""

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import replace
 
 from repertory.errors import DecryptionFailed, EncryptionError
 
-from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, StorageUsage, Store
 from .crypto import KeyRing, envelope_kid, is_encrypted
 
 __all__ = ["EncryptedStore", "wrap_store"]
@@ -174,6 +175,9 @@ class EncryptedStore(Store):
 
     async def touch(self, key: str, expires_at: float | None) -> bool:
         return await self.inner.touch(key, expires_at)
+
+    async def usage(self, keys: Sequence[str]) -> dict[str, StorageUsage]:
+        return await self.inner.usage(keys)  # sizes as stored: sealed
 
 
     async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:

@@ -6,7 +6,9 @@ import time
 
 from repertory.errors import ConcurrentUpdate
 
-from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from collections.abc import Sequence
+
+from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, StorageUsage, Store
 
 __all__ = ["MemoryStore"]
 
@@ -148,3 +150,8 @@ class MemoryStore(Store):
         ]
         out.sort(key=lambda i: i.updated_at)
         return out[:limit] if limit is not None else out
+
+    async def usage(self, keys: Sequence[str]) -> dict[str, StorageUsage]:
+        return {k: StorageUsage(sum(map(len, r.messages)), len(r.meta),
+                                sum(len(c.data) for c in self._checkpoints.get(k, {}).values()))
+                for k in keys if (r := self._live(k)) is not None}

@@ -16,6 +16,7 @@ replaced under a running store would otherwise swallow acknowledged turns.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import sqlite3
@@ -29,7 +30,8 @@ import structlog
 
 from repertory.errors import ConcurrentUpdate, CorruptState, StoreError, StoreUnavailable
 
-from .base import DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from .base import (DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, StorageUsage,
+                   Store)
 from .sqlite_errors import is_busy, translate
 from .sqlite_files import (SESSION_SCHEMA, SESSION_SCHEMA_NAMES, FileId, create_private_file, file_id,
                            make_private_folder, open_connection, rollback)
@@ -322,6 +324,19 @@ class SQLiteStore(Store):
             args.append(limit)
         return [SessionInfo(*row) for row in conn.execute(sql, args)]
 
+    def _usage_sync(self, keys: Sequence[str]) -> dict[str, StorageUsage]:
+        # length() of a blob reads its size from the record header, not the blob itself.
+        conn, wanted, now = self._connect(), json.dumps(list(keys)), time.time()
+        found = {k: [0, m, 0] for k, m in conn.execute(
+            "SELECT key, length(meta) FROM sessions WHERE key IN (SELECT value FROM json_each(?)) "
+            "AND (expires_at IS NULL OR expires_at > ?)", (wanted, now))}
+        for column, table in ((0, "messages"), (2, "checkpoints")):
+            for key, size in conn.execute(f"SELECT key, SUM(length(data)) FROM {table} "  # noqa: S608 (fixed names)
+                                          "WHERE key IN (SELECT value FROM json_each(?)) GROUP BY key", (wanted,)):
+                if key in found:
+                    found[key][column] = size or 0
+        return {k: StorageUsage(*v) for k, v in found.items()}
+
     async def _run(self, what: str, fn, *args):
         loop = asyncio.get_running_loop()
         try:
@@ -512,6 +527,9 @@ class SQLiteStore(Store):
 
     async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
         return await self._run("delete_checkpoints", self._tx, self._delete_cps_in, key, list(cp_ids))
+
+    async def usage(self, keys: Sequence[str]) -> dict[str, StorageUsage]:
+        return await self._run("usage", self._usage_sync, keys) if keys else {}
 
     async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
         self._check_writable()

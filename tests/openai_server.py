@@ -13,7 +13,8 @@ answering it (by ``tool_call_id``) before the next non-tool message is refused w
 ``chat_calls`` counts the chat requests that were answered.
 ``/embeddings`` answers a deterministic bag-of-words vector per input (64 hashed dimensions,
 normalised), so texts that share words are near. ``fail_next`` makes the next N requests answer 500, to exercise retries; ``delay`` (seconds)
-is slept before each answer, to observe parallelism.
+is slept before each answer, to observe parallelism; ``chunk_delay`` (seconds) between the chunks of
+a streamed answer, so that a test can act in the middle of a stream.
 """
 
 from __future__ import annotations
@@ -120,6 +121,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _stream(self, body, message, finish, usage):
+        try:
+            self._write_stream(body, message, finish, usage)
+        except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (a cancelled call)
+            self.server.aborted_streams += 1
+
+    def _write_stream(self, body, message, finish, usage):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -132,6 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk.update(extra)
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
+            if self.server.chunk_delay:
+                time.sleep(self.server.chunk_delay)
 
         if message.get("tool_calls"):
             tc = message["tool_calls"][0]
@@ -155,6 +164,8 @@ class OpenAIServer(ThreadingHTTPServer):
         self.requests: list[dict] = []
         self.fail_next = 0
         self.delay = 0.0
+        self.chunk_delay = 0.0
+        self.aborted_streams = 0  # streamed answers whose client hung up before the end
         self.script = None
         self.chat_calls = 0
         self.lock = threading.Lock()

@@ -23,10 +23,11 @@ directly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import EllipsisType
 from typing import Any, Protocol, TypeVar
 
@@ -35,8 +36,11 @@ import structlog
 from repertory.agents.agent import Step, TurnOutput
 from repertory.agents.tool_calls import interrupted_results
 from repertory.config import Settings
-from repertory.errors import AgentError, AgentReplicaLost, ConcurrentUpdate, ModelError, StoreError
+from repertory.errors import (AgentError, AgentReplicaLost, ConcurrentUpdate, InvalidInput, ModelError, RuntimeNotReady,
+                              SessionBusy, StoreError, StreamNotResumable, TurnInterrupted)
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
+from repertory.host.busy import CANCELLED_KEPT, RunningTurn, check_on_busy, interrupted_reply
+from repertory.host.stats import HostCounters, HostStats
 from repertory.ids import SessionRef
 from repertory.shared.core import stored_shared_state
 from repertory.state import ops as state_ops
@@ -45,6 +49,7 @@ from repertory.state.context import prompt_context
 from repertory.state.session_state import SessionState, check_message
 from repertory.stores.base import Store
 from repertory.stores.codec import MsgpackCodec
+from repertory.streams import rechunk
 
 __all__ = ["AgentPool", "HostCore"]
 
@@ -69,7 +74,7 @@ class AgentPool(Protocol):
 
 
 class _Slot:
-    __slots__ = ("lock", "state", "last_used", "busy", "touched", "contended_until")
+    __slots__ = ("lock", "state", "last_used", "busy", "touched", "contended_until", "turns")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
@@ -78,6 +83,7 @@ class _Slot:
         self.busy = 0
         self.touched = 0.0
         self.contended_until = 0.0  # until then, messages take the session's lease (see module doc)
+        self.turns: dict[str, RunningTurn] = {}  # turns in the mailbox, by turn id (host.busy)
 
 
 class _Mailbox:
@@ -120,6 +126,14 @@ class _Effort:
                 "lease_waits": self.lease_waits}
 
 
+def _cancelled_text(turn_id: str, policy: str) -> str:
+    if policy == "interrupt":
+        return (f"turn {turn_id!r} was interrupted by a later message (on_busy='interrupt'): its partial reply is "
+                "in the history, marked interrupted. Send the message again with a new turn id to run it")
+    return (f"turn {turn_id!r} was rolled back by a later message (on_busy='rollback') and left nothing in the "
+            "history. Send the message again with a new turn id to run it")
+
+
 class _LeaseTimeout(Exception):
     """Waited a whole turn_timeout for another runtime's lease: not worth another attempt
     (a ConcurrentUpdate would be retried); raised to the caller as ConcurrentUpdate."""
@@ -144,6 +158,9 @@ class HostCore:
         self.cas_retries = 0
         self.lease_waits = 0
         self.repeated_model_calls = 0
+        self.turns_cancelled = 0
+        self._streams: set[asyncio.Task] = set()  # streamed turns run on when their reader leaves
+        self.counters = HostCounters()  # turns and latencies (host.stats)
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, key: str) -> _Slot:
@@ -159,7 +176,9 @@ class HostCore:
 
     async def _state(self, slot: _Slot, ref: SessionRef, ttl: float | None | EllipsisType = ...) -> SessionState:
         if slot.state is None:
+            started = time.perf_counter()
             rec = await self.store.load(ref.key)
+            self.counters.record_store(time.perf_counter() - started)
             if rec is None:  # a session starts with its handle's TTL, else the store's default
                 ttl = self.settings.default_ttl if ttl is ... else ttl
                 slot.state = SessionState.new(ref.key, ref.session_id, ref.user_id, ttl)  # type: ignore[arg-type]
@@ -318,7 +337,9 @@ class HostCore:
                                                    metrics=effort.metrics(), agents=req.agents,
                                                    fields=None if req.context_settings is None and out.window is None
                                                    else self._window_fields(state, req, out))
+        started = time.perf_counter()
         revision = await self.store.commit(write)
+        self.counters.record_store(time.perf_counter() - started)
         state.applied(revision, meta, messages)
         log.debug("turn_committed", turn=meta["turns"], revision=revision, messages=len(messages), **out.usage)
         if req.checkpoint_every and meta["turns"] % req.checkpoint_every == 0:
@@ -346,10 +367,15 @@ class HostCore:
 
     def _replay(self, state: SessionState, req: TurnRequest) -> TurnReply | None:
         # A resent request (the caller lost the reply when a host died): answer from the store.
+        # A turn that a later message cancelled answers as it did then: it never runs.
+        for tid, policy in state.meta.get("cancelled_turns", ()):
+            if tid == req.turn_id:
+                raise TurnInterrupted(_cancelled_text(tid, policy))
         content = state.replay(req.turn_id, req.content)
         if content is None:
             return None
         return TurnReply(content, {}, len(state.messages), state.revision, replayed=True)
+
 
     @staticmethod
     def _user_message(req: TurnRequest) -> dict[str, Any]:
@@ -470,35 +496,141 @@ class HostCore:
         check_message(req.content, self.settings.max_message_bytes)
         # Every log line of this turn carries the session and turn ids.
         with structlog.contextvars.bound_contextvars(session=req.ref.key, turn_id=req.turn_id, agent=req.agent_name):
-            return await self._turn(req)
+            started = time.perf_counter()
+            try:
+                reply = await self._turn(req)
+            except Exception:
+                self.counters.record_turn_error()
+                raise
+            self.counters.record_turn(time.perf_counter() - started)
+            return reply
 
     async def _turn(self, req: TurnRequest) -> TurnReply:
         if req.parallel:
             return await self._parallel_turn(req)
+        slot, record, registered = self._admit(req)
+        return await self._settled(slot, req, record, registered, self._run_turn(req, record, stream=False))
 
+    # -- busy sessions (host.busy) ----------------------------------------------------
+    def _admit(self, req: TurnRequest) -> tuple[_Slot, RunningTurn, bool]:
+        """Apply the message's busy policy, then register its turn in the mailbox. A resend of
+        a turn already there follows no policy (it is the same message) and is not registered."""
+        policy = check_on_busy(req.on_busy)
+        slot = self._slot(req.ref.key)
+        if req.turn_id in slot.turns:
+            return slot, RunningTurn(req.turn_id, req.content), False
+        if slot.turns:
+            if policy == "reject":
+                raise SessionBusy(f"session {req.ref.session_id!r} is processing another message; nothing was "
+                                  "written. Send it again later, or with on_busy='enqueue' to wait its turn")
+            if policy in ("interrupt", "rollback"):
+                for other in slot.turns.values():
+                    if other.cancel(policy):
+                        log.info("turn_cancel_requested", cancelled=other.turn_id, by=req.turn_id, policy=policy)
+        record = slot.turns[req.turn_id] = RunningTurn(req.turn_id, req.content)
+        slot.busy += 1  # the slot and its records stay resident until the turn leaves
+        return slot, record, True
+
+    async def _settled(self, slot: _Slot, req: TurnRequest, record: RunningTurn, registered: bool,
+                       work: Awaitable[TurnReply]) -> TurnReply:
+        """Await a turn, give its outcome to the record's followers, and leave the mailbox."""
+        try:
+            reply = await work
+        except Exception as exc:
+            record.finish(error=exc)
+            raise
+        except BaseException:
+            record.finish(error=RuntimeNotReady(f"the host stopped during turn {req.turn_id!r}; resend it "
+                                                "with the same turn id"))
+            raise
+        finally:
+            if registered and slot.turns.get(req.turn_id) is record:
+                del slot.turns[req.turn_id]
+                self._left(slot)
+        record.finish(reply)
+        return reply
+
+    async def _model(self, record: RunningTurn, call: Awaitable[T]) -> T | None:
+        """Await the turn's model call as a task that a busy policy may cancel; None if it did."""
+        record.phase = "model"
+        task = asyncio.ensure_future(call)
+        record.task = task
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError:  # the turn itself was cancelled (its host stops)
+            task.cancel()
+            raise
+        finally:
+            record.task = None
+        if task.cancelled():
+            if record.cancelled is None:
+                raise ModelError("the model call was cancelled; send the message again")
+            return None
+        record.phase = "committing"  # too late to cancel: the reply is written and answered
+        return task.result()
+
+    async def _record_cancelled(self, state: SessionState, req: TurnRequest, record: RunningTurn,
+                                user_msg: dict) -> TurnReply:
+        """Write what a cancelled turn leaves (host.busy), then raise TurnInterrupted."""
+        policy = record.cancelled
+        cancelled = [*state.meta.get("cancelled_turns", ())[-(CANCELLED_KEPT - 1):], [req.turn_id, policy]]
+        if policy == "interrupt":
+            partial = interrupted_reply(record.text, time.time())
+            if req.agent_name is not None:
+                partial["agent"] = req.agent_name
+            write, meta, messages = state.append_write([user_msg, partial], fields={"cancelled_turns": cancelled})
+        else:
+            write, meta, messages = state.meta_write(dict(state.meta, cancelled_turns=cancelled))
+        state.applied(await self.store.commit(write), meta, messages)
+        self.turns_cancelled += 1
+        log.info("turn_cancelled", policy=policy, partial_chars=len(record.text))
+        raise TurnInterrupted(_cancelled_text(req.turn_id, policy))
+
+    @staticmethod
+    def _deltas_into(record: RunningTurn) -> Callable[[str], Awaitable[None]]:
+        """Where a streamed turn's text chunks go: its record, which its readers follow."""
+        async def add(chunk: str) -> None:
+            record.add(chunk)
+        return add
+
+    async def _run_turn(self, req: TurnRequest, record: RunningTurn, *, stream: bool) -> TurnReply:
         effort = _Effort()
 
         async def run(state: SessionState) -> TurnReply:
             replay = self._replay(state, req)
             if replay is not None:
+                if stream:
+                    record.add(replay.content)
                 return replay
             user_msg = self._user_message(req)
+            if record.cancelled:  # cancelled while it waited in the mailbox: no model call
+                return await self._record_cancelled(state, req, record, user_msg)
             self._count_model_call(effort, req)
             before = self._repairs(state)
             history, window, context = self._prompt(state, req, user_msg, before)
+            deltas: Callable[[str], Awaitable[None]] | None = None
+            if stream:
+                record.streamed = True
+                deltas = self._deltas_into(record)
             try:
-                out, journaled = await self._agent_output(state, req, history, context, window)
+                result = await self._model(record, self._agent_output(state, req, history, context, window, deltas))
             except (ModelError, AgentError) as exc:
                 await self._count_error(state)
                 if req.journal and not isinstance(exc, AgentReplicaLost):  # a resend may still resume it
                     await self._drop_journal(state.key, req.turn_id)
                 raise
+            if result is None:  # a busy policy cancelled it: its steps will not be resumed
+                if req.journal:
+                    await self._drop_journal(state.key, req.turn_id)
+                return await self._record_cancelled(state, req, record, user_msg)
+            out, journaled = result
             reply = await self._commit_turn(state, req, self._tag(out, req), user_msg, effort, before)
             if journaled:
                 await self._drop_journal(state.key, req.turn_id)
             return reply
 
         return await self._with_session(req.ref, run, req.ttl, effort)
+
 
     async def _count_error(self, state: SessionState) -> None:
         """Count a failed turn in the session's metrics (analytics report it). Best effort: the
@@ -547,48 +679,70 @@ class HostCore:
         return await self._with_session(req.ref, append, req.ttl, effort)
 
     async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
-        """Like :meth:`turn`, yielding text deltas first and the durable :class:`TurnReply` last."""
+        """Like :meth:`turn`, yielding text deltas first and the durable :class:`TurnReply` last.
+
+        The turn runs in its own task and goes on if the reader leaves (a client that lost its
+        connection): it is written as any turn, and a reader may follow it again from an offset
+        of its reply (``req.resume_from``), live or, once written, from the store.
+        """
         check_message(req.content, self.settings.max_message_bytes)
-        queue: asyncio.Queue = asyncio.Queue()
-        done = object()
-        effort = _Effort()
+        if req.resume_from is not None:
+            async for item in self._resume(req):
+                yield item
+            return
+        slot, record, registered = self._admit(req)
 
-        async def run(state: SessionState) -> TurnReply:
-            replay = self._replay(state, req)
-            if replay is not None:
-                await queue.put(replay.content)
-                return replay
-            user_msg = self._user_message(req)
-            self._count_model_call(effort, req)
-            before = self._repairs(state)
-            history, window, context = self._prompt(state, req, user_msg, before)
-            try:
-                out, journaled = await self._agent_output(state, req, history, context, window, queue.put)
-            except (ModelError, AgentError) as exc:
-                await self._count_error(state)
-                if req.journal and not isinstance(exc, AgentReplicaLost):  # a resend may still resume it
-                    await self._drop_journal(state.key, req.turn_id)
-                raise
-            reply = await self._commit_turn(state, req, self._tag(out, req), user_msg, effort, before)
-            if journaled:
-                await self._drop_journal(state.key, req.turn_id)
-            return reply
-
-        async def drive() -> TurnReply:  # its own task, so the bound ids stay in it
+        async def drive() -> None:  # its own task, so the bound ids stay in it
             structlog.contextvars.bind_contextvars(session=req.ref.key, turn_id=req.turn_id)
             try:
-                return await self._with_session(req.ref, run, req.ttl, effort)
-            finally:
-                queue.put_nowait(done)
+                await self._settled(slot, req, record, registered, self._run_turn(req, record, stream=True))
+            except Exception:  # the record holds it: its readers raise it
+                pass
 
         task = asyncio.get_running_loop().create_task(drive())
+        self._streams.add(task)
+        task.add_done_callback(self._streams.discard)
+        started = time.perf_counter()
         try:
-            while (item := await queue.get()) is not done:
-                yield item
-            yield await task
-        finally:
-            if not task.done():
-                task.cancel()
+            async for chunk, _ in record.follow(0):
+                yield chunk
+            reply = record.outcome()
+        except Exception:
+            self.counters.record_turn_error()
+            raise
+        self.counters.record_turn(time.perf_counter() - started)
+        yield reply
+
+    async def _resume(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
+        """The reply of turn ``req.turn_id`` after ``req.resume_from`` characters: followed live
+        while the turn is in the mailbox, else re-chunked from the stored reply."""
+        offset = req.resume_from or 0
+        slot = self._slots.get(req.ref.key)
+        record = slot.turns.get(req.turn_id) if slot is not None else None
+        if record is not None and record.content == req.content:
+            async for chunk, _ in record.follow(offset):
+                yield chunk
+            reply: TurnReply = record.outcome()
+            if not record.streamed:  # a turn sent with chat(): its reply came whole
+                for chunk, _ in rechunk(reply.content[offset:], offset):
+                    yield chunk
+            yield dataclasses.replace(reply, replayed=True)
+            return
+
+        async def read(state: SessionState) -> TurnReply | None:
+            return self._replay(state, req)
+
+        stored = await self._with_session(req.ref, read)
+        if stored is None:
+            raise StreamNotResumable(f"turn {req.turn_id!r} of session {req.ref.session_id!r} is neither running "
+                                     "nor stored (it failed, or its host stopped before acknowledging it); send "
+                                     "the message again with the same turn id and no event id to run it")
+        if offset > len(stored.content):
+            raise InvalidInput(f"the event id's offset {offset} is past the end of the stored reply "
+                               f"({len(stored.content)} characters); pass the event id of a chunk received")
+        for chunk, _ in rechunk(stored.content[offset:], offset):
+            yield chunk
+        yield stored
 
     # -- state operations (HostAPI) ---------------------------------------------------
     async def get_history(self, ref: SessionRef) -> list[dict[str, Any]]:
@@ -701,12 +855,19 @@ class HostCore:
             slot.state = None
             return await self.store.delete(ref.key, op_id)
 
+    def snapshot(self) -> HostStats:
+        """This host's counters (:class:`~repertory.host.stats.HostStats`)."""
+        return self.counters.snapshot(self.name, resident=len(self._slots), activations=self.activations,
+                                      passivations=self.passivations, cas_retries=self.cas_retries,
+                                      lease_waits=self.lease_waits, repeated_model_calls=self.repeated_model_calls,
+                                      turns_cancelled=self.turns_cancelled)
+
     def stats(self) -> dict[str, Any]:
-        return {"host": self.name, "resident": len(self._slots), "activations": self.activations,
-                "passivations": self.passivations, "cas_retries": self.cas_retries,
-                "lease_waits": self.lease_waits, "repeated_model_calls": self.repeated_model_calls}
+        return self.snapshot().to_dict()
 
     async def close(self) -> None:
+        for task in list(self._streams):
+            task.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

@@ -17,6 +17,7 @@ from repertory.agents.agent import Agent, TurnOutput
 from repertory.config import Settings
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
 from repertory.host.core import HostCore
+from repertory.host.stats import HostStats
 from repertory.ids import SessionRef
 from repertory.memory.stores import MemoryStores
 
@@ -91,6 +92,15 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> list[dict[str, Any]]:
         """Per-host counters (resident sessions, activations, passivations)."""
+
+    def host_of(self, key: str) -> str:
+        """The name of the host that owns the (pooled) session stored under ``key``."""
+        return "local"
+
+    async def astats(self) -> list[HostStats]:
+        """Per-host counters (:class:`~repertory.host.stats.HostStats`: resident sessions,
+        activations, passivations, turns, turn and store latency percentiles, latency over time)."""
+        return [HostStats.from_dict(d) for d in self.stats()]
 
     @abc.abstractmethod
     def shutdown(self) -> None:

@@ -113,9 +113,13 @@ async def test_a_turn_resent_after_its_host_died_resumes_from_its_last_step(tmp_
         chunks = [c async for c in host.stream_turn(_req(agent, turn_id))]
         return chunks[-1].content
 
-    first = asyncio.create_task(run(_host(store, agent, model)))
+    dying = _host(store, agent, model)
+    first = asyncio.create_task(run(dying))
     await tools.in_second.wait()  # the host "dies" while the second tool runs
     first.cancel()
+    # A streamed turn runs in the host's own task (it goes on when its reader leaves): the
+    # host's death ends it too.
+    await dying.close()
     with pytest.raises(asyncio.CancelledError):
         await first
     journal = await store.load_steps("s1", turn_id)
