@@ -11,6 +11,9 @@
      ├── SessionNotFound (also KeyError)
      ├── SessionFileNotFound (also FileNotFoundError)
      ├── ConcurrentUpdate
+     ├── SessionBusy
+     ├── TurnInterrupted
+     ├── StreamNotResumable
      ├── StoreError
      │    ├── StoreUnavailable
      │    ├── CorruptState
@@ -20,6 +23,7 @@
      │         └── DecryptionFailed
      ├── ModelError
      ├── AgentError
+     │    └── AgentReplicaLost
      ├── WorkflowError
      ├── RuntimeNotReady
      ├── AccessDenied (also PermissionError)
@@ -38,6 +42,7 @@ from __future__ import annotations
 __all__ = [
     "AccessDenied",
     "AgentError",
+    "AgentReplicaLost",
     "ConcurrentUpdate",
     "CorruptState",
     "DecryptionFailed",
@@ -56,9 +61,12 @@ __all__ = [
     "SessionFileNotFound",
     "ServerError",
     "ServerUnavailable",
+    "SessionBusy",
     "SessionNotFound",
     "StoreError",
+    "StreamNotResumable",
     "StoreUnavailable",
+    "TurnInterrupted",
     "UnsupportedFormat",
     "WorkflowError",
     "error_code",
@@ -108,6 +116,22 @@ class ConcurrentUpdate(RepertoryError):
     """Another writer changed the session since it was read (compare-and-set lost)."""
 
 
+class SessionBusy(RepertoryError):
+    """The session was processing another message and this one asked ``on_busy="reject"``;
+    nothing was written. Send it again later, or with another ``on_busy`` policy."""
+
+
+class TurnInterrupted(RepertoryError):
+    """A later message to the session interrupted (or rolled back) this turn before it was
+    acknowledged. Its resend, with the same turn id, answers this again: it never runs."""
+
+
+class StreamNotResumable(RepertoryError):
+    """A stream cannot continue from the event id given: its turn is neither running nor
+    stored (it failed, or its host stopped before acknowledging it). Resend the message
+    with the same turn id and no event id to run it."""
+
+
 class StoreError(RepertoryError):
     """The state store failed."""
 
@@ -142,6 +166,11 @@ class ModelError(RepertoryError):
 
 class AgentError(RepertoryError):
     """An agent definition or a tool is unusable."""
+
+
+class AgentReplicaLost(AgentError):
+    """The agent replica running a turn died after the turn had started; resend the turn
+    (same turn id): its journaled steps are not redone."""
 
 
 class WorkflowError(RepertoryError):

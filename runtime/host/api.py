@@ -59,6 +59,13 @@ class TurnRequest:
     # they differ; None continues with the stored ones (agents.window).
     context_settings: dict | None = None
     prompt_context: str | None = "profile"  # what the prompt's context adds (state.context.PROMPT_CONTEXTS)
+    # Journal each step of the turn (model replies that ask for tools, tool results), so that
+    # a resend after a crash resumes from the last one; set where the agent has tools.
+    journal: bool = False
+    on_busy: str = "enqueue"  # what this message does to a busy session (host.busy)
+    # stream_turn only: continue the turn's stream after this many characters of its reply
+    # (an event id's offset, repertory.streams) instead of sending the message again.
+    resume_from: int | None = None
 
 
 @dataclass(slots=True)
@@ -76,10 +83,13 @@ class HostAPI(Protocol):
     """The operations on one session; each runs under the session's mailbox, in arrival order."""
 
     async def turn(self, req: TurnRequest) -> TurnReply:
-        """Run one turn; returns once it is durable. Raises ModelError, AgentError, MessageTooLarge."""
+        """Run one turn; returns once it is durable. Raises ModelError, AgentError, MessageTooLarge,
+        SessionBusy (``on_busy="reject"``) and TurnInterrupted (a later message cancelled it)."""
 
     def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
-        """Like :meth:`turn`, yielding text deltas first and the durable reply last."""
+        """Like :meth:`turn`, yielding text deltas first and the durable reply last. With
+        ``resume_from``: the deltas after that offset of the turn's reply, from its running turn
+        or its stored reply; StreamNotResumable if it has neither."""
 
     async def get_history(self, ref: SessionRef) -> list[dict[str, Any]]:
         """All messages, oldest first."""
@@ -116,8 +126,10 @@ class HostAPI(Protocol):
         """Seconds the session lives after its last access; None keeps it."""
 
     async def create_checkpoint(self, ref: SessionRef, label: str, kind: CheckpointKind,
-                                keep: int | None, op_id: str | None = None) -> dict[str, Any]:
-        """Checkpoint (or save a version of) the current state; returns its info."""
+                                keep: int | None, op_id: str | None = None,
+                                shared_state_id: str | None = None) -> dict[str, Any]:
+        """Checkpoint (or save a version of) the current state, with a copy of the shared state
+        ``shared_state_id`` if given; returns its info."""
 
     async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind,
                                  op_id: str | None = None) -> int:

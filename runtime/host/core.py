@@ -23,26 +23,33 @@ directly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import EllipsisType
 from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from repertory.agents.agent import TurnOutput
+from repertory.agents.agent import Step, TurnOutput
+from repertory.agents.tool_calls import interrupted_results
 from repertory.config import Settings
-from repertory.errors import AgentError, ConcurrentUpdate, ModelError, StoreError
+from repertory.errors import (AgentError, AgentReplicaLost, ConcurrentUpdate, InvalidInput, ModelError, RuntimeNotReady,
+                              SessionBusy, StoreError, StreamNotResumable, TurnInterrupted)
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
+from repertory.host.busy import CANCELLED_KEPT, RunningTurn, check_on_busy, interrupted_reply
 from repertory.host.stats import HostCounters, HostStats
 from repertory.ids import SessionRef
+from repertory.shared.core import stored_shared_state
 from repertory.state import ops as state_ops
 from repertory.state.conflicts import retry_conflicts
 from repertory.state.context import prompt_context
 from repertory.state.session_state import SessionState, check_message
 from repertory.stores.base import Store
+from repertory.stores.codec import MsgpackCodec
+from repertory.streams import rechunk
 
 __all__ = ["AgentPool", "HostCore"]
 
@@ -50,6 +57,7 @@ log = structlog.get_logger("repertory.host")
 T = TypeVar("T")
 CONTEXT_MESSAGES = 10  # recent messages whose topics a "full" prompt context names
 CONTENDED_FOR = 60.0  # seconds a session is leased around each message after a conflict or a wait
+_codec = MsgpackCodec()
 
 
 class AgentPool(Protocol):
@@ -61,11 +69,12 @@ class AgentPool(Protocol):
 
     def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                shared_state_id: str | None = None, memory: dict | None = None,
-               window: dict | None = None) -> AsyncIterator[str | TurnOutput]: ...
+               window: dict | None = None, *, deltas: bool = True, steps: bool = False,
+               resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]: ...
 
 
 class _Slot:
-    __slots__ = ("lock", "state", "last_used", "busy", "touched", "contended_until")
+    __slots__ = ("lock", "state", "last_used", "busy", "touched", "contended_until", "turns")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
@@ -74,6 +83,7 @@ class _Slot:
         self.busy = 0
         self.touched = 0.0
         self.contended_until = 0.0  # until then, messages take the session's lease (see module doc)
+        self.turns: dict[str, RunningTurn] = {}  # turns in the mailbox, by turn id (host.busy)
 
 
 class _Mailbox:
@@ -116,6 +126,14 @@ class _Effort:
                 "lease_waits": self.lease_waits}
 
 
+def _cancelled_text(turn_id: str, policy: str) -> str:
+    if policy == "interrupt":
+        return (f"turn {turn_id!r} was interrupted by a later message (on_busy='interrupt'): its partial reply is "
+                "in the history, marked interrupted. Send the message again with a new turn id to run it")
+    return (f"turn {turn_id!r} was rolled back by a later message (on_busy='rollback') and left nothing in the "
+            "history. Send the message again with a new turn id to run it")
+
+
 class _LeaseTimeout(Exception):
     """Waited a whole turn_timeout for another runtime's lease: not worth another attempt
     (a ConcurrentUpdate would be retried); raised to the caller as ConcurrentUpdate."""
@@ -140,6 +158,8 @@ class HostCore:
         self.cas_retries = 0
         self.lease_waits = 0
         self.repeated_model_calls = 0
+        self.turns_cancelled = 0
+        self._streams: set[asyncio.Task] = set()  # streamed turns run on when their reader leaves
         self.counters = HostCounters()  # turns and latencies (host.stats)
 
     # -- slots ------------------------------------------------------------------------
@@ -312,8 +332,8 @@ class HostCore:
 
     # -- turns ------------------------------------------------------------------------
     async def _commit_turn(self, state: SessionState, req: TurnRequest, out: TurnOutput,
-                           user_msg: dict, effort: _Effort) -> TurnReply:
-        write, meta, messages = state.append_write([user_msg, *out.messages], turn_id=req.turn_id,
+                           user_msg: dict, effort: _Effort, before: Sequence[dict] = ()) -> TurnReply:
+        write, meta, messages = state.append_write([*before, user_msg, *out.messages], turn_id=req.turn_id,
                                                    metrics=effort.metrics(), agents=req.agents,
                                                    fields=None if req.context_settings is None and out.window is None
                                                    else self._window_fields(state, req, out))
@@ -324,6 +344,7 @@ class HostCore:
         log.debug("turn_committed", turn=meta["turns"], revision=revision, messages=len(messages), **out.usage)
         if req.checkpoint_every and meta["turns"] % req.checkpoint_every == 0:
             await state_ops.create_checkpoint(self.store, state, label=f"auto at turn {meta['turns']}",
+                                              shared=await self._shared_copy(req.shared_state_id),
                                               keep=req.keep_checkpoints)
         return TurnReply(out.reply, out.usage, len(messages), revision)
 
@@ -346,10 +367,15 @@ class HostCore:
 
     def _replay(self, state: SessionState, req: TurnRequest) -> TurnReply | None:
         # A resent request (the caller lost the reply when a host died): answer from the store.
+        # A turn that a later message cancelled answers as it did then: it never runs.
+        for tid, policy in state.meta.get("cancelled_turns", ()):
+            if tid == req.turn_id:
+                raise TurnInterrupted(_cancelled_text(tid, policy))
         content = state.replay(req.turn_id, req.content)
         if content is None:
             return None
         return TurnReply(content, {}, len(state.messages), state.revision, replayed=True)
+
 
     @staticmethod
     def _user_message(req: TurnRequest) -> dict[str, Any]:
@@ -359,9 +385,23 @@ class HostCore:
         return msg
 
     @staticmethod
-    def _prompt(state: SessionState, req: TurnRequest, user_msg: dict) -> tuple[bytes | list[dict], dict | None, dict | None]:
+    def _repairs(state: SessionState) -> list[dict[str, Any]]:
+        """Results for tool calls the stored history left unanswered (agents.tool_calls): a
+        history written by another framework, or imported, may end in a call without its result,
+        and providers refuse such a prompt. Recorded with the turn, before its user message."""
+        n, total = 1, len(state.messages)
+        while True:
+            tail = state.recent(min(n, total))  # one message decoded, in the common case
+            if not tail or tail[0].get("role") != "tool" or len(tail) == total:
+                return interrupted_results(tail)
+            n *= 2  # it starts inside a group of tool results: read further back
+
+    @staticmethod
+    def _prompt(state: SessionState, req: TurnRequest, user_msg: dict,
+                before: Sequence[dict] = ()) -> tuple[bytes | list[dict], dict | None, dict | None]:
         """The history to send, the window settings and state for the agent (None: no
-        settings, nothing left out yet), and the prompt's context."""
+        settings, nothing left out yet), and the prompt's context. ``before``: repairs of the
+        history (:meth:`_repairs`), sent and stored before ``user_msg``."""
         meta = state.meta
         context = req.context
         if req.prompt_context is not None and (req.prompt_context != "profile" or meta["user_profile"]):
@@ -373,7 +413,7 @@ class HostCore:
             if req.history_window:
                 history = history[-req.history_window:]
             # Another agent's turns interleave: no start to store, the agent only leaves messages out.
-            return [*history, user_msg], {**(settings or {}), "offset": None}, context
+            return [*history, *before, user_msg], {**(settings or {}), "offset": None}, context
         n = len(state.messages)
         first = min(stored["start"], n) if stored else 0  # the window's start (agents.window)
         cut = req.history_window
@@ -381,7 +421,7 @@ class HostCore:
             cut = min(cut, settings["messages"]) if cut else settings["messages"]
         if cut:
             first = max(first, n - cut)
-        blob = state.prompt_blob(user_msg, start=first)
+        blob = state.prompt_blob(user_msg, start=first, before=before)
         if settings is None and stored is None and first == 0:
             return blob, None, context
         return blob, {**(settings or {}), "offset": first, "summary": stored["summary"] if stored else None}, context
@@ -391,6 +431,65 @@ class HostCore:
             for m in out.messages:
                 m["agent"] = req.agent_name
         return out
+
+    async def _agent_output(self, state: SessionState, req: TurnRequest, history: bytes | list[dict],
+                            context: dict | None, window: dict | None,
+                            deltas: Callable[[str], Awaitable[None]] | None = None) -> tuple[TurnOutput, bool]:
+        """The agent's output for the turn, and whether the turn has a step journal to drop.
+
+        With ``req.journal`` each step is journaled (Store.put_step) as it arrives, before the
+        turn is acknowledged; a journal that an earlier attempt of this turn id left (its host
+        died) is sent along, and the agent resumes after its last step: no tool that reported
+        runs again, no model step is paid twice. ``deltas`` receives text chunks (streaming).
+        """
+        if not req.journal and deltas is None:  # the common turn: one call, nothing journaled
+            return await self.agents.run(req.agent_key, req.replicas, history, context, req.shared_state_id,
+                                         req.memory, window), False
+        journaled = False
+        for attempt in range(3):
+            resume = await self._journal(state, req) if req.journal else None
+            journaled = journaled or resume is not None
+            out: TurnOutput | None = None
+            try:
+                async for item in self.agents.stream(req.agent_key, req.replicas, history, context,
+                                                     req.shared_state_id, req.memory, window,
+                                                     deltas=deltas is not None, steps=req.journal, resume=resume):
+                    if isinstance(item, str):
+                        await deltas(item)  # type: ignore[misc]
+                    elif isinstance(item, Step):
+                        ttl = state.meta.get("ttl")
+                        await self.store.put_step(state.key, req.turn_id, item.seq, _codec.encode(item.message),
+                                                  time.time() + ttl if ttl else None)
+                        journaled = True
+                    else:
+                        out = item
+            except AgentReplicaLost as exc:
+                # The replica died mid-turn, this host did not: go on from the journal on another
+                # (or the restarted) replica. Streamed text already sent cannot be taken back.
+                if not req.journal or deltas is not None or attempt == 2:
+                    raise
+                log.warning("agent_replica_lost_resuming", error=str(exc))
+                continue
+            if out is None:
+                raise ModelError("the agent's stream ended without a final message")
+            return out, journaled
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    async def _journal(self, state: SessionState, req: TurnRequest) -> list[dict] | None:
+        """The steps an earlier attempt of this turn journaled, or None."""
+        source = f"the step journal of turn {req.turn_id!r} of session {state.key!r}"
+        resume = [_codec.decode(blob, source=source) for _, blob in await self.store.load_steps(state.key, req.turn_id)]
+        if resume:
+            log.info("turn_resumed", steps=len(resume))
+        return resume or None
+
+    async def _drop_journal(self, key: str, turn_id: str) -> None:
+        # Best effort: the turn is settled either way, and a journal left behind expires with
+        # its session or goes with its delete; only a resend of this very turn id would read it.
+        try:
+            await self.store.drop_steps(key, turn_id)
+        except StoreError as exc:
+            log.warning("step_journal_not_dropped", session=key, error=str(exc))
 
     async def turn(self, req: TurnRequest) -> TurnReply:
         """Process one user message; returns once the turn is durable."""
@@ -409,25 +508,129 @@ class HostCore:
     async def _turn(self, req: TurnRequest) -> TurnReply:
         if req.parallel:
             return await self._parallel_turn(req)
+        slot, record, registered = self._admit(req)
+        return await self._settled(slot, req, record, registered, self._run_turn(req, record, stream=False))
 
+    # -- busy sessions (host.busy) ----------------------------------------------------
+    def _admit(self, req: TurnRequest) -> tuple[_Slot, RunningTurn, bool]:
+        """Apply the message's busy policy, then register its turn in the mailbox. A resend of
+        a turn already there follows no policy (it is the same message) and is not registered."""
+        policy = check_on_busy(req.on_busy)
+        slot = self._slot(req.ref.key)
+        if req.turn_id in slot.turns:
+            return slot, RunningTurn(req.turn_id, req.content), False
+        if slot.turns:
+            if policy == "reject":
+                raise SessionBusy(f"session {req.ref.session_id!r} is processing another message; nothing was "
+                                  "written. Send it again later, or with on_busy='enqueue' to wait its turn")
+            if policy in ("interrupt", "rollback"):
+                for other in slot.turns.values():
+                    if other.cancel(policy):
+                        log.info("turn_cancel_requested", cancelled=other.turn_id, by=req.turn_id, policy=policy)
+        record = slot.turns[req.turn_id] = RunningTurn(req.turn_id, req.content)
+        slot.busy += 1  # the slot and its records stay resident until the turn leaves
+        return slot, record, True
+
+    async def _settled(self, slot: _Slot, req: TurnRequest, record: RunningTurn, registered: bool,
+                       work: Awaitable[TurnReply]) -> TurnReply:
+        """Await a turn, give its outcome to the record's followers, and leave the mailbox."""
+        try:
+            reply = await work
+        except Exception as exc:
+            record.finish(error=exc)
+            raise
+        except BaseException:
+            record.finish(error=RuntimeNotReady(f"the host stopped during turn {req.turn_id!r}; resend it "
+                                                "with the same turn id"))
+            raise
+        finally:
+            if registered and slot.turns.get(req.turn_id) is record:
+                del slot.turns[req.turn_id]
+                self._left(slot)
+        record.finish(reply)
+        return reply
+
+    async def _model(self, record: RunningTurn, call: Awaitable[T]) -> T | None:
+        """Await the turn's model call as a task that a busy policy may cancel; None if it did."""
+        record.phase = "model"
+        task = asyncio.ensure_future(call)
+        record.task = task
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError:  # the turn itself was cancelled (its host stops)
+            task.cancel()
+            raise
+        finally:
+            record.task = None
+        if task.cancelled():
+            if record.cancelled is None:
+                raise ModelError("the model call was cancelled; send the message again")
+            return None
+        record.phase = "committing"  # too late to cancel: the reply is written and answered
+        return task.result()
+
+    async def _record_cancelled(self, state: SessionState, req: TurnRequest, record: RunningTurn,
+                                user_msg: dict) -> TurnReply:
+        """Write what a cancelled turn leaves (host.busy), then raise TurnInterrupted."""
+        policy = record.cancelled
+        cancelled = [*state.meta.get("cancelled_turns", ())[-(CANCELLED_KEPT - 1):], [req.turn_id, policy]]
+        if policy == "interrupt":
+            partial = interrupted_reply(record.text, time.time())
+            if req.agent_name is not None:
+                partial["agent"] = req.agent_name
+            write, meta, messages = state.append_write([user_msg, partial], fields={"cancelled_turns": cancelled})
+        else:
+            write, meta, messages = state.meta_write(dict(state.meta, cancelled_turns=cancelled))
+        state.applied(await self.store.commit(write), meta, messages)
+        self.turns_cancelled += 1
+        log.info("turn_cancelled", policy=policy, partial_chars=len(record.text))
+        raise TurnInterrupted(_cancelled_text(req.turn_id, policy))
+
+    @staticmethod
+    def _deltas_into(record: RunningTurn) -> Callable[[str], Awaitable[None]]:
+        """Where a streamed turn's text chunks go: its record, which its readers follow."""
+        async def add(chunk: str) -> None:
+            record.add(chunk)
+        return add
+
+    async def _run_turn(self, req: TurnRequest, record: RunningTurn, *, stream: bool) -> TurnReply:
         effort = _Effort()
 
         async def run(state: SessionState) -> TurnReply:
             replay = self._replay(state, req)
             if replay is not None:
+                if stream:
+                    record.add(replay.content)
                 return replay
             user_msg = self._user_message(req)
+            if record.cancelled:  # cancelled while it waited in the mailbox: no model call
+                return await self._record_cancelled(state, req, record, user_msg)
             self._count_model_call(effort, req)
-            history, window, context = self._prompt(state, req, user_msg)
+            before = self._repairs(state)
+            history, window, context = self._prompt(state, req, user_msg, before)
+            deltas: Callable[[str], Awaitable[None]] | None = None
+            if stream:
+                record.streamed = True
+                deltas = self._deltas_into(record)
             try:
-                out = await self.agents.run(req.agent_key, req.replicas, history, context, req.shared_state_id,
-                                            req.memory, window)
-            except (ModelError, AgentError):
+                result = await self._model(record, self._agent_output(state, req, history, context, window, deltas))
+            except (ModelError, AgentError) as exc:
                 await self._count_error(state)
+                if req.journal and not isinstance(exc, AgentReplicaLost):  # a resend may still resume it
+                    await self._drop_journal(state.key, req.turn_id)
                 raise
-            return await self._commit_turn(state, req, self._tag(out, req), user_msg, effort)
+            if result is None:  # a busy policy cancelled it: its steps will not be resumed
+                if req.journal:
+                    await self._drop_journal(state.key, req.turn_id)
+                return await self._record_cancelled(state, req, record, user_msg)
+            out, journaled = result
+            reply = await self._commit_turn(state, req, self._tag(out, req), user_msg, effort, before)
+            if journaled:
+                await self._drop_journal(state.key, req.turn_id)
+            return reply
 
         return await self._with_session(req.ref, run, req.ttl, effort)
+
 
     async def _count_error(self, state: SessionState) -> None:
         """Count a failed turn in the session's metrics (analytics report it). Best effort: the
@@ -476,57 +679,70 @@ class HostCore:
         return await self._with_session(req.ref, append, req.ttl, effort)
 
     async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
-        """Like :meth:`turn`, yielding text deltas first and the durable :class:`TurnReply` last."""
+        """Like :meth:`turn`, yielding text deltas first and the durable :class:`TurnReply` last.
+
+        The turn runs in its own task and goes on if the reader leaves (a client that lost its
+        connection): it is written as any turn, and a reader may follow it again from an offset
+        of its reply (``req.resume_from``), live or, once written, from the store.
+        """
         check_message(req.content, self.settings.max_message_bytes)
-        queue: asyncio.Queue = asyncio.Queue()
-        done = object()
-        effort = _Effort()
+        if req.resume_from is not None:
+            async for item in self._resume(req):
+                yield item
+            return
+        slot, record, registered = self._admit(req)
 
-        async def run(state: SessionState) -> TurnReply:
-            replay = self._replay(state, req)
-            if replay is not None:
-                await queue.put(replay.content)
-                return replay
-            user_msg = self._user_message(req)
-            self._count_model_call(effort, req)
-            out: TurnOutput | None = None
-            history, window, context = self._prompt(state, req, user_msg)
-            try:
-                async for item in self.agents.stream(req.agent_key, req.replicas, history, context,
-                                                     req.shared_state_id, req.memory, window):
-                    if isinstance(item, str):
-                        await queue.put(item)
-                    else:
-                        out = item
-            except (ModelError, AgentError):
-                await self._count_error(state)
-                raise
-            if out is None:
-                raise ModelError("the agent's stream ended without a final message")
-            return await self._commit_turn(state, req, self._tag(out, req), user_msg, effort)
-
-        async def drive() -> TurnReply:  # its own task, so the bound ids stay in it
+        async def drive() -> None:  # its own task, so the bound ids stay in it
             structlog.contextvars.bind_contextvars(session=req.ref.key, turn_id=req.turn_id)
             try:
-                return await self._with_session(req.ref, run, req.ttl, effort)
-            finally:
-                queue.put_nowait(done)
+                await self._settled(slot, req, record, registered, self._run_turn(req, record, stream=True))
+            except Exception:  # the record holds it: its readers raise it
+                pass
 
         task = asyncio.get_running_loop().create_task(drive())
+        self._streams.add(task)
+        task.add_done_callback(self._streams.discard)
         started = time.perf_counter()
         try:
-            while (item := await queue.get()) is not done:
-                yield item
-            try:
-                reply = await task
-            except Exception:
-                self.counters.record_turn_error()
-                raise
-            self.counters.record_turn(time.perf_counter() - started)
-            yield reply
-        finally:
-            if not task.done():
-                task.cancel()
+            async for chunk, _ in record.follow(0):
+                yield chunk
+            reply = record.outcome()
+        except Exception:
+            self.counters.record_turn_error()
+            raise
+        self.counters.record_turn(time.perf_counter() - started)
+        yield reply
+
+    async def _resume(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
+        """The reply of turn ``req.turn_id`` after ``req.resume_from`` characters: followed live
+        while the turn is in the mailbox, else re-chunked from the stored reply."""
+        offset = req.resume_from or 0
+        slot = self._slots.get(req.ref.key)
+        record = slot.turns.get(req.turn_id) if slot is not None else None
+        if record is not None and record.content == req.content:
+            async for chunk, _ in record.follow(offset):
+                yield chunk
+            reply: TurnReply = record.outcome()
+            if not record.streamed:  # a turn sent with chat(): its reply came whole
+                for chunk, _ in rechunk(reply.content[offset:], offset):
+                    yield chunk
+            yield dataclasses.replace(reply, replayed=True)
+            return
+
+        async def read(state: SessionState) -> TurnReply | None:
+            return self._replay(state, req)
+
+        stored = await self._with_session(req.ref, read)
+        if stored is None:
+            raise StreamNotResumable(f"turn {req.turn_id!r} of session {req.ref.session_id!r} is neither running "
+                                     "nor stored (it failed, or its host stopped before acknowledging it); send "
+                                     "the message again with the same turn id and no event id to run it")
+        if offset > len(stored.content):
+            raise InvalidInput(f"the event id's offset {offset} is past the end of the stored reply "
+                               f"({len(stored.content)} characters); pass the event id of a chunk received")
+        for chunk, _ in rechunk(stored.content[offset:], offset):
+            yield chunk
+        yield stored
 
     # -- state operations (HostAPI) ---------------------------------------------------
     async def get_history(self, ref: SessionRef) -> list[dict[str, Any]]:
@@ -572,8 +788,19 @@ class HostCore:
         return await self._op(ref, state_ops.set_ttl, ttl, op_id)
 
     async def create_checkpoint(self, ref: SessionRef, label: str, kind: CheckpointKind,
-                                keep: int | None, op_id: str | None = None) -> dict[str, Any]:
-        return await self._op(ref, state_ops.create_checkpoint, label, kind, keep, op_id)
+                                keep: int | None, op_id: str | None = None,
+                                shared_state_id: str | None = None) -> dict[str, Any]:
+        """Checkpoint the session; with ``shared_state_id``, a copy of that shared state is
+        recorded with it, read under the session's mailbox: between two of its turns, with
+        every write its turns made (and what other sessions wrote until then)."""
+        async def run(state: SessionState) -> dict[str, Any]:
+            shared = await self._shared_copy(shared_state_id)
+            return await state_ops.create_checkpoint(self.store, state, label, kind, keep, op_id, shared)
+
+        return await self._with_session(ref, run)
+
+    async def _shared_copy(self, shared_state_id: str | None) -> dict[str, Any] | None:
+        return None if shared_state_id is None else await stored_shared_state(self.store, shared_state_id)
 
     async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind,
                                  op_id: str | None = None) -> int:
@@ -632,12 +859,15 @@ class HostCore:
         """This host's counters (:class:`~repertory.host.stats.HostStats`)."""
         return self.counters.snapshot(self.name, resident=len(self._slots), activations=self.activations,
                                       passivations=self.passivations, cas_retries=self.cas_retries,
-                                      lease_waits=self.lease_waits, repeated_model_calls=self.repeated_model_calls)
+                                      lease_waits=self.lease_waits, repeated_model_calls=self.repeated_model_calls,
+                                      turns_cancelled=self.turns_cancelled)
 
     def stats(self) -> dict[str, Any]:
         return self.snapshot().to_dict()
 
     async def close(self) -> None:
+        for task in list(self._streams):
+            task.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

@@ -88,6 +88,7 @@ class HostStats:
     cas_retries: int = 0
     lease_waits: int = 0
     repeated_model_calls: int = 0
+    turns_cancelled: int = 0  # turns a busy policy interrupted or rolled back (host.busy)
     series: list[LatencyPoint] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

@@ -149,8 +149,10 @@ class Runtime(abc.ABC):
         return await self.invoke(ref, HostCore.set_ttl, ref, ttl, op_id or new_op_id())
 
     async def create_checkpoint(self, ref: SessionRef, label: str, kind: CheckpointKind,
-                                keep: int | None, op_id: str | None = None) -> dict[str, Any]:
-        return await self.invoke(ref, HostCore.create_checkpoint, ref, label, kind, keep, op_id or new_op_id())
+                                keep: int | None, op_id: str | None = None,
+                                shared_state_id: str | None = None) -> dict[str, Any]:
+        return await self.invoke(ref, HostCore.create_checkpoint, ref, label, kind, keep, op_id or new_op_id(),
+                                 shared_state_id)
 
     async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind,
                                  op_id: str | None = None) -> int:

@@ -18,6 +18,7 @@ it never joins a cluster it was not asked to join. ``address="auto"``, an addres
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -26,13 +27,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import ray
-from ray.exceptions import ActorDiedError, GetTimeoutError, RayTaskError
+from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from repertory._sync import run_sync
 from repertory.actors import AgentActor, SessionHost, StoreActor
 from repertory.actors.agent_pool import RayAgentPool
-from repertory.actors.calls import call_restartable, iterate_streaming, unwrap_ray_error
+from repertory.actors.calls import RESTART_WAIT, call_restartable, iterate_streaming, unwrap_ray_error
 from repertory.actors.memory import MemoryActor, RayMemoryStore
 from repertory.actors.names import ActorNames
 from repertory.actors.shared_state import RaySharedStateBackend, SharedStateActor
@@ -201,9 +202,27 @@ class RayRuntime(Runtime):
             lambda exc: RuntimeNotReady(f"the host of session {ref.key!r} did not come back: {exc}")))
 
     async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
-        gen = self._host(req.ref).stream_turn.options(num_returns="streaming").remote(wire.encode([req]))
-        async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
-            yield item
+        # A host that dies mid-stream is asked again once Ray restarts it: for the turn itself
+        # while no chunk arrived (its turn id answers it if it was written), else for the rest
+        # of its reply after the characters already yielded (repertory.streams), which the
+        # restarted host has if the turn was acknowledged (else StreamNotResumable).
+        sent = 0
+        deadline = time.monotonic() + RESTART_WAIT
+        delay = 0.05
+        while True:
+            ask = req if sent == 0 else dataclasses.replace(req, resume_from=(req.resume_from or 0) + sent)
+            gen = self._host(req.ref).stream_turn.options(num_returns="streaming").remote(wire.encode([ask]))
+            try:
+                async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
+                    if isinstance(item, str):
+                        sent += len(item)
+                    yield item
+                return
+            except RayActorError as exc:  # died, or unavailable while Ray restarts it
+                if time.monotonic() > deadline:
+                    raise RuntimeNotReady(f"the host of session {req.ref.key!r} did not come back: {exc}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     # -- shared state and administration ----------------------------------------------
     def shared_state(self, state_id: str) -> RaySharedStateBackend:

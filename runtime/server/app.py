@@ -12,9 +12,9 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -32,6 +32,7 @@ from repertory.server.http import (
     status_of,
 )
 from repertory.server.service import SessionService
+from repertory.host.api import TurnReply
 from repertory.server.ui_routes import include_inspector
 from repertory.session.handle import Session
 
@@ -54,6 +55,11 @@ class ChatBody(BaseModel):
     message: str
     turn_id: OpId = None
     agent: str | None = Field(default=None, max_length=128, description="One of the server's agents")
+    on_busy: Literal["enqueue", "reject", "interrupt", "rollback"] | None = Field(
+        default=None, description="What this message does if the session is processing another (default: enqueue); "
+                                  "reject answers 409 SessionBusy")
+    resume_from: str | None = Field(default=None, max_length=160, description=(
+        "/stream only: continue the stream after this event id (as the Last-Event-ID header does)"))
 
 
 class HistoryBody(BaseModel):
@@ -120,8 +126,9 @@ def _admin(request: Request, creds: Credentials) -> None:
 CallerDep = Annotated[Caller, Depends(_caller)]
 
 
-def _sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+def _sse(event: str, data: Any, event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
 def _auth(config: ServerConfig) -> Authenticator:
@@ -220,32 +227,37 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
 
     @router.post(S + "/chat", tags=["turns"])
     async def chat(session_id: str, body: ChatBody, c: CallerDep) -> dict[str, Any]:
-        return await service.chat(c, session_id, body.message, body.turn_id, body.agent)
+        return await service.chat(c, session_id, body.message, body.turn_id, body.agent, body.on_busy)
 
     @router.post(S + "/stream", tags=["turns"], response_class=StreamingResponse,
                  responses={200: {"content": {"text/event-stream": {}}}})
-    async def stream(session_id: str, body: ChatBody, c: CallerDep) -> StreamingResponse:
-        chunks = service.stream(c, session_id, body.message, body.turn_id, body.agent)
-        try:  # errors before the first chunk (bad message, unknown agent) answer as errors
-            first = await anext(chunks)
+    async def stream(session_id: str, body: ChatBody, c: CallerDep,
+                     last_event_id: Annotated[str | None, Header(max_length=160)] = None) -> StreamingResponse:
+        # Each delta carries its event id; a client that reconnects sends the last one it got
+        # (Last-Event-ID, or resume_from) and the same body, and the stream continues after it.
+        items = service.stream(c, session_id, body.message, body.turn_id, body.agent, body.on_busy,
+                               last_event_id or body.resume_from)
+        try:  # errors before the first chunk (bad message, unknown agent, SessionBusy) answer as errors
+            first = await anext(items)
         except StopAsyncIteration:
             first = None
 
         async def events() -> AsyncIterator[str]:
-            parts: list[str] = []
+            last: str | None = None
             try:
-                if first is not None:
-                    parts.append(first)
-                    yield _sse("delta", {"text": first})
-                async for chunk in chunks:
-                    parts.append(chunk)
-                    yield _sse("delta", {"text": chunk})
-                yield _sse("done", {"reply": "".join(parts)})
+                item = first
+                while item is not None:
+                    if isinstance(item, TurnReply):
+                        yield _sse("done", {"reply": item.content}, last)
+                    else:
+                        last = item.event_id
+                        yield _sse("delta", {"text": item}, last)
+                    item = await anext(items, None)
             except errors.RepertoryError as exc:
                 yield _sse("error", {"error": {"code": errors.error_code(exc), "message": str(exc),
                                                "status": status_of(exc)}})
             finally:
-                await chunks.aclose()
+                await items.aclose()
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -12,12 +12,16 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
+from repertory.admin.usage import session_usage
 from repertory.agents.agent import Agent
 from repertory.errors import AccessDenied, InvalidInput, ServerError, SessionNotFound
+from repertory.host.api import TurnReply
+from repertory.host.busy import BusyPolicy
 from repertory.runtimes.base import Runtime
 from repertory.runtimes.current import get_runtime
 from repertory.server.auth import Caller
 from repertory.session.handle import Session
+from repertory.streams import StreamChunk
 
 __all__ = ["SessionService"]
 
@@ -78,9 +82,12 @@ class SessionService:
         if not await s.aexists():
             raise SessionNotFound(f"session {session_id!r} does not exist; create it or chat to start it")
         fields = await s.runtime.read_fields(s.ref)
+        agent = self.agent(None)
+        stored = await session_usage(s.runtime, s.ref, agent.memory if agent is not None else None)
         return {"session_id": session_id, "user_id": caller.user_id,
                 **{k: v for k, v in fields.items() if k in ("user_data", "user_profile", "metadata", "created_at",
-                                                            "updated_at", "turns", "ttl")}}
+                                                            "updated_at", "turns", "ttl")},
+                "bytes_stored": stored.to_dict()}
 
     async def delete(self, caller: Caller, session_id: str, op_id: str | None) -> dict[str, Any]:
         s = self.handle(caller, session_id)
@@ -88,14 +95,17 @@ class SessionService:
 
     # -- turns ------------------------------------------------------------------------
     async def chat(self, caller: Caller, session_id: str, message: str, turn_id: str | None,
-                   agent: str | None) -> dict[str, Any]:
-        reply = await self.handle(caller, session_id, agent).aturn(message, turn_id=turn_id)
+                   agent: str | None, on_busy: BusyPolicy | None = None) -> dict[str, Any]:
+        reply = await self.handle(caller, session_id, agent).aturn(message, turn_id=turn_id, on_busy=on_busy)
         return {"reply": reply.content, "usage": reply.usage, "n_messages": reply.n_messages,
                 "revision": reply.revision, "replayed": reply.replayed}
 
     def stream(self, caller: Caller, session_id: str, message: str, turn_id: str | None,
-               agent: str | None) -> AsyncIterator[str]:
-        return self.handle(caller, session_id, agent).astream(message, turn_id=turn_id)
+               agent: str | None, on_busy: BusyPolicy | None = None,
+               resume_from: str | None = None) -> AsyncIterator[StreamChunk | TurnReply]:
+        """The turn's chunks (with event ids), then its durable reply; ``resume_from`` an event id."""
+        return self.handle(caller, session_id, agent).astream_turn(message, turn_id=turn_id, on_busy=on_busy,
+                                                                    resume_from=resume_from)
 
     # -- state ------------------------------------------------------------------------
     async def history(self, caller: Caller, session_id: str) -> list[dict[str, Any]]:

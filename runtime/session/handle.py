@@ -14,6 +14,7 @@ from repertory.agents.agent import Agent
 from repertory.runtimes.current import get_runtime
 from repertory.errors import AccessDenied, InvalidInput
 from repertory.host.api import TurnReply, TurnRequest
+from repertory.host.busy import BusyPolicy, check_on_busy
 from repertory.ids import SessionRef, new_session_id
 from repertory.agents.spec import agent_from_definition
 from repertory.memory.settings import turn_memory
@@ -25,6 +26,7 @@ from repertory.session.branches import BranchesMixin
 from repertory.session.user_data import UserDataMixin
 from repertory.shared.handle import SharedState
 from repertory.state.session_state import check_message
+from repertory.streams import StreamChunk, event_id, parse_event_id
 from repertory.tokens import DEFAULT_TTL, issue, verify
 
 __all__ = ["Session"]
@@ -57,6 +59,11 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
     other agents replaces them, and the replacement is recorded (``get_state()["agent_changes"]``).
     A handle given neither continues with the stored ones, read once, before its first turn
     (the default assistant for a session that stores none).
+
+    ``on_busy`` says what a message does when the session is processing another (``"enqueue"``,
+    ``"reject"``, ``"interrupt"``, ``"rollback"``; :mod:`repertory.host.busy`); each call may
+    override it. Streamed chunks carry event ids: ``astream(..., resume_from=chunk.event_id)``
+    continues a stream after a reconnect.
 
     ``Session(agent_url="http://host:8000/agent", session_id=..., token=...)`` is a session on a
     repertory server instead (:class:`~repertory.session.remote.RemoteSession`), with the
@@ -91,6 +98,7 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
         max_context_tokens: int | None = None,
         context_policy: str | None = None,
         prompt_context: str | bool | None = "profile",
+        on_busy: BusyPolicy = "enqueue",
     ) -> None:
         # "shared" was the first name of both "pooled" and "transcript"; still understood.
         placement = "pooled" if placement == "shared" else placement
@@ -113,6 +121,7 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
         if ttl is not ...:
             ttl = check_ttl(ttl)
         self._ttl = ttl
+        self.on_busy: BusyPolicy = check_on_busy(on_busy)
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
         self.merge_conflicts: list[dict[str, Any]] = []
@@ -287,7 +296,8 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
 
     # -- chat -------------------------------------------------------------------------
     def _request(self, message: str, agent: Agent, agent_name: str | None = None,
-                 parallel: bool = False, turn_id: str | None = None) -> TurnRequest:
+                 parallel: bool = False, turn_id: str | None = None, on_busy: str | None = None,
+                 resume_from: int | None = None) -> TurnRequest:
         """The turn for ``agent`` (this handle's, ready: see :meth:`_aready`)."""
         check_message(message, self.runtime.settings.max_message_bytes)
         if turn_id is not None and (not isinstance(turn_id, str) or not 0 < len(turn_id) <= 128):
@@ -302,7 +312,12 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
                            history_window=agent.history_window, agents=self._definitions,
                            memory=self._memory(agent),
                            context_settings=self._context_settings() if self._context_given else None,
-                           prompt_context=self._prompt_context)
+                           prompt_context=self._prompt_context,
+                           # only a turn that may call tools has steps worth journaling
+                           journal=self.runtime.settings.journal_steps and not parallel
+                           and bool(agent.tools or self.shared_state),
+                           on_busy=self.on_busy if on_busy is None else check_on_busy(on_busy),
+                           resume_from=resume_from)
 
     def _memory(self, agent: Agent | None) -> dict[str, Any] | None:
         return turn_memory(agent.memory if agent is not None else None, self.persist_memory,
@@ -329,36 +344,68 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
         """Sync :meth:`arun_agent`."""
         return run_sync(self.arun_agent, name, message)
 
-    async def achat(self, message: str, *, turn_id: str | None = None) -> str:
+    async def achat(self, message: str, *, turn_id: str | None = None, on_busy: BusyPolicy | None = None) -> str:
         """Send ``message``; returns the agent's reply once the turn is durable.
 
         ``turn_id``: a caller that may resend a message (a batch re-run, a client retrying
         after a lost reply) gives it an id; a resent turn with the same id and message is
-        answered from the store, not run again.
+        answered from the store, not run again. ``on_busy``: this message's busy policy
+        (default: the session's). Raises SessionBusy (``"reject"``) and TurnInterrupted (a
+        later message interrupted or rolled back this one).
         """
-        return (await self.aturn(message, turn_id=turn_id)).content
+        return (await self.aturn(message, turn_id=turn_id, on_busy=on_busy)).content
 
-    def chat(self, message: str, *, turn_id: str | None = None) -> str:
+    def chat(self, message: str, *, turn_id: str | None = None, on_busy: BusyPolicy | None = None) -> str:
         """Sync :meth:`achat`."""
-        return run_sync(self.achat, message, turn_id=turn_id)
+        return run_sync(functools.partial(self.achat, message, turn_id=turn_id, on_busy=on_busy))
 
-    async def aturn(self, message: str, *, turn_id: str | None = None) -> TurnReply:
+    async def aturn(self, message: str, *, turn_id: str | None = None,
+                    on_busy: BusyPolicy | None = None) -> TurnReply:
         """Like :meth:`achat`, returning the reply with its usage, message count, revision and
         whether it was answered from the store (``replayed``)."""
         agent = await self._aready()
-        return await self.runtime.turn(self._request(message, agent, turn_id=turn_id))
+        return await self.runtime.turn(self._request(message, agent, turn_id=turn_id, on_busy=on_busy))
 
-    async def astream(self, message: str, *, turn_id: str | None = None) -> AsyncIterator[str]:
-        """Send ``message``; yields the reply in chunks. The turn is durable when iteration ends.
-        ``turn_id`` as for :meth:`achat` (a resent turn yields its stored reply)."""
-        agent = await self._aready()
-        async for item in self.runtime.stream_turn(self._request(message, agent, turn_id=turn_id)):
-            if isinstance(item, str):
+    async def astream(self, message: str, *, turn_id: str | None = None, on_busy: BusyPolicy | None = None,
+                      resume_from: str | None = None) -> AsyncIterator[StreamChunk]:
+        """Send ``message``; yields the reply in chunks (``str``s with an ``event_id``). The turn
+        is durable when iteration ends, and goes on if the reader stops early.
+
+        ``turn_id`` and ``on_busy`` as for :meth:`achat` (a resent turn yields its stored reply).
+        ``resume_from``: the ``event_id`` of the last chunk received; the same message is not
+        sent again, the stream continues after that chunk (live, or from the stored reply once
+        the turn is acknowledged, even after its host restarted). StreamNotResumable if the turn
+        is neither running nor stored: resend without ``resume_from`` to run it.
+        """
+        async for item in self.astream_turn(message, turn_id=turn_id, on_busy=on_busy, resume_from=resume_from):
+            if isinstance(item, StreamChunk):
                 yield item
 
-    def stream(self, message: str, *, turn_id: str | None = None) -> Iterator[str]:
+    async def astream_turn(self, message: str, *, turn_id: str | None = None, on_busy: BusyPolicy | None = None,
+                            resume_from: str | None = None) -> AsyncIterator[StreamChunk | TurnReply]:
+        """Like :meth:`astream`, yielding the durable :class:`TurnReply` after the chunks (as
+        :meth:`aturn` returns it)."""
+        offset: int | None = None
+        if resume_from is not None:
+            resumed, offset = parse_event_id(resume_from)
+            if turn_id is not None and turn_id != resumed:
+                raise InvalidInput(f"resume_from names turn {resumed!r}, not turn_id {turn_id!r}; pass one of them")
+            turn_id = resumed
+        agent = await self._aready()
+        req = self._request(message, agent, turn_id=turn_id, on_busy=on_busy, resume_from=offset)
+        at = offset or 0
+        async for item in self.runtime.stream_turn(req):
+            if isinstance(item, str):
+                at += len(item)
+                yield StreamChunk(item, event_id(req.turn_id, at))
+            else:
+                yield item
+
+    def stream(self, message: str, *, turn_id: str | None = None, on_busy: BusyPolicy | None = None,
+               resume_from: str | None = None) -> Iterator[StreamChunk]:
         """Sync :meth:`astream`."""
-        return iterate_sync(functools.partial(self.astream, message, turn_id=turn_id))
+        return iterate_sync(functools.partial(self.astream, message, turn_id=turn_id, on_busy=on_busy,
+                                              resume_from=resume_from))
 
     # -- history and state ------------------------------------------------------------
     async def aget_history(self) -> list[dict[str, Any]]:

@@ -17,8 +17,10 @@ from urllib.parse import quote
 
 from repertory._sync import iterate_sync, run_sync
 from repertory.errors import SessionNotFound, error_from_code
+from repertory.host.busy import BusyPolicy, check_on_busy
 from repertory.ids import new_session_id, validate_session_id
 from repertory.session.transport import Transport
+from repertory.streams import StreamChunk, parse_event_id
 
 __all__ = ["TOKEN_ENV", "RemoteSession"]
 
@@ -34,14 +36,17 @@ class RemoteSession:
 
     ``agent``: the name of one of the server's agents (an :class:`~repertory.Agent` is taken by
     its name); default: the server's first. ``timeout``: seconds per request; ``retries``:
-    attempts of a request that may be resent.
+    attempts of a request that may be resent. ``on_busy``: what a message does when the
+    session is processing another (see :class:`~repertory.Session`); each call may override it.
     """
 
     def __init__(self, agent_url: str, session_id: str | None = None, token: str | None = None, *,
-                 agent: Any = None, user_id: str | None = None, timeout: float = 60.0, retries: int = 3) -> None:
+                 agent: Any = None, user_id: str | None = None, timeout: float = 60.0, retries: int = 3,
+                 on_busy: BusyPolicy = "enqueue") -> None:
         self.session_id = validate_session_id(new_session_id() if session_id is None else session_id)
         self.agent_url = agent_url
         self.agent_name = getattr(agent, "name", agent)
+        self.on_busy: BusyPolicy = check_on_busy(on_busy)
         self.user_id = user_id  # known to the server from the token; kept here for display
         self._token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         self._timeout, self._retries = timeout, retries
@@ -56,32 +61,47 @@ class RemoteSession:
         return self._token
 
     # -- turns ------------------------------------------------------------------------
-    async def aturn(self, message: str, *, turn_id: str | None = None) -> dict[str, Any]:
+    def _body(self, message: str, turn_id: str | None, on_busy: BusyPolicy | None) -> dict[str, Any]:
+        return {"message": message, "turn_id": turn_id or _op(), "agent": self.agent_name,
+                "on_busy": self.on_busy if on_busy is None else check_on_busy(on_busy)}
+
+    async def aturn(self, message: str, *, turn_id: str | None = None,
+                    on_busy: BusyPolicy | None = None) -> dict[str, Any]:
         """Send ``message``; the reply with usage, message count, revision and ``replayed``."""
-        body = {"message": message, "turn_id": turn_id or _op(), "agent": self.agent_name}
-        return await self._http.call("POST", self._path + "/chat", body, idempotent=True)
+        return await self._http.call("POST", self._path + "/chat", self._body(message, turn_id, on_busy),
+                                     idempotent=True)
 
-    async def achat(self, message: str, *, turn_id: str | None = None) -> str:
-        """Send ``message``; the agent's reply once the turn is durable on the server."""
-        return (await self.aturn(message, turn_id=turn_id))["reply"]
+    async def achat(self, message: str, *, turn_id: str | None = None, on_busy: BusyPolicy | None = None) -> str:
+        """Send ``message``; the agent's reply once the turn is durable on the server. Raises
+        SessionBusy (``on_busy="reject"``) and TurnInterrupted as a local session does."""
+        return (await self.aturn(message, turn_id=turn_id, on_busy=on_busy))["reply"]
 
-    def chat(self, message: str, *, turn_id: str | None = None) -> str:
-        return run_sync(functools.partial(self.achat, message, turn_id=turn_id))
+    def chat(self, message: str, *, turn_id: str | None = None, on_busy: BusyPolicy | None = None) -> str:
+        return run_sync(functools.partial(self.achat, message, turn_id=turn_id, on_busy=on_busy))
 
-    async def astream(self, message: str, *, turn_id: str | None = None) -> AsyncIterator[str]:
-        """Send ``message``; yields the reply in chunks (server-sent events)."""
-        body = {"message": message, "turn_id": turn_id or _op(), "agent": self.agent_name}
-        async for event, data in self._http.events(self._path + "/stream", body):
+    async def astream(self, message: str, *, turn_id: str | None = None, on_busy: BusyPolicy | None = None,
+                      resume_from: str | None = None) -> AsyncIterator[StreamChunk]:
+        """Send ``message``; yields the reply in chunks (server-sent events), each with its
+        ``event_id``. ``resume_from`` (an event id) continues a stream after a reconnect: it is
+        sent as ``Last-Event-ID`` with the same message, and the turn is not run again."""
+        if resume_from is not None:
+            resumed, _ = parse_event_id(resume_from)
+            turn_id = turn_id or resumed
+        body = self._body(message, turn_id, on_busy)
+        async for event, data, event_id in self._http.events(self._path + "/stream", body,
+                                                             last_event_id=resume_from):
             if event == "delta":
-                yield data["text"]
+                yield StreamChunk(data["text"], event_id)
             elif event == "error":
                 err = data["error"]
                 raise error_from_code(err["code"], err["message"])
             elif event == "done":
                 return
 
-    def stream(self, message: str, *, turn_id: str | None = None) -> Iterator[str]:
-        return iterate_sync(functools.partial(self.astream, message, turn_id=turn_id))
+    def stream(self, message: str, *, turn_id: str | None = None, on_busy: BusyPolicy | None = None,
+               resume_from: str | None = None) -> Iterator[StreamChunk]:
+        return iterate_sync(functools.partial(self.astream, message, turn_id=turn_id, on_busy=on_busy,
+                                              resume_from=resume_from))
 
     # -- the session ------------------------------------------------------------------
     async def acreate(self, user_data: dict[str, Any] | None = None,

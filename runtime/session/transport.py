@@ -95,18 +95,21 @@ class Transport:
         except ValueError:
             raise ServerError(f"{self.base_url}{path} did not answer JSON; is this a repertory server?") from None
 
-    async def events(self, path: str, body: Any) -> AsyncIterator[tuple[str, Any]]:
-        """POST ``body`` and yield the server-sent events (name, decoded data) of the answer."""
+    async def events(self, path: str, body: Any, *, last_event_id: str | None = None,
+                     ) -> AsyncIterator[tuple[str, Any, str]]:
+        """POST ``body`` and yield the server-sent events (name, decoded data, event id) of the
+        answer; ``last_event_id`` asks the server to continue a stream after that event."""
         import httpx
         from httpx_sse import aconnect_sse
 
+        headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
         try:
-            async with aconnect_sse(self._client(), "POST", path, json=body) as source:
+            async with aconnect_sse(self._client(), "POST", path, json=body, headers=headers) as source:
                 resp = source.response
                 if resp.status_code >= 400:
                     raise error_of_response(resp.status_code, await resp.aread())
                 async for event in source.aiter_sse():
-                    yield event.event, json.loads(event.data)
+                    yield event.event, json.loads(event.data), event.id
         except httpx.TransportError as exc:
             raise ServerUnavailable(f"the stream from {self.base_url} broke ({type(exc).__name__}: {exc}); "
                                     "resend with the same turn_id to get the stored reply") from exc

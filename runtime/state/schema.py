@@ -32,7 +32,7 @@ _META_REQUIRED = ("schema", "session_id", "user_id", "created_at", "updated_at",
                   "user_profile", "metadata", "recent_turns", "ttl")
 # Sessions stored before agent definitions were kept lack the last three; all are optional.
 _META_OPTIONAL = ("last_turn_id", "metrics", "agent", "agents", "agent_changes", "recent_ops",
-                  "ratings", "context", "window")
+                  "ratings", "context", "window", "cancelled_turns")
 # What a session's turns cost beyond one model call each (SessionState.append_write), and
 # the turns that failed (the model or a tool raised; nothing else was written).
 METRICS = ("repeated_model_calls", "cas_retries", "lease_waits", "errors")
@@ -311,6 +311,11 @@ def _meta(meta: Any, where: str, error: Error) -> dict[str, Any]:
           "leave it to repertory")
     for j, entry in enumerate(ops):
         _recent_op(entry, f"{m}['recent_ops'][{j}]")
+    cancelled = meta.get("cancelled_turns", [])
+    _need(isinstance(cancelled, list) and all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and p[1] in ("interrupt", "rollback")
+        for p in cancelled), m + "['cancelled_turns']",
+        "must be a list of [turn id, 'interrupt' or 'rollback'] pairs", "leave it to repertory")
     metrics = meta.get("metrics", {})
     _need(isinstance(metrics, dict) and set(metrics) <= set(METRICS) and all(
         _is_int(n) and n >= 0 for n in metrics.values()), m + "['metrics']",
