@@ -134,6 +134,7 @@ class HostStatsModel(BaseModel):
     passivations: int
     turns: int
     turn_errors: int
+    turns_cancelled: int = 0
     turn_p50: float | None
     turn_p95: float | None
     turn_p99: float | None

@@ -356,9 +356,9 @@
     let hosts;
     try { hosts = await api("/cluster"); } catch (err) { return showError(out, err); }
     out.append(h("table", { id: "hosts" },
-      h("thead", {}, h("tr", {}, ["Host", "Resident", "Activations", "Passivations", "Turns", "Errors", "Turn p50", "p95", "p99", "Store p50", "Store p95", "CAS retries"].map((c) => h("th", {}, c)))),
+      h("thead", {}, h("tr", {}, ["Host", "Resident", "Activations", "Passivations", "Turns", "Errors", "Cancelled", "Turn p50", "p95", "p99", "Store p50", "Store p95", "CAS retries"].map((c) => h("th", {}, c)))),
       h("tbody", {}, hosts.map((s) => h("tr", {}, h("td", {}, s.host), h("td", {}, s.resident), h("td", {}, s.activations),
-        h("td", {}, s.passivations), h("td", {}, s.turns), h("td", {}, s.turn_errors), h("td", {}, fmtMs(s.turn_p50)),
+        h("td", {}, s.passivations), h("td", {}, s.turns), h("td", {}, s.turn_errors), h("td", {}, s.turns_cancelled ?? 0), h("td", {}, fmtMs(s.turn_p50)),
         h("td", {}, fmtMs(s.turn_p95)), h("td", {}, fmtMs(s.turn_p99)), h("td", {}, fmtMs(s.store_p50)),
         h("td", {}, fmtMs(s.store_p95)), h("td", {}, s.cas_retries))))));
     const series = [];
