@@ -747,7 +747,8 @@ class HostCore:
         return {"host": self.name, "resident": len(self._slots), "activations": self.activations,
                 "passivations": self.passivations, "cas_retries": self.cas_retries,
                 "lease_waits": self.lease_waits, "repeated_model_calls": self.repeated_model_calls,
-                "turns_cancelled": self.turns_cancelled}
+                "turns_cancelled": self.turns_cancelled,
+                "turns_in_mailboxes": sum(len(slot.turns) for slot in list(self._slots.values()))}
 
     async def close(self) -> None:
         for task in list(self._streams):
