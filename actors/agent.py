@@ -35,9 +35,11 @@ class AgentActor:
         return wire.encode(await self._core.run(history, context, shared_state_id, memory, window))
 
     async def stream(self, call: bytes) -> AsyncIterator[str | bytes]:
-        """As :meth:`run`, yielding text chunks and then the encoded :class:`TurnOutput`."""
-        history, context, shared_state_id, memory, window = wire.decode(call)
-        async for item in self._core.stream(history, context, shared_state_id, memory=memory, window=window):
+        """As :meth:`run` (plus ``deltas, steps, resume``), yielding text chunks, the encoded
+        steps and then the encoded :class:`TurnOutput`."""
+        history, context, shared_state_id, memory, window, deltas, steps, resume = wire.decode(call)
+        async for item in self._core.stream(history, context, shared_state_id, memory=memory, window=window,
+                                            deltas=deltas, steps=steps, resume=resume):
             yield item if isinstance(item, str) else wire.encode(item)
 
     async def ping(self) -> str:

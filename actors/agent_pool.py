@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
-from repertory.agents.agent import TurnOutput
-from repertory.errors import AgentError
+from repertory.agents.agent import Step, TurnOutput
+from repertory.errors import AgentError, AgentReplicaLost
 from repertory.host import wire
 
 from .names import ActorNames
@@ -65,13 +65,32 @@ class RayAgentPool:
 
     async def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                      shared_state_id: str | None = None, memory: dict | None = None,
-               window: dict | None = None) -> AsyncIterator[str | TurnOutput]:
-        _, h = self._handle(agent_key, replicas)
-        call = wire.encode([history, context, shared_state_id, memory, window])
-        gen = h.stream.options(num_returns="streaming").remote(call)
-        try:
-            async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
-                yield item
-        except (asyncio.CancelledError, GeneratorExit):  # the turn was cancelled or left: stop the model call
-            ray.cancel(gen)
-            raise
+                     window: dict | None = None, *, deltas: bool = True, steps: bool = False,
+                     resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
+        call = wire.encode([history, context, shared_state_id, memory, window, deltas, steps, resume])
+        last: BaseException | None = None
+        for attempt in range(replicas + 2):
+            name, h = self._handle(agent_key, replicas)
+            # A journaled turn is never retried by Ray from its start (max_task_retries): that
+            # would run its tools again. The host resumes it from the journal instead.
+            options = {"max_task_retries": 0} if steps else {}
+            gen = h.stream.options(num_returns="streaming", **options).remote(call)
+            started = False
+            try:
+                async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
+                    started = True
+                    yield item
+                return
+            except (asyncio.CancelledError, GeneratorExit):  # the turn was cancelled or left: stop the model call
+                ray.cancel(gen)
+                raise
+            except (ActorDiedError, ActorUnavailableError) as exc:
+                if started:  # what it yielded is out: the host resumes from the journal, or fails
+                    raise AgentReplicaLost(f"agent {agent_key!r}: replica {name!r} died during a turn ({exc}); "
+                                           "resend the turn with the same turn id") from exc
+                # As in run: Ray restarts the replica (a host restarted after a crash may find
+                # it still down); try the next one meanwhile.
+                self._handles.pop(name, None)
+                last = exc
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AgentError(f"no replica of agent {agent_key!r} answered: {last}")

@@ -49,6 +49,9 @@ class SharedStateActor:
     async def append(self, data: bytes) -> bytes:
         return await wire.serve(SharedStateCore.append, self._core, data)
 
+    async def restore(self, data: bytes) -> bytes:
+        return await wire.serve(SharedStateCore.restore, self._core, data)
+
     async def get(self, data: bytes) -> bytes:
         return await wire.serve(SharedStateCore.get, self._core, data)
 

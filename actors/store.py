@@ -6,6 +6,7 @@ host does not know whether it writes the backend itself or through this actor.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import ray
@@ -13,7 +14,8 @@ import ray
 from repertory.config import Settings
 from repertory.errors import StoreUnavailable
 
-from repertory.stores.base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from repertory.stores.base import (CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, StorageUsage,
+                                   Store)
 
 from .calls import RESTART_WAIT, call_restartable
 from .names import ActorNames
@@ -78,8 +80,20 @@ class StoreActor:
     async def release_lease(self, key: str, owner: str) -> None:
         await self._store.release_lease(key, owner)
 
+    async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
+        await self._store.put_step(key, turn_id, seq, data, expires_at)
+
+    async def load_steps(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        return await self._store.load_steps(key, turn_id)
+
+    async def drop_steps(self, key: str, turn_id: str) -> None:
+        await self._store.drop_steps(key, turn_id)
+
     async def sweep_expired(self) -> int:
         return await self._store.sweep_expired()
+
+    async def usage(self, keys: list[str]) -> dict[str, StorageUsage]:
+        return await self._store.usage(keys)
 
 
 class RemoteStore(Store):
@@ -128,8 +142,20 @@ class RemoteStore(Store):
     async def acquire_lease(self, key: str, owner: str, ttl: float) -> float:
         return await self._call(self._actor.acquire_lease, key, owner, ttl)
 
+    async def usage(self, keys: Sequence[str]) -> dict[str, StorageUsage]:
+        return await self._call(self._actor.usage, list(keys))
+
     async def release_lease(self, key: str, owner: str) -> None:
         await self._call(self._actor.release_lease, key, owner)
+
+    async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
+        await self._call(self._actor.put_step, key, turn_id, seq, data, expires_at)
+
+    async def load_steps(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        return await self._call(self._actor.load_steps, key, turn_id)
+
+    async def drop_steps(self, key: str, turn_id: str) -> None:
+        await self._call(self._actor.drop_steps, key, turn_id)
 
     async def sweep_expired(self) -> int:
         return await self._call(self._actor.sweep_expired)

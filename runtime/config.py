@@ -45,6 +45,9 @@ class Settings:
     # hour on Redis (as the seed page does), forever on SQLite.
     default_ttl: float | str | None = "auto"
     store_access: str = "direct"  # "direct": hosts write the store; "actor": through the StoreActor
+    # Journal each step of a turn with tools (model replies, tool results) so that a turn resent
+    # after a crash resumes from its last step; False trades that for a write less per step.
+    journal_steps: bool = True
     # Encryption at rest: key strings "kid:base64key" (the first encrypts), a comma-separated
     # string or a list; None reads REPERTORY_ENCRYPTION_KEY. Hidden from repr, never logged.
     encryption_key: str | list[str] | None = field(default=None, repr=False)
@@ -53,7 +56,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         if not self.store:
-            self.store = f"sqlite:///{home_dir() / 'state.db'}"
+            # A deployment passes its Redis URL from a secret as an environment variable.
+            self.store = os.environ.get("REPERTORY_STORE") or f"sqlite:///{home_dir() / 'state.db'}"
         if self.default_ttl == "auto":
             self.default_ttl = 3600.0 if self.store.startswith(("redis://", "rediss://")) else None
         if self.default_ttl is not None and (not isinstance(self.default_ttl, (int, float)) or self.default_ttl <= 0):

@@ -23,6 +23,7 @@
      │         └── DecryptionFailed
      ├── ModelError
      ├── AgentError
+     │    └── AgentReplicaLost
      ├── WorkflowError
      ├── RuntimeNotReady
      ├── AccessDenied (also PermissionError)
@@ -41,6 +42,7 @@ from __future__ import annotations
 __all__ = [
     "AccessDenied",
     "AgentError",
+    "AgentReplicaLost",
     "ConcurrentUpdate",
     "CorruptState",
     "DecryptionFailed",
@@ -164,6 +166,11 @@ class ModelError(RepertoryError):
 
 class AgentError(RepertoryError):
     """An agent definition or a tool is unusable."""
+
+
+class AgentReplicaLost(AgentError):
+    """The agent replica running a turn died after the turn had started; resend the turn
+    (same turn id): its journaled steps are not redone."""
 
 
 class WorkflowError(RepertoryError):

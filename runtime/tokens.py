@@ -29,12 +29,17 @@ from typing import Any
 from repertory.errors import AccessDenied, InvalidInput, InvalidToken
 from repertory.ids import validate_session_id, validate_user_id
 
-__all__ = ["DEFAULT_TTL", "ENV_KEYS", "MAX_TOKEN_LENGTH", "Keyring", "TokenClaims", "issue", "verify"]
+__all__ = ["DEFAULT_TTL", "ENV_KEYS", "MAX_TOKEN_LENGTH", "USER_SCOPE", "Keyring", "TokenClaims", "issue", "issue_user",
+           "verify"]
 
 PREFIX = "rpt1"
 ENV_KEYS = "REPERTORY_SECRET_KEYS"
 MAX_TOKEN_LENGTH = 1024  # ids are at most 128 characters: a real token is ~250
 DEFAULT_TTL = 3600.0
+# The session id claim of a *user token*: every session of one user, in the inspector. No
+# session id can be "*", so a user token opens no session endpoint and a session token
+# never passes for a user token.
+USER_SCOPE = "*"
 MIN_SECRET_BYTES = 16
 _KID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _B64_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -137,6 +142,21 @@ def issue(session_id: str, user_id: str | None = None, ttl: float = DEFAULT_TTL,
     """A token for ``session_id`` of ``user_id``, valid for ``ttl`` seconds, signed with
     ``secret`` (a secret, a :class:`Keyring`, or ``$REPERTORY_SECRET_KEYS``)."""
     validate_session_id(session_id)
+    return _issue(session_id, user_id, ttl, secret, allow_fork, now)
+
+
+def issue_user(user_id: str, ttl: float = DEFAULT_TTL,
+               secret: str | bytes | Keyring | Mapping[str, str | bytes] | None = None, *,
+               now: float | None = None) -> str:
+    """A user token: lets the session inspector show (and act on) ``user_id``'s sessions only.
+    Verify it with ``verify(token, USER_SCOPE, any_user=True)``."""
+    if not isinstance(user_id, str) or not user_id:
+        raise InvalidInput("a user token needs a user_id")
+    return _issue(USER_SCOPE, user_id, ttl, secret, False, now)
+
+
+def _issue(session_id: str, user_id: str | None, ttl: float, secret: str | bytes | Keyring | Mapping[str, str | bytes] | None,
+           allow_fork: bool, now: float | None) -> str:
     validate_user_id(user_id)
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= 366 * 86400:
         raise InvalidInput("ttl must be a number of seconds, more than 0 and at most a year")

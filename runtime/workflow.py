@@ -147,6 +147,9 @@ class Workflow:
 
     async def _record(self, entries: dict[str, Any], status: str | None = None) -> None:
         if self.session is not None:
+            # Each entry names its task's dependencies, so what is stored draws the task graph.
+            entries = {n: {**e, "depends_on": [d for d in self.tasks[n].dependency_names() if d is not None]}
+                       if n in self.tasks else e for n, e in entries.items()}
             await self.session.runtime.update_workflow(self.session.ref, self.name, entries, status)
 
     async def apending_approvals(self) -> list[dict[str, Any]]:
@@ -217,6 +220,7 @@ class Workflow:
                         return
                 async with sem:
                     self._emit("task_started", name)
+                    started = time.time()
                     agent = task.agent or (await self.session.aget_agent() if self.session is not None else Agent())
                     # Root tasks see the session's context, unless the caller gave one (the seed
                     # page passes session.get_context() itself).
@@ -227,11 +231,13 @@ class Workflow:
                     except RepertoryError as exc:
                         errors[name] = f"{type(exc).__name__}: {exc}"
                         blocked.add(name)
-                        await self._record({name: {"status": FAILED, "error": errors[name], "time": time.time()}})
+                        await self._record({name: {"status": FAILED, "error": errors[name], "started": started,
+                                                   "time": time.time()}})
                         self._emit("task_failed", name, error=errors[name])
                         return
                     results[name] = out.reply
-                    await self._record({name: {"status": DONE, "output": out.reply, "time": time.time()}})
+                    await self._record({name: {"status": DONE, "output": out.reply, "started": started,
+                                                 "time": time.time()}})
                     self._emit("task_finished", name)
             finally:
                 done_events[name].set()

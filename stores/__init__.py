@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, StorageUsage, Store
 from .codec import FORMAT_VERSION, Codec, MsgpackCodec
 from .factory import open_store
 from .memory import MemoryStore
@@ -32,6 +32,7 @@ __all__ = [
     "SessionInfo",
     "SessionRecord",
     "StateWrite",
+    "StorageUsage",
     "Store",
     "open_store",
     "redact_url",

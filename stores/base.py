@@ -9,10 +9,11 @@ overwrite each other: the loser gets :class:`~repertory.errors.ConcurrentUpdate`
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["DELETE_MEMORY", "CheckpointInfo", "CheckpointRecord", "SessionInfo", "SessionRecord", "StateWrite",
-           "Store"]
+           "StorageUsage", "Store"]
 
 DELETE_MEMORY = 86400.0  # seconds a delete's op id is remembered (a resend comes within a restart)
 
@@ -94,6 +95,20 @@ class CheckpointRecord:
     data: bytes
 
 
+@dataclass(slots=True, frozen=True)
+class StorageUsage:
+    """Bytes a session takes in a store, as stored (encrypted, if it is): its history, its meta
+    (user data, metadata, counters) and its checkpoints and versions."""
+
+    messages: int = 0
+    meta: int = 0
+    checkpoints: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.messages + self.meta + self.checkpoints
+
+
 class Store(abc.ABC):
     """What a state backend implements. All verbs are safe to call concurrently."""
 
@@ -157,6 +172,21 @@ class Store(abc.ABC):
     async def release_lease(self, key: str, owner: str) -> None:
         """Give the lease back if ``owner`` holds it; otherwise do nothing."""
 
+    # The step journal of a running turn: what a turn with tool calls has done so far (each
+    # model step, each tool result), so that a turn resent after a crash resumes from there.
+    @abc.abstractmethod
+    async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
+        """Journal step ``seq`` (0, 1, ...) of turn ``turn_id`` of session ``key`` durably (the
+        same ``seq`` again replaces it). It expires at ``expires_at`` (the session's expiry)."""
+
+    @abc.abstractmethod
+    async def load_steps(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        """The journaled steps of a turn as ``(seq, data)``, in ``seq`` order; empty if none (or expired)."""
+
+    @abc.abstractmethod
+    async def drop_steps(self, key: str, turn_id: str) -> None:
+        """Forget a turn's journal (its turn committed); nothing to drop is no error."""
+
     async def sweep_expired(self) -> int:
         """Delete the sessions (and their checkpoints) whose expiry has passed; returns how many.
 
@@ -165,6 +195,24 @@ class Store(abc.ABC):
         sweep, and it returns 0. A backend that keeps expired rows until told (SQLite) overrides it.
         """
         return 0
+
+    async def usage(self, keys: Sequence[str]) -> dict[str, StorageUsage]:
+        """Bytes stored per session of ``keys`` (absent sessions are left out).
+
+        This default reads each session and its checkpoints; the backends override it with
+        a query that sums sizes where they are stored, without shipping the data.
+        """
+        out: dict[str, StorageUsage] = {}
+        for key in keys:
+            rec = await self.load(key)
+            if rec is None:
+                continue
+            cps = 0
+            for info in await self.list_checkpoints(key):
+                cp = await self.get_checkpoint(key, info.cp_id)
+                cps += len(cp.data) if cp is not None else 0
+            out[key] = StorageUsage(sum(map(len, rec.messages)), len(rec.meta), cps)
+        return out
 
     async def close(self) -> None:
         """Release connections; the store is unusable afterwards."""

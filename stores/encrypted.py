@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import replace
 
 from repertory.errors import DecryptionFailed, EncryptionError
 
-from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, StorageUsage, Store
 from .crypto import KeyRing, envelope_kid, is_encrypted
 
 __all__ = ["EncryptedStore", "wrap_store"]
@@ -128,6 +129,17 @@ class EncryptedStore(Store):
     async def list_checkpoints(self, key: str, kind: str | None = None) -> list[CheckpointInfo]:
         return [self._open_info(i) for i in await self.inner.list_checkpoints(key, kind)]
 
+    async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
+        await self.inner.put_step(key, turn_id, seq, self._seal(data, key, "step", f"{turn_id}\0{seq}"),
+                                  expires_at)
+
+    async def load_steps(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        return [(seq, self._open(blob, key, "step", f"a step of turn {turn_id!r}", f"{turn_id}\0{seq}"))
+                for seq, blob in await self.inner.load_steps(key, turn_id)]
+
+    async def drop_steps(self, key: str, turn_id: str) -> None:
+        await self.inner.drop_steps(key, turn_id)
+
     # -- re-encryption ----------------------------------------------------------------
     def _current(self, blob: bytes) -> bool:
         return envelope_kid(blob) == self.keys.current
@@ -163,6 +175,9 @@ class EncryptedStore(Store):
 
     async def touch(self, key: str, expires_at: float | None) -> bool:
         return await self.inner.touch(key, expires_at)
+
+    async def usage(self, keys: Sequence[str]) -> dict[str, StorageUsage]:
+        return await self.inner.usage(keys)  # sizes as stored: sealed
 
 
     async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:

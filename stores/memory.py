@@ -6,7 +6,9 @@ import time
 
 from repertory.errors import ConcurrentUpdate
 
-from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from collections.abc import Sequence
+
+from .base import CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, StorageUsage, Store
 
 __all__ = ["MemoryStore"]
 
@@ -21,6 +23,8 @@ class MemoryStore(Store):
         self._checkpoints: dict[str, dict[str, CheckpointRecord]] = {}
         self._leases: dict[str, tuple[str, float]] = {}  # key -> (owner, monotonic deadline)
         self._deleted: dict[str, str] = {}  # key -> op id of its last delete
+        # (key, turn id) -> {seq: data}, expiry
+        self._steps: dict[tuple[str, str], tuple[dict[int, bytes], float | None]] = {}
 
     def _holder(self, key: str) -> tuple[str, float] | None:
         lease = self._leases.get(key)
@@ -85,7 +89,27 @@ class MemoryStore(Store):
                 return True
             self._deleted[key] = op_id
         self._checkpoints.pop(key, None)
+        for k in [k for k in self._steps if k[0] == key]:
+            del self._steps[k]
         return self._records.pop(key, None) is not None
+
+    async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
+        steps = self._live_steps(key, turn_id)
+        steps[seq] = bytes(data)
+        self._steps[(key, turn_id)] = (steps, expires_at)
+
+    async def load_steps(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        return sorted(self._live_steps(key, turn_id).items())
+
+    async def drop_steps(self, key: str, turn_id: str) -> None:
+        self._steps.pop((key, turn_id), None)
+
+    def _live_steps(self, key: str, turn_id: str) -> dict[int, bytes]:
+        steps, expires_at = self._steps.get((key, turn_id), ({}, None))
+        if expires_at is not None and expires_at <= time.time():
+            del self._steps[(key, turn_id)]
+            return {}
+        return dict(steps)
 
     async def sweep_expired(self) -> int:
         """Drop expired sessions (and their checkpoints); returns how many."""
@@ -126,3 +150,8 @@ class MemoryStore(Store):
         ]
         out.sort(key=lambda i: i.updated_at)
         return out[:limit] if limit is not None else out
+
+    async def usage(self, keys: Sequence[str]) -> dict[str, StorageUsage]:
+        return {k: StorageUsage(sum(map(len, r.messages)), len(r.meta),
+                                sum(len(c.data) for c in self._checkpoints.get(k, {}).values()))
+                for k in keys if (r := self._live(k)) is not None}

@@ -6,6 +6,8 @@ Key layout (``<p>`` is the store prefix, ``rp`` by default; ``<key>`` the sessio
     <p>:{<key>}:msgs        list: the message blobs, in order
     <p>:{<key>}:cps         sorted set: checkpoint ids, scored by created_at
     <p>:{<key>}:cp:<cp_id>  hash: kind, seq, created_at, turn, label, data
+    <p>:{<key>}:steps:<turn> hash: seq -> step blob, the journal of a running turn (Store.put_step)
+    <p>:{<key>}:stepturns   set: the turns that have a journal (so a delete finds them)
 
 Why this shape:
 
@@ -55,7 +57,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUnavailable
 
 from . import redis_scripts as scripts
-from .base import DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from .base import (DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, StorageUsage,
+                   Store)
 from .redis_batch import Batcher, Call, settle, settle_error
 from .urls import MASK, redact_url, url_secrets
 
@@ -150,6 +153,7 @@ class RedisStore(Store):
         self._put_cp_script = self._client.register_script(scripts.PUT_CHECKPOINT)
         self._list_cps_script = self._client.register_script(scripts.LIST_CHECKPOINTS)
         self._delete_cps_script = self._client.register_script(scripts.DELETE_CHECKPOINTS)
+        self._usage_script = self._client.register_script(scripts.USAGE)
         self._writes = Batcher(self, "commit")
         self._reads = Batcher(self, "load")
         # write ids only need to differ between writes of one session: a random
@@ -380,7 +384,57 @@ class RedisStore(Store):
         self._check_open()
         await self._eval(self._release_lease_script, (self._lease_key(key),), (owner,), "release_lease")
 
+    def _steps_key(self, key: str, turn_id: str) -> str:
+        return f"{self._base(key)}:steps:{turn_id}"
+
+    async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
+        self._check_open()
+        name, index = self._steps_key(key, turn_id), f"{self._base(key)}:stepturns"
+        expire_ms, _ = _expiry_args(expires_at)
+
+        async def put() -> None:
+            # One MULTI on one slot: the step and its index entry land together, with the
+            # session's expiry (or none, as the session's).
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(name, str(seq), data)
+            pipe.sadd(index, turn_id)
+            for k in (name, index):
+                if expire_ms:
+                    pipe.pexpireat(k, int(expire_ms))
+                else:
+                    pipe.persist(k)
+            await pipe.execute()
+
+        await self._call("put_step", put)
+        self._wrote()
+
+    async def load_steps(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        self._check_open()
+        name = self._steps_key(key, turn_id)
+        found = await self._call("load_steps", lambda: self._client.hgetall(name))
+        return sorted((int(k), v) for k, v in found.items())
+
+    async def drop_steps(self, key: str, turn_id: str) -> None:
+        self._check_open()
+        name, index = self._steps_key(key, turn_id), f"{self._base(key)}:stepturns"
+
+        async def drop() -> None:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.delete(name)
+            pipe.srem(index, turn_id)
+            await pipe.execute()
+
+        await self._call("drop_steps", drop)
+
+    async def _drop_all_steps(self, key: str) -> None:
+        index = f"{self._base(key)}:stepturns"
+        turns = await self._call("delete", lambda: self._client.smembers(index))
+        if turns:
+            names = [self._steps_key(key, t.decode()) for t in turns]
+            await self._call("delete", lambda: self._client.delete(*names, index))
+
     async def delete(self, key: str, op_id: str | None = None) -> bool:
+        await self._drop_all_steps(key)
         res = await self._eval(self._delete_script, (*self._session_keys(key), f"{self._base(key)}:deleted"),
                                (f"{self._base(key)}:cp:", op_id or "", int(DELETE_MEMORY)),
                                "delete")
@@ -488,6 +542,33 @@ class RedisStore(Store):
         base = self._base(key)
         return int(await self._eval(self._delete_cps_script, (f"{base}:cps",), (f"{base}:cp:", *cp_ids),
                                     "delete_checkpoints"))
+
+    async def usage(self, keys: Sequence[str]) -> dict[str, StorageUsage]:
+        """One script per session (sums sizes server-side), pipelined 500 at a time."""
+        out: dict[str, StorageUsage] = {}
+        keys = list(keys)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+
+            async def send(chunk: list[str]) -> list[Any]:
+                pipe = self._client.pipeline(transaction=False)
+                for key in chunk:
+                    base = self._base(key)
+                    pipe.evalsha(self._usage_script.sha, 3, f"{base}:meta", f"{base}:msgs", f"{base}:cps",
+                                 f"{base}:cp:")
+                return await pipe.execute()
+
+            async def call(chunk: list[str] = chunk) -> list[Any]:
+                try:
+                    return await send(chunk)
+                except NoScriptError:
+                    await self._reload({self._usage_script})
+                    return await send(chunk)
+
+            for key, res in zip(chunk, await self._call("usage", call)):
+                if res is not None:
+                    out[key] = StorageUsage(int(res[1]), int(res[0]), int(res[2]))
+        return out
 
     async def close(self) -> None:
         if self._closed:

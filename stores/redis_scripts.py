@@ -158,3 +158,19 @@ for i = 2, #ARGV do
 end
 return n
 """, "allow-oom")
+
+# KEYS: meta, msgs, cps; ARGV: cp_prefix -> {meta bytes, message bytes, checkpoint bytes} or nil.
+# Sums sizes in Redis: nothing but three numbers crosses the network.
+USAGE = _script("""
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+local meta = redis.call('HSTRLEN', KEYS[1], 'meta')
+local msgs, n = 0, redis.call('LLEN', KEYS[2])
+for i = 0, n - 1, 512 do
+  for _, m in ipairs(redis.call('LRANGE', KEYS[2], i, i + 511)) do msgs = msgs + #m end
+end
+local cps = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  cps = cps + redis.call('HSTRLEN', ARGV[1] .. id, 'data')
+end
+return {meta, msgs, cps}
+""", "no-writes")

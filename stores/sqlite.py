@@ -16,6 +16,7 @@ replaced under a running store would otherwise swallow acknowledged turns.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import sqlite3
@@ -29,7 +30,8 @@ import structlog
 
 from repertory.errors import ConcurrentUpdate, CorruptState, StoreError, StoreUnavailable
 
-from .base import DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, Store
+from .base import (DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, StorageUsage,
+                   Store)
 from .sqlite_errors import is_busy, translate
 from .sqlite_files import (SESSION_SCHEMA, SESSION_SCHEMA_NAMES, FileId, create_private_file, file_id,
                            make_private_folder, open_connection, rollback)
@@ -240,6 +242,7 @@ class SQLiteStore(Store):
         cur = conn.execute("DELETE FROM sessions WHERE key = ?", (key,))
         conn.execute("DELETE FROM messages WHERE key = ?", (key,))
         conn.execute("DELETE FROM checkpoints WHERE key = ?", (key,))
+        conn.execute("DELETE FROM steps WHERE key = ?", (key,))
         return cur.rowcount == 1
 
     @staticmethod
@@ -262,6 +265,7 @@ class SQLiteStore(Store):
     def _sweep_in(conn: sqlite3.Connection, now: float) -> int:
         conn.execute("DELETE FROM leases WHERE until <= ?", (now,))
         conn.execute("DELETE FROM deletions WHERE at <= ?", (now - DELETE_MEMORY,))
+        conn.execute("DELETE FROM steps WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
         keys = [r[0] for r in conn.execute(
             "SELECT key FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))]
         for key in keys:
@@ -319,6 +323,19 @@ class SQLiteStore(Store):
             sql += " LIMIT ?"
             args.append(limit)
         return [SessionInfo(*row) for row in conn.execute(sql, args)]
+
+    def _usage_sync(self, keys: Sequence[str]) -> dict[str, StorageUsage]:
+        # length() of a blob reads its size from the record header, not the blob itself.
+        conn, wanted, now = self._connect(), json.dumps(list(keys)), time.time()
+        found = {k: [0, m, 0] for k, m in conn.execute(
+            "SELECT key, length(meta) FROM sessions WHERE key IN (SELECT value FROM json_each(?)) "
+            "AND (expires_at IS NULL OR expires_at > ?)", (wanted, now))}
+        for column, table in ((0, "messages"), (2, "checkpoints")):
+            for key, size in conn.execute(f"SELECT key, SUM(length(data)) FROM {table} "  # noqa: S608 (fixed names)
+                                          "WHERE key IN (SELECT value FROM json_each(?)) GROUP BY key", (wanted,)):
+                if key in found:
+                    found[key][column] = size or 0
+        return {k: StorageUsage(*v) for k, v in found.items()}
 
     async def _run(self, what: str, fn, *args):
         loop = asyncio.get_running_loop()
@@ -510,6 +527,34 @@ class SQLiteStore(Store):
 
     async def delete_checkpoints(self, key: str, cp_ids: list[str]) -> int:
         return await self._run("delete_checkpoints", self._tx, self._delete_cps_in, key, list(cp_ids))
+
+    async def usage(self, keys: Sequence[str]) -> dict[str, StorageUsage]:
+        return await self._run("usage", self._usage_sync, keys) if keys else {}
+
+    async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
+        self._check_writable()
+        await self._run("put_step", self._tx, self._put_step_in, key, turn_id, seq, data, expires_at)
+
+    async def load_steps(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        return await self._run("load_steps", self._load_steps_sync, key, turn_id)
+
+    async def drop_steps(self, key: str, turn_id: str) -> None:
+        await self._run("drop_steps", self._tx, self._drop_steps_in, key, turn_id)
+
+    @staticmethod
+    def _put_step_in(conn: sqlite3.Connection, key: str, turn_id: str, seq: int, data: bytes,
+                     expires_at: float | None) -> None:
+        conn.execute("INSERT OR REPLACE INTO steps (key, turn_id, seq, data, expires_at) VALUES (?, ?, ?, ?, ?)",
+                     (key, turn_id, seq, data, expires_at))
+
+    def _load_steps_sync(self, key: str, turn_id: str) -> list[tuple[int, bytes]]:
+        return [(r[0], r[1]) for r in self._connect().execute(
+            "SELECT seq, data FROM steps WHERE key = ? AND turn_id = ? AND (expires_at IS NULL OR expires_at > ?)"
+            " ORDER BY seq", (key, turn_id, time.time()))]
+
+    @staticmethod
+    def _drop_steps_in(conn: sqlite3.Connection, key: str, turn_id: str) -> None:
+        conn.execute("DELETE FROM steps WHERE key = ? AND turn_id = ?", (key, turn_id))
 
     async def list_sessions(
         self, *, prefix: str = "", updated_before: float | None = None, limit: int | None = None

@@ -68,9 +68,18 @@ SESSION_SCHEMA = (
         owner TEXT NOT NULL,
         until REAL NOT NULL
     ) WITHOUT ROWID""",
+    # The step journal of running turns (Store.put_step); rows go when their turn commits.
+    """CREATE TABLE IF NOT EXISTS steps (
+        key TEXT NOT NULL,
+        turn_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        expires_at REAL,
+        PRIMARY KEY (key, turn_id, seq)
+    ) WITHOUT ROWID""",
 )
 SESSION_SCHEMA_NAMES = frozenset({"sessions", "sessions_updated", "sessions_expires", "messages", "checkpoints",
-                                  "leases", "deletions"})
+                                  "leases", "deletions", "steps"})
 
 
 def make_private_folder(folder: Path) -> None:

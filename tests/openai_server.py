@@ -5,8 +5,12 @@ Behaviour, chosen by the last messages it receives:
   every required argument set to "Paris";
 - a tool result present: answer "The tool said: <result>";
 - otherwise: echo "echo: <last user message>".
-``script`` (a function of the request body returning a reply text or None) answers first,
-when it returns text: a test plays a model that follows one of repertory's own prompts.
+``script`` (a function of the request body returning a reply text, an assistant message
+dict, or None) answers first, when it returns one: a test plays a model that follows one of
+repertory's own prompts, or asks for tools in several steps.
+Like real providers, a chat request whose assistant tool call has no ``tool`` message
+answering it (by ``tool_call_id``) before the next non-tool message is refused with 400;
+``chat_calls`` counts the chat requests that were answered.
 ``/embeddings`` answers a deterministic bag-of-words vector per input (64 hashed dimensions,
 normalised), so texts that share words are near. ``fail_next`` makes the next N requests answer 500, to exercise retries; ``delay`` (seconds)
 is slept before each answer, to observe parallelism; ``chunk_delay`` (seconds) between the chunks of
@@ -28,6 +32,20 @@ def _bag_of_words(text: str, size: int = 64) -> list[float]:
         vec[int(hashlib.sha256(word.encode()).hexdigest(), 16) % size] += 1.0
     norm = sum(v * v for v in vec) ** 0.5 or 1.0
     return [v / norm for v in vec]
+
+
+def _unpaired_tool_call(messages: list[dict]) -> str | None:
+    """The id of a tool call no tool message answers, as providers check it; None if all are."""
+    pending: set[str] = set()
+    for m in messages:
+        if m.get("role") == "tool":
+            pending.discard(m.get("tool_call_id"))
+            continue
+        if pending:
+            return sorted(pending)[0]
+        if m.get("role") == "assistant":
+            pending = {c.get("id") for c in m.get("tool_calls") or ()}
+    return sorted(pending)[0] if pending else None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -54,10 +72,22 @@ class _Handler(BaseHTTPRequestHandler):
                              "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}})
             return
         messages = body.get("messages", [])
+        unpaired = _unpaired_tool_call(messages)
+        if unpaired is not None:
+            self._send(400, {"error": {"message": (
+                "An assistant message with 'tool_calls' must be followed by tool messages responding to "
+                f"each 'tool_call_id'. The following tool_call_ids did not have response messages: {unpaired}"),
+                "type": "invalid_request_error", "param": "messages"}})
+            return
+        with self.server.lock:
+            self.server.chat_calls += 1
         tools = body.get("tools") or []
         tool_results = [m for m in messages if m.get("role") == "tool"]
         scripted = self.server.script(body) if self.server.script else None
-        if scripted is not None:
+        if isinstance(scripted, dict):
+            message = dict(scripted, role="assistant")
+            finish = "tool_calls" if message.get("tool_calls") else "stop"
+        elif scripted is not None:
             message = {"role": "assistant", "content": scripted}
             finish = "stop"
         elif tools and not tool_results:
@@ -137,6 +167,8 @@ class OpenAIServer(ThreadingHTTPServer):
         self.chunk_delay = 0.0
         self.aborted_streams = 0  # streamed answers whose client hung up before the end
         self.script = None
+        self.chat_calls = 0
+        self.lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property

@@ -1,5 +1,5 @@
 """Administration of stored sessions: listing and cleanup (``listing``), export and import (``transfer``),
-re-encryption (``rekey``)."""
+re-encryption (``rekey``), bytes stored per session (``usage``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from repertory.admin.listing import (
 )
 from repertory.admin.rekey import arekey_sessions, rekey_sessions
 from repertory.admin.transfer import ImportResult, aexport_sessions, aimport_sessions, export_sessions, import_sessions
+from repertory.admin.usage import SessionUsage, astorage_usage, storage_usage
 
-__all__ = ["ImportResult", "SessionSummary", "acleanup", "aexport_sessions", "aimport_sessions",
-           "alist_sessions", "arekey_sessions", "cleanup", "export_sessions", "import_sessions", "list_sessions",
-           "parse_duration", "rekey_sessions"]
+__all__ = ["ImportResult", "SessionSummary", "SessionUsage", "acleanup", "aexport_sessions", "aimport_sessions",
+           "alist_sessions", "arekey_sessions", "astorage_usage", "cleanup", "export_sessions", "import_sessions",
+           "list_sessions", "parse_duration", "rekey_sessions", "storage_usage"]

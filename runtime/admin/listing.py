@@ -42,16 +42,18 @@ class SessionSummary:
     updated_at: datetime
     expires_at: datetime | None
     revision: int
+    # Bytes the store holds for it (messages, meta and checkpoints), when listed by size.
+    bytes_stored: int | None = None
 
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
-def _summary(info: SessionInfo) -> SessionSummary:
+def _summary(info: SessionInfo, size: int | None = None) -> SessionSummary:
     user_id, _, session_id = info.key.rpartition("/")  # ids never hold '/', see storage_key
     return SessionSummary(session_id, user_id or None, info.key, info.n_messages, _utc(info.updated_at),
-                          None if info.expires_at is None else _utc(info.expires_at), info.revision)
+                          None if info.expires_at is None else _utc(info.expires_at), info.revision, size)
 
 
 # -- durations --------------------------------------------------------------------------
@@ -99,7 +101,9 @@ def _cutoff(older_than: Age) -> float:
 
 # -- listing and cleanup ----------------------------------------------------------------
 async def list_summaries(rt: Runtime, prefix: str, user_id: str | None, older_than: Age | None,
-                limit: int | None) -> list[SessionSummary]:
+                limit: int | None, sort: str = "updated") -> list[SessionSummary]:
+    if sort not in ("updated", "size"):
+        raise InvalidInput(f"sort is 'updated' (least recently updated first) or 'size' (largest first), not {sort!r}")
     if not isinstance(prefix, str):
         raise InvalidInput(f"prefix must be a str, got {type(prefix).__name__}")
     user_id = validate_user_id(user_id)
@@ -109,7 +113,7 @@ async def list_summaries(rt: Runtime, prefix: str, user_id: str | None, older_th
     key_prefix = prefix if user_id is None else f"{user_id}/{prefix}"
     store = rt.admin_store()
 
-    async def read() -> list[SessionInfo]:
+    async def read(limit: int | None = limit) -> list[SessionInfo]:
         # Shared states and interop data live under keys no session id can take ('~' cannot
         # start an id): they are not sessions, and listing, export and cleanup leave them alone.
         ask = limit
@@ -120,24 +124,36 @@ async def list_summaries(rt: Runtime, prefix: str, user_id: str | None, older_th
                 return sessions[:limit]
             ask += len(rows) - len(sessions)
 
-    return [_summary(i) for i in await on_portal(read)]
+    if sort == "updated":
+        return [_summary(i) for i in await on_portal(read)]
+
+    async def by_size() -> list[SessionSummary]:
+        # Every matching session is sized (one query per backend), then the largest are kept.
+        infos = await read(None)
+        sizes = await store.usage([i.key for i in infos])
+        rows = [_summary(i, sizes[i.key].total) for i in infos if i.key in sizes]
+        rows.sort(key=lambda r: -(r.bytes_stored or 0))
+        return rows[:limit]
+
+    return await on_portal(by_size)
 
 
 async def alist_sessions(prefix: str = "", user_id: str | None = None, older_than: Age | None = None,
-                         limit: int | None = None) -> list[SessionSummary]:
-    """Stored sessions, least recently updated first.
+                         limit: int | None = None, sort: str = "updated") -> list[SessionSummary]:
+    """Stored sessions, least recently updated first (``sort="size"``: largest first, with
+    ``bytes_stored``).
 
     ``prefix`` matches the storage key (``session_id``, or ``user_id/session_id``); with
     ``user_id`` it matches session ids of that user. ``older_than``: only sessions not
     updated for that long. Expired sessions are not listed.
     """
-    return await list_summaries(get_runtime(), prefix, user_id, older_than, limit)
+    return await list_summaries(get_runtime(), prefix, user_id, older_than, limit, sort)
 
 
 def list_sessions(prefix: str = "", user_id: str | None = None, older_than: Age | None = None,
-                  limit: int | None = None) -> list[SessionSummary]:
+                  limit: int | None = None, sort: str = "updated") -> list[SessionSummary]:
     """Sync :func:`alist_sessions`."""
-    return run_sync(list_summaries, get_runtime(), prefix, user_id, older_than, limit)  # init off the portal
+    return run_sync(list_summaries, get_runtime(), prefix, user_id, older_than, limit, sort)  # init off the portal
 
 
 async def _cleanup(rt: Runtime, older_than: Age, dry_run: bool) -> list[SessionSummary]:

@@ -14,12 +14,13 @@ from repertory.errors import AgentError, InvalidInput, ModelError
 from repertory.agents.definition import definition_of
 from repertory.agents.demo_model import DEMO_MODEL
 from repertory.agents.model_client import NULL_MODEL, ModelClient, ModelReply, client_for
+from repertory.agents.tool_calls import unanswered_calls
 from repertory.agents.tools import Tool, as_tool
 from repertory.agents.window import ContextWindow, Fitted
 from repertory.memory.recall import AgentMemory
 from repertory.memory.settings import MemorySettings
 
-__all__ = ["Agent", "AgentCore", "TurnOutput"]
+__all__ = ["Agent", "AgentCore", "Step", "TurnOutput"]
 
 
 class Agent:
@@ -121,6 +122,15 @@ class TurnOutput:
     @property
     def reply(self) -> str:
         return self.messages[-1].get("content") or "" if self.messages else ""
+
+
+@dataclass(slots=True)
+class Step:
+    """One completed step of a turn, for the host to journal: a model reply that asked for
+    tools, or one tool's result. ``seq`` numbers the turn's steps from 0."""
+
+    seq: int
+    message: dict[str, Any]
 
 
 def _decoded(history: bytes | list[dict]) -> list[dict]:
@@ -242,21 +252,23 @@ class AgentCore:
         return tools, [t.schema for t in tools.values()], snapshot["values"]
 
     async def _run_tools(self, reply: ModelReply, tools: dict[str, Tool]) -> list[dict[str, Any]]:
-        out = []
-        for call in reply.message.get("tool_calls") or []:
-            fn = call.get("function", {})
-            tool = tools.get(fn.get("name"))
-            if tool is None:
-                result = f"error: no tool named {fn.get('name')!r}; available: {sorted(tools)}"
-            else:
-                result = await tool.call(fn.get("arguments") or "{}")
-            out.append(self._stamp({"role": "tool", "tool_call_id": call.get("id"),
-                                    "name": fn.get("name"), "content": result}))
-        return out
+        return [await self._run_tool(call, tools) for call in reply.message.get("tool_calls") or []]
+
+    async def _run_tool(self, call: dict[str, Any], tools: dict[str, Tool]) -> dict[str, Any]:
+        fn = call.get("function", {})
+        tool = tools.get(fn.get("name"))
+        if tool is None:
+            result = f"error: no tool named {fn.get('name')!r}; available: {sorted(tools)}"
+        else:
+            result = await tool.call(fn.get("arguments") or "{}")
+        return self._stamp({"role": "tool", "tool_call_id": call.get("id"), "name": fn.get("name"),
+                            "content": result})
 
     async def stream(self, history: bytes | list[dict], context: dict | None = None,
                      shared_state_id: str | None = None, *, deltas: bool = True,
-                     memory: dict | None = None, window: dict | None = None) -> AsyncIterator[str | TurnOutput]:
+                     memory: dict | None = None, window: dict | None = None,
+                     steps: bool = False, resume: list[dict] | None = None,
+                     ) -> AsyncIterator[str | Step | TurnOutput]:
         """Answer the last message of ``history`` (the user's), calling tools as asked.
 
         ``history`` is a list of messages or, from a host, one msgpack array of them.
@@ -264,6 +276,9 @@ class AgentCore:
         ``memory`` (plain data, :func:`repertory.memory.settings.turn_memory`) turns long-term
         memory on: recalled into the system prompt, and the user's facts stored after the reply.
         ``window``: the session's window settings and state (:mod:`repertory.agents.window`).
+        With ``steps``, each completed step is yielded as a :class:`Step` before the turn goes
+        on (the host journals it); ``resume`` is a journal's messages: the turn continues
+        after them (tool calls without a journaled result run; no model step is redone).
         """
         history = _decoded(history)
         tools, schemas, shared = await self._setup(shared_state_id)
@@ -276,11 +291,12 @@ class AgentCore:
                 extraction = self.memory.start_extraction(said)  # overlaps the turn's own model call
                 memories = await self.memory.recall(memory, said)
             prompt, fitted, budget = await self._fitted(history, window, context, shared, memories)
-            if not deltas:
+            if not deltas and not steps and not resume:
                 out = await self._complete(prompt, tools, schemas, budget)
                 yield self._finish(await self._remembered(out, extraction, memory), fitted)
                 return
-            async for item in self._rounds(prompt, tools, schemas, budget):
+            async for item in self._rounds(prompt, tools, schemas, budget, deltas=deltas, steps=steps,
+                                           resume=resume):
                 if isinstance(item, TurnOutput):
                     item = self._finish(await self._remembered(item, extraction, memory), fitted)
                 yield item
@@ -313,27 +329,47 @@ class AgentCore:
         raise self._too_many_rounds()
 
     async def _rounds(self, prompt: list[dict], tools: dict[str, Tool], schemas: list[dict] | None,
-                      budget: int | None = None) -> AsyncIterator[str | TurnOutput]:
-        """The rounds of a turn, streamed: text deltas, then the output."""
+                      budget: int | None = None, *, deltas: bool = True, steps: bool = False,
+                      resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
+        """The rounds of a turn, streamed: text deltas (with ``deltas``), each completed step
+        (with ``steps``), then the output. ``resume``: the steps a journal kept (see :meth:`stream`)."""
         a = self.agent
-        produced: list[dict[str, Any]] = []
+        produced: list[dict[str, Any]] = [dict(m) for m in resume or ()]
         total: dict[str, int] = {}
-        for _ in range(a.max_tool_rounds + 1):
+        for m in produced:
+            _add_usage(total, m.get("usage") or {})
+        # A journaled model step whose tools did not all report: run the missing ones first.
+        for call in unanswered_calls(produced):
+            produced.append(await self._run_tool(call, tools))
+            if steps:
+                yield Step(len(produced) - 1, produced[-1])
+        done = sum(1 for m in produced if m.get("role") == "assistant")
+        for _ in range(a.max_tool_rounds + 1 - done):
             if budget is not None and produced:
                 prompt = self.window.trim(prompt, produced, budget)
             reply: ModelReply | None = None
             started = time.perf_counter()
-            async for item in self.client.stream(a.model, prompt + produced, tools=schemas, **a.llm_options):
-                if isinstance(item, str):
-                    yield item
-                else:
-                    reply = item
+            if deltas:
+                async for item in self.client.stream(a.model, prompt + produced, tools=schemas, **a.llm_options):
+                    if isinstance(item, str):
+                        yield item
+                    else:
+                        reply = item
+            else:
+                reply = await self.client.complete(a.model, prompt + produced, tools=schemas, **a.llm_options)
             if reply is None:
                 raise ModelError(f"model {a.model!r} ended its stream without a final message")
-            out = await self._round_done(reply, produced, total, tools, time.perf_counter() - started)
-            if out is not None:
-                yield out
+            _add_usage(total, reply.usage)
+            produced.append(self._stamp(reply.message, reply.usage, time.perf_counter() - started, reply.cost))
+            if not reply.message.get("tool_calls"):
+                yield TurnOutput(produced, total)
                 return
+            if steps:
+                yield Step(len(produced) - 1, produced[-1])
+            for call in reply.message["tool_calls"]:
+                produced.append(await self._run_tool(call, tools))
+                if steps:
+                    yield Step(len(produced) - 1, produced[-1])
         raise self._too_many_rounds()
 
     async def _round_done(self, reply: ModelReply, produced: list[dict[str, Any]], total: dict[str, int],

@@ -45,15 +45,26 @@ def _expires(when: datetime | None) -> str:
     return f"in {int(left)}s"
 
 
+def _size(n: int) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
 def _sessions_table(rows: list[SessionSummary], title: str, max_rows: int | None = None) -> Table:
     table = Table(title=title)
+    sized = any(r.bytes_stored is not None for r in rows)
     table.add_column("session id", style="bold", overflow="fold")
     table.add_column("user", overflow="fold")
     table.add_column("messages", justify="right")
+    if sized:
+        table.add_column("size", justify="right")
     table.add_column("updated")
     table.add_column("expires")
     for r in rows[:max_rows]:
-        table.add_row(escape(r.session_id), escape(r.user_id or "-"), str(r.n_messages), _ago(r.updated_at),
+        size = [_size(r.bytes_stored or 0)] if sized else []
+        table.add_row(escape(r.session_id), escape(r.user_id or "-"), str(r.n_messages), *size, _ago(r.updated_at),
                       _expires(r.expires_at))
     if max_rows is not None and len(rows) > max_rows:
         table.caption = f"... and {len(rows) - max_rows} more"
@@ -70,16 +81,18 @@ def sessions_ls(
     user: UserOpt = None,
     older_than: Annotated[Optional[str], typer.Option(help="Only sessions idle this long: 30d, 12h, 45m, 2w.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Show at most this many.")] = None,
+    sort: Annotated[str, typer.Option(help="'updated' (least recently updated first) or 'size' (largest "
+                                           "first, with the bytes each stores).")] = "updated",
     store: StoreOpt = None,
     local: LocalOpt = False,
 ) -> None:
-    """List stored sessions, least recently updated first."""
+    """List stored sessions, least recently updated first (or largest first: --sort size)."""
     from repertory.admin import list_sessions, parse_duration
 
     with exit_on_error():
         age = parse_duration(older_than) if older_than else None
         with runtime_for(store, local):
-            rows = list_sessions(prefix=prefix, user_id=user, older_than=age, limit=limit)
+            rows = list_sessions(prefix=prefix, user_id=user, older_than=age, limit=limit, sort=sort)
     if not rows:
         console.print("No sessions found.")
         return
@@ -114,6 +127,7 @@ def sessions_show(
 ) -> None:
     """Show a session's history and state: user data, metadata, checkpoints, versions."""
     from repertory import Session, SessionNotFound
+    from repertory.admin import storage_usage
 
     with exit_on_error(), runtime_for(store, local):
         s = Session(session_id, user_id=user)
@@ -122,6 +136,7 @@ def sessions_show(
                                   "list the stored ones with: repertory sessions ls")
         history, state = s.get_history(), s.get_state()
         checkpoints, versions = s.list_checkpoints(), s.list_versions()
+        stored = storage_usage(session_id, user)
     from repertory.session.analytics import analytics
 
     stats = analytics(state)
@@ -146,7 +161,9 @@ def sessions_show(
                        f" ({perf['summary_tokens']['summaries']} summaries)"),
             ("cost", f"${perf['cost']:.6f} ({perf['priced_calls']} of {perf['model_calls']} calls priced)"),
             ("errors", f"{perf['errors']} failed turns; retries: "
-                       + ", ".join(f"{k} {v}" for k, v in perf["retries"].items()))]
+                       + ", ".join(f"{k} {v}" for k, v in perf["retries"].items())),
+            ("stored", f"{_size(stored['total'])}: messages {_size(stored['messages'])}, checkpoints "
+                       f"{_size(stored['checkpoints'])}, memory {_size(stored['memory'])}, meta {_size(stored['meta'])}")]
     for name, value in rows:
         info.add_row(name, escape(value))
     console.print(info)

@@ -59,6 +59,9 @@ class TurnRequest:
     # they differ; None continues with the stored ones (agents.window).
     context_settings: dict | None = None
     prompt_context: str | None = "profile"  # what the prompt's context adds (state.context.PROMPT_CONTEXTS)
+    # Journal each step of the turn (model replies that ask for tools, tool results), so that
+    # a resend after a crash resumes from the last one; set where the agent has tools.
+    journal: bool = False
     on_busy: str = "enqueue"  # what this message does to a busy session (host.busy)
     # stream_turn only: continue the turn's stream after this many characters of its reply
     # (an event id's offset, repertory.streams) instead of sending the message again.
@@ -123,8 +126,10 @@ class HostAPI(Protocol):
         """Seconds the session lives after its last access; None keeps it."""
 
     async def create_checkpoint(self, ref: SessionRef, label: str, kind: CheckpointKind,
-                                keep: int | None, op_id: str | None = None) -> dict[str, Any]:
-        """Checkpoint (or save a version of) the current state; returns its info."""
+                                keep: int | None, op_id: str | None = None,
+                                shared_state_id: str | None = None) -> dict[str, Any]:
+        """Checkpoint (or save a version of) the current state, with a copy of the shared state
+        ``shared_state_id`` if given; returns its info."""
 
     async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind,
                                  op_id: str | None = None) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from repertory.agents.agent import TurnOutput
+from repertory.agents.agent import Step, TurnOutput
 from repertory.errors import InvalidInput
 from repertory.host.api import TurnReply, TurnRequest
 from repertory.ids import SessionRef
@@ -23,8 +23,9 @@ from repertory.ids import SessionRef
 __all__ = ["decode", "encode", "serve"]
 
 # Extension codes are part of the wire format between processes of one release.
-_SESSION_REF, _TURN_REQUEST, _TURN_REPLY, _TURN_OUTPUT = 1, 2, 3, 4
-_CODES = {SessionRef: _SESSION_REF, TurnRequest: _TURN_REQUEST, TurnReply: _TURN_REPLY, TurnOutput: _TURN_OUTPUT}
+_SESSION_REF, _TURN_REQUEST, _TURN_REPLY, _TURN_OUTPUT, _STEP = 1, 2, 3, 4, 5
+_CODES = {SessionRef: _SESSION_REF, TurnRequest: _TURN_REQUEST, TurnReply: _TURN_REPLY, TurnOutput: _TURN_OUTPUT,
+          Step: _STEP}
 _TYPES = {code: cls for cls, code in _CODES.items()}
 
 

@@ -17,6 +17,7 @@ from repertory.agents.agent import Agent, TurnOutput
 from repertory.config import Settings
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
 from repertory.host.core import HostCore
+from repertory.host.stats import HostStats
 from repertory.ids import SessionRef
 from repertory.memory.stores import MemoryStores
 
@@ -92,6 +93,15 @@ class Runtime(abc.ABC):
     def stats(self) -> list[dict[str, Any]]:
         """Per-host counters (resident sessions, activations, passivations)."""
 
+    def host_of(self, key: str) -> str:
+        """The name of the host that owns the (pooled) session stored under ``key``."""
+        return "local"
+
+    async def astats(self) -> list[HostStats]:
+        """Per-host counters (:class:`~repertory.host.stats.HostStats`: resident sessions,
+        activations, passivations, turns, turn and store latency percentiles, latency over time)."""
+        return [HostStats.from_dict(d) for d in self.stats()]
+
     @abc.abstractmethod
     def shutdown(self) -> None:
         """Stop hosts and agents; state stays in the store."""
@@ -139,8 +149,10 @@ class Runtime(abc.ABC):
         return await self.invoke(ref, HostCore.set_ttl, ref, ttl, op_id or new_op_id())
 
     async def create_checkpoint(self, ref: SessionRef, label: str, kind: CheckpointKind,
-                                keep: int | None, op_id: str | None = None) -> dict[str, Any]:
-        return await self.invoke(ref, HostCore.create_checkpoint, ref, label, kind, keep, op_id or new_op_id())
+                                keep: int | None, op_id: str | None = None,
+                                shared_state_id: str | None = None) -> dict[str, Any]:
+        return await self.invoke(ref, HostCore.create_checkpoint, ref, label, kind, keep, op_id or new_op_id(),
+                                 shared_state_id)
 
     async def restore_checkpoint(self, ref: SessionRef, checkpoint: int | str, kind: CheckpointKind,
                                  op_id: str | None = None) -> int:

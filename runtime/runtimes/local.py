@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from repertory._sync import aiter_on_portal, on_portal
-from repertory.agents.agent import Agent, AgentCore, TurnOutput
+from repertory.agents.agent import Agent, AgentCore, Step, TurnOutput
 from repertory.agents.model_client import preload_litellm
 from repertory.config import Settings
 from repertory.errors import AgentError
@@ -61,8 +61,10 @@ class LocalAgentPool:
 
     def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                shared_state_id: str | None = None, memory: dict | None = None,
-               window: dict | None = None) -> AsyncIterator[str | TurnOutput]:
-        return self._core(agent_key).stream(history, context, shared_state_id, memory=memory, window=window)
+               window: dict | None = None, *, deltas: bool = True, steps: bool = False,
+               resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
+        return self._core(agent_key).stream(history, context, shared_state_id, memory=memory, window=window,
+                                            deltas=deltas, steps=steps, resume=resume)
 
 
 class LocalSharedStateBackend:

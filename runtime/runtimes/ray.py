@@ -44,6 +44,7 @@ from repertory.errors import AgentError, RuntimeNotReady
 from repertory.host import wire
 from repertory.host.api import TurnReply, TurnRequest
 from repertory.host.routing import host_index
+from repertory.host.stats import HostStats
 from repertory.ids import SessionRef
 from repertory.memory.stores import store_key
 from repertory.runtimes.base import Runtime
@@ -256,6 +257,16 @@ class RayRuntime(Runtime):
             return await call_restartable(h.stats.remote, lambda exc: RuntimeNotReady(f"a host did not come back: {exc}"))
 
         return [run_sync(one, h) for h in [*self.hosts, *self._dedicated.values()]]
+
+    def host_of(self, key: str) -> str:
+        return f"host-{host_index(key, self.num_hosts)}"
+
+    async def astats(self) -> list[HostStats]:
+        async def one(h: Any) -> dict[str, Any]:
+            return await call_restartable(h.stats.remote, lambda exc: RuntimeNotReady(f"a host did not come back: {exc}"))
+
+        found = await asyncio.gather(*(one(h) for h in [*self.hosts, *self._dedicated.values()]))
+        return [HostStats.from_dict(d) for d in found]
 
     def shutdown(self) -> None:
         if self._admin_store is not None:

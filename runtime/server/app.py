@@ -33,6 +33,7 @@ from repertory.server.http import (
 )
 from repertory.server.service import SessionService
 from repertory.host.api import TurnReply
+from repertory.server.ui_routes import include_inspector
 from repertory.session.handle import Session
 
 __all__ = ["create_app"]
@@ -321,4 +322,5 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
             return jsonable_encoder(await service.analytics(c, session_id))
 
     app.include_router(router)
+    include_inspector(app)  # the session inspector: /ui and /agent/inspect (server.ui_routes)
     return app

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from repertory.errors import AccessDenied, InvalidInput, InvalidToken
 from repertory.ids import validate_session_id
-from repertory.tokens import Keyring, TokenClaims, issue, verify
+from repertory.tokens import USER_SCOPE, Keyring, TokenClaims, issue, issue_user, verify
 
-__all__ = ["Authenticator", "Caller"]
+__all__ = ["Authenticator", "Caller", "Viewer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,15 @@ class Caller:
     allow_fork: bool
     expires_at: float | None
     limit_key: str  # what the rate limit counts: the token's signature, or the client address
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who looks through the inspector: the admin (every session) or one user (only theirs)."""
+
+    admin: bool
+    user_id: str | None
+    limit_key: str
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -73,6 +82,31 @@ class Authenticator:
             raise InvalidToken("this endpoint needs the admin key: send 'Authorization: Bearer <admin key>'")
         if not hmac.compare_digest(key.encode(), self._admin):
             raise AccessDenied("the admin key does not match")
+
+    def viewer(self, authorization: str | None, client: str = "") -> Viewer:
+        """The inspector's caller: the admin key, or a user token (``tokens.issue_user``).
+        Raises InvalidToken (401) or AccessDenied (403)."""
+        token = _bearer(authorization)
+        if token is None:
+            if self.open_access:  # loopback development mode: no keys, everything is open
+                return Viewer(True, None, f"client:{client}")
+            raise InvalidToken("the inspector needs the admin key or a user token: send "
+                               "'Authorization: Bearer <key or token>' (sign in on the /ui page)")
+        if self._admin is not None and hmac.compare_digest(token.encode(), self._admin):
+            return Viewer(True, None, "admin")
+        if self._keyring is None:
+            raise InvalidToken("this server issues no tokens: use the admin key")
+        claims = verify(token, USER_SCOPE, secret=self._keyring, any_user=True)
+        if claims.user_id is None:  # issue_user always names one; refuse anything else
+            raise AccessDenied("this token names no user; ask for a user token")
+        return Viewer(False, claims.user_id, "tok:" + token.rsplit(".", 1)[-1])
+
+    def issue_user(self, user_id: str, ttl: float | None = None) -> tuple[str, TokenClaims]:
+        """A new user token for the inspector, and its claims."""
+        if self._keyring is None:
+            raise InvalidInput("this server has no token keys to sign with; set REPERTORY_SECRET_KEYS")
+        token = issue_user(user_id, ttl or self.token_ttl, self._keyring)
+        return token, verify(token, USER_SCOPE, user_id, self._keyring)
 
     def issue(self, session_id: str, user_id: str | None, ttl: float | None = None,
               allow_fork: bool = False) -> tuple[str, TokenClaims]:

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
+from repertory.admin.usage import session_usage
 from repertory.agents.agent import Agent
 from repertory.errors import AccessDenied, InvalidInput, ServerError, SessionNotFound
 from repertory.host.api import TurnReply
@@ -81,9 +82,12 @@ class SessionService:
         if not await s.aexists():
             raise SessionNotFound(f"session {session_id!r} does not exist; create it or chat to start it")
         fields = await s.runtime.read_fields(s.ref)
+        agent = self.agent(None)
+        stored = await session_usage(s.runtime, s.ref, agent.memory if agent is not None else None)
         return {"session_id": session_id, "user_id": caller.user_id,
                 **{k: v for k, v in fields.items() if k in ("user_data", "user_profile", "metadata", "created_at",
-                                                            "updated_at", "turns", "ttl")}}
+                                                            "updated_at", "turns", "ttl")},
+                "bytes_stored": stored.to_dict()}
 
     async def delete(self, caller: Caller, session_id: str, op_id: str | None) -> dict[str, Any]:
         s = self.handle(caller, session_id)

@@ -20,6 +20,7 @@ from repertory.state.schema import check_export_doc
 
 if TYPE_CHECKING:
     from repertory.agents.agent import Agent
+    from repertory.shared.handle import SharedState
     from repertory.ids import SessionRef
     from repertory.runtimes.base import Runtime
     from repertory.session.handle import Session
@@ -38,6 +39,21 @@ class BranchesMixin:
     keep_checkpoints: int | None
     checkpoint_every: int | None
     merge_conflicts: list[dict[str, Any]]
+    shared_state: SharedState | None
+
+    def _shared_id(self) -> str | None:
+        return self.shared_state.state_id if self.shared_state is not None else None
+
+    async def _restore_shared(self, doc: dict[str, Any]) -> None:
+        """Bring back the shared state a checkpoint recorded (by its id), if it recorded one."""
+        shared = doc.get("shared_state")
+        if shared is None:
+            return
+        from repertory.runtimes.base import new_op_id
+        from repertory.shared.core import SharedStateCore
+
+        backend = self.runtime.shared_state(shared["id"])
+        await backend.invoke(SharedStateCore.restore, new_op_id(), shared["values"])
 
     def _given_agents(self) -> tuple[Agent | None, dict[str, Agent] | None]:
         """The agents this handle was given (None, None: it continues with the stored ones)."""
@@ -50,16 +66,20 @@ class BranchesMixin:
 
     # -- checkpoints and versions -----------------------------------------------------
     async def acreate_checkpoint(self, label: str | None = None) -> int:
-        """Checkpoint the current state; returns its number (1, 2, ...)."""
+        """Checkpoint the current state (and a copy of the session's shared state, if it has
+        one); returns its number (1, 2, ...)."""
         return (await self.runtime.create_checkpoint(self.ref, "" if label is None else label, "checkpoint",
-                                                    self.keep_checkpoints))["id"]
+                                                    self.keep_checkpoints, shared_state_id=self._shared_id()))["id"]
 
     def create_checkpoint(self, label: str | None = None) -> int:
         return run_sync(self.acreate_checkpoint, label)
 
     async def arestore_checkpoint(self, checkpoint: int | str) -> None:
-        """Return to a checkpoint; the state from before stays reachable as a new version."""
+        """Return to a checkpoint; the state from before stays reachable as a new version.
+        The shared state recorded with it comes back to the values it had then."""
+        doc = await self.runtime.checkpoint_snapshot(self.ref, checkpoint, "checkpoint")
         await self.runtime.restore_checkpoint(self.ref, checkpoint, "checkpoint")
+        await self._restore_shared(doc)
 
     def restore_checkpoint(self, checkpoint: int | str) -> None:
         run_sync(self.arestore_checkpoint, checkpoint)
@@ -72,8 +92,10 @@ class BranchesMixin:
         return run_sync(self.alist_checkpoints)
 
     async def asave_version(self, description: str = "") -> int:
-        """Save a named version of the state; returns its number (0, 1, ...)."""
-        return (await self.runtime.create_checkpoint(self.ref, description, "version", None))["id"]
+        """Save a named version of the state (with the shared state's, as checkpoints do);
+        returns its number (0, 1, ...)."""
+        return (await self.runtime.create_checkpoint(self.ref, description, "version", None,
+                                                    shared_state_id=self._shared_id()))["id"]
 
     def save_version(self, description: str = "") -> int:
         return run_sync(self.asave_version, description)
@@ -84,7 +106,9 @@ class BranchesMixin:
             raise InvalidInput(f"restore_version takes a version number (an int), got {version!r}")
         if version not in {v["id"] for v in await self.runtime.list_checkpoints(self.ref, "version")}:
             return False
+        doc = await self.runtime.checkpoint_snapshot(self.ref, version, "version")
         await self.runtime.restore_checkpoint(self.ref, version, "version")
+        await self._restore_shared(doc)
         return True
 
     def restore_version(self, version: int) -> bool:
@@ -121,18 +145,32 @@ class BranchesMixin:
         run_sync(self.aedit_message, index, content)
 
     # -- branches and merges ----------------------------------------------------------
-    async def afork(self, new_session_id: str | None = None, at: int | str | None = None) -> Session:
-        """A new, independent session sharing this one's past (now, or at a checkpoint)."""
+    async def afork(self, new_session_id: str | None = None, at: int | str | None = None, *,
+                    shared_state: str = "fork") -> Session:
+        """A new, independent session sharing this one's past (now, or at a checkpoint).
+
+        A session with a shared state forks it too (``shared_state="fork"``): the fork gets a
+        new shared state holding a copy of the values (now, or those recorded with the
+        checkpoint), so neither sees the other's writes. ``shared_state="keep"`` has both
+        sessions share the one shared state.
+        """
+        if shared_state not in ("fork", "keep"):
+            raise InvalidInput(f"shared_state is 'fork' (a copy for the fork) or 'keep' (both share one), "
+                               f"not {shared_state!r}")
         if at is None:
             doc = await self.runtime.export_session(self.ref, True)
         else:
             doc = await self.runtime.checkpoint_snapshot(self.ref, at, "checkpoint")
+        recorded = doc.pop("shared_state", None)
+        shared = self.shared_state
+        if shared is not None and shared_state == "fork":
+            shared = await self._forked_shared(shared, recorded if at is not None else None)
         # A handle given agents forks with them; one continuing with the stored agents makes
         # a fork that continues with them too (the export carries the definitions).
         agent, agents = self._given_agents()
         fork = type(self)(new_session_id, agent=agent, agents=agents, user_id=self.user_id, placement=self.placement,
                        ttl=self._ttl, checkpoint_every=self.checkpoint_every,
-                       keep_checkpoints=self.keep_checkpoints, runtime=self.runtime)
+                       keep_checkpoints=self.keep_checkpoints, runtime=self.runtime, shared_state=shared)
         now = time.time()
         doc["meta"] = dict(doc["meta"], created_at=now, updated_at=now,
                            metadata={**doc["meta"].get("metadata", {}), "forked_from": self.session_id,
@@ -140,8 +178,20 @@ class BranchesMixin:
         await fork.runtime.import_session(fork.ref, doc, False)
         return fork
 
-    def fork(self, new_session_id: str | None = None, at: int | str | None = None) -> Session:
-        return run_sync(self.afork, new_session_id, at)
+    def fork(self, new_session_id: str | None = None, at: int | str | None = None, *,
+             shared_state: str = "fork") -> Session:
+        return run_sync(lambda: self.afork(new_session_id, at, shared_state=shared_state))
+
+    async def _forked_shared(self, shared: SharedState, recorded: dict[str, Any] | None) -> SharedState:
+        """A new shared state with a copy of ``shared``'s values: those a checkpoint recorded,
+        or the current ones."""
+        from repertory.shared.handle import SharedState
+
+        values = recorded["values"] if recorded is not None else await shared.asnapshot()
+        copy = SharedState(runtime=self.runtime)
+        if values:
+            await copy.aupdate(values)
+        return copy
 
     async def amerge(self, other: Session, session_id: str | None = None) -> Session:
         """A new session with both histories interleaved by time and user data merged.

@@ -313,6 +313,9 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
                            memory=self._memory(agent),
                            context_settings=self._context_settings() if self._context_given else None,
                            prompt_context=self._prompt_context,
+                           # only a turn that may call tools has steps worth journaling
+                           journal=self.runtime.settings.journal_steps and not parallel
+                           and bool(agent.tools or self.shared_state),
                            on_busy=self.on_busy if on_busy is None else check_on_busy(on_busy),
                            resume_from=resume_from)
 

@@ -19,7 +19,7 @@ from repertory.stores.codec import MsgpackCodec
 from repertory.errors import InvalidInput
 from repertory.state.conflicts import retry_conflicts
 
-__all__ = ["SHARED_STATE_PREFIX", "SharedStateCore", "shared_state_key"]
+__all__ = ["SHARED_STATE_PREFIX", "SharedStateCore", "shared_state_key", "stored_shared_state"]
 
 SHARED_STATE_PREFIX = "~shared/"  # session ids start with a letter or digit: no clash
 
@@ -32,6 +32,17 @@ _RECENT_OPS = 256
 def shared_state_key(state_id: str) -> str:
     """Store key of a shared state ('~' never appears in session ids, so no clash)."""
     return f"{SHARED_STATE_PREFIX}{state_id}"
+
+
+async def stored_shared_state(store: Store, state_id: str) -> dict[str, Any]:
+    """A shared state as its store holds it: ``{"id", "revision", "values"}`` (revision 0 and no
+    values if it was never written). Every acknowledged write is in the store, so this is the
+    state as of the last acknowledged write, read in one load."""
+    rec = await store.load(shared_state_key(state_id))
+    if rec is None:
+        return {"id": state_id, "revision": 0, "values": {}}
+    body = _codec.decode(rec.meta, source=f"shared state {state_id!r}")
+    return {"id": state_id, "revision": rec.revision, "values": dict(body.get("values", {}))}
 
 
 class SharedStateCore:
@@ -157,6 +168,22 @@ class SharedStateCore:
                 raise InvalidInput(f"append needs a list; {key!r} holds {type(cur).__name__}")
             values[key] = [*cur, item]
             return len(values[key]), [key]
+
+        return await self._apply(op_id, fn)
+
+    async def restore(self, op_id: str | None, values: dict[str, Any]) -> int:
+        """Replace all values with ``values`` (a checkpoint's copy); returns how many keys
+        changed. The revision still grows: watchers see the keys that changed (None: deleted)."""
+        def fn(current: dict) -> tuple[Any, list[str]]:
+            if not isinstance(values, dict):
+                raise InvalidInput("restore takes the dict of values a checkpoint recorded")
+            for k in values:
+                self._check_key(k)
+            self._check_value(values)
+            changed = [k for k in {*current, *values} if current.get(k, _MISSING) != values.get(k, _MISSING)]
+            current.clear()
+            current.update(values)
+            return len(changed), changed
 
         return await self._apply(op_id, fn)
 

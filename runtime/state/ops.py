@@ -39,10 +39,11 @@ from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array
 
 from repertory.errors import InvalidInput, SessionNotFound, StoreError
 from repertory.state import schema
+from repertory.state import snapshots
 from repertory.state.session_state import SessionState, check_history
 
-__all__ = ["add_rating", "checkpoint_snapshot", "commit_replace", "create_checkpoint", "edit_message", "export_session",
-           "import_session", "list_checkpoints", "pop_turn", "read_fields", "restore_checkpoint", "set_history",
+__all__ = ["add_rating", "checkpoint_snapshot", "commit_replace", "create_checkpoint", "delete_checkpoints",
+           "edit_message", "export_session", "import_session", "list_checkpoints", "pop_turn", "read_fields", "restore_checkpoint", "set_history",
            "set_state", "set_ttl", "truncate", "unsnapshot", "update_fields", "update_item", "update_workflow"]
 
 _codec = MsgpackCodec()
@@ -55,17 +56,19 @@ _LIVE_FIELDS = ("session_id", "user_id", "created_at", "ttl", "agent", "agents",
                 "context")
 
 
-def snapshot(state: SessionState) -> bytes:
-    return _codec.encode({"meta": state.meta, "messages": state.messages, "revision": state.revision})
+def snapshot(state: SessionState, shared: dict[str, Any] | None = None) -> bytes:
+    """A self-contained copy of the state (the export format of a checkpoint, format 1);
+    ``shared``: the copy of the session's shared state taken with it
+    (:func:`repertory.shared.core.stored_shared_state`), restored with it."""
+    snap = {"meta": state.meta, "messages": state.messages, "revision": state.revision}
+    if shared is not None:
+        snap["shared_state"] = shared
+    return _codec.encode(snap)
 
 
-def unsnapshot(data: bytes, source: str) -> dict[str, Any]:
-    snap = _codec.decode(data, source=source)
-    if not isinstance(snap, dict) or "meta" not in snap or "messages" not in snap:
-        from repertory.errors import CorruptState
-
-        raise CorruptState(f"{source} is not a session snapshot")
-    return snap
+async def unsnapshot(store: Store, state: SessionState, data: bytes, source: str) -> dict[str, Any]:
+    """A stored checkpoint's state (meta, messages, revision), its prefix read from the live history."""
+    return await snapshots.read_snapshot(store, state.key, data, state.messages, source)
 
 
 def _replayed(state: SessionState, op_id: str | None) -> list[Any] | None:
@@ -82,11 +85,17 @@ async def commit_replace(store: Store, state: SessionState, messages_raw: list[b
                          checkpoint: CheckpointRecord | None = None) -> int:
     """Replace the stored history and meta in one compare-and-set write; returns the revision.
 
+    Checkpoints that reference live messages this replace changes are copied on write first
+    (:func:`snapshots.preserve`), ``checkpoint`` (of the state before the replace) with them.
+
     Recent turn ids survive only when the history is the one they point into: unchanged
     (the same list), or imported with them (``keep_recent_turns``). ``op_id`` (with what
     answers its resend, ``result``) and ``checkpoint`` are recorded by the same write.
     """
     keep = keep_recent_turns or messages_raw is state.messages
+    if messages_raw is not state.messages:
+        checkpoint = await snapshots.preserve(store, state.key, state.messages,
+                                              snapshots.common_prefix(state.messages, messages_raw), checkpoint)
     write, meta, messages = state.replace_write(messages_raw, state.with_op(meta, op_id, result),
                                                 updated_at=updated_at, keep_recent_turns=keep, checkpoint=checkpoint)
     revision = await store.commit(write)
@@ -95,19 +104,20 @@ async def commit_replace(store: Store, state: SessionState, messages_raw: list[b
 
 
 async def _new_checkpoint(store: Store, state: SessionState, label: str, kind: str,
-                          ) -> tuple[CheckpointRecord, list[CheckpointInfo]]:
+                          shared: dict[str, Any] | None = None) -> tuple[CheckpointRecord, list[CheckpointInfo]]:
     """A checkpoint of the state as it is (not yet stored), and the existing ones of ``kind``."""
     existing = await store.list_checkpoints(state.key, kind)
     seq = max((c.seq for c in existing), default=0 if kind == CHECKPOINT else -1) + 1
     info = CheckpointInfo(state.key, f"{kind[0]}{seq}", kind, seq, time.time(), state.meta["turns"], label or "")
-    return CheckpointRecord(info, snapshot(state)), existing
+    return CheckpointRecord(info, snapshots.snapshot(state.meta, state.revision, state.messages, shared=shared)), existing
 
 
 async def create_checkpoint(store: Store, state: SessionState, label: str = "", kind: str = CHECKPOINT,
-                            keep: int | None = None, op_id: str | None = None) -> dict[str, Any]:
+                            keep: int | None = None, op_id: str | None = None,
+                            shared: dict[str, Any] | None = None) -> dict[str, Any]:
     """Checkpoint (or version) the state. With ``op_id`` the checkpoint and the record of the
     id are one write of the session; without (automatic checkpoints after a turn) the
-    checkpoint alone is written."""
+    checkpoint alone is written. ``shared``: the session's shared state, recorded with it."""
     if (done := _replayed(state, op_id)) is not None:
         rec = await store.get_checkpoint(state.key, done[1])
         if rec is None:
@@ -117,7 +127,7 @@ async def create_checkpoint(store: Store, state: SessionState, label: str = "", 
         raise InvalidInput(f"a checkpoint label is a str, got {type(label).__name__}")
     if kind not in (CHECKPOINT, VERSION):
         raise InvalidInput(f"kind is {CHECKPOINT!r} or {VERSION!r}, not {kind!r}")
-    record, existing = await _new_checkpoint(store, state, label, kind)
+    record, existing = await _new_checkpoint(store, state, label, kind, shared)
     info = _info_dict(record.info)
     if op_id is None:
         await store.put_checkpoint(record)
@@ -130,8 +140,15 @@ async def create_checkpoint(store: Store, state: SessionState, label: str = "", 
         pinned = {r[1][0] for r in state.meta.get("recent_ops", ()) if isinstance(r[1], list)}
         drop = [c.cp_id for c in existing[: len(existing) + 1 - keep] if c.cp_id not in pinned]
         if drop:
-            await store.delete_checkpoints(state.key, drop)
+            await delete_checkpoints(store, state, drop)
     return info
+
+
+async def delete_checkpoints(store: Store, state: SessionState, cp_ids: list[str]) -> int:
+    """Delete checkpoints (or versions) and the frozen segments only they referenced."""
+    n = await store.delete_checkpoints(state.key, cp_ids)
+    await snapshots.collect(store, state.key)
+    return n
 
 
 def _gone(what: str, state: SessionState, cp_id: str) -> StoreError:
@@ -158,7 +175,7 @@ async def restore_checkpoint(store: Store, state: SessionState, ref: int | str, 
     if _replayed(state, op_id) is not None:
         return state.revision
     rec = await _find(store, state, ref, kind)
-    snap = unsnapshot(rec.data, f"{kind} {ref!r} of session {state.key!r}")
+    snap = await unsnapshot(store, state, rec.data, f"{kind} {ref!r} of session {state.key!r}")
     meta = dict(snap["meta"])
     for f in _LIVE_FIELDS:
         if f in state.meta:
@@ -180,6 +197,7 @@ async def _cut(store: Store, state: SessionState, what: str, messages: list[byte
     operation's record points there in the checkpoint, which answers a resend.
     """
     if removed:
+        # commit_replace freezes what the edit changes for it (copy-on-write).
         record, _ = await _new_checkpoint(store, state, f"before {what}", CHECKPOINT)
         await commit_replace(store, state, messages, state.meta if meta is None else meta, op_id=op_id,
                              result=[record.info.cp_id, start, start + len(removed)], checkpoint=record)
@@ -192,7 +210,7 @@ async def _removed(store: Store, state: SessionState, what: str, result: list[An
     rec = await store.get_checkpoint(state.key, cp_id)
     if rec is None:
         raise _gone(what, state, cp_id)
-    snap = unsnapshot(rec.data, f"checkpoint {cp_id!r} of session {state.key!r}")
+    snap = await unsnapshot(store, state, rec.data, f"checkpoint {cp_id!r} of session {state.key!r}")
     return unpack_array(pack_array(snap["messages"][start:stop]))
 
 
@@ -331,9 +349,18 @@ async def export_session(store: Store, state: SessionState, with_checkpoints: bo
                            "messages": state.messages, "version": state.revision, "checkpoints": []}
     if with_checkpoints:
         for info in await store.list_checkpoints(state.key):
+            if info.kind == snapshots.SEGMENT:
+                continue
             rec = await store.get_checkpoint(state.key, info.cp_id)
             if rec is not None:
-                out["checkpoints"].append({"info": _info_dict(info), "data": rec.data})
+                # Exported checkpoints are self-contained (format 1): a file holds no live history.
+                snap = await unsnapshot(store, state, rec.data,
+                                        f"{info.kind} {info.cp_id!r} of session {state.key!r}")
+                full = {"meta": snap["meta"], "messages": snap["messages"], "revision": snap.get("revision", 0)}
+                if "shared_state" in snap:
+                    full["shared_state"] = snap["shared_state"]
+                data = _codec.encode(full, checked=True)
+                out["checkpoints"].append({"info": _info_dict(info), "data": data})
     return out
 
 
@@ -360,20 +387,26 @@ async def import_session(store: Store, state: SessionState, doc: dict[str, Any],
     for cp in doc.get("checkpoints") or []:
         i = cp["info"]
         info = CheckpointInfo(state.key, i["cp_id"], i["kind"], i["id"], i["timestamp"], i["turn"], i["label"])
-        await store.put_checkpoint(CheckpointRecord(info, cp["data"]))
+        # Stored linear against the imported history: an import grows with it, not with its copies.
+        data = snapshots.linear_from(cp["data"], state.messages, f"the imported {i['kind']} {i['cp_id']!r}")
+        await store.put_checkpoint(CheckpointRecord(info, data))
         brought.add(i["cp_id"])
     stale = [c.cp_id for c in old if c.cp_id not in brought]
     if stale:
         await store.delete_checkpoints(state.key, stale)
+    await snapshots.collect(store, state.key)  # the old checkpoints' segments
     return revision
 
 
 async def checkpoint_snapshot(store: Store, state: SessionState, ref: int | str,
                                   kind: str = CHECKPOINT) -> dict[str, Any]:
     rec = await _find(store, state, ref, kind)
-    snap = unsnapshot(rec.data, f"{kind} {ref!r} of session {state.key!r}")
-    return {"kind": "repertory.session", "key": state.key, "meta": snap["meta"],
-            "messages": snap["messages"], "version": snap.get("version", 0), "checkpoints": []}
+    snap = await unsnapshot(store, state, rec.data, f"{kind} {ref!r} of session {state.key!r}")
+    doc = {"kind": "repertory.session", "key": state.key, "meta": snap["meta"],
+           "messages": snap["messages"], "version": snap.get("version", 0), "checkpoints": []}
+    if "shared_state" in snap:  # not part of an export document: the handle takes it out
+        doc["shared_state"] = snap["shared_state"]
+    return doc
 
 
 async def update_workflow(store: Store, state: SessionState, workflow_id: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from repertory.stores.base import CheckpointRecord, SessionRecord, StateWrite
@@ -88,16 +89,17 @@ class SessionState:
     def history(self) -> list[dict[str, Any]]:
         return unpack_array(pack_array(self.messages))
 
-    def prompt_blob(self, user_msg: dict[str, Any], window: int | None = None, start: int = 0) -> bytes:
-        """History (from message ``start``, its last ``window`` messages) plus ``user_msg``, as
-        one msgpack array.
+    def prompt_blob(self, user_msg: dict[str, Any], window: int | None = None, start: int = 0,
+                    before: Sequence[dict[str, Any]] = ()) -> bytes:
+        """History (from message ``start``, its last ``window`` messages) plus ``before`` (the
+        turn's repairs of the history) and ``user_msg``, as one msgpack array.
 
         The host never decodes the history for a turn: the agent does, in one pass.
         """
         msgs = self.messages[start:] if start else self.messages
         if window:
             msgs = msgs[-window:]
-        return pack_array([*msgs, _codec.encode(user_msg)])
+        return pack_array([*msgs, *(_codec.encode(m) for m in before), _codec.encode(user_msg)])
 
     def recent(self, n: int) -> list[dict[str, Any]]:
         """The last ``n`` messages, decoded."""

@@ -67,7 +67,8 @@ def test_comma_separated_keys_as_in_the_environment():
 
 
 @pytest.mark.parametrize("bad", ["", "nokid", "k1:not base64!", "k1:" + base64.b64encode(b"short").decode(),
-                                 "bad id:" + K1.split(":")[1], f"{K1},{K1}", 42])
+                                 "bad id:" + K1.split(":")[1], f"{K1},{K1}", 42],
+                         ids=["empty", "no-kid", "not-base64", "short", "bad-id", "duplicate-kid", "not-a-string"])
 def test_malformed_keys_are_refused_naming_the_fix(bad):
     with pytest.raises(InvalidInput, match="kid|twice|key"):
         KeyRing(bad)

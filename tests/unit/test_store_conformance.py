@@ -182,6 +182,9 @@ def test_sweep_expired_defaults_to_nothing_to_sweep():
         async def delete_checkpoints(self, key, cp_ids): return 0
         async def acquire_lease(self, key, owner, ttl): return 0.0
         async def release_lease(self, key, owner): return None
+        async def put_step(self, key, turn_id, seq, data, expires_at): return None
+        async def load_steps(self, key, turn_id): return []
+        async def drop_steps(self, key, turn_id): return None
 
     assert asyncio.run(OnlyTheRequiredVerbs().sweep_expired()) == 0
 
@@ -251,3 +254,37 @@ async def test_a_session_created_over_an_expired_one_inherits_none_of_its_checkp
     await store.commit(StateWrite("k", 0, b"new", [b"b"]))
     assert (await store.load("k")).messages == [b"b"]
     assert await store.list_checkpoints("k") == [] and await store.get_checkpoint("k", "c1") is None
+
+
+# -- the step journal of a running turn (Store.put_step / load_steps / drop_steps) ----------
+async def test_a_turns_steps_read_back_in_order_until_dropped(store):
+    await store.commit(StateWrite("k", 0, b"m", [b"a"]))
+    assert await store.load_steps("k", "turn-1") == []
+    await store.put_step("k", "turn-1", 1, b"tool result", None)
+    await store.put_step("k", "turn-1", 0, b"model step", None)
+    await store.put_step("k", "turn-2", 0, b"other turn", None)
+    await store.put_step("other", "turn-1", 0, b"other session", None)
+    assert await store.load_steps("k", "turn-1") == [(0, b"model step"), (1, b"tool result")]
+    await store.put_step("k", "turn-1", 1, b"tool result again", None)  # a resent step replaces
+    assert await store.load_steps("k", "turn-1") == [(0, b"model step"), (1, b"tool result again")]
+    await store.drop_steps("k", "turn-1")
+    assert await store.load_steps("k", "turn-1") == []
+    assert await store.load_steps("k", "turn-2") == [(0, b"other turn")]
+    assert await store.load_steps("other", "turn-1") == [(0, b"other session")]
+    await store.drop_steps("k", "never-journaled")  # nothing to drop: no error
+
+
+async def test_a_journal_expires_with_its_session(store):
+    expires = time.time() + 0.3
+    await store.put_step("k", "t", 0, b"step", expires)
+    assert await store.load_steps("k", "t") == [(0, b"step")]
+    while time.time() <= expires + 0.05:
+        await asyncio.sleep(0.02)
+    assert await store.load_steps("k", "t") == []
+
+
+async def test_a_deleted_sessions_journal_is_gone(store):
+    await store.commit(StateWrite("k", 0, b"m", [b"a"]))
+    await store.put_step("k", "t", 0, b"step", time.time() + 60)
+    await store.delete("k")
+    assert await store.load_steps("k", "t") == []
