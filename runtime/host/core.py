@@ -883,7 +883,8 @@ class HostCore:
         return self.counters.snapshot(self.name, resident=len(self._slots), activations=self.activations,
                                       passivations=self.passivations, cas_retries=self.cas_retries,
                                       lease_waits=self.lease_waits, repeated_model_calls=self.repeated_model_calls,
-                                      turns_cancelled=self.turns_cancelled)
+                                      turns_cancelled=self.turns_cancelled,
+                                      turns_in_mailboxes=sum(len(slot.turns) for slot in list(self._slots.values())))
 
     def stats(self) -> dict[str, Any]:
         return self.snapshot().to_dict()

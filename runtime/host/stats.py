@@ -89,6 +89,7 @@ class HostStats:
     lease_waits: int = 0
     repeated_model_calls: int = 0
     turns_cancelled: int = 0  # turns a busy policy interrupted or rolled back (host.busy)
+    turns_in_mailboxes: int = 0  # turns running or waiting in their sessions' mailboxes now
     series: list[LatencyPoint] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
