@@ -126,7 +126,9 @@ class SessionHost:
 
     # -- operations on the host itself -------------------------------------------------
     async def stats(self) -> dict[str, Any]:
-        return {**self._core.stats(), "pid": os.getpid()}
+        import ray
+
+        return {**self._core.stats(), "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
 
     async def passivate_all(self) -> int:
         return self._core.passivate_idle(0.0)
