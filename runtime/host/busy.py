@@ -56,7 +56,7 @@ class RunningTurn:
     """A turn in a session's mailbox: queued, calling its model, committing, then finished."""
 
     __slots__ = ("turn_id", "content", "phase", "cancelled", "task", "chunks", "ends", "streamed",
-                 "reply", "error", "_wake", "_done")
+                 "reply", "error", "_wake", "_waiting", "_done")
 
     def __init__(self, turn_id: str, content: str) -> None:
         self.turn_id = turn_id
@@ -70,6 +70,7 @@ class RunningTurn:
         self.reply: Any = None
         self.error: BaseException | None = None
         self._wake = asyncio.Event()
+        self._waiting = 0  # followers waiting for the next chunk: no event to swap without them
         self._done = False
 
     @property
@@ -104,8 +105,9 @@ class RunningTurn:
         self._notify()
 
     def _notify(self) -> None:
-        self._wake.set()
-        self._wake = asyncio.Event()
+        if self._waiting:
+            self._wake.set()
+            self._wake = asyncio.Event()
 
     async def follow(self, offset: int = 0) -> AsyncIterator[tuple[str, int]]:
         """``(chunk, end offset)`` for the reply after ``offset`` characters, live, until the
@@ -120,7 +122,11 @@ class RunningTurn:
                     yield piece, self.ends[i - 1]
             if self._done:
                 return
-            await self._wake.wait()
+            self._waiting += 1
+            try:
+                await self._wake.wait()
+            finally:
+                self._waiting -= 1
 
     def outcome(self) -> Any:
         """The reply of a finished turn, or its error raised."""

@@ -23,6 +23,7 @@ from repertory.runtimes.current import get_runtime
 from repertory.server.auth import Viewer
 from repertory.server.session_query import SessionQuery, SessionRow, page
 from repertory.session.handle import Session
+from repertory.shared.core import SharedStateCore
 from repertory.state.session_state import SessionState
 from repertory.stores.base import SessionRecord
 from repertory.workflow import APPROVED, PENDING, REJECTED
@@ -146,6 +147,16 @@ class Inspector:
                            "messages": [{"index": start + i, **m} for i, m in enumerate(history[start:])]}
                 seen, revision = len(history), rec.revision
             await asyncio.sleep(TAIL_POLL_S)
+
+    async def shared_state(self, viewer: Viewer, state_id: str) -> dict[str, Any]:
+        """A shared state's stored values and revision (admin only: shared states belong to no
+        user). Read from the store, so looking never creates its actor."""
+        if not viewer.admin:
+            raise AccessDenied("shared states belong to no user: reading one needs the admin key")
+        if not isinstance(state_id, str) or not state_id or len(state_id) > 128:
+            raise InvalidInput("a shared state id is 1 to 128 characters")
+        core = SharedStateCore(self.runtime.admin_store(), state_id)
+        return await on_portal(core.snapshot)
 
     # -- the cluster ------------------------------------------------------------------------
     async def cluster(self, viewer: Viewer) -> list[HostStats]:

@@ -88,10 +88,10 @@ def requests_for(model: OpenAIServer, text: str) -> int:
 
 # -- the four policies, two callers each, on Ray ------------------------------------------------
 async def test_enqueue_and_reject_on_ray(busy_rt, model):
-    model.delay = 0.6
+    model.delay = 1.5
     s = Session(sid(), agent=slow_agent(model))
     first = asyncio.ensure_future(s.achat("m1"))
-    await asyncio.to_thread(wait_for, lambda: requests_for(model, "m1") >= 1, what="m1's model call")
+    await asyncio.to_thread(wait_for, lambda: requests_for(model, "m1") >= 1, what="m1's model call", timeout=120)
     with pytest.raises(SessionBusy):
         await s.achat("m2", on_busy="reject")
     assert not first.done()
@@ -103,7 +103,7 @@ async def test_enqueue_and_reject_on_ray(busy_rt, model):
 
 
 async def test_interrupt_on_ray_cancels_the_agent_actors_model_call(busy_rt, model):
-    model.chunk_delay = 0.15
+    model.chunk_delay = 0.3  # ~4 s for the whole answer: the interrupt lands well before its end
     s = Session(sid(), agent=slow_agent(model), on_busy="interrupt")
     aborted = model.aborted_streams
     received: list[str] = []
@@ -113,13 +113,12 @@ async def test_interrupt_on_ray_cancels_the_agent_actors_model_call(busy_rt, mod
             received.append(chunk)
 
     task = asyncio.ensure_future(first())
-    await asyncio.to_thread(wait_for, lambda: len(received) >= 3, what="three chunks")
-    model.chunk_delay = 0.0
+    await asyncio.to_thread(wait_for, lambda: len(received) >= 3, what="three chunks", timeout=120)
     assert await s.achat("m2") == "echo: m2"
     with pytest.raises(TurnInterrupted):
         await task
     # The AgentActor's call was cancelled: it hung up on the model server mid-answer.
-    await asyncio.to_thread(wait_for, lambda: model.aborted_streams > aborted, what="the model call to stop")
+    await asyncio.to_thread(wait_for, lambda: model.aborted_streams > aborted, what="the model call to stop", timeout=120)
     history = await s.aget_history()
     assert history[1]["interrupted"] is True and history[1]["content"].endswith(INTERRUPTED_MARK)
     assert contents(history)[::2] == [LONG, "m2"] and history[3]["content"] == "echo: m2"
@@ -129,10 +128,10 @@ async def test_interrupt_on_ray_cancels_the_agent_actors_model_call(busy_rt, mod
 
 
 async def test_rollback_on_ray_leaves_no_trace_of_the_cancelled_turn(busy_rt, model):
-    model.delay = 0.8
+    model.delay = 3.0  # the rollback lands well within it
     s = Session(sid(), agent=slow_agent(model))
     first = asyncio.ensure_future(s.achat("m1", turn_id=f"{s.session_id}-t1"))
-    await asyncio.to_thread(wait_for, lambda: requests_for(model, "m1") >= 1, what="m1's model call")
+    await asyncio.to_thread(wait_for, lambda: requests_for(model, "m1") >= 1, what="m1's model call", timeout=120)
     model.delay = 0.0
     assert await s.achat("m2", on_busy="rollback") == "echo: m2"
     with pytest.raises(TurnInterrupted, match="rolled back"):
@@ -196,7 +195,7 @@ def remote(server, session_id: str, **kw) -> Session:
 async def test_policies_through_the_server(busy_rt, model):
     session_id = sid()
     a, b = remote(busy_rt, session_id), remote(busy_rt, session_id, on_busy="reject")
-    model.chunk_delay = 0.15
+    model.chunk_delay = 0.3
     received: list[str] = []
 
     async def first() -> None:
@@ -204,10 +203,9 @@ async def test_policies_through_the_server(busy_rt, model):
             received.append(chunk)
 
     task = asyncio.ensure_future(first())
-    await asyncio.to_thread(wait_for, lambda: len(received) >= 3, what="three chunks over SSE")
+    await asyncio.to_thread(wait_for, lambda: len(received) >= 3, what="three chunks over SSE", timeout=120)
     with pytest.raises(SessionBusy):  # HTTP 409 with code SessionBusy
         await b.achat("m2")
-    model.chunk_delay = 0.0
     assert await b.achat("m3", on_busy="interrupt") == "echo: m3"
     with pytest.raises(TurnInterrupted):  # an SSE error event
         await task

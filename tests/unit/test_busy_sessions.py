@@ -81,18 +81,18 @@ async def test_enqueue_runs_both_turns_in_arrival_order(local, server):
     server.delay = 0.3
     s = Session("enq", agent=slow_agent(server))
     first = asyncio.ensure_future(s.achat("m1"))
-    await asyncio.to_thread(wait_for, lambda: len(server.requests) >= 1, what="m1's model call")
+    await asyncio.to_thread(wait_for, lambda: len(server.requests) >= 1, what="m1's model call", timeout=120)
     assert await s.achat("m2", on_busy="enqueue") == "echo: m2"
     assert await first == "echo: m1"
     assert contents(await s.aget_history()) == ["m1", "echo: m1", "m2", "echo: m2"]
 
 
 async def test_reject_raises_session_busy_at_once_and_writes_nothing(local, server):
-    server.delay = 0.5
     s = Session("rej", agent=slow_agent(server), on_busy="reject")
     assert await s.achat("m0") == "echo: m0"  # an idle session is not busy
+    server.delay = 2.0
     first = asyncio.ensure_future(s.achat("m1"))
-    await asyncio.to_thread(wait_for, lambda: len(server.requests) >= 2, what="m1's model call")
+    await asyncio.to_thread(wait_for, lambda: len(server.requests) >= 2, what="m1's model call", timeout=120)
     with pytest.raises(SessionBusy, match="processing another message"):
         await s.achat("m2")
     assert not first.done()  # refused at once, while m1 still runs
@@ -103,7 +103,7 @@ async def test_reject_raises_session_busy_at_once_and_writes_nothing(local, serv
 
 
 async def test_interrupt_records_the_partial_turn_and_runs_the_new_message_after_it(local, server):
-    server.chunk_delay = 0.1
+    server.chunk_delay = 0.3  # ~4 s for the whole answer: the interrupt lands well before its end
     s = Session("intr", agent=slow_agent(server))
     received: list[str] = []
 
@@ -112,7 +112,7 @@ async def test_interrupt_records_the_partial_turn_and_runs_the_new_message_after
             received.append(chunk)
 
     first = asyncio.ensure_future(read_stream())
-    await asyncio.to_thread(wait_for, lambda: len(received) >= 3, what="three chunks of the first turn")
+    await asyncio.to_thread(wait_for, lambda: len(received) >= 3, what="three chunks of the first turn", timeout=120)
     assert await s.achat("m2", on_busy="interrupt") == "echo: m2"
     with pytest.raises(TurnInterrupted, match="interrupted by a later message"):
         await first
@@ -135,11 +135,11 @@ async def test_interrupt_records_the_partial_turn_and_runs_the_new_message_after
 
 
 async def test_rollback_removes_the_running_turn_entirely(local, server):
-    server.delay = 0.5
     s = Session("roll", agent=slow_agent(server))
     assert await s.achat("m0") == "echo: m0"
+    server.delay = 2.0  # the rollback lands well within it
     first = asyncio.ensure_future(s.achat("m1", turn_id="t-roll"))
-    await asyncio.to_thread(wait_for, lambda: len(server.requests) >= 2, what="m1's model call")
+    await asyncio.to_thread(wait_for, lambda: len(server.requests) >= 2, what="m1's model call", timeout=120)
     server.delay = 0.0
     assert await s.achat("m2", on_busy="rollback") == "echo: m2"
     with pytest.raises(TurnInterrupted, match="rolled back"):
@@ -156,12 +156,13 @@ async def test_rollback_removes_the_running_turn_entirely(local, server):
 
 
 async def test_interrupt_also_cancels_turns_waiting_behind_the_running_one(local, server):
-    server.delay = 0.4
+    server.delay = 3.0  # m2 queues and m3 arrives well within it
     s = Session("queue", agent=slow_agent(server))
     first = asyncio.ensure_future(s.achat("m1"))
-    await asyncio.to_thread(wait_for, lambda: len(server.requests) >= 1, what="m1's model call")
+    await asyncio.to_thread(wait_for, lambda: len(server.requests) >= 1, what="m1's model call", timeout=120)
     second = asyncio.ensure_future(s.achat("m2"))  # waits behind m1
-    await asyncio.sleep(0.05)
+    await asyncio.to_thread(wait_for, lambda: repertory.get_runtime().stats()[0]["turns_in_mailboxes"] == 2,
+                            what="m2 to wait in the mailbox", timeout=120)
     server.delay = 0.0
     assert await s.achat("m3", on_busy="interrupt") == "echo: m3"
     for turn in (first, second):
