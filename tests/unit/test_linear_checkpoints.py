@@ -330,3 +330,21 @@ async def test_on_redis_segments_live_under_the_session_hash_tag(tmp_path):
     finally:
         await store.close()
         await drop_redis_keys(prefix)
+
+
+async def test_rekey_reseals_segments_and_every_checkpoint_still_reads_back(tmp_path):
+    k1, k2 = generate_encryption_key("k1"), generate_encryption_key("k2")
+    inner = SQLiteStore(tmp_path / "s.db")
+    try:
+        old = EncryptedStore(inner, KeyRing(k1))
+        state = await _session(old, 5)
+        await ops.create_checkpoint(old, state, op_id="a")
+        await ops.truncate(old, state, 4, op_id="b")  # c1 and c2 reference a segment
+        expected = {cp: _contents((await ops.checkpoint_snapshot(old, state, cp))["messages"]) for cp in (1, 2)}
+        assert await EncryptedStore(inner, KeyRing([k2, k1])).rekey(state.key, "admin")
+        new = EncryptedStore(inner, KeyRing(k2), required=True)  # k1 is gone: everything was resealed
+        state = SessionState.from_record(await new.load(state.key))
+        for cp, messages in expected.items():
+            assert _contents((await ops.checkpoint_snapshot(new, state, cp))["messages"]) == messages
+    finally:
+        await inner.close()
