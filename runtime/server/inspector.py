@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from repertory._sync import on_portal
@@ -33,11 +34,15 @@ __all__ = ["Inspector", "SessionPage"]
 TAIL_POLL_S = 0.25  # how often the live tail looks at the stored session
 
 
+@dataclass(frozen=True, slots=True)
 class SessionPage:
     """One page of the list: ``total`` (None: not counted, the agent filter stopped early)."""
 
-    def __init__(self, total: int | None, offset: int, limit: int, rows: list[SessionRow], complete: bool) -> None:
-        self.total, self.offset, self.limit, self.rows, self.complete = total, offset, limit, rows, complete
+    total: int | None
+    offset: int
+    limit: int
+    rows: list[SessionRow]
+    complete: bool
 
 
 class Inspector:

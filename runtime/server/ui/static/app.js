@@ -137,7 +137,7 @@
         h("tbody", {}, page.items.length ? page.items.map((r) => h("tr", { class: "link", dataset: { key: r.key },
           onclick: () => { location.hash = `#/session/${encodeURIComponent(r.user_id || "")}/${encodeURIComponent(r.session_id)}`; } },
           h("td", {}, h("a", { href: `#/session/${encodeURIComponent(r.user_id || "")}/${encodeURIComponent(r.session_id)}` }, r.session_id)),
-          h("td", {}, r.user_id || "—"), h("td", {}, r.agents.join(", ") || "—"), h("td", {}, r.turns ?? "—"),
+          h("td", {}, r.user_id || "—"), h("td", {}, r.agents.join(", ") || h("span", { class: "muted" }, "default")), h("td", {}, r.turns ?? "—"),
           h("td", {}, r.n_messages), h("td", { title: fmtTime(r.updated_at) }, fmtAgo(r.updated_at)), h("td", {}, r.host),
           h("td", {}, fmtBytes(r.size_bytes)), h("td", {}, r.expires_at ? fmtTime(r.expires_at) : "never")))
           : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No sessions match."))));
