@@ -52,6 +52,7 @@ from repertory.errors import (
     TurnInterrupted,
     UnsupportedFormat,
     WorkflowError,
+    WriteNotReplicated,
 )
 from repertory.memory.memory import Memory
 from repertory.memory.quality import QualityFilter
@@ -103,6 +104,7 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "WorkflowResults",
+    "WriteNotReplicated",
     "abatch",
     "acleanup",
     "aexport_sessions",

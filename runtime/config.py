@@ -59,7 +59,7 @@ class Settings:
             # A deployment passes its Redis URL from a secret as an environment variable.
             self.store = os.environ.get("REPERTORY_STORE") or f"sqlite:///{home_dir() / 'state.db'}"
         if self.default_ttl == "auto":
-            self.default_ttl = 3600.0 if self.store.startswith(("redis://", "rediss://")) else None
+            self.default_ttl = 3600.0 if self.store.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")) else None
         if self.default_ttl is not None and (not isinstance(self.default_ttl, (int, float)) or self.default_ttl <= 0):
             raise InvalidInput("default_ttl must be a positive number of seconds, None, or 'auto'")
         if not isinstance(self.connect_timeout, (int, float)) or not 0 < self.connect_timeout < float("inf"):

@@ -16,6 +16,7 @@
      ├── StreamNotResumable
      ├── StoreError
      │    ├── StoreUnavailable
+     │    │    └── WriteNotReplicated
      │    ├── CorruptState
      │    │    └── UnsupportedFormat
      │    └── EncryptionError
@@ -69,6 +70,7 @@ __all__ = [
     "TurnInterrupted",
     "UnsupportedFormat",
     "WorkflowError",
+    "WriteNotReplicated",
     "error_code",
     "error_from_code",
 ]
@@ -138,6 +140,11 @@ class StoreError(RepertoryError):
 
 class StoreUnavailable(StoreError):
     """The state store cannot be reached; nothing was acknowledged."""
+
+
+class WriteNotReplicated(StoreUnavailable):
+    """A store that promises replicated writes (Redis ``?wait=N``) could not get enough replicas
+    to confirm one in time: the write was not acknowledged (it may survive on the master alone)."""
 
 
 class CorruptState(StoreError):

@@ -47,19 +47,22 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
+from redis.exceptions import (ClusterDownError, MasterDownError, NoScriptError, OutOfMemoryError, RedisClusterException,
+                              RedisError, TryAgainError)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUnavailable
+from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUnavailable, WriteNotReplicated
 
 from . import redis_scripts as scripts
 from .base import (DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, StorageUsage,
                    Store)
 from .redis_batch import Batcher, Call, settle, settle_error
+from .redis_cluster import CLUSTER_SCHEMES, Durability, cluster_client, parse_cluster_url
 from .urls import MASK, redact_url, url_secrets
 
 __all__ = ["RedisStore", "glob_escape"]
@@ -67,7 +70,9 @@ __all__ = ["RedisStore", "glob_escape"]
 log = structlog.get_logger("repertory.store.redis")
 T = TypeVar("T")
 
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+# ClusterDown, TryAgain and the cluster client's own errors: a failover in progress
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError, ClusterDownError,
+                TryAgainError, MasterDownError, RedisClusterException)
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
@@ -75,6 +80,20 @@ _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 def glob_escape(text: str) -> str:
     """``text`` matched literally in a SCAN/KEYS glob."""
     return text.translate(_GLOB_SPECIAL)
+
+
+# the store's own URL arguments, taken off before the rest goes to redis-py
+_STORE_ARGS = frozenset({"prefix", "wait", "wait_timeout"})
+
+
+def _int_arg(args: dict[str, str], name: str, default: int, url: str) -> int:
+    raw = args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise InvalidInput(f"?{name}={raw!r} in the Redis URL {url!r} must be a whole number >= 0 "
+                           "(wait: replicas that must confirm each commit; wait_timeout: milliseconds)")
+    return int(raw)
 
 
 def _expiry_args(expires_at: float | None) -> tuple[str, str]:
@@ -114,12 +133,17 @@ class RedisStore(Store):
         except ValueError as exc:
             raise InvalidInput(f"cannot read the Redis URL {self.url!r} ({self._scrub(exc)}); "
                                "use 'redis://[:password@]host:6379/0' or 'rediss://...'") from None
-        if parts.scheme not in ("redis", "rediss"):
-            raise InvalidInput(f"not a Redis URL: {self.url!r}; use 'redis://host:6379/0' or 'rediss://...'")
+        self.cluster = parts.scheme in CLUSTER_SCHEMES
+        if parts.scheme not in ("redis", "rediss") and not self.cluster:
+            raise InvalidInput(f"not a Redis URL: {self.url!r}; use 'redis://host:6379/0', 'rediss://...' "
+                               "or 'redis+cluster://host:port,host:port/'")
         query = parse_qsl(parts.query, keep_blank_values=True)
-        url_prefix = next((v for k, v in query if k == "prefix"), None)
+        ours = {k: v for k, v in query if k in _STORE_ARGS}
+        url_prefix = ours.get("prefix")
+        self.wait_replicas = _int_arg(ours, "wait", 0, self.url)
+        wait_timeout_ms = _int_arg(ours, "wait_timeout", 1000, self.url)
         # redis-py would pass an unknown query argument on to its connections and fail there
-        client_url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"])))
+        client_url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in _STORE_ARGS])))
         self.prefix = prefix if prefix is not None else (url_prefix or "rp")
         if not self.prefix or "{" in self.prefix or "}" in self.prefix:
             raise InvalidInput(
@@ -131,19 +155,29 @@ class RedisStore(Store):
                                   socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout,
                                   socket_keepalive=True, health_check_interval=health_check_interval)
         self._client_url, self._retries = client_url, retries  # for a blocking twin (redis_sync)
-        try:
-            pool = BlockingConnectionPool.from_url(
-                client_url, **self._pool_options,
-                # A couple of quick retries ride out a restart or failover; more would only delay
-                # the StoreUnavailable a dead Redis deserves. Commits are safe to re-send: the
-                # script recognises its own write_id.
-                retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries),
-            )
-        except (ValueError, TypeError) as exc:
-            # from None: the driver's error may quote the URL, password and all
-            raise InvalidInput(f"cannot use the Redis URL {self.url!r}: {self._scrub(exc)}; "
-                               "use 'redis://[:password@]host:6379/0' or 'rediss://...'") from None
-        self._client: Redis = Redis.from_pool(pool)
+        self._cluster_seeds: dict[str, Any] | None = None
+        if self.cluster:
+            self._cluster_seeds = parse_cluster_url(parts.scheme, parts.netloc, parts.path, self.url)
+            self._client: Redis | RedisCluster = cluster_client(self._cluster_seeds, self._pool_options, retries)
+        else:
+            try:
+                pool = BlockingConnectionPool.from_url(
+                    client_url, **self._pool_options,
+                    # A couple of quick retries ride out a restart or failover; more would only delay
+                    # the StoreUnavailable a dead Redis deserves. Commits are safe to re-send: the
+                    # script recognises its own write_id.
+                    retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries),
+                )
+            except (ValueError, TypeError) as exc:
+                # from None: the driver's error may quote the URL, password and all
+                raise InvalidInput(f"cannot use the Redis URL {self.url!r}: {self._scrub(exc)}; "
+                                   "use 'redis://[:password@]host:6379/0' or 'rediss://...'") from None
+            self._client = Redis.from_pool(pool)
+        self._durability: Durability | None = None
+        if self.wait_replicas:
+            node_kwargs = {k: v for k, v in (self._cluster_seeds or {}).items() if k != "startup_nodes"}
+            self._durability = Durability(self._client, self.wait_replicas, wait_timeout_ms, self._pool_options,
+                                          node_kwargs)
         self._commit_script = self._client.register_script(scripts.COMMIT)
         self._acquire_lease_script = self._client.register_script(scripts.ACQUIRE_LEASE)
         self._release_lease_script = self._client.register_script(scripts.RELEASE_LEASE)
@@ -154,6 +188,8 @@ class RedisStore(Store):
         self._list_cps_script = self._client.register_script(scripts.LIST_CHECKPOINTS)
         self._delete_cps_script = self._client.register_script(scripts.DELETE_CHECKPOINTS)
         self._usage_script = self._client.register_script(scripts.USAGE)
+        self._put_step_script = self._client.register_script(scripts.PUT_STEP)
+        self._drop_steps_script = self._client.register_script(scripts.DROP_STEPS)
         self._writes = Batcher(self, "commit")
         self._reads = Batcher(self, "load")
         # write ids only need to differ between writes of one session: a random
@@ -219,6 +255,15 @@ class RedisStore(Store):
             )
         return StoreError(f"Redis store at {self.url} refused {what}: {self._scrub(exc)}")
 
+    def _not_replicated(self, acks: object) -> WriteNotReplicated:
+        got = "an error" if isinstance(acks, Exception) else f"{acks} replica(s)"
+        return WriteNotReplicated(
+            f"Redis at {self.url} could not confirm the commit on {self.wait_replicas} replica(s) within "
+            f"{self._durability.timeout_ms if self._durability else 0} ms (got {got}), so it was not "
+            "acknowledged; it may survive on the master alone. Reload the session before retrying, and "
+            "check the replicas (a master whose replica died or was just promoted has none until one rejoins)"
+        )
+
     def _wrote(self) -> None:
         if self._out_of_memory:
             self._out_of_memory = False
@@ -234,8 +279,10 @@ class RedisStore(Store):
             raise StoreUnavailable(f"the Redis store at {self.url} was closed; open a new one")
 
     # -- round trips ------------------------------------------------------------------
-    async def _execute(self, calls: list[Call]) -> list[Any]:
+    async def _execute(self, calls: list[Call], what: str) -> list[Any]:
         """One round trip; errors of single calls come back as results, like a pipeline's."""
+        if what == "commit" and self._durability is not None:
+            return await self._durability.execute(calls, self._not_replicated)
         if len(calls) == 1:
             # A lone call skips the pipeline machinery (measured: ~60 µs less per call).
             c = calls[0]
@@ -247,7 +294,8 @@ class RedisStore(Store):
                 return [exc]
         pipe = self._client.pipeline(transaction=False)
         for call in calls:
-            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            # by name: redis-py refuses pipe.evalsha on a cluster, but routes the command by its keys
+            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
         return await pipe.execute(raise_on_error=False)
 
     async def _send(self, batch: list[Call], what: str) -> None:
@@ -255,7 +303,7 @@ class RedisStore(Store):
         todo = batch
         for attempt in range(2):
             try:
-                results = await self._execute(todo)
+                results = await self._execute(todo, what)
             except _UNREACHABLE as exc:
                 err: Exception = self._unavailable(exc, what)
             except RedisError as exc:
@@ -266,6 +314,10 @@ class RedisStore(Store):
                 for call, res in zip(todo, results):
                     if isinstance(res, NoScriptError) and attempt == 0:
                         missing.append(call)
+                    elif isinstance(res, StoreError):
+                        settle_error(call.fut, res)
+                    elif isinstance(res, _UNREACHABLE):
+                        settle_error(call.fut, self._unavailable(res, what))
                     elif isinstance(res, RedisError):
                         settle_error(call.fut, self._failed(res, what))
                     else:
@@ -392,6 +444,11 @@ class RedisStore(Store):
         name, index = self._steps_key(key, turn_id), f"{self._base(key)}:stepturns"
         expire_ms, _ = _expiry_args(expires_at)
 
+        if self.cluster:
+            await self._eval(self._put_step_script, (name, index), (str(seq), data, turn_id, expire_ms), "put_step")
+            self._wrote()
+            return
+
         async def put() -> None:
             # One MULTI on one slot: the step and its index entry land together, with the
             # session's expiry (or none, as the session's).
@@ -417,6 +474,10 @@ class RedisStore(Store):
     async def drop_steps(self, key: str, turn_id: str) -> None:
         self._check_open()
         name, index = self._steps_key(key, turn_id), f"{self._base(key)}:stepturns"
+
+        if self.cluster:
+            await self._eval(self._drop_steps_script, (name, index), (turn_id,), "drop_steps")
+            return
 
         async def drop() -> None:
             pipe = self._client.pipeline(transaction=True)
@@ -554,7 +615,7 @@ class RedisStore(Store):
                 pipe = self._client.pipeline(transaction=False)
                 for key in chunk:
                     base = self._base(key)
-                    pipe.evalsha(self._usage_script.sha, 3, f"{base}:meta", f"{base}:msgs", f"{base}:cps",
+                    pipe.execute_command("EVALSHA", self._usage_script.sha, 3, f"{base}:meta", f"{base}:msgs", f"{base}:cps",
                                  f"{base}:cp:")
                 return await pipe.execute()
 
@@ -581,6 +642,8 @@ class RedisStore(Store):
                 await batcher.drain()
             except Exception:
                 pass
+        if self._durability is not None:
+            await self._durability.close()
         await self._client.aclose()
 
 

@@ -46,7 +46,12 @@ if holder and holder ~= ARGV[11] then return {2, current} end
 if current ~= expected then
   -- the client library re-sends after a dropped connection; if the first send did apply,
   -- answer as it would have instead of reporting a conflict with ourselves
-  if stored and redis.call('HGET', KEYS[1], 'write_id') == ARGV[8] then return {1, current} end
+  -- (rewriting the id, a no-op for the data, puts this connection's replication offset past the
+  -- first write, so a WAIT that follows the resend confirms that write and not nothing)
+  if stored and redis.call('HGET', KEYS[1], 'write_id') == ARGV[8] then
+    redis.call('HSET', KEYS[1], 'write_id', ARGV[8])
+    return {1, current}
+  end
   return {0, current}
 end
 local base = tonumber(ARGV[3])
@@ -174,3 +179,22 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
 end
 return {meta, msgs, cps}
 """, "no-writes")
+
+# KEYS: steps, stepturns; ARGV: seq, data, turn_id, expire_ms|'' -> 1
+# The step and its index entry land together, with the session's expiry (or none). A script
+# rather than MULTI on a Redis Cluster: redis-py's cluster transactions leak their connection.
+PUT_STEP = _script("""
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+for _, k in ipairs(KEYS) do
+  if ARGV[4] == '' then redis.call('PERSIST', k) else redis.call('PEXPIREAT', k, ARGV[4]) end
+end
+return 1
+""")
+
+# KEYS: steps, stepturns; ARGV: turn_id -> 1
+DROP_STEPS = _script("""
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1
+""", "allow-oom")

@@ -33,9 +33,16 @@ class SyncRedis:
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store
-        pool = BlockingConnectionPool.from_url(
-            store._client_url, **store._pool_options,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), store._retries))
+        retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), store._retries)
+        if store._cluster_seeds is not None:
+            from redis.cluster import ClusterNode, RedisCluster
+
+            seeds = dict(store._cluster_seeds)
+            seeds["startup_nodes"] = [ClusterNode(n.host, n.port) for n in seeds["startup_nodes"]]
+            options = {k: v for k, v in store._pool_options.items() if k != "timeout"}
+            self._client: Redis | RedisCluster = RedisCluster(**seeds, **options, retry=retry)
+            return
+        pool = BlockingConnectionPool.from_url(store._client_url, **store._pool_options, retry=retry)
         self._client = Redis(connection_pool=pool)
 
     def register_script(self, source: str) -> Script:
