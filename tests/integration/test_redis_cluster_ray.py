@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.redis_cluster]
 def test_turns_survive_a_failover_and_a_restart(ray_cluster, redis_cluster, tmp_path):  # noqa: F811
     url = redis_cluster.url(f"rptest-{uuid.uuid4().hex}", wait=1)
     namespace = f"rc{os.getpid()}-{tmp_path.name}"[:60]
-    repertory.init(store=url, num_hosts=2, namespace=namespace)
+    repertory.init(store=url, num_hosts=1, namespace=namespace)
     try:
         s = Session(session_id="alice-1")
         s.chat("My name is Alice")
@@ -26,7 +26,7 @@ def test_turns_survive_a_failover_and_a_restart(ray_cluster, redis_cluster, tmp_
         assert "Alice" in s.chat("What's my name?")
     finally:
         repertory.shutdown()
-    repertory.init(store=url, num_hosts=2, namespace=namespace)
+    repertory.init(store=url, num_hosts=1, namespace=namespace)
     try:
         history = Session(session_id="alice-1").get_history()
         assert [m["content"] for m in history[0::2]] == ["My name is Alice", "I live in Lisbon", "What's my name?"]
