@@ -83,7 +83,9 @@ class Durability:
         self.replicas, self.timeout_ms, self._retries = replicas, timeout_ms, retries
         self._client = client
         # a plain client per master: the store's timeouts and the cluster URL's credentials
-        self._node_options = {**{k: v for k, v in options.items() if k != "timeout"}, **node_kwargs}
+        self._node_options = {**{k: v for k, v in options.items() if k != "timeout"}, **node_kwargs,
+                              # redis-py's default retries back off for seconds; ours are short
+                              "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2)}
         self._masters: dict[str, Redis] = {}
 
     def _master(self, key: str) -> Redis:

@@ -100,8 +100,10 @@ async def test_wait_on_a_single_redis_without_replicas_refuses_to_acknowledge():
         await drop_redis_keys(prefix)
 
 
-async def _write_turns(store: RedisStore, key: str, acked: list[bytes], stop: asyncio.Event) -> None:
-    """Append one message per turn until ``stop``; ``acked`` gets the ones the store acknowledged."""
+async def _write_turns(store: RedisStore, key: str, acked: list[bytes], stop: asyncio.Event,
+                       refused: list[Exception]) -> None:
+    """Append one message per turn until ``stop``; ``acked`` gets the ones the store acknowledged,
+    ``refused`` the errors of the others."""
     rev = n = i = 0
     while not stop.is_set():
         msg = f"{key}-{i}".encode()
@@ -110,7 +112,8 @@ async def _write_turns(store: RedisStore, key: str, acked: list[bytes], stop: as
             rev = await store.commit(StateWrite(key, rev, b"m", [msg], base_count=n))
             n += 1
             acked.append(msg)
-        except (StoreUnavailable, ConcurrentUpdate):
+        except (StoreUnavailable, ConcurrentUpdate) as exc:
+            refused.append(exc)
             # not acknowledged (it may or may not have landed): learn what the store has
             try:
                 rec = await store.load(key)
@@ -134,7 +137,8 @@ async def test_no_acknowledged_turn_is_lost_when_masters_fail_over_mid_run(redis
     keys = [f"s{i}" for i in range(6)]
     acked: dict[str, list[bytes]] = {k: [] for k in keys}
     stop = asyncio.Event()
-    writers = [asyncio.create_task(_write_turns(store, k, acked[k], stop)) for k in keys]
+    refused: list[Exception] = []
+    writers = [asyncio.create_task(_write_turns(store, k, acked[k], stop, refused)) for k in keys]
     target = f"{store.prefix}:{{{keys[0]}}}:meta"
 
     async def progress(key: str = keys[0]):
@@ -173,3 +177,20 @@ async def test_no_acknowledged_turn_is_lost_when_masters_fail_over_mid_run(redis
             assert [m for m in got if m in set(acked[key])] == acked[key]
     finally:
         await fresh.close()
+
+
+async def test_usage_and_the_blocking_twin_reach_every_master(store):
+    from repertory.stores.redis_sync import SyncRedis
+
+    keys = [f"u{i}" for i in range(12)]  # spread over the three masters
+    await asyncio.gather(*(store.commit(StateWrite(k, 0, b"meta", [b"abc", b"de"])) for k in keys))
+    usage = await store.usage([*keys, "absent"])
+    assert sorted(usage) == sorted(keys) and {(u.messages, u.meta) for u in usage.values()} == {(5, 4)}
+    twin = SyncRedis(store)
+    try:
+        names = await asyncio.to_thread(twin.scan_keys, f"{store.prefix}:*:meta")
+        assert len(names) == len(keys)
+        script = twin.register_script("return redis.call('HGET', KEYS[1], 'n_messages')")
+        assert await asyncio.to_thread(twin.run_script, script, [f"{store.prefix}:{{u3}}:meta"], [], "test") == b"2"
+    finally:
+        twin.close()
