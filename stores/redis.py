@@ -109,7 +109,12 @@ def _opt_float(raw: bytes | None) -> float | None:
 
 
 class RedisStore(Store):
-    """Sessions in Redis at ``url`` (``redis://host:port/db`` or ``rediss://``).
+    """Sessions in Redis at ``url`` (``redis://host:port/db`` or ``rediss://``), or on a Redis
+    Cluster (``redis+cluster://host:port,host:port/``; see the ``redis_cluster`` module).
+
+    ``?wait=N`` acknowledges a commit only once N replicas have it (else
+    :class:`~repertory.errors.WriteNotReplicated`); without it a commit is acknowledged when the
+    master has it, and a master that dies before replicating may lose the last ones.
 
     ``prefix`` (or ``?prefix=`` in the URL; default ``rp``) starts every key, so several
     deployments or test runs can share one database without seeing each other's sessions.
