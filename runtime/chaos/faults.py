@@ -69,8 +69,20 @@ def schedule(seed: int, duration: float, kinds: tuple[str, ...], *, every: float
     return out
 
 
-async def _actor_pid(handle: Any) -> int:
-    return await handle.__ray_call__.remote(lambda self: os.getpid())
+async def _actor_pid(handle: Any, timeout: float = 60.0) -> int:
+    """The actor's process id, once it answers: a target still restarting from the last fault
+    is waited for (poll with a deadline), so the schedule's fault still lands."""
+    import ray
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await asyncio.wait_for(handle.__ray_call__.remote(lambda self: os.getpid()), timeout)
+        except ray.exceptions.ActorUnavailableError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 class FaultInjector:
@@ -112,8 +124,7 @@ class FaultInjector:
         index = target % max(self.agent.replicas or 1, 1)
         name = self.runtime.names.agent(self.agent.key, index)  # type: ignore[attr-defined]
         handle = ray.get_actor(name, namespace=self.runtime.settings.namespace)  # type: ignore[attr-defined]
-        pid = await asyncio.wait_for(_actor_pid(handle), 60)
-        os.kill(pid, signal.SIGKILL)
+        os.kill(await _actor_pid(handle), signal.SIGKILL)
         return f"replica-{index}", None
 
     async def _kill_store_actor(self) -> tuple[str, list[str] | None]:
@@ -121,6 +132,5 @@ class FaultInjector:
 
         name = self.runtime.names.store()  # type: ignore[attr-defined]
         handle = ray.get_actor(name, namespace=self.runtime.settings.namespace)  # type: ignore[attr-defined]
-        pid = await asyncio.wait_for(_actor_pid(handle), 60)
-        os.kill(pid, signal.SIGKILL)
+        os.kill(await _actor_pid(handle), signal.SIGKILL)
         return "store-actor", None
