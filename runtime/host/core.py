@@ -336,10 +336,12 @@ class HostCore:
     # -- turns ------------------------------------------------------------------------
     async def _commit_turn(self, state: SessionState, req: TurnRequest, out: TurnOutput,
                            user_msg: dict, effort: _Effort, before: Sequence[dict] = ()) -> TurnReply:
+        fields = None if req.context_settings is None and out.window is None else self._window_fields(state, req, out)
+        if req.shared_state_id is not None and state.meta.get("shared_state_id") != req.shared_state_id:
+            # Which shared state the session's agents work on: the inspector shows it with the session.
+            fields = {**(fields or {}), "shared_state_id": req.shared_state_id}
         write, meta, messages = state.append_write([*before, user_msg, *out.messages], turn_id=req.turn_id,
-                                                   metrics=effort.metrics(), agents=req.agents,
-                                                   fields=None if req.context_settings is None and out.window is None
-                                                   else self._window_fields(state, req, out))
+                                                   metrics=effort.metrics(), agents=req.agents, fields=fields)
         started = time.perf_counter()
         revision = await self.store.commit(write)
         self.counters.record_store(time.perf_counter() - started)

@@ -94,9 +94,14 @@ class Inspector:
         state, checkpoints, versions = await asyncio.gather(
             rt.get_state(ref), rt.list_checkpoints(ref, "checkpoint"), rt.list_checkpoints(ref, "version"))
         metadata = state.get("metadata") or {}
+        shared = None
+        if state.get("shared_state_id"):  # the session's agents work on it: whoever sees the session sees it
+            core = SharedStateCore(rt.admin_store(), state["shared_state_id"])
+            shared = {"id": state["shared_state_id"], **await on_portal(core.snapshot)}
         return {"key": ref.key, "host": rt.host_of(ref.key), "state": state, "checkpoints": checkpoints,
                 "versions": versions, "workflows": metadata.get("workflows", {}),
-                "forked_from": metadata.get("forked_from"), "forks": metadata.get("forks", [])}
+                "forked_from": metadata.get("forked_from"), "forks": metadata.get("forks", []),
+                "shared_state": shared}
 
     async def restore(self, viewer: Viewer, session_id: str, user_id: str | None, checkpoint: int | str,
                       kind: str, op_id: str | None) -> int:

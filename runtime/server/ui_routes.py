@@ -91,6 +91,8 @@ class SessionDetail(BaseModel):
     workflows: dict[str, Any]
     forked_from: str | None = None
     forks: list[dict[str, Any]] = []
+    # The shared state the session's agents work on ({id, values, revision}), if any.
+    shared_state: dict[str, Any] | None = None
 
 
 class RestoreBody(BaseModel):

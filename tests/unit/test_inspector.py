@@ -218,6 +218,26 @@ def test_the_admin_reads_a_shared_state_from_the_store(rt):
         run(Inspector().shared_state(ALICE, "team-board"))
 
 
+def test_a_multi_agent_session_shows_its_shared_state_to_whoever_sees_the_session(rt, tmp_path):
+    board = repertory.SharedState("alice-board")
+    team = Session("team", user_id="alice", agents={"a": Agent("A"), "b": Agent("B")}, shared_state=board)
+    team.run_agent("a", "hello")
+    board.set("plan", "ship on friday")
+    view = run(Inspector().session(ALICE, "team", None))
+    assert view["shared_state"] == {"id": "alice-board", "values": {"plan": "ship on friday"},
+                                    "revision": board.revision()}
+    with pytest.raises(AccessDenied):  # bob sees neither the session nor its shared state
+        run(Inspector().session(BOB, "team", "alice"))
+    assert run(Inspector().session(ADMIN, "team", "alice"))["shared_state"]["id"] == "alice-board"
+    Session("solo", user_id="alice").chat("hi")
+    assert run(Inspector().session(ALICE, "solo", None))["shared_state"] is None
+    # Recorded in the stored state: it reads back after a restart.
+    store = rt.settings.store
+    repertory.shutdown()
+    repertory.init(runtime="local", store=store)
+    assert Session("team", user_id="alice").get_state()["shared_state_id"] == "alice-board"
+
+
 # -- tokens -----------------------------------------------------------------------------------
 def test_user_tokens_and_the_admin_key_open_the_inspector_and_nothing_else():
     auth = Authenticator(RING, ADMIN_KEY)
