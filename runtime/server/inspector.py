@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repertory._sync import on_portal
+from repertory.batch.runner import BATCH_RUN_PREFIX
 from repertory.errors import AccessDenied, InvalidInput, SessionNotFound
 from repertory.host.stats import HostStats
 from repertory.ids import SessionRef, validate_user_id
@@ -167,6 +168,27 @@ class Inspector:
             raise InvalidInput("a shared state id is 1 to 128 characters")
         core = SharedStateCore(self.runtime.admin_store(), state_id)
         return await on_portal(core.snapshot)
+
+    # -- batches ----------------------------------------------------------------------------
+    async def batch_runs(self, viewer: Viewer) -> list[dict[str, Any]]:
+        """The batch runs' progress records (repertory.batch keeps one per output file), newest
+        first (admin only: a batch's jobs may belong to many users)."""
+        if not viewer.admin:
+            raise AccessDenied("batch runs span users: their progress needs the admin key")
+        store = self.runtime.admin_store()
+
+        async def read() -> list[dict[str, Any]]:
+            runs = []
+            for info in await store.list_sessions(prefix=BATCH_RUN_PREFIX):
+                rec = await store.load(info.key)
+                if rec is None:
+                    continue
+                run = SessionState.from_record(rec).meta.get("metadata", {}).get("batch_run")
+                if isinstance(run, dict):
+                    runs.append({"session_id": info.key, **run})
+            return sorted(runs, key=lambda r: r.get("updated_at") or 0, reverse=True)
+
+        return await on_portal(read)
 
     # -- the cluster ------------------------------------------------------------------------
     async def cluster(self, viewer: Viewer) -> list[HostStats]:

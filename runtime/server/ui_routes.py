@@ -235,6 +235,11 @@ def _router(inspector: Inspector) -> APIRouter:
     async def shared_state(state_id: str, viewer: ViewerDep) -> SharedStateModel:
         return SharedStateModel(state_id=state_id, **jsonable_encoder(await inspector.shared_state(viewer, state_id)))
 
+    @router.get("/batches")
+    async def batches(viewer: ViewerDep) -> list[dict[str, Any]]:
+        """Batch runs' progress (admin only), newest first."""
+        return jsonable_encoder(await inspector.batch_runs(viewer))
+
     @router.get("/cluster")
     async def cluster(viewer: ViewerDep) -> list[HostStatsModel]:
         return [HostStatsModel(**s.to_dict()) for s in await inspector.cluster(viewer)]

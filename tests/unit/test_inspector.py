@@ -238,6 +238,25 @@ def test_a_multi_agent_session_shows_its_shared_state_to_whoever_sees_the_sessio
     assert Session("team", user_id="alice").get_state()["shared_state_id"] == "alice-board"
 
 
+def test_batch_runs_record_their_progress_for_the_inspector(rt, tmp_path):
+    import json
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(json.dumps({"id": f"j{i}", "messages": ["hi"]}) + "\n" for i in range(6))
+                    + "not json\n")
+    report = repertory.batch(jobs, tmp_path / "out.jsonl")
+    assert (report.ok, report.failed) == (6, 1)
+    (run_,) = run(Inspector().batch_runs(ADMIN))
+    assert run_["status"] == "finished" and run_["output"] == str(tmp_path / "out.jsonl")
+    assert (run_["total"], run_["ok"], run_["failed"], run_["turns"]) == (7, 6, 1, 6)
+    with pytest.raises(AccessDenied):
+        run(Inspector().batch_runs(ALICE))
+    # A re-run with the same output updates the same record: everything done is skipped.
+    repertory.batch(jobs, tmp_path / "out.jsonl")
+    (again,) = run(Inspector().batch_runs(ADMIN))
+    assert again["session_id"] == run_["session_id"] and again["skipped"] == 6
+
+
 # -- tokens -----------------------------------------------------------------------------------
 def test_user_tokens_and_the_admin_key_open_the_inspector_and_nothing_else():
     auth = Authenticator(RING, ADMIN_KEY)

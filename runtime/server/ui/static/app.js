@@ -340,6 +340,21 @@
       "Batch jobs run in sessions named batch-<job id>; open one for its transcript or its workflow's task graph and approvals."));
     const out = h("div");
     main.append(out);
+    if (me.admin) {
+      try {
+        const runs = await api(`/batches`);
+        out.append(h("div", { class: "card", id: "batch-runs" }, h("h2", {}, "Batch runs"),
+          runs.length ? h("table", {}, h("thead", {}, h("tr", {}, ["Output", "Status", "Progress", "OK", "Failed", "Skipped", "Turns", "Jobs/s", "Updated"].map((c) => h("th", {}, c)))),
+            h("tbody", {}, runs.map((r) => {
+              const done = (r.ok || 0) + (r.failed || 0) + (r.skipped || 0);
+              return h("tr", { class: "batch-run" }, h("td", {}, r.output), h("td", {}, r.status),
+                h("td", {}, h("progress", { max: r.total || 1, value: done }), ` ${done}/${r.total}`),
+                h("td", {}, String(r.ok)), h("td", {}, String(r.failed)), h("td", {}, String(r.skipped)), h("td", {}, String(r.turns)),
+                h("td", {}, r.seconds ? ((r.ok + r.failed) / r.seconds).toFixed(1) : "-"), h("td", {}, fmtAgo(r.updated_at)));
+            })))
+            : h("p", { class: "muted" }, "No batch runs recorded yet.")));
+      } catch (err) { showError(out, err); }
+    }
     try {
       const page = await api(`/sessions?q=batch-&limit=200`);
       const done = page.items.filter((r) => (r.turns || 0) > 0).length;
