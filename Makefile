@@ -21,7 +21,10 @@ demo: install
 
 test: install
 	bash .ci/ensure-redis
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	bash .ci/ensure-chromium
+	# Two workers: the Ray tests mostly wait (actor start-up, model delays), so two overlap well;
+	# every worker starts its own local Ray, and tests share nothing global (namespaces, prefixes).
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist load
 
 bench: install
 	$(BIN)/python benchmarks/bench_runtime.py

@@ -44,3 +44,9 @@ class AgentActor:
 
     async def ping(self) -> str:
         return self._core.agent.name
+
+    async def node(self) -> str:
+        """The Ray node this replica runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()

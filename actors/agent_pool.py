@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, ActorUnschedulableError, RayTaskError
 
 from repertory.agents.agent import Step, TurnOutput
 from repertory.errors import AgentError, AgentReplicaLost
@@ -16,6 +16,10 @@ from .names import ActorNames
 from .calls import iterate_streaming, unwrap_ray_error
 
 __all__ = ["RayAgentPool"]
+
+# A replica that died, is restarting, or can never restart (its node left the cluster, and it
+# was pinned to that node): the next replica takes the call.
+_GONE = (ActorDiedError, ActorUnavailableError, ActorUnschedulableError)
 
 
 class RayAgentPool:
@@ -47,7 +51,11 @@ class RayAgentPool:
                   window: dict | None = None) -> TurnOutput:
         last: BaseException | None = None
         for attempt in range(replicas + 2):
-            name, h = self._handle(agent_key, replicas)
+            try:
+                name, h = self._handle(agent_key, replicas)
+            except AgentError as exc:  # this replica is gone for good: try the others
+                last = exc
+                continue
             ref = h.run.remote(wire.encode([history, context, shared_state_id, memory, window]))
             try:
                 return wire.decode(await ref)
@@ -56,7 +64,7 @@ class RayAgentPool:
                 raise
             except RayTaskError as exc:
                 raise unwrap_ray_error(exc) from None
-            except (ActorDiedError, ActorUnavailableError) as exc:
+            except _GONE as exc:
                 # Ray restarts the replica; try the next one meanwhile.
                 self._handles.pop(name, None)
                 last = exc
@@ -70,7 +78,11 @@ class RayAgentPool:
         call = wire.encode([history, context, shared_state_id, memory, window, deltas, steps, resume])
         last: BaseException | None = None
         for attempt in range(replicas + 2):
-            name, h = self._handle(agent_key, replicas)
+            try:
+                name, h = self._handle(agent_key, replicas)
+            except AgentError as exc:  # this replica is gone for good: try the others
+                last = exc
+                continue
             # A journaled turn is never retried by Ray from its start (max_task_retries): that
             # would run its tools again. The host resumes it from the journal instead.
             options = {"max_task_retries": 0} if steps else {}
@@ -84,7 +96,7 @@ class RayAgentPool:
             except (asyncio.CancelledError, GeneratorExit):  # the turn was cancelled or left: stop the model call
                 ray.cancel(gen)
                 raise
-            except (ActorDiedError, ActorUnavailableError) as exc:
+            except _GONE as exc:
                 if started:  # what it yielded is out: the host resumes from the journal, or fails
                     raise AgentReplicaLost(f"agent {agent_key!r}: replica {name!r} died during a turn ({exc}); "
                                            "resend the turn with the same turn id") from exc

@@ -17,6 +17,7 @@ from typing import Any
 from repertory.config import Settings
 from repertory.host import wire
 from repertory.host.core import HostCore
+from repertory.host.metrics import RayMetrics
 from repertory.logs import configure_logging
 
 from .agent_pool import RayAgentPool
@@ -25,6 +26,8 @@ from .store import open_actor_store
 
 __all__ = ["SessionHost"]
 
+METRICS_SYNC_S = 5.0
+
 
 class SessionHost:
     """Hosts many sessions (or one, when dedicated)."""
@@ -32,10 +35,25 @@ class SessionHost:
     def __init__(self, settings: Settings, names: ActorNames, name: str, sweeps: bool = False) -> None:
         configure_logging()
         # One host sweeps expired sessions out of the store (a no-op for Redis, which expires keys).
+        # Pooled hosts are labelled by name; dedicated ones share one label (one per session
+        # would grow without bound).
+        metrics = RayMetrics(name if name.startswith("host-") else "dedicated")
         self._core = HostCore(open_actor_store(settings, names), RayAgentPool(names), settings, name=name,
-                              sweep_store=sweeps)
+                              sweep_store=sweeps, metrics=metrics)
+        self._metrics_sync: asyncio.Task | None = None
+
+    def _sync_metrics_soon(self) -> None:
+        # Counts also move while no turn runs (passivation): publish them every few seconds.
+        if self._metrics_sync is None:
+            async def loop() -> None:
+                while True:
+                    await asyncio.sleep(METRICS_SYNC_S)
+                    self._core.sync_metrics()
+
+            self._metrics_sync = asyncio.get_running_loop().create_task(loop())
 
     async def turn(self, data: bytes) -> bytes:
+        self._sync_metrics_soon()
         return await wire.serve(HostCore.turn, self._core, data)
 
     async def stream_turn(self, data: bytes) -> AsyncIterator[str | bytes]:
@@ -108,11 +126,14 @@ class SessionHost:
 
     # -- operations on the host itself -------------------------------------------------
     async def stats(self) -> dict[str, Any]:
-        return {**self._core.stats(), "pid": os.getpid()}
+        import ray
+
+        return {**self._core.stats(), "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
 
     async def passivate_all(self) -> int:
         return self._core.passivate_idle(0.0)
 
     async def ping(self) -> bool:
+        self._sync_metrics_soon()
         await asyncio.sleep(0)
         return True

@@ -137,6 +137,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
+    from repertory.logs import configure_logging
+
+    configure_logging()  # WARNING unless REPERTORY_LOG_LEVEL says otherwise: no line per turn in the output
     results: dict[str, Any] = {"load": load_info(), "block": BLOCK, "rounds": args.rounds}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

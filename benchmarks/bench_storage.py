@@ -66,7 +66,7 @@ async def _conversation(store: Any, turns: int, every: int, linear: bool) -> dic
     for info in infos[:: max(1, len(infos) // 40)]:
         t0 = time.perf_counter()
         rec = await store.get_checkpoint(state.key, info.cp_id)
-        snap = snapshots.read_snapshot(rec.data, state.messages, "bench")
+        snap = await snapshots.read_snapshot(store, state.key, rec.data, state.messages, "bench")
         assert len(snap["messages"]) == 2 * info.turn
         restore_lat.append(time.perf_counter() - t0)
     usage = (await store.usage([state.key]))[state.key]

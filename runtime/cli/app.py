@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from repertory.cli import batch, chat, keys, serve, sessions
+from repertory.cli import batch, chat, keys, serve, sessions, stats
 
 __all__ = ["app"]
 
@@ -20,6 +20,7 @@ app.command()(chat.demo)
 app.command()(chat.chat)
 app.command("batch")(batch.batch)
 app.command("serve")(serve.serve)
+app.command("stats")(stats.stats)
 
 if __name__ == "__main__":
     app()

@@ -40,6 +40,7 @@ from repertory.errors import (AgentError, AgentReplicaLost, ConcurrentUpdate, In
                               SessionBusy, StoreError, StreamNotResumable, TurnInterrupted)
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
 from repertory.host.busy import CANCELLED_KEPT, RunningTurn, check_on_busy, interrupted_reply
+from repertory.host.metrics import HostMetrics
 from repertory.host.stats import HostCounters, HostStats
 from repertory.ids import SessionRef
 from repertory.shared.core import stored_shared_state
@@ -143,7 +144,7 @@ class HostCore:
     """Hosts virtual sessions; see the module docstring."""
 
     def __init__(self, store: Store, agents: AgentPool, settings: Settings, *, name: str = "host",
-                 sweep_store: bool = False) -> None:
+                 sweep_store: bool = False, metrics: HostMetrics | None = None) -> None:
         self.store = store
         self._sweep_store = sweep_store
         self._last_store_sweep = 0.0
@@ -160,7 +161,9 @@ class HostCore:
         self.repeated_model_calls = 0
         self.turns_cancelled = 0
         self._streams: set[asyncio.Task] = set()  # streamed turns run on when their reader leaves
-        self.counters = HostCounters()  # turns and latencies (host.stats)
+        self.metrics = metrics or HostMetrics()  # Prometheus (host.metrics); off by default
+        self.counters = HostCounters(sink=self.metrics)  # turns and latencies (host.stats)
+        self.in_progress = 0  # turns running or waiting here
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, key: str) -> _Slot:
@@ -342,6 +345,7 @@ class HostCore:
         self.counters.record_store(time.perf_counter() - started)
         state.applied(revision, meta, messages)
         log.debug("turn_committed", turn=meta["turns"], revision=revision, messages=len(messages), **out.usage)
+        self._model_metrics(out)
         if req.checkpoint_every and meta["turns"] % req.checkpoint_every == 0:
             await state_ops.create_checkpoint(self.store, state, label=f"auto at turn {meta['turns']}",
                                               shared=await self._shared_copy(req.shared_state_id),
@@ -426,6 +430,12 @@ class HostCore:
             return blob, None, context
         return blob, {**(settings or {}), "offset": first, "summary": stored["summary"] if stored else None}, context
 
+    def _model_metrics(self, out: TurnOutput) -> None:
+        calls = [m["latency"] for m in out.messages if m.get("role") == "assistant" and "latency" in m]
+        tokens_in, tokens_out = out.usage.get("prompt_tokens", 0), out.usage.get("completion_tokens", 0)
+        for i, latency in enumerate(calls or [None]):  # tokens once per turn, a latency per model call
+            self.metrics.model(latency, tokens_in if i == 0 else 0, tokens_out if i == 0 else 0)
+
     def _tag(self, out: TurnOutput, req: TurnRequest) -> TurnOutput:
         if req.agent_name is not None:
             for m in out.messages:
@@ -495,15 +505,24 @@ class HostCore:
         """Process one user message; returns once the turn is durable."""
         check_message(req.content, self.settings.max_message_bytes)
         # Every log line of this turn carries the session and turn ids.
-        with structlog.contextvars.bound_contextvars(session=req.ref.key, turn_id=req.turn_id, agent=req.agent_name):
+        with structlog.contextvars.bound_contextvars(session=req.ref.key, turn_id=req.turn_id, agent=req.agent_name,
+                                                     host=self.name):
             started = time.perf_counter()
+            self.in_progress += 1
             try:
                 reply = await self._turn(req)
-            except Exception:
-                self.counters.record_turn_error()
+            except Exception as exc:
+                self.counters.record_turn_error(type(exc).__name__)
                 raise
+            finally:
+                self.in_progress -= 1
+                self.sync_metrics()
             self.counters.record_turn(time.perf_counter() - started)
             return reply
+
+    def sync_metrics(self) -> None:
+        """Publish this host's own counts to its metrics (host.metrics)."""
+        self.metrics.sync(self, len(self._slots), self.in_progress)
 
     async def _turn(self, req: TurnRequest) -> TurnReply:
         if req.parallel:
@@ -693,7 +712,7 @@ class HostCore:
         slot, record, registered = self._admit(req)
 
         async def drive() -> None:  # its own task, so the bound ids stay in it
-            structlog.contextvars.bind_contextvars(session=req.ref.key, turn_id=req.turn_id)
+            structlog.contextvars.bind_contextvars(session=req.ref.key, turn_id=req.turn_id, host=self.name)
             try:
                 await self._settled(slot, req, record, registered, self._run_turn(req, record, stream=True))
             except Exception:  # the record holds it: its readers raise it
@@ -703,13 +722,17 @@ class HostCore:
         self._streams.add(task)
         task.add_done_callback(self._streams.discard)
         started = time.perf_counter()
+        self.in_progress += 1
         try:
             async for chunk, _ in record.follow(0):
                 yield chunk
             reply = record.outcome()
-        except Exception:
-            self.counters.record_turn_error()
+        except Exception as exc:
+            self.counters.record_turn_error(type(exc).__name__)
             raise
+        finally:
+            self.in_progress -= 1
+            self.sync_metrics()
         self.counters.record_turn(time.perf_counter() - started)
         yield reply
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["host_index", "jump_hash"]
+__all__ = ["host_index", "jump_hash", "spread"]
 
 
 def jump_hash(key: int, buckets: int) -> int:
@@ -24,3 +24,20 @@ def host_index(key: str, buckets: int) -> int:
     """The host (0..buckets-1) that owns session ``key``, the same in every process."""
     digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return jump_hash(int.from_bytes(digest, "big"), buckets)
+
+
+def spread(nodes: list[tuple[str, float]], n: int) -> list[str]:
+    """The node of each of ``n`` hosts (or replicas) over ``nodes`` (id, CPUs): in proportion
+    to the nodes' CPUs (D'Hondt's apportionment, once every node has one), the same in every
+    process for the same nodes (ties broken by node id)."""
+    if not nodes:
+        raise ValueError("no nodes to place on")
+    weights = {node: max(cpus, 1.0) for node, cpus in nodes}
+    given = dict.fromkeys(weights, 0)
+    out = []
+    for _ in range(n):
+        # Every node first, then by D'Hondt's quotient.
+        node = max(sorted(weights), key=lambda k: (given[k] == 0, weights[k] / (given[k] + 1)))
+        given[node] += 1
+        out.append(node)
+    return out

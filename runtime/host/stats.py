@@ -107,8 +107,9 @@ class HostStats:
 class HostCounters:
     """The counters of one host; see the module docstring. Not thread-safe: one event loop records."""
 
-    def __init__(self, clock=time.time) -> None:
+    def __init__(self, clock=time.time, sink: Any = None) -> None:
         self._clock = clock
+        self.sink = sink  # a repertory.host.metrics.HostMetrics, told of each turn and store write
         self.turns = 0
         self.turn_errors = 0
         self.turn_latency = LatencyHistogram()
@@ -117,6 +118,8 @@ class HostCounters:
         self._ring_window = [-1] * WINDOWS  # which window each slot holds
 
     def record_turn(self, seconds: float) -> None:
+        if self.sink is not None:
+            self.sink.turn(seconds)
         self.turns += 1
         self.turn_latency.record(seconds)
         window = int(self._clock() // WINDOW_S)
@@ -126,11 +129,16 @@ class HostCounters:
             self._ring_window[slot] = window
         self._ring[slot].record(seconds)
 
-    def record_turn_error(self) -> None:
+    def record_turn_error(self, kind: str = "Exception") -> None:
+        """A failed turn; ``kind``: its error's class name."""
         self.turn_errors += 1
+        if self.sink is not None:
+            self.sink.turn_error(kind)
 
     def record_store(self, seconds: float) -> None:
         self.store_latency.record(seconds)
+        if self.sink is not None:
+            self.sink.store(seconds)
 
     def series(self) -> list[LatencyPoint]:
         """Windows of the last ``WINDOWS * WINDOW_S`` seconds that saw turns, oldest first."""

@@ -20,6 +20,7 @@ from repertory.config import Settings
 from repertory.errors import AgentError
 from repertory.host import wire
 from repertory.host.api import TurnReply, TurnRequest
+from repertory.host.metrics import PrometheusMetrics, registry
 from repertory.host.core import HostCore
 from repertory.ids import SessionRef
 from repertory.runtimes.base import Runtime
@@ -93,7 +94,10 @@ class LocalRuntime(Runtime):
         self.agents = LocalAgentPool(self.shared_state, self.memory_store)
         # Stores are loop-bound: open it on the portal's thread, where every call runs.
         self.store: Store = call_in_portal(settings.open_store)
-        self.host = HostCore(self.store, self.agents, settings, name="local", sweep_store=True)
+        # Prometheus metrics of this runtime's hosts, in its own registry (the server's /metrics).
+        self.metrics_registry = registry()
+        self.host = HostCore(self.store, self.agents, settings, name="local", sweep_store=True,
+                             metrics=PrometheusMetrics("local", self.metrics_registry))
         self._dedicated: dict[str, HostCore] = {}
         self._shared: dict[str, LocalSharedStateBackend] = {}
 
@@ -102,8 +106,10 @@ class LocalRuntime(Runtime):
             return self.host
         core = self._dedicated.get(ref.key)
         if core is None:
+            # One label for every dedicated host: a label per session would grow without bound.
             core = self._dedicated[ref.key] = HostCore(self.store, self.agents, self.settings,
-                                                       name=f"dedicated:{ref.key}")
+                                                       name=f"dedicated:{ref.key}",
+                                                       metrics=PrometheusMetrics("dedicated", self.metrics_registry))
         return core
 
     async def invoke(self, ref: SessionRef, op: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -132,8 +138,12 @@ class LocalRuntime(Runtime):
     def admin_store(self) -> Store:
         return self.store
 
+    def cores(self) -> list[HostCore]:
+        """This runtime's hosts: the shared one and the dedicated ones."""
+        return [self.host, *self._dedicated.values()]
+
     def stats(self) -> list[dict[str, Any]]:
-        return [self.host.stats()] + [c.stats() for c in self._dedicated.values()]
+        return [c.stats() for c in self.cores()]
 
     def shutdown(self) -> None:
         from repertory._sync import run_sync

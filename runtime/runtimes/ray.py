@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import ray
-from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import ActorDiedError, ActorUnschedulableError, GetTimeoutError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from repertory._sync import run_sync
@@ -43,13 +43,16 @@ from repertory.config import Settings
 from repertory.errors import AgentError, RuntimeNotReady
 from repertory.host import wire
 from repertory.host.api import TurnReply, TurnRequest
-from repertory.host.routing import host_index
+from repertory.host.routing import host_index, spread
 from repertory.host.stats import HostStats
 from repertory.ids import SessionRef
+from repertory.logs import get_logger
 from repertory.memory.stores import store_key
 from repertory.runtimes.base import Runtime
 
 __all__ = ["RayRuntime"]
+
+log = get_logger("repertory.ray")
 
 T = TypeVar("T")
 _START_TIMEOUT = 120.0  # seconds for actors to start (their constructors open the store)
@@ -112,6 +115,11 @@ def _start_ray(settings: Settings, address: str | None) -> bool:
     return True
 
 
+def _alive_nodes() -> list[tuple[str, float]]:
+    """The cluster's live nodes with their CPUs, by node id."""
+    return sorted((n["NodeID"], float(n.get("Resources", {}).get("CPU", 0))) for n in ray.nodes() if n.get("Alive"))
+
+
 class RayRuntime(Runtime):
     """Sessions on host actors; see the module docstring."""
 
@@ -128,10 +136,13 @@ class RayRuntime(Runtime):
             # Keep the handle: a non-detached actor dies with its driver-side references.
             self._store_actor = self._actor(StoreActor, self.names.store(), 10_000, settings.store)
             self._wait([self._store_actor], "the store actor")  # registered before hosts look it up
-        n = settings.num_hosts or max(int(ray.cluster_resources().get("CPU", 1)), 1)
+        nodes = _alive_nodes()
+        n = settings.num_hosts or max(sum(int(cpus) for _, cpus in nodes), 1)
         self.num_hosts = n
-        self.hosts = [self._actor(SessionHost, self.names.host(i), 100_000, settings, self.names,
-                                  f"host-{i}", i == 0) for i in range(n)]
+        # Zero-CPU actors would all land on the driver's node: place the hosts over every node,
+        # in proportion to its CPUs. Pinned (Ray's soft affinity let fresh nodes go unused);
+        # a host whose node left is started again on a live one (_revive_host).
+        self.hosts = [self._start_host(i, node) for i, node in enumerate(spread(nodes, n))]
         self._agents: dict[str, list] = {}
         self._dedicated: dict[str, Any] = {}
         self._admin_store = None
@@ -139,6 +150,23 @@ class RayRuntime(Runtime):
         self._memory: dict[str, Any] = {}
         self._driver_pool = RayAgentPool(self.names)
         self._wait(self.hosts, "session hosts")  # hosts open the store in their constructor
+
+    def _start_host(self, index: int, node: str) -> Any:
+        return self._actor(SessionHost, self.names.host(index), 100_000, self.settings, self.names,
+                           f"host-{index}", index == 0,
+                           scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+
+    def _revive_host(self, index: int) -> None:
+        """Host ``index`` can never restart (its node left): start it on a live node, the same
+        one every driver picks; its sessions reactivate there from the store."""
+        node = spread(_alive_nodes(), self.num_hosts)[index]
+        log.warning("host_moved", host=index, node=node)
+        self.hosts[index] = self._start_host(index, node)
+
+    async def _unschedulable(self, ref: SessionRef, exc: ActorUnschedulableError, attempt: int) -> None:
+        if ref.placement == "dedicated" or attempt >= 2:
+            raise RuntimeNotReady(f"the host of session {ref.key!r} cannot be scheduled: {exc}") from exc
+        await asyncio.to_thread(self._revive_host, host_index(ref.key, self.num_hosts))
 
     def _actor(self, cls: type, name: str, concurrency: int, *args: Any, **options: Any) -> Any:
         """Create (or join) the named actor; remember it if this driver created it."""
@@ -165,11 +193,15 @@ class RayRuntime(Runtime):
     def ensure_agent(self, agent: Agent) -> None:
         if agent.key in self._agents:
             return
-        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-        replicas = agent.replicas or max(nodes, 1)
+        nodes = _alive_nodes()
+        replicas = agent.replicas or len(nodes)
         agent.replicas = replicas
+        # One replica per node by default, each pinned to its node as the hosts are. One whose
+        # node leaves never restarts: the pools send its calls to the other replicas.
         handles = [self._actor(AgentActor, self.names.agent(agent.key, i), 10_000, agent, self.names,
-                               max_task_retries=3, scheduling_strategy="SPREAD") for i in range(replicas)]
+                               max_task_retries=3,
+                               scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+                   for i, node in enumerate(spread([(node, 1.0) for node, _ in nodes], replicas))]
         try:
             ray.get([h.ping.remote() for h in handles], timeout=_START_TIMEOUT)
         except (RayTaskError, ActorDiedError, GetTimeoutError) as exc:
@@ -197,9 +229,14 @@ class RayRuntime(Runtime):
     async def invoke(self, ref: SessionRef, op: Callable[..., Awaitable[T]], *args: Any) -> T:
         # SessionHost has a method of the same name for each HostCore operation.
         data = wire.encode(args)
-        return wire.decode(await call_restartable(
-            lambda: getattr(self._host(ref), op.__name__).remote(data),
-            lambda exc: RuntimeNotReady(f"the host of session {ref.key!r} did not come back: {exc}")))
+        for attempt in range(3):
+            try:
+                return wire.decode(await call_restartable(
+                    lambda: getattr(self._host(ref), op.__name__).remote(data),
+                    lambda exc: RuntimeNotReady(f"the host of session {ref.key!r} did not come back: {exc}")))
+            except ActorUnschedulableError as exc:  # resent as after a restart (module docstring)
+                await self._unschedulable(ref, exc, attempt)
+        raise AssertionError("unreachable")
 
     async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
         # A host that dies mid-stream is asked again once Ray restarts it: for the turn itself
@@ -209,6 +246,7 @@ class RayRuntime(Runtime):
         sent = 0
         deadline = time.monotonic() + RESTART_WAIT
         delay = 0.05
+        moved = 0
         while True:
             ask = req if sent == 0 else dataclasses.replace(req, resume_from=(req.resume_from or 0) + sent)
             gen = self._host(req.ref).stream_turn.options(num_returns="streaming").remote(wire.encode([ask]))
@@ -218,6 +256,9 @@ class RayRuntime(Runtime):
                         sent += len(item)
                     yield item
                 return
+            except ActorUnschedulableError as exc:  # its node left: it starts on another
+                await self._unschedulable(req.ref, exc, moved)
+                moved += 1
             except RayActorError as exc:  # died, or unavailable while Ray restarts it
                 if time.monotonic() > deadline:
                     raise RuntimeNotReady(f"the host of session {req.ref.key!r} did not come back: {exc}") from exc

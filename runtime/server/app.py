@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -202,12 +202,13 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
     @router.get("/sessions", tags=["admin"], dependencies=[Depends(_admin)])
     async def list_all(prefix: Annotated[str, Query(max_length=300)] = "",
                        user_id: Annotated[str | None, Query(max_length=128)] = None,
-                       limit: int = 100) -> list[dict[str, Any]]:
+                       limit: int = 100,
+                       sort: Annotated[Literal["updated", "size"], Query()] = "updated") -> list[dict[str, Any]]:
         from repertory.admin.listing import alist_sessions
 
         if not 0 < limit <= 10_000:
             raise errors.InvalidInput("limit must be between 1 and 10000")
-        return jsonable_encoder(await alist_sessions(prefix, user_id, None, limit))
+        return jsonable_encoder(await alist_sessions(prefix, user_id, None, limit, sort))
 
     S = "/sessions/{session_id}"
 
@@ -320,6 +321,26 @@ def create_app(config: ServerConfig | None = None) -> FastAPI:
         @router.get(S + "/analytics", tags=["state"])
         async def analytics(session_id: str, c: CallerDep) -> dict[str, Any]:
             return jsonable_encoder(await service.analytics(c, session_id))
+
+    @app.get("/metrics", tags=["server"], dependencies=[Depends(_admin)], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus metrics of the runtime's hosts (the admin key, as a bearer token)."""
+        import repertory
+        from repertory.host.metrics import stats_exposition
+
+        if not repertory.is_initialized():
+            raise errors.RuntimeNotReady("the runtime is not running yet; retry shortly")
+        rt = service.runtime
+        reg = getattr(rt, "metrics_registry", None)
+        if reg is not None:  # without Ray: the hosts' own registry (histograms and all)
+            from prometheus_client import generate_latest
+
+            for core in rt.cores():
+                core.sync_metrics()
+            body = generate_latest(reg)
+        else:  # on Ray: the hosts' counts; their histograms leave through the nodes' metrics agents
+            body = stats_exposition(await rt.astats())
+        return PlainTextResponse(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(router)
     include_inspector(app)  # the session inspector: /ui and /agent/inspect (server.ui_routes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from repertory._sync import on_portal
@@ -23,6 +24,7 @@ from repertory.runtimes.current import get_runtime
 from repertory.server.auth import Viewer
 from repertory.server.session_query import SessionQuery, SessionRow, page
 from repertory.session.handle import Session
+from repertory.shared.core import SharedStateCore
 from repertory.state.session_state import SessionState
 from repertory.stores.base import SessionRecord
 from repertory.workflow import APPROVED, PENDING, REJECTED
@@ -32,11 +34,15 @@ __all__ = ["Inspector", "SessionPage"]
 TAIL_POLL_S = 0.25  # how often the live tail looks at the stored session
 
 
+@dataclass(frozen=True, slots=True)
 class SessionPage:
     """One page of the list: ``total`` (None: not counted, the agent filter stopped early)."""
 
-    def __init__(self, total: int | None, offset: int, limit: int, rows: list[SessionRow], complete: bool) -> None:
-        self.total, self.offset, self.limit, self.rows, self.complete = total, offset, limit, rows, complete
+    total: int | None
+    offset: int
+    limit: int
+    rows: list[SessionRow]
+    complete: bool
 
 
 class Inspector:
@@ -146,6 +152,16 @@ class Inspector:
                            "messages": [{"index": start + i, **m} for i, m in enumerate(history[start:])]}
                 seen, revision = len(history), rec.revision
             await asyncio.sleep(TAIL_POLL_S)
+
+    async def shared_state(self, viewer: Viewer, state_id: str) -> dict[str, Any]:
+        """A shared state's stored values and revision (admin only: shared states belong to no
+        user). Read from the store, so looking never creates its actor."""
+        if not viewer.admin:
+            raise AccessDenied("shared states belong to no user: reading one needs the admin key")
+        if not isinstance(state_id, str) or not state_id or len(state_id) > 128:
+            raise InvalidInput("a shared state id is 1 to 128 characters")
+        core = SharedStateCore(self.runtime.admin_store(), state_id)
+        return await on_portal(core.snapshot)
 
     # -- the cluster ------------------------------------------------------------------------
     async def cluster(self, viewer: Viewer) -> list[HostStats]:

@@ -113,6 +113,12 @@ class DecisionBody(BaseModel):
     note: str | None = Field(default=None, max_length=1000)
 
 
+class SharedStateModel(BaseModel):
+    state_id: str
+    values: dict[str, Any]
+    revision: int
+
+
 class LatencyPointModel(BaseModel):
     start: float
     turns: int
@@ -128,6 +134,7 @@ class HostStatsModel(BaseModel):
     passivations: int
     turns: int
     turn_errors: int
+    turns_cancelled: int = 0
     turn_p50: float | None
     turn_p95: float | None
     turn_p99: float | None
@@ -221,6 +228,10 @@ def _router(inspector: Inspector) -> APIRouter:
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @router.get("/shared/{state_id}")
+    async def shared_state(state_id: str, viewer: ViewerDep) -> SharedStateModel:
+        return SharedStateModel(state_id=state_id, **jsonable_encoder(await inspector.shared_state(viewer, state_id)))
 
     @router.get("/cluster")
     async def cluster(viewer: ViewerDep) -> list[HostStatsModel]:

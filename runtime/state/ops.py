@@ -38,6 +38,7 @@ from repertory.stores.base import CheckpointInfo, CheckpointRecord, Store
 from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array
 
 from repertory.errors import InvalidInput, SessionNotFound, StoreError
+from repertory.agents.tool_calls import repair_history
 from repertory.state import schema
 from repertory.state import snapshots
 from repertory.state.session_state import SessionState, check_history
@@ -316,11 +317,13 @@ async def set_ttl(store: Store, state: SessionState, ttl: float | None, op_id: s
 
 async def set_history(store: Store, state: SessionState, messages: list[dict[str, Any]],
                       op_id: str | None = None) -> int:
-    """Replace the history with ``messages``; returns the revision."""
+    """Replace the history with ``messages``; returns the revision. Tool calls that no tool
+    message answers get a recorded "tool call interrupted" result (agents.tool_calls), so that
+    providers accept the history as a prompt."""
     if _replayed(state, op_id) is not None:
         return state.revision
-    return await commit_replace(store, state, [_codec.encode(m) for m in check_history(messages)], state.meta,
-                                op_id=op_id)
+    return await commit_replace(store, state, [_codec.encode(m) for m in repair_history(check_history(messages))],
+                                state.meta, op_id=op_id)
 
 
 async def set_state(store: Store, state: SessionState, new: dict[str, Any], op_id: str | None = None) -> int:

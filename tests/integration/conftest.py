@@ -9,7 +9,9 @@ import repertory
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray for the whole test run; runtimes come and go on it."""
-    ray.init(num_cpus=2, include_dashboard=False, namespace="repertory-tests",
+    # address="local": always a private instance, never one another process started (ray start,
+    # cluster_utils and another test run leave their address in /tmp/ray/ray_current_cluster).
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="repertory-tests",
              logging_level="ERROR", log_to_driver=False)
     yield
     ray.shutdown()

@@ -71,6 +71,7 @@ def seed(db: Path) -> None:
                  Task("publish the release", name="publish", depends_on=["draft"], requires_approval=True)]
         assert Workflow(tasks, session=flow, name="release").run().status == "awaiting_approval"
         Session("bob-secret", user_id="bob").chat("bob's private note")
+        repertory.SharedState("release-board").set("status", "drafting")
     finally:
         repertory.shutdown()
 
@@ -198,6 +199,11 @@ def test_admin_lists_finds_reads_restores_and_approves(served, browser):
     entry = api(base, ADMIN, "/sessions/alice-flow?user_id=alice").json()["workflows"]["release"]["tasks"]["publish"]
     assert entry["status"] == "approved"
     page.screenshot(path=str(artifacts / "05-workflow-approved.png"), full_page=True)
+
+    # A shared state (of a multi-agent session), read from the store by id.
+    page.fill("#shared-id", "release-board")
+    page.click("#shared-load")
+    expect(page.locator("#shared-values")).to_contain_text("drafting")
 
     # The cluster: hosts, resident sessions, latency plots.
     page.click("#nav-cluster")

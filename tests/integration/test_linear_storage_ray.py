@@ -4,15 +4,20 @@ back after a restart, and the listing finds the biggest session by size."""
 
 import asyncio
 import os
+import shutil
 import uuid
+from pathlib import Path
 
+import httpx
 import pytest
 
 import repertory
-from repertory import Agent, Session
+from repertory import Agent, Session, tokens
 from repertory.admin import list_sessions, storage_usage
 from repertory.stores.codec import MsgpackCodec
+from repertory.server import ServerConfig, serve_in_thread
 from repertory.stores.factory import open_store
+from repertory.tokens import Keyring
 
 from redis_server import TEST_DB_URL, drop_redis_keys
 
@@ -88,3 +93,55 @@ def test_checkpoints_are_linear_survive_edits_restores_and_a_restart(start):
     biggest = list_sessions(user_id="alice", sort="size")
     assert [r.session_id for r in biggest] == ["big", "small"]
     assert biggest[0].bytes_stored > biggest[1].bytes_stored > 0
+
+
+@pytest.mark.parametrize("start", ["sqlite"], indirect=True)  # the backends' sums are covered above
+def test_the_http_api_reports_bytes_stored_and_lists_by_size(start):
+    start()
+    ring, admin = Keyring({"k1": "s" * 40}), "a" * 32
+    handle = serve_in_thread(ServerConfig(port=0, secret_keys=ring, admin_key=admin))
+    try:
+        for sid, turns in (("wide", 6), ("narrow", 1)):
+            remote = Session(agent_url=handle.url, session_id=sid, token=tokens.issue(sid, "bob", secret=ring))
+            for t in range(turns):
+                remote.chat(f"turn {t} " + "z" * 300)
+            remote.create_checkpoint()
+        auth = {"Authorization": f"Bearer {tokens.issue('wide', 'bob', secret=ring)}"}
+        info = httpx.get(f"{handle.url}/sessions/wide", headers=auth, timeout=30).json()
+        stored = info["bytes_stored"]
+        assert stored["messages"] > 6 * 300 and 0 < stored["checkpoints"] < stored["messages"]
+        assert stored["total"] == sum(stored[k] for k in ("messages", "checkpoints", "memory", "meta"))
+        listed = httpx.get(f"{handle.url}/sessions", params={"user_id": "bob", "sort": "size"},
+                           headers={"Authorization": f"Bearer {admin}"}, timeout=30).json()
+        assert [r["session_id"] for r in listed] == ["wide", "narrow"]
+        assert listed[0]["bytes_stored"] > listed[1]["bytes_stored"]
+    finally:
+        handle.stop()
+
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "checkpoints_before_linear_storage.db"
+
+
+@pytest.mark.parametrize("start", ["sqlite"], indirect=True)
+def test_checkpoints_written_before_linear_storage_keep_loading(start, tmp_path):
+    """The fixture was written by the release before linear storage (commit 40f04c4, local
+    runtime): session u1/old, 6 turns with checkpoint_every=2 (c1..c3), version 0 after turn 6,
+    then edit_message(1, "edited reply") (c4, "before edit"). Its checkpoints are full copies."""
+    shutil.copy(FIXTURE, tmp_path / "state.db")
+    start()
+    s = Session("old", agent=NULL, user_id="u1")
+    original = [c for t in range(6) for c in (f"turn {t}", "[null model] ok")]
+    assert _contents(s) == [original[0], "edited reply", *original[2:]]
+    assert _formats(start.url, "u1/old") == [1] * 5
+    s.truncate(6)  # copy-on-write leaves the full copies alone; c5 is linear
+    assert _formats(start.url, "u1/old") == [1] * 5 + [2, 2]  # c5 and the segment it references
+    s.restore_checkpoint(2)
+    assert _contents(s) == original[:8]
+    assert s.restore_version(0)
+    assert _contents(s) == original
+    s.restore_checkpoint(5)  # the linear one, before the truncate
+    assert _contents(s) == [original[0], "edited reply", *original[2:]]
+    start()  # and after a restart
+    s = Session("old", agent=NULL, user_id="u1")
+    s.restore_checkpoint(1)
+    assert _contents(s) == original[:4]

@@ -22,6 +22,18 @@ from repertory.host.routing import host_index
 pytestmark = pytest.mark.ray
 
 
+@pytest.fixture(scope="module")
+def rt(ray_cluster, tmp_path_factory):
+    """One Ray runtime for the module (over a fresh SQLite file); each test uses its own agent
+    name, so its replica runs its own tools."""
+    folder = tmp_path_factory.mktemp("steps-ray")
+    runtime = repertory.init(store=f"sqlite:///{folder / 'state.db'}", num_hosts=2,
+                             namespace=f"steps{os.getpid()}-{folder.name}"[:60])
+    runtime.folder = folder
+    yield runtime
+    repertory.shutdown()
+
+
 def _two_steps(body):
     """The model: ask for ``first``, then ``second``, then answer with what they said."""
     messages = body["messages"]
@@ -67,20 +79,86 @@ def _wait_for(predicate, what, timeout=120.0):
         time.sleep(0.02)
 
 
-def test_sigkill_between_two_tool_steps_resumes_from_the_journal(runtime, tmp_path):
+def _journaled(db, key):
+    """How many steps the store's file holds for the session (read as another process would)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM steps WHERE key = ?", (key,)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _turn_id(store, session):
+    """The id of the turn in flight: the only one with a journal in the store's file."""
+    import sqlite3
+
+    conn = sqlite3.connect(store.path)
+    try:
+        row = conn.execute("SELECT turn_id FROM steps WHERE key = ? LIMIT 1", (session.ref.key,)).fetchone()
+    finally:
+        conn.close()
+    return row[0] if row else ""
+
+
+def test_an_imported_history_ending_in_a_tool_call_is_accepted_by_a_pairing_provider(rt):
+    with OpenAIServer() as server:
+        agent = Agent("Echo", model="openai/test-model", api_base=server.base_url, api_key="k")
+        s = Session(session_id=f"imported-{uuid.uuid4().hex[:8]}", agent=agent)
+        # another framework's history, cut off between a tool call and its result
+        s.set_history([{"role": "user", "content": "weather?"},
+                       {"role": "assistant", "content": None,
+                        "tool_calls": [{"id": "call_x", "type": "function",
+                                        "function": {"name": "get_weather", "arguments": "{}"}}]}])
+        # the server refuses an unpaired call (400) as providers do; the recorded result reached it
+        assert s.chat("anything else?") == f"The tool said: {INTERRUPTED}"
+        hist = s.get_history()
+        assert [(m["role"], m.get("tool_call_id"), m["content"]) for m in hist[2:]] == [
+            ("tool", "call_x", INTERRUPTED), ("user", None, "anything else?"),
+            ("assistant", None, f"The tool said: {INTERRUPTED}")]
+
+
+def test_sigkill_of_the_agent_replica_alone_resumes_on_the_same_host(rt, tmp_path):
+    """The host lives, the replica dies between two tool steps: the host goes on from the
+    journal on the restarted replica, and the caller just gets its reply."""
+    runtime = rt
+    with OpenAIServer() as server:
+        server.script = _two_steps
+        agent = Agent("Stepper-replica", model="openai/test-model", api_base=server.base_url, api_key="k",
+                      tools=_tools(tmp_path))
+        s = Session(session_id=f"replica-{uuid.uuid4().hex[:8]}", agent=agent)
+        replies: list = []
+        worker = threading.Thread(target=lambda: replies.append(s.chat("go")))
+        worker.start()
+        _wait_for(lambda: (tmp_path / "second.log").exists(), "the second tool to start")
+        _wait_for(lambda: _journaled(runtime.folder / "state.db", s.ref.key) == 3, "three journaled steps")
+        replica = ray.get_actor(runtime.names.agent(agent.key, 0), namespace=runtime.settings.namespace)
+        host_pid = {st["host"]: st["pid"] for st in runtime.stats()}
+        os.kill(_pid(replica), signal.SIGKILL)
+        worker.join(timeout=180)
+        assert not worker.is_alive() and replies == ["done: wrote, second ok"]
+        assert {st["host"]: st["pid"] for st in runtime.stats()} == host_pid  # no host restarted
+        assert (tmp_path / "first.log").read_text() == "side effect\n"
+        assert server.chat_calls == 3
+
+
+def test_sigkill_between_two_tool_steps_resumes_from_the_journal(rt, tmp_path):
+    """Last in the module: it ends with a restart of the runtime."""
+    runtime = rt
     from repertory.stores import SQLiteStore
     from repertory._sync import run_sync
 
     with OpenAIServer() as server:
         server.script = _two_steps
-        agent = Agent("Stepper", model="openai/test-model", api_base=server.base_url, api_key="k",
+        agent = Agent("Stepper-host", model="openai/test-model", api_base=server.base_url, api_key="k",
                       tools=_tools(tmp_path))
         s = Session(session_id=f"steps-{uuid.uuid4().hex[:8]}", agent=agent)
         replies: list = []
         worker = threading.Thread(target=lambda: replies.append(s.chat("go")))
         worker.start()
         _wait_for(lambda: (tmp_path / "second.log").exists(), "the second tool to start")
-        probe = SQLiteStore(tmp_path / "state.db")  # the runtime's own file, read as another process would
+        probe = SQLiteStore(runtime.folder / "state.db")  # the runtime's file, read as another process would
         _wait_for(lambda: len(run_sync(probe.load_steps, s.ref.key, _turn_id(probe, s))) == 3,
                   "three journaled steps")
         host = runtime.hosts[host_index(s.ref.key, runtime.num_hosts)]
@@ -105,66 +183,3 @@ def test_sigkill_between_two_tool_steps_resumes_from_the_journal(runtime, tmp_pa
     again = Session(session_id=s.session_id)
     assert [m["role"] for m in again.get_history()] == roles
     assert again.get_history()[-1]["content"] == "done: wrote, second ok"
-
-
-def _journaled(db, key):
-    """How many steps the store's file holds for the session (read as another process would)."""
-    import sqlite3
-
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM steps WHERE key = ?", (key,)).fetchone()[0]
-    finally:
-        conn.close()
-
-
-def _turn_id(store, session):
-    """The id of the turn in flight: the only one with a journal in the store's file."""
-    import sqlite3
-
-    conn = sqlite3.connect(store.path)
-    try:
-        row = conn.execute("SELECT turn_id FROM steps WHERE key = ? LIMIT 1", (session.ref.key,)).fetchone()
-    finally:
-        conn.close()
-    return row[0] if row else ""
-
-
-def test_an_imported_history_ending_in_a_tool_call_is_accepted_by_a_pairing_provider(runtime):
-    with OpenAIServer() as server:
-        agent = Agent("Echo", model="openai/test-model", api_base=server.base_url, api_key="k")
-        s = Session(session_id=f"imported-{uuid.uuid4().hex[:8]}", agent=agent)
-        # another framework's history, cut off between a tool call and its result
-        s.set_history([{"role": "user", "content": "weather?"},
-                       {"role": "assistant", "content": None,
-                        "tool_calls": [{"id": "call_x", "type": "function",
-                                        "function": {"name": "get_weather", "arguments": "{}"}}]}])
-        # the server refuses an unpaired call (400) as providers do; the recorded result reached it
-        assert s.chat("anything else?") == f"The tool said: {INTERRUPTED}"
-        hist = s.get_history()
-        assert [(m["role"], m.get("tool_call_id"), m["content"]) for m in hist[2:]] == [
-            ("tool", "call_x", INTERRUPTED), ("user", None, "anything else?"),
-            ("assistant", None, f"The tool said: {INTERRUPTED}")]
-
-
-def test_sigkill_of_the_agent_replica_alone_resumes_on_the_same_host(runtime, tmp_path):
-    """The host lives, the replica dies between two tool steps: the host goes on from the
-    journal on the restarted replica, and the caller just gets its reply."""
-    with OpenAIServer() as server:
-        server.script = _two_steps
-        agent = Agent("Stepper", model="openai/test-model", api_base=server.base_url, api_key="k",
-                      tools=_tools(tmp_path))
-        s = Session(session_id=f"replica-{uuid.uuid4().hex[:8]}", agent=agent)
-        replies: list = []
-        worker = threading.Thread(target=lambda: replies.append(s.chat("go")))
-        worker.start()
-        _wait_for(lambda: (tmp_path / "second.log").exists(), "the second tool to start")
-        _wait_for(lambda: _journaled(tmp_path / "state.db", s.ref.key) == 3, "three journaled steps")
-        replica = ray.get_actor(runtime.names.agent(agent.key, 0), namespace=runtime.settings.namespace)
-        host_pid = {st["host"]: st["pid"] for st in runtime.stats()}
-        os.kill(_pid(replica), signal.SIGKILL)
-        worker.join(timeout=180)
-        assert not worker.is_alive() and replies == ["done: wrote, second ok"]
-        assert {st["host"]: st["pid"] for st in runtime.stats()} == host_pid  # no host restarted
-        assert (tmp_path / "first.log").read_text() == "side effect\n"
-        assert server.chat_calls == 3

@@ -94,3 +94,17 @@ def test_host_index_of_many_keys_is_pinned():
     placements = [host_index(f"session-{i}", n) for i in range(500) for n in (3, 7, 64, 1000)]
     assert hashlib.sha256(repr(placements).encode()).hexdigest() == (
         "722cb81877d73c6a2d0d1f1942b4939f1f9219f6cbb511f6cf15cea4bfd558ce")
+
+
+def test_spread_places_hosts_over_every_node_in_proportion_to_cpus():
+    from collections import Counter
+
+    from repertory.host.routing import spread
+
+    nodes = [("b", 2.0), ("a", 4.0), ("c", 2.0)]
+    assert Counter(spread(nodes, 8)) == {"a": 4, "b": 2, "c": 2}
+    assert set(spread(nodes, 3)) == {"a", "b", "c"}  # a small count still reaches every node
+    assert spread(nodes, 5) == spread(list(reversed(nodes)), 5)  # the same in every process
+    assert spread([("x", 0.0)], 2) == ["x", "x"]  # a zero-CPU node still takes hosts
+    with pytest.raises(ValueError):
+        spread([], 1)

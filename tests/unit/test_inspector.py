@@ -207,6 +207,17 @@ def test_tail_sends_new_messages_and_a_reset_after_an_undo(rt):
     assert reset["reset"] and [m["content"] for m in reset["messages"]][:1] == ["one"]
 
 
+def test_the_admin_reads_a_shared_state_from_the_store(rt):
+    board = repertory.SharedState("team-board")
+    board.set("plan", "ship on friday")
+    board.increment("votes", 2)
+    snap = run(Inspector().shared_state(ADMIN, "team-board"))
+    assert snap["values"] == {"plan": "ship on friday", "votes": 2} and snap["revision"] > 0
+    assert run(Inspector().shared_state(ADMIN, "no-such-board")) == {"values": {}, "revision": 0}
+    with pytest.raises(AccessDenied):
+        run(Inspector().shared_state(ALICE, "team-board"))
+
+
 # -- tokens -----------------------------------------------------------------------------------
 def test_user_tokens_and_the_admin_key_open_the_inspector_and_nothing_else():
     auth = Authenticator(RING, ADMIN_KEY)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from redis_server import TEST_DB_URL, drop_redis_keys
-from repertory.errors import CorruptState, UnsupportedFormat
+from repertory.errors import ConcurrentUpdate, CorruptState, UnsupportedFormat
 from repertory.state import ops, snapshots
 from repertory.state.session_state import SessionState
 from repertory.stores import CheckpointInfo, CheckpointRecord, MemoryStore, SQLiteStore
@@ -217,19 +217,23 @@ async def test_an_edit_freezes_the_changed_tail_once_for_all_the_checkpoints_tha
         assert _codec.decode(restored["messages"][15])["content"] == "MESSAGE 7"
 
 
-async def test_storage_grows_with_the_history_not_with_history_times_checkpoints():
-    """2,000 turns with a checkpoint every 5 store at most 3x the bytes of the history alone."""
-    store = MemoryStore()
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])  # Redis counts alike (test_storage_usage), 2x slower
+async def test_storage_grows_with_the_history_not_with_history_times_checkpoints(kind, tmp_path):
+    """2,000 turns with a checkpoint every 5 store at most 3x the bytes of the history alone
+    (as the backend counts them: Store.usage)."""
+    backend, _ = _store(kind, tmp_path)
     state = SessionState.new("u/s", "s", "u")
     for t in range(2000):
-        await _turn(store, state, f"turn {t}: " + "lorem ipsum " * 8)
+        await _turn(backend, state, f"turn {t}: " + "lorem ipsum " * 8)
         if (t + 1) % 5 == 0:
-            await ops.create_checkpoint(store, state, label=f"auto at turn {t + 1}")
+            await ops.create_checkpoint(backend, state, label=f"auto at turn {t + 1}")
     history = sum(map(len, state.messages))
-    checkpoints = [await store.get_checkpoint(state.key, i.cp_id) for i in await store.list_checkpoints(state.key)]
-    assert len(checkpoints) == 400
-    total = history + len((await store.load(state.key)).meta) + sum(len(c.data) for c in checkpoints)
-    assert total <= 3 * history, (total, history)
+    assert len(await backend.list_checkpoints(state.key)) == 400
+    stored = (await backend.usage([state.key]))[state.key]
+    assert stored.messages == history and stored.total <= 3 * history, (stored, history)
+    assert _contents((await ops.checkpoint_snapshot(backend, state, 1))["messages"])[-1] == ("assistant", "TURN 4: "
+                                                                                             + "LOREM IPSUM " * 8)
+    await backend.close()
 
 
 async def test_full_copy_checkpoints_written_before_linear_storage_still_restore(backend):
@@ -292,3 +296,55 @@ async def test_a_lost_segment_is_corrupt_not_a_wrong_answer():
     with pytest.raises(CorruptState, match="segment"):
         await ops.restore_checkpoint(store, state, 1)
 
+
+
+async def test_a_lost_compare_and_set_after_copy_on_write_leaves_every_checkpoint_readable(backend):
+    """Copy-on-write writes segments and rewrites checkpoints before the replace commits; when
+    the replace then loses its compare-and-set (another writer got there first), every record
+    still reads back under the history the other writer stored."""
+    state = await _session(backend, 6)
+    await ops.create_checkpoint(backend, state, op_id="a")
+    expected = _contents(state.messages)
+    other = SessionState.from_record(await backend.load(state.key))
+    await _turn(backend, other, "from another runtime")  # state is now stale
+    with pytest.raises(ConcurrentUpdate):
+        await ops.edit_message(backend, state, 2, "lost", op_id="b")
+    fresh = SessionState.from_record(await backend.load(state.key))
+    assert _contents(fresh.messages) == expected + [("user", "from another runtime"),
+                                                    ("assistant", "FROM ANOTHER RUNTIME")]
+    assert _contents((await ops.checkpoint_snapshot(backend, fresh, 1))["messages"]) == expected
+    await ops.edit_message(backend, fresh, 2, "won", op_id="c")  # the retry on fresh state
+    assert _contents((await ops.checkpoint_snapshot(backend, fresh, 1))["messages"]) == expected
+
+
+@pytest.mark.redis
+async def test_on_redis_segments_live_under_the_session_hash_tag(tmp_path):
+    store, prefix = _store("redis", tmp_path)
+    try:
+        state = await _session(store, 4)
+        await ops.create_checkpoint(store, state, op_id="a")
+        await ops.truncate(store, state, 2, op_id="b")
+        names = [n.decode() async for n in store._client.scan_iter(match=f"{prefix}:*")]
+        assert any(":cp:s" in n for n in names)  # a segment is stored
+        assert names and all(n.startswith(f"{prefix}:{{u/s}}:") for n in names), names  # one cluster slot
+    finally:
+        await store.close()
+        await drop_redis_keys(prefix)
+
+
+async def test_rekey_reseals_segments_and_every_checkpoint_still_reads_back(tmp_path):
+    k1, k2 = generate_encryption_key("k1"), generate_encryption_key("k2")
+    inner = SQLiteStore(tmp_path / "s.db")
+    try:
+        old = EncryptedStore(inner, KeyRing(k1))
+        state = await _session(old, 5)
+        await ops.create_checkpoint(old, state, op_id="a")
+        await ops.truncate(old, state, 4, op_id="b")  # c1 and c2 reference a segment
+        expected = {cp: _contents((await ops.checkpoint_snapshot(old, state, cp))["messages"]) for cp in (1, 2)}
+        assert await EncryptedStore(inner, KeyRing([k2, k1])).rekey(state.key, "admin")
+        new = EncryptedStore(inner, KeyRing(k2), required=True)  # k1 is gone: everything was resealed
+        state = SessionState.from_record(await new.load(state.key))
+        for cp, messages in expected.items():
+            assert _contents((await ops.checkpoint_snapshot(new, state, cp))["messages"]) == messages
+    finally:
+        await inner.close()

@@ -86,3 +86,14 @@ async def test_shared_state_restore_replaces_all_values_and_tells_watchers():
     assert await stored_shared_state(store, "never") == {"id": "never", "revision": 0, "values": {}}
     with pytest.raises(InvalidInput):
         await core.restore("op3", {"k": object()})
+
+
+def test_automatic_checkpoints_record_the_shared_state_too(rt):
+    shared = SharedState()
+    s = Session(session_id="auto_cp", agent=Agent("Solo"), shared_state=shared, checkpoint_every=1)
+    shared.set("step", 1)
+    s.chat("one")  # checkpoint 1, after this turn: step 1
+    shared.set("step", 2)
+    s.chat("two")
+    s.restore_checkpoint(1)
+    assert shared.get("step") == 1 and len(s.get_history()) == 2

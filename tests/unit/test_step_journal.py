@@ -258,3 +258,16 @@ async def test_the_host_resumes_from_the_journal_when_only_the_replica_died(tmp_
     # second's step was journaled before the replica died: it ran once
     assert tools.second_runs == 1
     await store.close()
+
+
+def test_set_history_records_results_for_unanswered_calls(rt):
+    from repertory import Session
+
+    s = Session(session_id="imported", agent=Agent("Plain"))
+    s.set_history([{"role": "user", "content": "weather?"},
+                   {"role": "assistant", "content": None, "tool_calls": [_call(1, "get_weather")]},
+                   {"role": "user", "content": "never mind"}])
+    hist = s.get_history()
+    assert [(m["role"], m.get("tool_call_id"), m["content"]) for m in hist] == [
+        ("user", None, "weather?"), ("assistant", None, None), ("tool", "call_1", INTERRUPTED),
+        ("user", None, "never mind")]

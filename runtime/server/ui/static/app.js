@@ -137,7 +137,7 @@
         h("tbody", {}, page.items.length ? page.items.map((r) => h("tr", { class: "link", dataset: { key: r.key },
           onclick: () => { location.hash = `#/session/${encodeURIComponent(r.user_id || "")}/${encodeURIComponent(r.session_id)}`; } },
           h("td", {}, h("a", { href: `#/session/${encodeURIComponent(r.user_id || "")}/${encodeURIComponent(r.session_id)}` }, r.session_id)),
-          h("td", {}, r.user_id || "—"), h("td", {}, r.agents.join(", ") || "—"), h("td", {}, r.turns ?? "—"),
+          h("td", {}, r.user_id || "—"), h("td", {}, r.agents.join(", ") || h("span", { class: "muted" }, "default")), h("td", {}, r.turns ?? "—"),
           h("td", {}, r.n_messages), h("td", { title: fmtTime(r.updated_at) }, fmtAgo(r.updated_at)), h("td", {}, r.host),
           h("td", {}, fmtBytes(r.size_bytes)), h("td", {}, r.expires_at ? fmtTime(r.expires_at) : "never")))
           : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No sessions match."))));
@@ -272,13 +272,32 @@
           d.forks.length ? h("ul", {}, d.forks.map((f) => h("li", {}, link(f.session_id), h("span", { class: "muted" }, ` forked ${fmtAgo(f.time)}${f.at !== null && f.at !== undefined ? " at " + f.at : ""}`)))) : null)))));
 
     const workflows = workflowView(d.workflows, sessionId, user, reload);
+    const shared = me.admin ? sharedView(typeof s.metadata?.shared_state === "string" ? s.metadata.shared_state : "") : null;
     const data = h("div", { class: "card" }, h("h2", {}, "Data"),
       [["user_data", s.user_data], ["user_profile", s.user_profile], ["metadata", s.metadata], ["metrics", s.metrics]]
         .map(([k, v]) => h("details", {}, h("summary", {}, k), h("pre", {}, pretty(v)))));
 
     main.replaceChildren(header, h("div", { class: "cols" },
       h("div", {}, h("div", { class: "card" }, h("h2", {}, "Transcript ", live), transcript)),
-      h("div", {}, timeline, tree, workflows, data)));
+      h("div", {}, timeline, tree, workflows, shared, data)));
+  }
+
+  // The shared state of a multi-agent session, by id (sessions do not store which one they use).
+  function sharedView(initial) {
+    const input = h("input", { id: "shared-id", placeholder: "shared state id", value: initial });
+    const out = h("div");
+    const load = async () => {
+      out.replaceChildren();
+      if (!input.value.trim()) return;
+      try {
+        const st = await api(`/shared/${encodeURIComponent(input.value.trim())}`);
+        out.append(h("p", { class: "muted" }, `revision ${st.revision}`), h("pre", { id: "shared-values" }, pretty(st.values)));
+      } catch (err) { showError(out, err); }
+    };
+    const card = h("div", { class: "card", id: "shared" }, h("h2", {}, "Shared state"),
+      h("div", { class: "filters" }, input, h("button", { id: "shared-load", onclick: load }, "Show")), out);
+    if (initial) load();
+    return card;
   }
 
   function workflowView(workflows, sessionId, user, reload) {
@@ -337,9 +356,9 @@
     let hosts;
     try { hosts = await api("/cluster"); } catch (err) { return showError(out, err); }
     out.append(h("table", { id: "hosts" },
-      h("thead", {}, h("tr", {}, ["Host", "Resident", "Activations", "Passivations", "Turns", "Errors", "Turn p50", "p95", "p99", "Store p50", "Store p95", "CAS retries"].map((c) => h("th", {}, c)))),
+      h("thead", {}, h("tr", {}, ["Host", "Resident", "Activations", "Passivations", "Turns", "Errors", "Cancelled", "Turn p50", "p95", "p99", "Store p50", "Store p95", "CAS retries"].map((c) => h("th", {}, c)))),
       h("tbody", {}, hosts.map((s) => h("tr", {}, h("td", {}, s.host), h("td", {}, s.resident), h("td", {}, s.activations),
-        h("td", {}, s.passivations), h("td", {}, s.turns), h("td", {}, s.turn_errors), h("td", {}, fmtMs(s.turn_p50)),
+        h("td", {}, s.passivations), h("td", {}, s.turns), h("td", {}, s.turn_errors), h("td", {}, s.turns_cancelled ?? 0), h("td", {}, fmtMs(s.turn_p50)),
         h("td", {}, fmtMs(s.turn_p95)), h("td", {}, fmtMs(s.turn_p99)), h("td", {}, fmtMs(s.store_p50)),
         h("td", {}, fmtMs(s.store_p95)), h("td", {}, s.cas_retries))))));
     const series = [];
