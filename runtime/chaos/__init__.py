@@ -1,0 +1,1 @@
+"""Chaos runs: seeded faults under load, and a checker that judges every session against the acknowledgement log."""

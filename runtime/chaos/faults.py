@@ -1,0 +1,136 @@
+"""The seeded fault schedule and the injectors that carry it out on a Ray runtime.
+
+Same seed, same schedule: which kinds, in which order, at which offsets, on which targets.
+Every kind is injected at least once when the run is long enough (the kinds are dealt in
+shuffled rounds, not drawn independently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from repertory.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from repertory.agents.agent import Agent
+    from repertory.chaos.redis_server import PrivateRedis
+    from repertory.runtimes.base import Runtime
+
+__all__ = ["FAULT_KINDS", "PLANNED_KINDS", "Fault", "FaultInjector", "parse_kinds", "schedule"]
+
+log = structlog.get_logger(__name__)
+
+FAULT_KINDS = ("host", "replica", "store-actor", "redis-restart")
+# Named in issue 11 but not injected by this run yet; asking for them says why.
+PLANNED_KINDS = {
+    "node": "node removal needs a multi-node ray.cluster_utils cluster in its own process (see tests/cluster_script.py)",
+    "redis-failover": "the Redis Cluster failover fault waits for the Redis Cluster test bed (hook: FaultInjector.inject)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    at: float  # seconds from the start of the run
+    kind: str
+    target: int  # which host / replica (an index, taken modulo what exists)
+
+
+def parse_kinds(text: str) -> tuple[str, ...]:
+    """``"host,replica"`` -> the kinds, checked."""
+    kinds = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+    for k in kinds:
+        if k in PLANNED_KINDS:
+            raise InvalidInput(f"fault {k!r} is not available yet: {PLANNED_KINDS[k]}")
+        if k not in FAULT_KINDS:
+            raise InvalidInput(f"unknown fault {k!r}; choose from {', '.join(FAULT_KINDS)}")
+    return kinds
+
+
+def schedule(seed: int, duration: float, kinds: tuple[str, ...], *, every: float = 5.0,
+             warmup: float = 3.0, quiet_tail: float = 5.0) -> list[Fault]:
+    """Faults from ``warmup`` to ``duration - quiet_tail``, about one per ``every`` seconds
+    (±30%), the kinds dealt in seeded shuffled rounds; the quiet tail lets the last one recover."""
+    rng = random.Random(seed)
+    out: list[Fault] = []
+    t = warmup
+    deck: list[str] = []
+    while kinds and t <= duration - quiet_tail:
+        if not deck:
+            deck = rng.sample(kinds, len(kinds))
+        out.append(Fault(round(t, 3), deck.pop(), rng.randrange(1 << 16)))
+        t += every * rng.uniform(0.7, 1.3)
+    return out
+
+
+async def _actor_pid(handle: Any, timeout: float = 60.0) -> int:
+    """The actor's process id, once it answers: a target still restarting from the last fault
+    is waited for (poll with a deadline), so the schedule's fault still lands."""
+    import ray
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await asyncio.wait_for(handle.__ray_call__.remote(lambda self: os.getpid()), timeout)
+        except ray.exceptions.ActorUnavailableError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+class FaultInjector:
+    """Injects one fault of a kind; answers (target, sessions hit or None for all)."""
+
+    def __init__(self, runtime: Runtime, agent: Agent, sessions: list[str], redis: PrivateRedis | None = None) -> None:
+        self.runtime = runtime
+        self.agent = agent
+        self.sessions = sessions
+        self.redis = redis
+
+    async def inject(self, fault: Fault) -> tuple[str, list[str] | None]:
+        # A new kind (a Redis Cluster failover, a node removal) is one more branch here.
+        if fault.kind == "host":
+            return await self._kill_host(fault.target)
+        if fault.kind == "replica":
+            return await self._kill_replica(fault.target)
+        if fault.kind == "store-actor":
+            return await self._kill_store_actor()
+        if fault.kind == "redis-restart":
+            if self.redis is None:
+                raise InvalidInput("the redis-restart fault needs the run's private Redis")
+            await asyncio.to_thread(self.redis.restart)
+            return f"redis:{self.redis.port}", None
+        raise InvalidInput(f"unknown fault {fault.kind!r}")
+
+    async def _kill_host(self, target: int) -> tuple[str, list[str] | None]:
+        # stats() answers once every host is up again (a host killed just before restarts first).
+        stats = await asyncio.wait_for(asyncio.to_thread(self.runtime.stats), 60)
+        pooled = sorted((st for st in stats if str(st["host"]).startswith("host-")), key=lambda st: st["host"])
+        victim = pooled[target % len(pooled)]
+        os.kill(victim["pid"], signal.SIGKILL)
+        hit = [s for s in self.sessions if self.runtime.host_of(s) == victim["host"]]
+        return str(victim["host"]), hit
+
+    async def _kill_replica(self, target: int) -> tuple[str, list[str] | None]:
+        import ray
+
+        index = target % max(self.agent.replicas or 1, 1)
+        name = self.runtime.names.agent(self.agent.key, index)  # type: ignore[attr-defined]
+        handle = ray.get_actor(name, namespace=self.runtime.settings.namespace)  # type: ignore[attr-defined]
+        os.kill(await _actor_pid(handle), signal.SIGKILL)
+        return f"replica-{index}", None
+
+    async def _kill_store_actor(self) -> tuple[str, list[str] | None]:
+        import ray
+
+        name = self.runtime.names.store()  # type: ignore[attr-defined]
+        handle = ray.get_actor(name, namespace=self.runtime.settings.namespace)  # type: ignore[attr-defined]
+        os.kill(await _actor_pid(handle), signal.SIGKILL)
+        return "store-actor", None

@@ -1,0 +1,46 @@
+"""The reduced chaos run, on the default Ray runtime: faults really injected, 0 anomalies.
+
+The long run is ``repertory chaos --seed N --duration 5m`` (README, "Chaos run"); this is its
+reduced form for CI, with fixed seeds so that a failure replays the same schedule.
+"""
+
+import os
+
+import pytest
+
+from repertory.chaos.run import ChaosConfig, run_chaos
+
+pytestmark = [pytest.mark.ray, pytest.mark.chaos]
+
+
+def _figures(report):
+    recov = [round(t, 2) if t is not None else None for _, t in report.faults]
+    print(f"\nchaos seed {report.config.seed}: {report.turns} turns, {report.ops} state ops, "
+          f"faults {report.faults_by_kind()}, anomalies {len(report.anomalies)}, "
+          f"unacknowledged {report.unacknowledged}, errors retried {dict(report.errors)}, "
+          f"recovery s {recov}, {report.seconds:.1f} s")
+
+
+def _assert_clean(report, kinds):
+    _figures(report)
+    assert report.failed_faults == []
+    assert {k: report.faults_by_kind().get(k, 0) > 0 for k in kinds} == {k: True for k in kinds}
+    assert report.anomalies == []
+    assert report.unacknowledged == 0
+    assert report.turns > 20 and report.ops > 5
+    # every fault was followed by an acknowledged turn on a session it hit
+    assert [f.kind for f, t in report.faults if t is None] == []
+
+
+def test_reduced_chaos_run_on_sqlite(ray_cluster, tmp_path):
+    kinds = ("host", "replica", "store-actor")
+    report = run_chaos(ChaosConfig(seed=11, duration=20, sessions=6, clients=3, faults=kinds, every=3,
+                                   quiet_tail=4, workdir=tmp_path, namespace=f"chaos-sql-{os.getpid()}"))
+    _assert_clean(report, kinds)
+
+
+def test_reduced_chaos_run_with_redis_restarts(ray_cluster, tmp_path):
+    kinds = ("redis-restart", "host")
+    report = run_chaos(ChaosConfig(seed=12, duration=12, sessions=4, clients=2, faults=kinds, every=3,
+                                   quiet_tail=4, workdir=tmp_path, namespace=f"chaos-redis-{os.getpid()}"))
+    _assert_clean(report, kinds)
