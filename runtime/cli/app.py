@@ -1,5 +1,5 @@
 """The ``repertory`` command line: ``demo``, ``chat``, ``batch``, ``serve``, ``sessions ls|show|rm|cleanup|export|import|rekey``,
-``keys new``.
+``keys new``, ``bench``.
 
 One module per command group; this one assembles them.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from repertory.cli import batch, chat, keys, serve, sessions, stats
+from repertory.cli import batch, bench, chat, keys, serve, sessions, stats
 
 __all__ = ["app"]
 
@@ -21,6 +21,7 @@ app.command()(chat.chat)
 app.command("batch")(batch.batch)
 app.command("serve")(serve.serve)
 app.command("stats")(stats.stats)
+app.command("bench")(bench.bench)
 
 if __name__ == "__main__":
     app()
