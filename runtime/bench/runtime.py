@@ -680,13 +680,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="repertory-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        ns = f"bench-{os.getpid()}"
-        # address="local": a private instance, never a cluster another process left in /tmp/ray.
-        ray.init(address="local", namespace=ns, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False)
+        ns = f"bench-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # A Ray this process already runs is used as it is (and left running); otherwise a private
+        # instance (address="local"), never a cluster another process left in /tmp/ray.
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address="local", namespace=ns, include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=False)
         rt_actor = None
+        bare: list[Any] = []
         try:
-            _agent, hosts = start_bare(ns)
+            agent, hosts = start_bare(ns)
+            bare = [agent, *hosts]
             t0 = perf()
             rt_direct = repertory.init(store=f"sqlite:///{tmp / 'state.db'}", namespace=f"{ns}-direct", num_hosts=2,
                                        max_resident=200_000)
@@ -707,7 +712,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 res["store_actor_left_running_after_shutdown"] = True
             except ValueError:
                 res["store_actor_left_running_after_shutdown"] = False
-            ray.shutdown()
+            for actor in bare:
+                ray.kill(actor)
+            if started:
+                ray.shutdown()
 
     res["load_end"] = load_info()
     res["elapsed_s"] = perf() - t_start

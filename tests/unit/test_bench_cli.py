@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from repertory.bench import SUITES, suite
 from repertory.bench import batch as bench_batch
+from repertory.bench import runtime as bench_runtime
 from repertory.bench import store as bench_store
 from repertory.bench.common import Figure, figure
 from repertory.cli import app
@@ -58,32 +59,11 @@ def test_bench_store_quick_writes_every_figure_with_its_baseline(tmp_path):
     assert any(b.startswith("LangGraph SqliteSaver") for b in baselines)
     assert any(b.startswith("OpenAI Agents SDK RedisSession") for b in baselines)
     assert any(b.startswith("LangGraph plain-Redis RedisSaver") for b in baselines)
+    assert any(b.startswith("raw redis-py") for b in baselines)
     assert any("group commit" in n for n in names)
     # the rich tables, then the summary of the figures, on stdout
     assert "Per-turn durable write and cold load" in proc.stdout
     assert "same-run baselines" in proc.stdout
-
-
-@pytest.mark.ray
-def test_bench_runtime_on_ray_reports_ratios_to_the_bare_floor(tmp_path):
-    """A tiny configuration of the runtime benchmark (its own private Ray instance, default runtime)."""
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_runtime.py"), "--sessions", "20",
-                           "--turns-each", "1", "--seq-turns", "10", "--warmup", "2", "--block", "5",
-                           "--skip-memory", "--skip-demo"], capture_output=True, text=True, timeout=240, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert res["benchmark"] == "bench_runtime"
-    figures = [f.as_dict() for f in _runtime_figures(res)]
-    _check_figures(figures, "runtime")
-    names = {f["name"] for f in figures}
-    assert "Ray runtime, null model client (benchmark instrument): sequential turn p50" in names
-    assert "Ray: cold activation (first get_history) p50" in names
-
-
-def _runtime_figures(res: dict) -> list[Figure]:
-    from repertory.bench import runtime as bench_runtime
-
-    return bench_runtime.figures(res)
 
 
 def test_bench_json_into_a_missing_folder_is_a_clear_error(tmp_path):
@@ -143,3 +123,22 @@ def test_batch_figures_are_against_the_plain_litellm_loop():
            "runs": {"local repertory/demo": {"jobs_per_s": 100.0}, "ray repertory/null": {"jobs_per_s": None}}}
     [f] = bench_batch.figures(res)
     assert (f.name, f.unit, f.ratio) == ("repertory.batch, local repertory/demo: jobs/s", "jobs/s", 0.5)
+
+
+def test_runtime_figures_are_against_the_bare_floor_and_actor_creation():
+    def turns(p50, tps):
+        return {"sequential": {"p50_us": p50}, "concurrent": {"turns_per_s": tps}}
+
+    res = {"bare": [turns(500.0, 4000.0)], "actor_creation": {"p50_us": 20_000.0},
+           "ray_direct": {"null": turns(1000.0, 2000.0), "cold": {"history_cold": {"p50_us": 200.0}}},
+           "inproc": {"null": turns(100.0, 8000.0), "cold": {"history_cold": {"p50_us": 50.0}}},
+           "model_client": {"litellm_demo": {"cpu_us_per_call": 300.0}, "null": {"cpu_us_per_call": 1.0}},
+           "memory": [{"sessions": 10_000, "rss_bytes_per_session": 12_000.0, "payload_bytes_per_session": 6_000.0},
+                      {"sessions": 100_000, "error": "killed"}]}
+    got = {f.name: (f.baseline, f.ratio) for f in bench_runtime.figures(res)}
+    null = "null model client (benchmark instrument)"
+    assert got[f"Ray runtime, {null}: sequential turn p50"] == ("bare Ray floor: sequential turn p50", 2.0)
+    assert got[f"in-process HostCore, {null}: concurrent turns/s"] == ("bare Ray floor: concurrent turns/s", 2.0)
+    assert got["Ray: cold activation (first get_history) p50"] == ("create a Ray actor + first call p50", 0.01)
+    assert got["resident session, 10,000 activated: RSS per session"] == ("encoded payload per session", 2.0)
+    assert len(got) == 8
