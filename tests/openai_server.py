@@ -114,11 +114,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status, payload):
         data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client hung up (a cancelled call)
+            pass
 
     def _stream(self, body, message, finish, usage):
         try:

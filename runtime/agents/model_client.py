@@ -19,8 +19,11 @@ from typing import Any, Protocol
 
 from repertory.agents.demo_model import DEMO_MODEL, demo_answer
 from repertory.errors import ModelError
+from repertory.logs import get_logger
 
 __all__ = ["NULL_MODEL", "LiteLLMClient", "ModelClient", "ModelReply", "NullModelClient", "client_for"]
+
+log = get_logger("repertory.agents.model_client")
 
 NULL_MODEL = "repertory/null"
 _OPENAI_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
@@ -124,15 +127,30 @@ class LiteLLMClient:
         chunks = []
         try:
             resp = await litellm.acompletion(**kw)
-            async for chunk in resp:
-                chunks.append(chunk)
-                delta = chunk.choices[0].delta.content if chunk.choices else None
-                if delta:
-                    yield delta
+            try:
+                async for chunk in resp:
+                    chunks.append(chunk)
+                    delta = chunk.choices[0].delta.content if chunk.choices else None
+                    if delta:
+                        yield delta
+            except BaseException:
+                # A cancelled call (a busy policy, a reader gone) hangs up on the provider now,
+                # not when the garbage collector finds the connection.
+                await _aclose(resp)
+                raise
             full = litellm.stream_chunk_builder(chunks, messages=kw["messages"])
         except Exception as exc:
             raise ModelError(f"model {model!r} failed while streaming: {type(exc).__name__}: {exc}") from exc
         yield _reply_from(full, litellm, model)
+
+
+async def _aclose(resp: Any) -> None:
+    close = getattr(resp, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception as exc:  # closing on the way out: the original error matters
+            log.debug("stream_close_failed", error=str(exc))
 
 
 def _cost(resp: Any, litellm: Any, model: str, usage: dict[str, int]) -> float | None:

@@ -304,6 +304,43 @@ class _Output:
             self.file.close()
 
 
+class _RunRecord:
+    """The batch's progress, kept in the store as the metadata of session ``batch-run-<digest
+    of the output path>`` (the same for a re-run), so the inspector can show it: at the start,
+    at most once a second while jobs finish, and at the end. Best effort: a failed write is
+    logged, never fails the batch."""
+
+    def __init__(self, rt: Runtime, out_path: Path, source: str, report: BatchReport) -> None:
+        digest = hashlib.blake2b(str(out_path.resolve()).encode(), digest_size=6).hexdigest()
+        self.session_id = f"{BATCH_RUN_PREFIX}{digest}"
+        self.rt, self.report, self.source, self.output = rt, report, source, str(out_path)
+        self.started = time.time()
+        self._last = 0.0
+        self._pending: asyncio.Task[None] | None = None
+
+    def soon(self) -> None:
+        if time.monotonic() - self._last >= RUN_RECORD_EVERY and (self._pending is None or self._pending.done()):
+            self._last = time.monotonic()
+            self._pending = asyncio.ensure_future(self.write("running"))
+
+    async def write(self, status: str) -> None:
+        if status != "running" and self._pending is not None:
+            await asyncio.gather(self._pending, return_exceptions=True)
+        r = self.report
+        run = {"status": status, "input": self.source, "output": self.output, "total": r.total,
+               "skipped": r.skipped, "ok": r.ok, "failed": r.failed, "turns": r.turns,
+               "started_at": self.started, "updated_at": time.time(), "seconds": round(r.seconds, 3)}
+        try:
+            await self.rt.update_fields(Session(self.session_id, runtime=self.rt).ref, "metadata",
+                                        {"batch_run": run}, False)
+        except RepertoryError as exc:
+            log.warning("batch_progress_not_recorded", error=str(exc))
+
+
+RUN_RECORD_EVERY = 1.0  # seconds between progress records while jobs finish
+BATCH_RUN_PREFIX = "batch-run-"  # the sessions holding batch runs' progress (_RunRecord)
+
+
 # -- the batch --------------------------------------------------------------------------
 async def _abatch(rt: Runtime, input: Source, output: str | os.PathLike[str], *,
                   agents: dict[str, Agent] | str | os.PathLike[str] | None = None,
@@ -328,6 +365,7 @@ async def _abatch(rt: Runtime, input: Source, output: str | os.PathLike[str], *,
     log.info("batch_started", input=where, output=str(out_path), jobs=total, skipped=skipped,
              concurrency=concurrency)
     runner = _Runner(rt, timeout, retries)
+    recorder = _RunRecord(rt, out_path, where, report)
     out = _Output(out_path)
     sem = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task[None]] = set()
@@ -345,6 +383,7 @@ async def _abatch(rt: Runtime, input: Source, output: str | os.PathLike[str], *,
         report.turns += rec["turns"]
         report.seconds = time.perf_counter() - t0
         tell()
+        recorder.soon()
 
     def tell() -> None:
         if progress is not None:
@@ -362,6 +401,7 @@ async def _abatch(rt: Runtime, input: Source, output: str | os.PathLike[str], *,
             sem.release()
 
     tell()
+    await recorder.write("running")
     try:
         for n, obj in reader():
             if fatal:
@@ -389,6 +429,7 @@ async def _abatch(rt: Runtime, input: Source, output: str | os.PathLike[str], *,
             await asyncio.gather(*running, return_exceptions=True)
         out.close()
     report.seconds = time.perf_counter() - t0
+    await recorder.write("finished")
     log.info("batch_finished", ok=report.ok, failed=report.failed, skipped=report.skipped,
              seconds=round(report.seconds, 3), jobs_per_s=round(report.jobs_per_s, 1))
     return report

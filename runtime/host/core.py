@@ -23,11 +23,12 @@ directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import EllipsisType
 from typing import Any, Protocol, TypeVar
 
@@ -336,10 +337,12 @@ class HostCore:
     # -- turns ------------------------------------------------------------------------
     async def _commit_turn(self, state: SessionState, req: TurnRequest, out: TurnOutput,
                            user_msg: dict, effort: _Effort, before: Sequence[dict] = ()) -> TurnReply:
+        fields = None if req.context_settings is None and out.window is None else self._window_fields(state, req, out)
+        if req.shared_state_id is not None and state.meta.get("shared_state_id") != req.shared_state_id:
+            # Which shared state the session's agents work on: the inspector shows it with the session.
+            fields = {**(fields or {}), "shared_state_id": req.shared_state_id}
         write, meta, messages = state.append_write([*before, user_msg, *out.messages], turn_id=req.turn_id,
-                                                   metrics=effort.metrics(), agents=req.agents,
-                                                   fields=None if req.context_settings is None and out.window is None
-                                                   else self._window_fields(state, req, out))
+                                                   metrics=effort.metrics(), agents=req.agents, fields=fields)
         started = time.perf_counter()
         revision = await self.store.commit(write)
         self.counters.record_store(time.perf_counter() - started)
@@ -507,18 +510,24 @@ class HostCore:
         # Every log line of this turn carries the session and turn ids.
         with structlog.contextvars.bound_contextvars(session=req.ref.key, turn_id=req.turn_id, agent=req.agent_name,
                                                      host=self.name):
-            started = time.perf_counter()
-            self.in_progress += 1
-            try:
-                reply = await self._turn(req)
-            except Exception as exc:
-                self.counters.record_turn_error(type(exc).__name__)
-                raise
-            finally:
-                self.in_progress -= 1
-                self.sync_metrics()
-            self.counters.record_turn(time.perf_counter() - started)
-            return reply
+            with self._counted():
+                return await self._turn(req)
+
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        """Count a turn: in progress while the block runs, then acknowledged with its latency or
+        failed with its error's type (a reader that leaves a stream counts as neither)."""
+        started = time.perf_counter()
+        self.in_progress += 1
+        try:
+            yield
+        except Exception as exc:
+            self.counters.record_turn_error(type(exc).__name__)
+            raise
+        finally:
+            self.in_progress -= 1
+            self.sync_metrics()
+        self.counters.record_turn(time.perf_counter() - started)
 
     def sync_metrics(self) -> None:
         """Publish this host's own counts to its metrics (host.metrics)."""
@@ -721,19 +730,10 @@ class HostCore:
         task = asyncio.get_running_loop().create_task(drive())
         self._streams.add(task)
         task.add_done_callback(self._streams.discard)
-        started = time.perf_counter()
-        self.in_progress += 1
-        try:
+        with self._counted():
             async for chunk, _ in record.follow(0):
                 yield chunk
             reply = record.outcome()
-        except Exception as exc:
-            self.counters.record_turn_error(type(exc).__name__)
-            raise
-        finally:
-            self.in_progress -= 1
-            self.sync_metrics()
-        self.counters.record_turn(time.perf_counter() - started)
         yield reply
 
     async def _resume(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:

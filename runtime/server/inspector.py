@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repertory._sync import on_portal
+from repertory.batch.runner import BATCH_RUN_PREFIX
 from repertory.errors import AccessDenied, InvalidInput, SessionNotFound
 from repertory.host.stats import HostStats
 from repertory.ids import SessionRef, validate_user_id
@@ -94,9 +95,14 @@ class Inspector:
         state, checkpoints, versions = await asyncio.gather(
             rt.get_state(ref), rt.list_checkpoints(ref, "checkpoint"), rt.list_checkpoints(ref, "version"))
         metadata = state.get("metadata") or {}
+        shared = None
+        if state.get("shared_state_id"):  # the session's agents work on it: whoever sees the session sees it
+            core = SharedStateCore(rt.admin_store(), state["shared_state_id"])
+            shared = {"id": state["shared_state_id"], **await on_portal(core.snapshot)}
         return {"key": ref.key, "host": rt.host_of(ref.key), "state": state, "checkpoints": checkpoints,
                 "versions": versions, "workflows": metadata.get("workflows", {}),
-                "forked_from": metadata.get("forked_from"), "forks": metadata.get("forks", [])}
+                "forked_from": metadata.get("forked_from"), "forks": metadata.get("forks", []),
+                "shared_state": shared}
 
     async def restore(self, viewer: Viewer, session_id: str, user_id: str | None, checkpoint: int | str,
                       kind: str, op_id: str | None) -> int:
@@ -162,6 +168,27 @@ class Inspector:
             raise InvalidInput("a shared state id is 1 to 128 characters")
         core = SharedStateCore(self.runtime.admin_store(), state_id)
         return await on_portal(core.snapshot)
+
+    # -- batches ----------------------------------------------------------------------------
+    async def batch_runs(self, viewer: Viewer) -> list[dict[str, Any]]:
+        """The batch runs' progress records (repertory.batch keeps one per output file), newest
+        first (admin only: a batch's jobs may belong to many users)."""
+        if not viewer.admin:
+            raise AccessDenied("batch runs span users: their progress needs the admin key")
+        store = self.runtime.admin_store()
+
+        async def read() -> list[dict[str, Any]]:
+            runs = []
+            for info in await store.list_sessions(prefix=BATCH_RUN_PREFIX):
+                rec = await store.load(info.key)
+                if rec is None:
+                    continue
+                run = SessionState.from_record(rec).meta.get("metadata", {}).get("batch_run")
+                if isinstance(run, dict):
+                    runs.append({"session_id": info.key, **run})
+            return sorted(runs, key=lambda r: r.get("updated_at") or 0, reverse=True)
+
+        return await on_portal(read)
 
     # -- the cluster ------------------------------------------------------------------------
     async def cluster(self, viewer: Viewer) -> list[HostStats]:

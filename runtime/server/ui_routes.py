@@ -91,6 +91,8 @@ class SessionDetail(BaseModel):
     workflows: dict[str, Any]
     forked_from: str | None = None
     forks: list[dict[str, Any]] = []
+    # The shared state the session's agents work on ({id, values, revision}), if any.
+    shared_state: dict[str, Any] | None = None
 
 
 class RestoreBody(BaseModel):
@@ -232,6 +234,11 @@ def _router(inspector: Inspector) -> APIRouter:
     @router.get("/shared/{state_id}")
     async def shared_state(state_id: str, viewer: ViewerDep) -> SharedStateModel:
         return SharedStateModel(state_id=state_id, **jsonable_encoder(await inspector.shared_state(viewer, state_id)))
+
+    @router.get("/batches")
+    async def batches(viewer: ViewerDep) -> list[dict[str, Any]]:
+        """Batch runs' progress (admin only), newest first."""
+        return jsonable_encoder(await inspector.batch_runs(viewer))
 
     @router.get("/cluster")
     async def cluster(viewer: ViewerDep) -> list[HostStatsModel]:

@@ -121,7 +121,7 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
         if ttl is not ...:
             ttl = check_ttl(ttl)
         self._ttl = ttl
-        self.on_busy: BusyPolicy = check_on_busy(on_busy)
+        self.on_busy = on_busy
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
         self.merge_conflicts: list[dict[str, Any]] = []
@@ -236,6 +236,16 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
         if policy is not None and policy not in CONTEXT_POLICIES:
             raise InvalidInput(f"context_policy must be one of {list(CONTEXT_POLICIES)}, got {policy!r:.40}")
         self._set_context("policy", policy)
+
+    @property
+    def on_busy(self) -> BusyPolicy:
+        """What this handle's messages do when the session is processing another (``"enqueue"``,
+        ``"reject"``, ``"interrupt"`` or ``"rollback"``; :mod:`repertory.host.busy`)."""
+        return self._on_busy
+
+    @on_busy.setter
+    def on_busy(self, policy: BusyPolicy) -> None:
+        self._on_busy = check_on_busy(policy)
 
     @property
     def prompt_context(self) -> str | None:

@@ -8,6 +8,7 @@ by the server, never applied twice. Server errors raise the same types as a loca
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import uuid
@@ -16,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from repertory._sync import iterate_sync, run_sync
-from repertory.errors import SessionNotFound, error_from_code
+from repertory.errors import ServerError, ServerUnavailable, SessionNotFound, error_from_code
 from repertory.host.busy import BusyPolicy, check_on_busy
 from repertory.ids import new_session_id, validate_session_id
 from repertory.session.transport import Transport
@@ -83,20 +84,35 @@ class RemoteSession:
                       resume_from: str | None = None) -> AsyncIterator[StreamChunk]:
         """Send ``message``; yields the reply in chunks (server-sent events), each with its
         ``event_id``. ``resume_from`` (an event id) continues a stream after a reconnect: it is
-        sent as ``Last-Event-ID`` with the same message, and the turn is not run again."""
+        sent as ``Last-Event-ID`` with the same message, and the turn is not run again.
+
+        A stream whose connection breaks is reconnected, as a browser's EventSource does (up to
+        ``retries`` attempts): with the last event id received, so no chunk is lost or repeated.
+        """
         if resume_from is not None:
             resumed, _ = parse_event_id(resume_from)
             turn_id = turn_id or resumed
         body = self._body(message, turn_id, on_busy)
-        async for event, data, event_id in self._http.events(self._path + "/stream", body,
-                                                             last_event_id=resume_from):
-            if event == "delta":
-                yield StreamChunk(data["text"], event_id)
-            elif event == "error":
-                err = data["error"]
-                raise error_from_code(err["code"], err["message"])
-            elif event == "done":
-                return
+        last = resume_from
+        for attempt in range(1, self._retries + 1):
+            try:
+                async for event, data, event_id in self._http.events(self._path + "/stream", body,
+                                                                     last_event_id=last):
+                    if event == "delta":
+                        last = event_id
+                        yield StreamChunk(data["text"], event_id)
+                    elif event == "error":
+                        err = data["error"]
+                        raise error_from_code(err["code"], err["message"])
+                    elif event == "done":
+                        return
+            except ServerUnavailable:
+                if attempt == self._retries:
+                    raise
+                await asyncio.sleep(0.1 * attempt)
+                continue
+            raise ServerError("the server ended the stream without its done event; call astream again with "
+                              "resume_from=<the last chunk's event_id>")
 
     def stream(self, message: str, *, turn_id: str | None = None, on_busy: BusyPolicy | None = None,
                resume_from: str | None = None) -> Iterator[StreamChunk]:

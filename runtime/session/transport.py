@@ -112,7 +112,8 @@ class Transport:
                     yield event.event, json.loads(event.data), event.id
         except httpx.TransportError as exc:
             raise ServerUnavailable(f"the stream from {self.base_url} broke ({type(exc).__name__}: {exc}); "
-                                    "resend with the same turn_id to get the stored reply") from exc
+                                    "continue it with resume_from=<the last chunk's event_id>, or resend with "
+                                    "the same turn_id to get the stored reply") from exc
 
     async def aclose(self) -> None:
         """Close this loop's connection pool (others close with their loops)."""

@@ -32,7 +32,7 @@ _META_REQUIRED = ("schema", "session_id", "user_id", "created_at", "updated_at",
                   "user_profile", "metadata", "recent_turns", "ttl")
 # Sessions stored before agent definitions were kept lack the last three; all are optional.
 _META_OPTIONAL = ("last_turn_id", "metrics", "agent", "agents", "agent_changes", "recent_ops",
-                  "ratings", "context", "window", "cancelled_turns")
+                  "ratings", "context", "window", "cancelled_turns", "shared_state_id")
 # What a session's turns cost beyond one model call each (SessionState.append_write), and
 # the turns that failed (the model or a tool raised; nothing else was written).
 METRICS = ("repeated_model_calls", "cas_retries", "lease_waits", "errors")
@@ -328,6 +328,9 @@ def _meta(meta: Any, where: str, error: Error) -> dict[str, Any]:
     _ratings(meta.get("ratings", []), m + "['ratings']")
     last = meta.get("last_turn_id")
     _need(last is None or isinstance(last, str), m + "['last_turn_id']", "must be a str or None", "pass text")
+    shared = meta.get("shared_state_id")
+    _need(shared is None or (isinstance(shared, str) and 0 < len(shared) <= 128), m + "['shared_state_id']",
+          "must be a shared state id (1 to 128 characters) or None", "leave it to repertory")
     # The rest (surrogates in ids, huge ints) in one walk; the three dicts were walked above.
     check_plain({k: v for k, v in meta.items() if k not in ("user_data", "user_profile", "metadata")}, m)
     return dict(meta)

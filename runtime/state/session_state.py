@@ -231,4 +231,5 @@ class SessionState:
                 "metrics": {name: m.get("metrics", {}).get(name, 0) for name in schema.METRICS},
                 "agent": m.get("agent"), "agents": m.get("agents", {}), "agent_changes": m.get("agent_changes", []),
                 "ratings": [{"score": r[0], "at": r[1], "comment": r[2]} for r in m.get("ratings", ())],
-                "context": m.get("context"), "window": m.get("window")}
+                "context": m.get("context"), "window": m.get("window"),
+                "shared_state_id": m.get("shared_state_id")}

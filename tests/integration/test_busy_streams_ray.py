@@ -83,7 +83,8 @@ async def read(agen, n: int | None = None) -> list:
 
 
 def requests_for(model: OpenAIServer, text: str) -> int:
-    return sum(1 for r in model.requests if any(m.get("content") == text for m in r.get("messages", [])))
+    """Model calls for the user message ``text`` (the last message of their prompt)."""
+    return sum(1 for r in list(model.requests) if (r.get("messages") or [{}])[-1].get("content") == text)
 
 
 # -- the four policies, two callers each, on Ray ------------------------------------------------
@@ -118,7 +119,8 @@ async def test_interrupt_on_ray_cancels_the_agent_actors_model_call(busy_rt, mod
     with pytest.raises(TurnInterrupted):
         await task
     # The AgentActor's call was cancelled: it hung up on the model server mid-answer.
-    await asyncio.to_thread(wait_for, lambda: model.aborted_streams > aborted, what="the model call to stop", timeout=120)
+    await asyncio.to_thread(wait_for, lambda: model.aborted_streams > aborted, what="the model call to stop",
+                            timeout=120)
     history = await s.aget_history()
     assert history[1]["interrupted"] is True and history[1]["content"].endswith(INTERRUPTED_MARK)
     assert contents(history)[::2] == [LONG, "m2"] and history[3]["content"] == "echo: m2"
@@ -130,8 +132,8 @@ async def test_interrupt_on_ray_cancels_the_agent_actors_model_call(busy_rt, mod
 async def test_rollback_on_ray_leaves_no_trace_of_the_cancelled_turn(busy_rt, model):
     model.delay = 3.0  # the rollback lands well within it
     s = Session(sid(), agent=slow_agent(model))
-    first = asyncio.ensure_future(s.achat("m1", turn_id=f"{s.session_id}-t1"))
-    await asyncio.to_thread(wait_for, lambda: requests_for(model, "m1") >= 1, what="m1's model call", timeout=120)
+    first = asyncio.ensure_future(s.achat("r1", turn_id=f"{s.session_id}-t1"))
+    await asyncio.to_thread(wait_for, lambda: requests_for(model, "r1") >= 1, what="r1's model call", timeout=120)
     model.delay = 0.0
     assert await s.achat("m2", on_busy="rollback") == "echo: m2"
     with pytest.raises(TurnInterrupted, match="rolled back"):
@@ -144,11 +146,11 @@ async def test_rollback_on_ray_leaves_no_trace_of_the_cancelled_turn(busy_rt, mo
 async def test_stream_resumed_after_three_chunks_on_ray(busy_rt, model):
     model.chunk_delay = 0.05
     s = Session(sid(), agent=slow_agent(model))
-    calls = len(model.requests)
+    calls = requests_for(model, LONG)
     first = await read(s.astream(LONG, turn_id=f"{s.session_id}-t"), 3)
     rest = await read(s.astream(LONG, resume_from=first[-1].event_id))
     assert "".join(first + rest) == WHOLE
-    assert len(model.requests) == calls + 1  # the resume called no model
+    assert requests_for(model, LONG) == calls + 1  # the resume called no model
     STORED[s.session_id] = [LONG, WHOLE]
     assert contents(await s.aget_history()) == STORED[s.session_id]
 
@@ -161,14 +163,14 @@ def _kill_host(session_id: str) -> None:
 
 async def test_acknowledged_stream_is_replayed_after_its_host_is_killed(busy_rt, model):
     s = Session(sid(), agent=slow_agent(model))
-    calls = len(model.requests)
+    calls = requests_for(model, LONG)
     chunks = await read(s.astream(LONG, turn_id=f"{s.session_id}-t"))
     assert "".join(chunks) == WHOLE
     await asyncio.to_thread(_kill_host, s.session_id)
     rest = await read(s.astream(LONG, resume_from=chunks[2].event_id))
     assert "".join(chunks[:3] + rest) == WHOLE
     assert rest[-1].event_id == chunks[-1].event_id
-    assert len(model.requests) == calls + 1
+    assert requests_for(model, LONG) == calls + 1
     STORED[s.session_id] = [LONG, WHOLE]
 
 

@@ -116,6 +116,8 @@ async def test_interrupt_records_the_partial_turn_and_runs_the_new_message_after
     assert await s.achat("m2", on_busy="interrupt") == "echo: m2"
     with pytest.raises(TurnInterrupted, match="interrupted by a later message"):
         await first
+    # The model call stopped: the client hung up on the model server mid-answer.
+    await asyncio.to_thread(wait_for, lambda: server.aborted_streams >= 1, what="the model call to stop", timeout=120)
     history = await s.aget_history()
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
     partial = history[1]
@@ -178,4 +180,7 @@ def test_bad_on_busy_is_refused_before_anything_is_sent(local):
     s = Session("bad", agent=Agent("Demo", model=repertory.DEMO_MODEL))
     with pytest.raises(InvalidInput, match="on_busy"):
         s.chat("hi", on_busy="later")
+    with pytest.raises(InvalidInput, match="on_busy"):
+        s.on_busy = "later"
+    assert s.on_busy == "enqueue"
     assert not s.exists()

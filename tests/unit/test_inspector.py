@@ -218,6 +218,45 @@ def test_the_admin_reads_a_shared_state_from_the_store(rt):
         run(Inspector().shared_state(ALICE, "team-board"))
 
 
+def test_a_multi_agent_session_shows_its_shared_state_to_whoever_sees_the_session(rt, tmp_path):
+    board = repertory.SharedState("alice-board")
+    team = Session("team", user_id="alice", agents={"a": Agent("A"), "b": Agent("B")}, shared_state=board)
+    team.run_agent("a", "hello")
+    board.set("plan", "ship on friday")
+    view = run(Inspector().session(ALICE, "team", None))
+    assert view["shared_state"] == {"id": "alice-board", "values": {"plan": "ship on friday"},
+                                    "revision": board.revision()}
+    with pytest.raises(AccessDenied):  # bob sees neither the session nor its shared state
+        run(Inspector().session(BOB, "team", "alice"))
+    assert run(Inspector().session(ADMIN, "team", "alice"))["shared_state"]["id"] == "alice-board"
+    Session("solo", user_id="alice").chat("hi")
+    assert run(Inspector().session(ALICE, "solo", None))["shared_state"] is None
+    # Recorded in the stored state: it reads back after a restart.
+    store = rt.settings.store
+    repertory.shutdown()
+    repertory.init(runtime="local", store=store)
+    assert Session("team", user_id="alice").get_state()["shared_state_id"] == "alice-board"
+
+
+def test_batch_runs_record_their_progress_for_the_inspector(rt, tmp_path):
+    import json
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(json.dumps({"id": f"j{i}", "messages": ["hi"]}) + "\n" for i in range(6))
+                    + "not json\n")
+    report = repertory.batch(jobs, tmp_path / "out.jsonl")
+    assert (report.ok, report.failed) == (6, 1)
+    (run_,) = run(Inspector().batch_runs(ADMIN))
+    assert run_["status"] == "finished" and run_["output"] == str(tmp_path / "out.jsonl")
+    assert (run_["total"], run_["ok"], run_["failed"], run_["turns"]) == (7, 6, 1, 6)
+    with pytest.raises(AccessDenied):
+        run(Inspector().batch_runs(ALICE))
+    # A re-run with the same output updates the same record: everything done is skipped.
+    repertory.batch(jobs, tmp_path / "out.jsonl")
+    (again,) = run(Inspector().batch_runs(ADMIN))
+    assert again["session_id"] == run_["session_id"] and again["skipped"] == 6
+
+
 # -- tokens -----------------------------------------------------------------------------------
 def test_user_tokens_and_the_admin_key_open_the_inspector_and_nothing_else():
     auth = Authenticator(RING, ADMIN_KEY)

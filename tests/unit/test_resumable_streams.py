@@ -87,7 +87,8 @@ async def test_a_reader_that_leaves_does_not_cancel_the_turn(local, server):
     agent = Agent("Slow", model="openai/test-model", api_base=server.base_url, api_key="k", num_retries=0)
     s = Session("left", agent=agent)
     await _read(s.astream(LONG), 2)
-    await asyncio.to_thread(wait_for, lambda: len(Session("left").get_history()) == 2, what="the turn to be stored", timeout=120)
+    await asyncio.to_thread(wait_for, lambda: len(Session("left").get_history()) == 2, what="the turn to be stored",
+                            timeout=120)
     restart_local(local)
     assert Session("left").get_history()[1]["content"] == f"echo: {LONG}"
 

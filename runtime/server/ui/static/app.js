@@ -272,17 +272,21 @@
           d.forks.length ? h("ul", {}, d.forks.map((f) => h("li", {}, link(f.session_id), h("span", { class: "muted" }, ` forked ${fmtAgo(f.time)}${f.at !== null && f.at !== undefined ? " at " + f.at : ""}`)))) : null)))));
 
     const workflows = workflowView(d.workflows, sessionId, user, reload);
-    const shared = me.admin ? sharedView(typeof s.metadata?.shared_state === "string" ? s.metadata.shared_state : "") : null;
+    // The shared state this session's agents work on (recorded by its turns), for whoever sees
+    // the session; with the admin key, any other one by id as well.
+    const own = d.shared_state ? h("div", { class: "card", id: "session-shared" }, h("h2", {}, "Shared state ", h("span", { class: "muted" }, d.shared_state.id)),
+      h("p", { class: "muted" }, `revision ${d.shared_state.revision}`), h("pre", { id: "session-shared-values" }, pretty(d.shared_state.values))) : null;
+    const shared = me.admin ? sharedView("") : null;
     const data = h("div", { class: "card" }, h("h2", {}, "Data"),
       [["user_data", s.user_data], ["user_profile", s.user_profile], ["metadata", s.metadata], ["metrics", s.metrics]]
         .map(([k, v]) => h("details", {}, h("summary", {}, k), h("pre", {}, pretty(v)))));
 
     main.replaceChildren(header, h("div", { class: "cols" },
       h("div", {}, h("div", { class: "card" }, h("h2", {}, "Transcript ", live), transcript)),
-      h("div", {}, timeline, tree, workflows, shared, data)));
+      h("div", {}, timeline, tree, workflows, own, shared, data)));
   }
 
-  // The shared state of a multi-agent session, by id (sessions do not store which one they use).
+  // Any shared state by id (admin only: shared states belong to no user).
   function sharedView(initial) {
     const input = h("input", { id: "shared-id", placeholder: "shared state id", value: initial });
     const out = h("div");
@@ -336,6 +340,21 @@
       "Batch jobs run in sessions named batch-<job id>; open one for its transcript or its workflow's task graph and approvals."));
     const out = h("div");
     main.append(out);
+    if (me.admin) {
+      try {
+        const runs = await api(`/batches`);
+        out.append(h("div", { class: "card", id: "batch-runs" }, h("h2", {}, "Batch runs"),
+          runs.length ? h("table", {}, h("thead", {}, h("tr", {}, ["Output", "Status", "Progress", "OK", "Failed", "Skipped", "Turns", "Jobs/s", "Updated"].map((c) => h("th", {}, c)))),
+            h("tbody", {}, runs.map((r) => {
+              const done = (r.ok || 0) + (r.failed || 0) + (r.skipped || 0);
+              return h("tr", { class: "batch-run" }, h("td", {}, r.output), h("td", {}, r.status),
+                h("td", {}, h("progress", { max: r.total || 1, value: done }), ` ${done}/${r.total}`),
+                h("td", {}, String(r.ok)), h("td", {}, String(r.failed)), h("td", {}, String(r.skipped)), h("td", {}, String(r.turns)),
+                h("td", {}, r.seconds ? ((r.ok + r.failed) / r.seconds).toFixed(1) : "-"), h("td", {}, fmtAgo(r.updated_at)));
+            })))
+            : h("p", { class: "muted" }, "No batch runs recorded yet.")));
+      } catch (err) { showError(out, err); }
+    }
     try {
       const page = await api(`/sessions?q=batch-&limit=200`);
       const done = page.items.filter((r) => (r.turns || 0) > 0).length;
