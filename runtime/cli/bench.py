@@ -46,7 +46,8 @@ def _summary(figures: list) -> Table:
 
 def bench(
     which: Annotated[Which, typer.Argument(help="Which benchmark: runtime, store, batch, or all of them.")] = Which.all,
-    quick: Annotated[bool, typer.Option("--quick", help="A short configuration of each (seconds to a minute).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A short configuration of each (store: seconds; "
+                                        "runtime, batch: a few minutes on 2 busy cores).")] = False,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this file as JSON.",
                                                       dir_okay=False)] = None,
 ) -> None:
