@@ -27,4 +27,4 @@ test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist load
 
 bench: install
-	$(BIN)/python benchmarks/bench_runtime.py
+	$(BIN)/repertory bench all

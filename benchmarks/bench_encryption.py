@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import console, emit_json, fmt_num, fmt_ratio, fmt_us, load_info, messages20, ratio, summary, table
-from bench_store import REDIS_URL, TTL, RepertoryBackend, delete_prefix, group_commit, redis_up, turn_messages
+from repertory.bench.store import REDIS_URL, TTL, RepertoryBackend, delete_prefix, group_commit, redis_up, turn_messages
 
 perf = time.perf_counter
 

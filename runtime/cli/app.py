@@ -1,5 +1,5 @@
 """The ``repertory`` command line: ``demo``, ``chat``, ``batch``, ``serve``, ``sessions ls|show|rm|cleanup|export|import|rekey``,
-``keys new``, ``chaos``.
+``keys new``, ``chaos``, ``bench``.
 
 One module per command group; this one assembles them.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from repertory.cli import batch, chaos, chat, keys, serve, sessions, stats
+from repertory.cli import batch, bench, chaos, chat, keys, serve, sessions, stats
 
 __all__ = ["app"]
 
@@ -22,6 +22,7 @@ app.command("batch")(batch.batch)
 app.command("serve")(serve.serve)
 app.command("stats")(stats.stats)
 app.command("chaos")(chaos.chaos)
+app.command("bench")(bench.bench)
 
 if __name__ == "__main__":
     app()
