@@ -22,9 +22,10 @@ demo: install
 test: install
 	bash .ci/ensure-redis
 	bash .ci/ensure-chromium
-	# Two workers: the Ray tests mostly wait (actor start-up, model delays), so two overlap well;
+	# Two workers: the Ray tests mostly wait (actor start-up, model delays), so two overlap well
+	# (worksteal: an idle worker takes tests queued on the other, so no long file is left to one);
 	# every worker starts its own local Ray, and tests share nothing global (namespaces, prefixes).
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist load
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist worksteal
 
 bench: install
 	$(BIN)/repertory bench all
