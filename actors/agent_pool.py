@@ -30,10 +30,14 @@ class RayAgentPool:
         self._handles: dict[str, object] = {}
         self._next: dict[str, int] = {}
 
-    def _handle(self, agent_key: str, replicas: int):
+    def _start(self, agent_key: str, replicas: int) -> int:
+        """The replica a call tries first: round robin over calls."""
         i = self._next.get(agent_key, 0)
         self._next[agent_key] = (i + 1) % max(replicas, 1)
-        name = self.names.agent(agent_key, i % max(replicas, 1))
+        return i
+
+    def _handle(self, agent_key: str, index: int):
+        name = self.names.agent(agent_key, index)
         h = self._handles.get(name)
         if h is None:
             try:
@@ -50,9 +54,10 @@ class RayAgentPool:
                   shared_state_id: str | None = None, memory: dict | None = None,
                   window: dict | None = None) -> TurnOutput:
         last: BaseException | None = None
-        for attempt in range(replicas + 2):
+        n, start = max(replicas, 1), self._start(agent_key, replicas)
+        for attempt in range(2 * n + 2):  # every replica at least twice (one may be restarting)
             try:
-                name, h = self._handle(agent_key, replicas)
+                name, h = self._handle(agent_key, (start + attempt) % n)
             except AgentError as exc:  # this replica is gone for good: try the others
                 last = exc
                 continue
@@ -77,9 +82,10 @@ class RayAgentPool:
                      resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
         call = wire.encode([history, context, shared_state_id, memory, window, deltas, steps, resume])
         last: BaseException | None = None
-        for attempt in range(replicas + 2):
+        n, start = max(replicas, 1), self._start(agent_key, replicas)
+        for attempt in range(2 * n + 2):  # every replica at least twice (one may be restarting)
             try:
-                name, h = self._handle(agent_key, replicas)
+                name, h = self._handle(agent_key, (start + attempt) % n)
             except AgentError as exc:  # this replica is gone for good: try the others
                 last = exc
                 continue

@@ -192,6 +192,9 @@ class RayRuntime(Runtime):
     # -- agents -----------------------------------------------------------------------
     def ensure_agent(self, agent: Agent) -> None:
         if agent.key in self._agents:
+            # Another object of the same definition (each handle may build its own) calls over
+            # every replica too, not only the first.
+            agent.replicas = agent.replicas or len(self._agents[agent.key])
             return
         nodes = _alive_nodes()
         replicas = agent.replicas or len(nodes)

@@ -369,7 +369,8 @@ def test_batch_session_id_with_trailing_newline_is_rejected(sqlite_local, tmp_pa
     report = repertory.batch(jobs, tmp_path / "out.jsonl", agents={"demo": DEMO})
     assert report.failed == 1
     assert read_jsonl(tmp_path / "out.jsonl")[0]["error_type"] == "InvalidSessionId"
-    assert repertory.list_sessions() == []
+    # No session for the refused job; only the batch run's progress record.
+    assert [s.session_id[:10] for s in repertory.list_sessions()] == ["batch-run-"]
 
 
 def test_session_id_with_inner_newline_is_rejected(sqlite_local):
