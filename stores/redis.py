@@ -52,8 +52,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import (ClusterDownError, MasterDownError, NoScriptError, OutOfMemoryError, RedisClusterException,
-                              RedisError, TryAgainError)
+from redis.exceptions import (AskError, ClusterDownError, MasterDownError, MovedError, NoScriptError, OutOfMemoryError,
+                              RedisClusterException, RedisError, TryAgainError)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUnavailable, WriteNotReplicated
@@ -70,9 +70,10 @@ __all__ = ["RedisStore", "glob_escape"]
 log = structlog.get_logger("repertory.store.redis")
 T = TypeVar("T")
 
-# ClusterDown, TryAgain and the cluster client's own errors: a failover in progress
+# ClusterDown, TryAgain, a MOVED or ASK still bouncing once the resends ran out, and the cluster
+# client's own errors: a failover in progress, and the call did not run
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError, ClusterDownError,
-                TryAgainError, MasterDownError, RedisClusterException)
+                TryAgainError, MasterDownError, RedisClusterException, MovedError, AskError)
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 

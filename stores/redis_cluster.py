@@ -29,7 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from repertory.errors import InvalidInput
 
-__all__ = ["CLUSTER_SCHEMES", "Durability", "cluster_client", "parse_cluster_url"]
+__all__ = ["CLUSTER_SCHEMES", "RESEND_BUDGET", "Durability", "cluster_client", "parse_cluster_url"]
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
@@ -37,6 +37,10 @@ CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 # refresh the slot map and send it again (a resent commit is recognised by its write id)
 _RESEND = (MovedError, AskError, ClusterDownError, TryAgainError, RedisConnectionError, RedisTimeoutError,
            OSError, asyncio.TimeoutError, RedisClusterException)
+
+# how long a commit keeps being re-sent while the cluster moves a slot or promotes a replica
+# (seconds); a failover after a crash takes the cluster's node timeout plus an election
+RESEND_BUDGET = 5.0
 
 
 def parse_cluster_url(scheme: str, netloc: str, path: str, shown: str) -> dict[str, Any]:
@@ -99,12 +103,19 @@ class Durability:
 
     async def execute(self, calls: Sequence[Any], not_replicated: Any) -> list[Any]:
         """One result per call: its script's reply, a RedisError, or ``not_replicated(acks)``
-        when the write ran but fewer replicas than required confirmed it."""
+        when the write ran but fewer replicas than required confirmed it.
+
+        Calls that did not run where they were sent (MOVED, ASK, a failover in progress, a dead
+        master) are sent again until they run or :data:`RESEND_BUDGET` seconds have passed; what
+        is still unsent then comes back as its error (the store reports it as unavailable)."""
         results: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
-        for attempt in range(self._retries + 1):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RESEND_BUDGET
+        attempt = 0
+        while True:
             if isinstance(self._client, RedisCluster):
-                await self._client.initialize()
+                await self._client.initialize()  # the first call learns the slots; later ones return at once
             groups: dict[int, tuple[Redis, list[int]]] = {}
             for i in todo:
                 client = self._master(calls[i].keys[0])
@@ -112,14 +123,30 @@ class Durability:
             await asyncio.gather(*(self._send(client, idx, calls, results, not_replicated)
                                    for client, idx in groups.values()))
             todo = [i for i in todo if isinstance(results[i], _RESEND)]
-            if not todo or attempt == self._retries:
-                break
+            if not todo or loop.time() >= deadline:
+                return results
             if isinstance(self._client, RedisCluster):
-                # the slot moved or its master died: learn the new map before sending again
-                self._client._initialize = True  # noqa: SLF001 (redis-py's own refresh switch)
-                self._masters_close_later()
-            await asyncio.sleep(0.2 * 2 ** attempt)
-        return results
+                await self._learn_slots([results[i] for i in todo])
+            await asyncio.sleep(min(0.5, 0.05 * 2 ** attempt))
+            attempt += 1
+
+    async def _learn_slots(self, errors: list[Exception]) -> None:
+        """Update the slot map after failed sends.
+
+        A MOVED names the slot's master as the node asked sees it: follow it (a full refresh
+        asks one random node, which may be a restarted old master that still claims the slot
+        from its nodes.conf, and MOVED would then bounce between the two until the views
+        converge). Any other failure (dead node, failover under way): refresh the whole map."""
+        assert isinstance(self._client, RedisCluster)
+        if any(not isinstance(e, (MovedError, AskError)) for e in errors):
+            try:
+                await self._client.nodes_manager.initialize()
+            except _RESEND:
+                pass  # no node answered yet: the next send fails the same way and we come back
+            self._masters_close_later()
+        for e in errors:
+            if isinstance(e, MovedError):
+                await self._client.nodes_manager.move_slot(e)
 
     def _masters_close_later(self) -> None:
         old, self._masters = self._masters, {}
