@@ -23,8 +23,9 @@ from pathlib import Path
 import structlog
 
 from repertory.chaos.checker import Anomaly, StoredSession, check, recovery_times
-from repertory.chaos.faults import Fault, FaultInjector, schedule
+from repertory.chaos.faults import REDIS_KINDS, Fault, FaultInjector, schedule
 from repertory.chaos.log import AckLog, FaultRecord, read_log
+from repertory.chaos.redis_cluster import start_cluster
 from repertory.chaos.redis_server import PrivateRedis
 from repertory.errors import InvalidInput
 
@@ -192,13 +193,22 @@ def run_chaos(config: ChaosConfig) -> ChaosReport:
         raise InvalidInput("a chaos run needs --sessions >= 1, --clients >= 1 and a positive --duration")
     workdir = Path(config.workdir or tempfile.mkdtemp(prefix="repertory-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    redis = None
+    redis = cluster = None
+    own = [k for k in config.faults if k in REDIS_KINDS]
+    if own and config.store is not None:
+        raise InvalidInput(f"the {own[0]} fault runs the store on its own private Redis; leave out --store")
     if "redis-restart" in config.faults:
-        if config.store is not None:
-            raise InvalidInput("the redis-restart fault runs on its own private Redis; leave out --store")
         redis = PrivateRedis(workdir / "redis")
         redis.start()
-    store = config.store or (f"{redis.url}?prefix=chaos{config.seed}" if redis else f"sqlite:///{workdir / 'state.db'}")
+    if "redis-failover" in config.faults:
+        cluster = start_cluster(workdir / "redis-cluster")
+    if redis is not None:
+        store = f"{redis.url}?prefix=chaos{config.seed}"
+    elif cluster is not None:
+        # WAIT for one replica: an acknowledged commit survives its master's death
+        store = cluster.url(f"chaos{config.seed}", wait=1, wait_timeout=500)
+    else:
+        store = config.store or f"sqlite:///{workdir / 'state.db'}"
     namespace = config.namespace or f"chaos-{config.seed}-{os.getpid()}"
     log_path = workdir / "acks.jsonl"
     report = ChaosReport(config, log_path, store)
@@ -211,7 +221,7 @@ def run_chaos(config: ChaosConfig) -> ChaosReport:
         acks = AckLog(log_path)
         try:
             sessions = [Session(session_id=sid, agent=agent) for sid in session_ids]
-            injector = FaultInjector(rt, agent, session_ids, redis)
+            injector = FaultInjector(rt, agent, session_ids, redis, cluster)
             run_sync(_drive, config, sessions, injector, acks, report)
         finally:
             acks.close()
@@ -220,6 +230,8 @@ def run_chaos(config: ChaosConfig) -> ChaosReport:
     finally:
         if redis is not None:
             redis.stop()
+        if cluster is not None:
+            cluster.stop()
     records = read_log(log_path)
     report.anomalies = check(records, stored)
     report.faults = recovery_times(records)

@@ -59,7 +59,8 @@ def chaos(
     clients: Annotated[int, typer.Option("--clients", help="Concurrent clients (each owns some sessions).")] = 4,
     store: StoreOpt = None,
     faults: Annotated[str, typer.Option("--faults", help="Fault kinds: host, replica, store-actor, "
-                                        "redis-restart (a private Redis, no --store).")] = "host,replica,store-actor",
+                                        "redis-restart (a private Redis, no --store), redis-failover (a private 3+3 "
+                                        "Redis Cluster with wait=1, no --store).")] = "host,replica,store-actor",
     every: Annotated[float, typer.Option("--every", help="About one fault per this many seconds.")] = 5.0,
     workdir: Annotated[Optional[Path], typer.Option("--workdir", help="Where the log (acks.jsonl), the "
                                                     "SQLite file and the private Redis go (default: a temp dir).")] = None,

@@ -44,3 +44,14 @@ def test_reduced_chaos_run_with_redis_restarts(ray_cluster, tmp_path):
     report = run_chaos(ChaosConfig(seed=12, duration=12, sessions=4, clients=2, faults=kinds, every=3,
                                    quiet_tail=4, workdir=tmp_path, namespace=f"chaos-redis-{os.getpid()}"))
     _assert_clean(report, kinds)
+
+
+@pytest.mark.redis_cluster
+def test_reduced_chaos_run_with_redis_cluster_failovers(ray_cluster, tmp_path):
+    # the store on a private 3+3 Redis Cluster with wait=1: the masters of loaded sessions fail
+    # over under the load, once gracefully and once by SIGKILL (seed 13's schedule: targets even, odd)
+    kinds = ("redis-failover",)
+    report = run_chaos(ChaosConfig(seed=13, duration=10, sessions=4, clients=2, faults=kinds, every=2.5,
+                                   quiet_tail=3, workdir=tmp_path, namespace=f"chaos-rc-{os.getpid()}"))
+    _assert_clean(report, kinds)
+    assert sorted(f.target.split()[-1] for f, _ in report.faults) == ["(failover)", "(killed)"]

@@ -28,7 +28,10 @@ def test_fault_kinds_are_checked():
     with pytest.raises(InvalidInput, match="unknown fault 'hots'"):
         parse_kinds("hots")
     with pytest.raises(InvalidInput, match="not available yet"):
-        parse_kinds("redis-failover")
+        parse_kinds("node")
+    assert parse_kinds("redis-failover,host") == ("redis-failover", "host")
+    with pytest.raises(InvalidInput, match="choose one of them"):
+        parse_kinds("redis-restart,redis-failover")
 
 
 def test_durations():
