@@ -4,7 +4,10 @@ The long run is ``repertory chaos --seed N --duration 5m`` (README, "Chaos run")
 reduced form for CI, with fixed seeds so that a failure replays the same schedule.
 """
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -55,3 +58,23 @@ def test_reduced_chaos_run_with_redis_cluster_failovers(ray_cluster, tmp_path):
                                    quiet_tail=3, workdir=tmp_path, namespace=f"chaos-rc-{os.getpid()}"))
     _assert_clean(report, kinds)
     assert sorted(f.target.split()[-1] for f, _ in report.faults) == ["(failover)", "(killed)"]
+
+
+def test_reduced_chaos_run_with_node_removals(tmp_path):
+    # in a process of its own: the run starts a 3-node Ray cluster (ray.cluster_utils), which must
+    # be its process's first Ray; worker nodes leave and fresh ones join under the load
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = tmp_path / "figures.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "repertory.cli.app", "chaos", "--seed", "14", "--duration", "12s", "--sessions", "4",
+         "--clients", "2", "--faults", "node", "--every", "3", "--workdir", str(tmp_path), "--json", str(out)],
+        env=env, capture_output=True, text=True, timeout=400)
+    assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    print(f"\nchaos seed 14 (node): {figures['turns']} turns, {figures['ops']} state ops, faults "
+          f"{[(f['target'], f['recovery_s']) for f in figures['faults']]}, {figures['seconds']} s")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert figures["failed_faults"] == [] and figures["anomalies"] == [] and figures["unacknowledged"] == 0
+    assert figures["faults_by_kind"].get("node", 0) >= 2
+    assert figures["turns"] > 20 and figures["ops"] > 5
+    assert all(f["recovery_s"] is not None for f in figures["faults"])
