@@ -178,7 +178,7 @@ async def _drive(config: ChaosConfig, sessions: list, injector: FaultInjector, a
                          *(c.run(start + config.duration) for c in clients))
 
 
-def _read_back(store: str, namespace: str, agent, session_ids: list[str]) -> dict[str, StoredSession]:
+def _read_back(store: str, namespace: str, session_ids: list[str]) -> dict[str, StoredSession]:
     import repertory
     from repertory.session.handle import Session
 
@@ -186,7 +186,7 @@ def _read_back(store: str, namespace: str, agent, session_ids: list[str]) -> dic
     try:
         stored = {}
         for sid in session_ids:
-            s = Session(session_id=sid, agent=agent)
+            s = Session(session_id=sid)  # no agent: reading starts no agent actors
             if s.exists():
                 stored[sid] = StoredSession(s.get_history(), list(s.metadata.get(OPS_FIELD, [])))
         return stored
@@ -256,7 +256,7 @@ def run_chaos(config: ChaosConfig) -> ChaosReport:
             acks.close()
             repertory.shutdown()
             nodes = _stop_nodes(nodes)  # the read-back runs on a fresh private Ray, not on these nodes
-        stored = _read_back(store, namespace, agent, session_ids)
+        stored = _read_back(store, namespace, session_ids)
     finally:
         if redis is not None:
             redis.stop()
