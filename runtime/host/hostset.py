@@ -30,7 +30,7 @@ class HostSet:
 
     def __init__(self, fixed: int | None = None, *, period: float = CHECK_EVERY,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.fixed = fixed
+        self.fixed = fixed or None  # 0 or None: follow the nodes
         self.period = period
         self._clock = clock
         self._next = clock() + period

@@ -20,6 +20,7 @@ def test_the_nodes_are_checked_once_per_period_and_never_with_a_fixed_count():
     now[0] = 5.0
     assert hs.due()
     assert not HostSet(3, period=0.0).due()
+    assert HostSet(0, period=0.0).due()  # Settings.num_hosts=0: one per CPU, followed
 
 
 def test_added_hosts_go_to_the_nodes_below_their_share():
