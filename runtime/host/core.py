@@ -15,6 +15,11 @@ finds its own write refused while the lease is held, and does the same. Unconten
 take no lease and pay nothing. Repeated model calls, retries and lease waits are counted in
 the session's ``metrics`` and the host's stats.
 
+Within one runtime, while the host set changes (host.hostset), two hosts may be asked for
+one session: with an :class:`~repertory.host.activation.Activation` a host takes the
+session's activation lease before using its state and answers ``SessionElsewhere`` if
+another host holds it (host.activation); the runtime resends the call there.
+
 :class:`HostCore` implements :class:`~repertory.host.api.HostAPI` and knows nothing about
 Ray: ``repertory.actors.session_host`` wraps it in an actor, and the local runtime calls it
 directly.

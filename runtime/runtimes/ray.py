@@ -277,7 +277,8 @@ class RayRuntime(Runtime):
         await self._refresh_hosts()
         data = wire.encode(args)
         target, target_name, moved = None, "", 0  # target: the holder a redirect named (host.activation)
-        redirects, unreachable = Redirects(self.settings.turn_timeout), set()
+        redirects: Redirects | None = None  # made on the first redirect: nothing on the hot path
+        unreachable: set[str] = set()
         while True:
             try:
                 return wire.decode(await call_restartable(
@@ -291,6 +292,7 @@ class RayRuntime(Runtime):
                 await self._unschedulable(ref, exc, moved)
                 moved += 1
             except SessionElsewhere as exc:  # active on another host: resend there
+                redirects = redirects or Redirects(self.settings.turn_timeout)
                 target, target_name = await self._follow(exc, redirects, unreachable), exc.holder
 
     async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
@@ -304,7 +306,8 @@ class RayRuntime(Runtime):
         delay = 0.05
         moved = 0
         target, target_name = None, ""  # the holder a redirect named (host.activation)
-        redirects, unreachable = Redirects(self.settings.turn_timeout), set()
+        redirects: Redirects | None = None  # made on the first redirect: nothing on the hot path
+        unreachable: set[str] = set()
         while True:
             ask = req if sent == 0 else dataclasses.replace(req, resume_from=(req.resume_from or 0) + sent)
             host = target or self._host(req.ref)
@@ -316,6 +319,7 @@ class RayRuntime(Runtime):
                     yield item
                 return
             except SessionElsewhere as exc:  # active on another host: ask there
+                redirects = redirects or Redirects(self.settings.turn_timeout)
                 target, target_name = await self._follow(exc, redirects, unreachable), exc.holder
             except ActorUnschedulableError as exc:  # its node left: it starts on another
                 if target is not None:

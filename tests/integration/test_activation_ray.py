@@ -1,8 +1,8 @@
 """Single activation on Ray while two drivers disagree on the host set (issue 11 item 2): one
 driver routes over one host, the other over two, on one store and namespace, so the sessions
 of host 1 are asked of host 0 and host 1 at once. One host activates each session and the
-other sends its calls on to it (SessionElsewhere, followed by the runtime): every turn is
-answered once, no model call is repeated, and the histories are exact."""
+other sends its calls on to it (SessionElsewhere, followed by the runtime): every turn (sent
+whole or streamed) is answered once, no model call is repeated, and the histories are exact."""
 
 from __future__ import annotations
 
@@ -30,12 +30,16 @@ def test_two_drivers_with_different_host_counts_activate_each_session_once(ray_c
     ids = [f"race{i}" for i in range(40) if host_index(SessionRef(f"race{i}").key, 2) == 1][:6]
     turns = 8
     try:
+        async def streamed(s: Session, message: str) -> str:
+            return "".join([chunk async for chunk in s.astream(message)])
+
         async def race() -> None:
             calls = []
             for sid in ids:
                 for rt, name in ((one, "one"), (two, "two")):
                     s = Session(sid, agent=agent, runtime=rt)
-                    calls += [s.achat(f"{sid} {name} {k}") for k in range(turns)]
+                    calls += [s.achat(f"{sid} {name} {k}") for k in range(turns - 2)]
+                    calls += [streamed(s, f"{sid} {name} {k}") for k in range(turns - 2, turns)]
             await asyncio.gather(*calls)
 
         asyncio.run(race())
