@@ -40,7 +40,7 @@ from repertory.actors.shared_state import RaySharedStateBackend, SharedStateActo
 from repertory.actors.store import RemoteStore
 from repertory.agents.agent import Agent, TurnOutput
 from repertory.config import Settings
-from repertory.errors import AgentError, RuntimeNotReady, SessionElsewhere
+from repertory.errors import AgentError, RepertoryError, RuntimeNotReady, SessionElsewhere
 from repertory.host import wire
 from repertory.host.activation import Redirects
 from repertory.host.api import TurnReply, TurnRequest
@@ -146,6 +146,7 @@ class RayRuntime(Runtime):
         # in proportion to its CPUs. Pinned (Ray's soft affinity let fresh nodes go unused);
         # a host whose node left is started again on a live one (_revive_host).
         self._placed = spread(nodes, n)  # each host's node
+        self._resizing = False
         self.hosts = [self._start_host(i, node) for i, node in enumerate(self._placed)]
         self._agents: dict[str, list] = {}
         self._dedicated: dict[str, Any] = {}
@@ -169,9 +170,17 @@ class RayRuntime(Runtime):
         self.hosts[index] = self._start_host(index, node)
 
     async def _refresh_hosts(self) -> None:
-        """Every few seconds, on the call path: follow the cluster's nodes (host.hostset)."""
-        if self._hostset.due():
+        """Every few seconds, on the call path: follow the cluster's nodes (host.hostset). One
+        look at a time; calls meanwhile go on with the current set."""
+        if self._resizing or not self._hostset.due():
+            return
+        self._resizing = True
+        try:
             await asyncio.to_thread(self._resize)
+        except RepertoryError as exc:  # new hosts did not start: keep the set, look again later
+            log.warning("host_set_not_changed", error=str(exc))
+        finally:
+            self._resizing = False
 
     def _resize(self) -> None:
         nodes = _alive_nodes()
