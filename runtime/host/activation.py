@@ -78,7 +78,7 @@ class Activation:
         self.owner = holder.owner()
         self.ttl = ttl
         self._clock = clock
-        self._releases: set[asyncio.Task] = set()
+        self._releases: dict[str, asyncio.Task] = {}  # by session key, while under way
         self.redirects = 0  # calls this host sent on to the holder
         self.takeovers = 0  # leases taken from a dead incarnation of this host
 
@@ -92,6 +92,9 @@ class Activation:
         now = self._clock()
         if slot.lease_until - now > self.ttl / 2:
             return False
+        pending = self._releases.get(key)
+        if pending is not None:  # passivated a moment ago: let the release land before taking it again
+            await asyncio.wait((pending,))
         for _ in range(3):
             started = self._clock()
             left = await self.store.acquire_lease(lease_key(key), self.owner, self.ttl)
@@ -136,9 +139,8 @@ class Activation:
         if not slot.lease_until:
             return
         slot.lease_until = 0.0
-        task = asyncio.get_running_loop().create_task(self._release(key))
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
+        task = self._releases[key] = asyncio.get_running_loop().create_task(self._release(key))
+        task.add_done_callback(lambda t: self._releases.pop(key, None) if self._releases.get(key) is t else None)
 
     async def _release(self, key: str) -> None:
         try:
@@ -149,7 +151,7 @@ class Activation:
     async def drain(self) -> None:
         """Wait for the releases started so far."""
         if self._releases:
-            await asyncio.gather(*list(self._releases), return_exceptions=True)
+            await asyncio.gather(*list(self._releases.values()), return_exceptions=True)
 
 
 class Redirects:

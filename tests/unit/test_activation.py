@@ -170,3 +170,16 @@ def test_holder_round_trips_and_lease_keys_cannot_be_session_ids():
     assert Holder.parse(h.owner()) == h
     assert Holder.parse("host-3-abcdef") is None  # a contended-session owner, not an activation
     assert lease_key("u:s1") == "u:s1/activation"
+
+
+async def test_a_session_activated_again_while_its_release_is_under_way_keeps_its_lease(store):
+    a, agent, _ = make(store, "host-a")
+    b, _, _ = make(store, "host-b", agent=agent)
+    await a.turn(turn(agent, "one"))
+    a.passivate_idle(0.0)  # the release runs in the background...
+    await a.turn(turn(agent, "two"))  # ...and this activation waits for it, then takes the lease
+    await asyncio.sleep(0.05)
+    assert await store.lease_holder(lease_key("s1")) == a.activation.owner
+    with pytest.raises(SessionElsewhere):
+        await b.turn(turn(agent, "three"))
+    await a.close(), await b.close()
