@@ -3,7 +3,8 @@
 What runs, in this process (run it on its own, so that RSS is the host's):
 
   1. N sessions are stored in a fresh SQLite file (two messages each), untimed.
-  2. Baseline, same run: turns on ``cap`` sessions that stay resident (no activation).
+  2. Baseline, same run: a second host's ``cap`` sessions stay resident (no activation); a slice
+     of their turns runs before each slice of served sessions, so both see the same load.
   3. Served: every stored session in turn is activated (loaded from the store), answers one
      turn (null model client, written before acknowledged) and is passivated by the cap
      (``max_resident``); ``--concurrency`` turns in flight. RSS (/proc) and the host's
@@ -81,55 +82,60 @@ async def _serve(n: int, cap: int, concurrency: int, db: Path, samples: int) -> 
     pool = LocalAgentPool()
     pool.add(agent)
     host = HostCore(store, pool, Settings(store=f"sqlite:///{db}", max_resident=cap, idle_timeout=0))
+    # The same-run baseline: a second host whose `cap` sessions stay resident (no activation),
+    # given a slice of turns before each slice of served sessions, so both see the same load.
+    resident = HostCore(store, pool, Settings(store=f"sqlite:///{db}", max_resident=cap, idle_timeout=0),
+                        name="resident")
     keys = [f"served-{i:08d}" for i in range(n)]
+    warm = [f"resident-{i:08d}" for i in range(min(cap, n))]
 
-    def turn(key: str, i: int) -> Any:
-        return host.turn(TurnRequest(ref=SessionRef(key), agent_key=agent.key, content=TEXT.format(i=i),
-                                     turn_id=uuid.uuid4().hex))
+    def turn(on: Any, key: str, i: int) -> Any:
+        return on.turn(TurnRequest(ref=SessionRef(key), agent_key=agent.key, content=TEXT.format(i=i),
+                                   turn_id=uuid.uuid4().hex))
 
     t0 = perf()
-    await _store_sessions(store, keys)
+    await _store_sessions(store, keys + warm)
     build_s = perf() - t0
     gc.collect()
     rss_start = _rss_bytes()
 
-    async def drive(batch: list[str], k: int) -> float:
+    async def drive(on: Any, batch: list[str], k: int) -> float:
         started = perf()
         it = iter(batch)
 
         async def worker() -> None:
             for key in it:
-                await turn(key, k)
+                await turn(on, key, k)
 
         await asyncio.gather(*(worker() for _ in range(min(concurrency, len(batch)))))
         return perf() - started
 
-    # Baseline in the same run: turns on `cap` resident sessions (activated untimed first).
-    warm = keys[:min(cap, n)]
-    await drive(warm, 1)
-    base_turns = max(len(warm), 2000)
-    base_s = 0.0
-    done = 0
-    while done < base_turns:
-        base_s += await drive(warm, 2 + done // len(warm))
-        done += len(warm)
-    base_rate = done / base_s
-    host.passivate_idle(0)
-
-    # Served: every stored session once, in order, in `samples` slices.
-    activations0 = host.activations
+    await drive(resident, warm, 1)  # activated once, untimed
     step = max(n // samples, 1)
+    base_each = max(min(step, 2000), len(warm))
+    base_s, base_done = 0.0, 0
+    activations0 = host.activations
     series = []
     max_slots = 0
     served_s = 0.0
     for i in range(0, n, step):
-        served_s += await drive(keys[i:i + step], 1_000_000)
+        for r in range(0, base_each, len(warm)):
+            base_s += await drive(resident, warm, 2 + (i + r) // len(warm))
+            base_done += len(warm)
+        served_s += await drive(host, keys[i:i + step], 1)
         max_slots = max(max_slots, len(host._slots))
         series.append({"served": min(i + step, n), "elapsed_s": served_s, "rss_bytes": _rss_bytes(),
                        "resident": len(host._slots)})
+        p = series[-1]  # progress, so that a long run can be read while it goes
+        console.print(f"served {p['served']:,} in {served_s:.1f} s ({p['served'] / served_s:,.0f}/s), RSS "
+                      f"{p['rss_bytes'] / 2**20:,.0f} MiB, resident {p['resident']:,}; resident host "
+                      f"{base_done / base_s:,.0f} turns/s; load {os.getloadavg()[0]:.1f}")
+    base_rate = base_done / base_s
+    done = base_done
     activations = host.activations - activations0
     sizes = host_structure_sizes(host)
     await host.close()
+    await resident.close()
     await store.close()
     first = series[max(len(series) // 10 - 1, 0)]["rss_bytes"]
     last = series[-1]["rss_bytes"]
