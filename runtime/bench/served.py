@@ -30,7 +30,7 @@ from typing import Any
 
 from repertory.bench.common import Figure, console, figure, fmt_num, load_info, table
 
-__all__ = ["host_structure_sizes", "run", "sessions_served"]
+__all__ = ["host_structure_sizes", "run", "sessions_served", "store_sessions"]
 
 perf = time.perf_counter
 TEXT = "Note {i}: the weather report says light rain this afternoon, clearing later."
@@ -55,7 +55,8 @@ def host_structure_sizes(host: Any) -> dict[str, int]:
     return sizes
 
 
-async def _store_sessions(store: Any, keys: list[str], chunk: int = 500) -> None:
+async def store_sessions(store: Any, keys: list[str], chunk: int = 500) -> None:
+    """Store a two-message session under each key, ``chunk`` commits at a time (group commits)."""
     from repertory.state.session_state import SessionState
 
     for i in range(0, len(keys), chunk):
@@ -94,7 +95,7 @@ async def _serve(n: int, cap: int, concurrency: int, db: Path, samples: int) -> 
                                    turn_id=uuid.uuid4().hex))
 
     t0 = perf()
-    await _store_sessions(store, keys + warm)
+    await store_sessions(store, keys + warm)
     build_s = perf() - t0
     gc.collect()
     rss_start = _rss_bytes()

@@ -10,7 +10,7 @@ import uuid
 from prometheus_client import CollectorRegistry
 
 from repertory.agents.agent import Agent
-from repertory.bench.served import _store_sessions, host_structure_sizes
+from repertory.bench.served import store_sessions, host_structure_sizes
 from repertory.config import Settings
 from repertory.host.api import TurnRequest
 from repertory.host.core import HostCore
@@ -37,7 +37,7 @@ async def test_serving_many_sessions_keeps_the_host_within_its_cap(tmp_path):
     host = HostCore(store, pool, Settings(store=f"sqlite:///{db}", max_resident=CAP, idle_timeout=0),
                     metrics=PrometheusMetrics("host-0", registry))
     keys = [f"served-{i:05d}" for i in range(SESSIONS)]
-    await _store_sessions(store, keys)
+    await store_sessions(store, keys)
 
     early: dict[str, int] = {}
     series_early = 0
