@@ -166,11 +166,18 @@ class FaultInjector:
     async def _kill_replica(self, target: int) -> tuple[str, list[str] | None]:
         import ray
 
-        index = target % max(self.agent.replicas or 1, 1)
-        name = self.runtime.names.agent(self.agent.key, index)  # type: ignore[attr-defined]
-        handle = ray.get_actor(name, namespace=self.runtime.settings.namespace)  # type: ignore[attr-defined]
-        os.kill(await _actor_pid(handle), signal.SIGKILL)
-        return f"replica-{index}", None
+        n = max(self.agent.replicas or 1, 1)
+        # from the target's replica on, the first that exists: one whose node left (the node
+        # fault) is gone for good
+        for index in (i % n for i in range(target, target + n)):
+            name = self.runtime.names.agent(self.agent.key, index)  # type: ignore[attr-defined]
+            try:
+                handle = ray.get_actor(name, namespace=self.runtime.settings.namespace)  # type: ignore[attr-defined]
+            except ValueError:
+                continue
+            os.kill(await _actor_pid(handle), signal.SIGKILL)
+            return f"replica-{index}", None
+        raise InvalidInput(f"no replica of agent {self.agent.name!r} is left to kill")
 
     async def _kill_store_actor(self) -> tuple[str, list[str] | None]:
         import ray
