@@ -11,6 +11,7 @@ import asyncio
 import os
 import random
 import signal
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,10 @@ class FaultInjector:
         self.redis = redis
         self.cluster = cluster
         self.nodes = nodes
+        self.landed_at = 0.0  # wall-clock time the last fault struck (its recovery is timed from it)
+
+    def _strike(self) -> None:
+        self.landed_at = time.time()
 
     async def inject(self, fault: Fault) -> tuple[str, list[str] | None]:
         # A new kind (a Redis Cluster failover, a node removal) is one more branch here.
@@ -108,6 +113,7 @@ class FaultInjector:
         if fault.kind == "redis-restart":
             if self.redis is None:
                 raise InvalidInput("the redis-restart fault needs the run's private Redis")
+            self._strike()
             await asyncio.to_thread(self.redis.restart)
             return f"redis:{self.redis.port}", None
         if fault.kind == "redis-failover":
@@ -133,6 +139,7 @@ class FaultInjector:
         node = busy[target % len(busy)]
         hosts = hosts_on[node.node_id]
         hit = [s for s in self.sessions if self.runtime.host_of(s) in hosts]
+        self._strike()
         await asyncio.to_thread(self.nodes.replace, node)
         return f"node:{node.node_id[:12]} ({len(hosts)} host(s))", hit or None
 
@@ -148,8 +155,10 @@ class FaultInjector:
         master = masters[self.sessions[target % len(self.sessions)]]
         hit = [sid for sid, port in masters.items() if port == master]
         if target % 2 == 0:
+            self._strike()
             cluster.failover(master)
             return f"redis-master:{master} (failover)", hit
+        self._strike()
         cluster.kill(master)
         cluster.restart(master)
         return f"redis-master:{master} (killed)", hit
@@ -159,6 +168,7 @@ class FaultInjector:
         stats = await asyncio.wait_for(asyncio.to_thread(self.runtime.stats), 60)
         pooled = sorted((st for st in stats if str(st["host"]).startswith("host-")), key=lambda st: st["host"])
         victim = pooled[target % len(pooled)]
+        self._strike()
         os.kill(victim["pid"], signal.SIGKILL)
         hit = [s for s in self.sessions if self.runtime.host_of(s) == victim["host"]]
         return str(victim["host"]), hit
@@ -175,7 +185,9 @@ class FaultInjector:
                 handle = ray.get_actor(name, namespace=self.runtime.settings.namespace)  # type: ignore[attr-defined]
             except ValueError:
                 continue
-            os.kill(await _actor_pid(handle), signal.SIGKILL)
+            pid = await _actor_pid(handle)
+            self._strike()
+            os.kill(pid, signal.SIGKILL)
             return f"replica-{index}", None
         raise InvalidInput(f"no replica of agent {self.agent.name!r} is left to kill")
 
@@ -184,5 +196,7 @@ class FaultInjector:
 
         name = self.runtime.names.store()  # type: ignore[attr-defined]
         handle = ray.get_actor(name, namespace=self.runtime.settings.namespace)  # type: ignore[attr-defined]
-        os.kill(await _actor_pid(handle), signal.SIGKILL)
+        pid = await _actor_pid(handle)
+        self._strike()
+        os.kill(pid, signal.SIGKILL)
         return "store-actor", None

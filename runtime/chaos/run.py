@@ -162,7 +162,9 @@ async def _inject_all(plan: list[Fault], injector: FaultInjector, acks: AckLog, 
             report.failed_faults.append(f"{fault.kind} at {fault.at}s: {exc!r}"[:300])
             log.warning("chaos.fault_failed", kind=fault.kind, error=repr(exc)[:200])
             continue
-        acks.fault(fault.kind, target, at=time.time(), sessions=hit)
+        # timed from when it struck, not from when the injector returned (a node fault returns
+        # once the fresh node has joined, a Redis kill once the node rejoined as a replica)
+        acks.fault(fault.kind, target, at=injector.landed_at, sessions=hit)
         log.info("chaos.fault", kind=fault.kind, target=target)
 
 
