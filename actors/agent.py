@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from repertory.agents.agent import Agent, AgentCore
 from repertory.agents.model_client import preload_litellm
 from repertory.host import wire
+from repertory.host.envelope import serve_envelope
 from repertory.logs import configure_logging
 from repertory.memory.stores import MemoryStores
 
@@ -33,6 +34,11 @@ class AgentActor:
         """``call``: wire bytes of ``[history, context, shared_state_id, memory, window]``."""
         history, context, shared_state_id, memory, window = wire.decode(call)
         return wire.encode(await self._core.run(history, context, shared_state_id, memory, window))
+
+    async def run_many(self, calls: bytes) -> bytes:
+        """An envelope of :meth:`run` calls (wire bytes of a list of their ``call`` bytes),
+        run concurrently; one outcome each (repertory.host.envelope)."""
+        return await serve_envelope(self.run, calls)
 
     async def stream(self, call: bytes) -> AsyncIterator[str | bytes]:
         """As :meth:`run` (plus ``deltas, steps, resume``), yielding text chunks, the encoded

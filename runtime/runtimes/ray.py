@@ -43,6 +43,7 @@ from repertory.config import Settings
 from repertory.errors import AgentError, RuntimeNotReady
 from repertory.host import wire
 from repertory.host.api import TurnReply, TurnRequest
+from repertory.host.envelope import Coalescer, decode_outcomes
 from repertory.host.routing import host_index, spread
 from repertory.host.stats import HostStats
 from repertory.ids import SessionRef
@@ -120,6 +121,14 @@ def _alive_nodes() -> list[tuple[str, float]]:
     return sorted((n["NodeID"], float(n.get("Resources", {}).get("CPU", 0))) for n in ray.nodes() if n.get("Alive"))
 
 
+async def _send_one(host: Any, call: tuple[str, bytes]) -> bytes:
+    return await getattr(host, call[0]).remote(call[1])
+
+
+async def _send_many(host: Any, calls: list[tuple[str, bytes]]) -> list[bytes | BaseException]:
+    return decode_outcomes(await host.calls.remote(wire.encode(calls)))
+
+
 class RayRuntime(Runtime):
     """Sessions on host actors; see the module docstring."""
 
@@ -149,6 +158,8 @@ class RayRuntime(Runtime):
         self._shared: dict[str, RaySharedStateBackend] = {}
         self._memory: dict[str, Any] = {}
         self._driver_pool = RayAgentPool(self.names)
+        # Concurrent calls to one host travel as one envelope (repertory.host.envelope).
+        self._envelopes: Coalescer[Any, tuple[str, bytes], bytes] = Coalescer(_send_one, _send_many)
         self._wait(self.hosts, "session hosts")  # hosts open the store in their constructor
 
     def _start_host(self, index: int, node: str) -> Any:
@@ -230,12 +241,13 @@ class RayRuntime(Runtime):
         return h
 
     async def invoke(self, ref: SessionRef, op: Callable[..., Awaitable[T]], *args: Any) -> T:
-        # SessionHost has a method of the same name for each HostCore operation.
-        data = wire.encode(args)
+        # SessionHost has a method of the same name for each HostCore operation; an envelope
+        # names it. A resent envelope resends each of its calls, as a resent lone call.
+        call = (op.__name__, wire.encode(args))
         for attempt in range(3):
             try:
                 return wire.decode(await call_restartable(
-                    lambda: getattr(self._host(ref), op.__name__).remote(data),
+                    lambda: self._envelopes.call(self._host(ref), call),
                     lambda exc: RuntimeNotReady(f"the host of session {ref.key!r} did not come back: {exc}")))
             except ActorUnschedulableError as exc:  # resent as after a restart (module docstring)
                 await self._unschedulable(ref, exc, attempt)
