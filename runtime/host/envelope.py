@@ -71,6 +71,7 @@ class Coalescer(Generic[K, I, R]):
         self._tasks: set[asyncio.Task] = set()
         self.envelopes = 0  # envelopes sent (of two calls or more), for tests and benchmarks
         self.enveloped = 0  # calls sent in them
+        self.sending = 0    # envelopes awaiting their reply now
 
     async def call(self, key: K, item: I) -> R:
         """Send ``item`` to ``key``, alone or in an envelope, and return its outcome."""
@@ -141,6 +142,7 @@ class Coalescer(Generic[K, I, R]):
             task.add_done_callback(self._tasks.discard)
 
     async def _envelope(self, slot: tuple[asyncio.AbstractEventLoop, K], calls: list[tuple[Any, asyncio.Future]]) -> None:
+        self.sending += 1
         try:
             outcomes = await self._send_many(slot[1], [item for item, _ in calls])
             if len(outcomes) != len(calls):
@@ -152,6 +154,7 @@ class Coalescer(Generic[K, I, R]):
         except BaseException as exc:  # noqa: BLE001 - every caller gets the envelope's error
             outcomes = [exc] * len(calls)
         finally:
+            self.sending -= 1
             self._done(slot)
         for (_, fut), outcome in zip(calls, outcomes):
             if not fut.done():
