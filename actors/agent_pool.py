@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import ray
@@ -34,8 +35,10 @@ class RayAgentPool:
         self.names = names
         self._handles: dict[str, object] = {}
         self._next: dict[str, int] = {}
-        # Concurrent calls to one replica travel as one envelope (repertory.host.envelope).
-        self._calls: Coalescer[tuple[str, int], bytes, bytes] = Coalescer(self._run_one, self._run_many)
+        # Concurrent calls to one replica travel as one envelope (repertory.host.envelope); each
+        # carries an id, so that a cancelled caller can stop its own call on the replica.
+        self._calls: Coalescer[tuple[str, int], tuple[str, bytes], bytes] = Coalescer(
+            self._run_one, self._run_many, abandon=self._abandon)
 
     def _replica(self, replica: tuple[str, int]):
         try:
@@ -43,16 +46,22 @@ class RayAgentPool:
         except AgentError as exc:
             raise _ReplicaGone(str(exc)) from exc
 
-    async def _run_one(self, replica: tuple[str, int], call: bytes) -> bytes:
-        ref = self._replica(replica).run.remote(call)
+    async def _run_one(self, replica: tuple[str, int], call: tuple[str, bytes]) -> bytes:
+        ref = self._replica(replica).run.remote(call[1])
         try:
             return await ref
         except asyncio.CancelledError:  # a busy policy cancelled the turn: stop the model call too
             ray.cancel(ref)
             raise
 
-    async def _run_many(self, replica: tuple[str, int], calls: list[bytes]) -> list[bytes | BaseException]:
+    async def _run_many(self, replica: tuple[str, int], calls: list[tuple[str, bytes]]) -> list[bytes | BaseException]:
         return decode_outcomes(await self._replica(replica).run_many.remote(wire.encode(calls)))
+
+    def _abandon(self, replica: tuple[str, int], call: tuple[str, bytes]) -> None:
+        try:  # fire and forget: the cancelled caller does not wait, and a dead replica has no call
+            self._replica(replica).cancel.remote(wire.encode([call[0]]))
+        except _ReplicaGone:
+            pass
 
     def _start(self, agent_key: str, replicas: int) -> int:
         """The replica a call tries first: round robin over calls."""
@@ -79,6 +88,7 @@ class RayAgentPool:
                   window: dict | None = None) -> TurnOutput:
         last: BaseException | None = None
         call = wire.encode([history, context, shared_state_id, memory, window])
+        call_id = uuid.uuid4().hex
         n, start = max(replicas, 1), self._start(agent_key, replicas)
         for attempt in range(2 * n + 2):  # every replica at least twice (one may be restarting)
             index = (start + attempt) % n
@@ -88,7 +98,7 @@ class RayAgentPool:
                 last = exc
                 continue
             try:
-                return wire.decode(await self._calls.call((agent_key, index), call))
+                return wire.decode(await self._calls.call((agent_key, index), (call_id, call)))
             except RayTaskError as exc:
                 raise unwrap_ray_error(exc) from None
             except _GONE as exc:

@@ -41,10 +41,11 @@ _ALONE = object()  # a queued call's future gets this when its caller should sen
 
 
 class _Queue:
-    __slots__ = ("calls", "timer")
+    __slots__ = ("calls", "sent", "timer")
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, asyncio.Future]] = []
+        self.sent: set[asyncio.Future] = set()  # futures of the calls that left in an envelope
         self.timer: asyncio.Handle | None = None
 
 
@@ -53,17 +54,20 @@ class Coalescer(Generic[K, I, R]):
 
     ``send_one(key, item)`` sends one call (the caller's own task awaits it, so cancelling the
     caller cancels it as before); ``send_many(key, items)`` sends an envelope and returns one
-    result or exception per item, in order. Works on any number of event loops: queues are per
-    loop.
+    result or exception per item, in order; ``abandon(key, item)``, if given, is told of a
+    caller cancelled after its call left in an envelope (to stop that call at the other end).
+    Works on any number of event loops: queues are per loop.
     """
 
     def __init__(self, send_one: Callable[[K, I], Awaitable[R]],
                  send_many: Callable[[K, list[I]], Awaitable[Sequence[R | BaseException]]], *,
+                 abandon: Callable[[K, I], None] | None = None,
                  window: float = WINDOW_S, max_calls: int = MAX_CALLS) -> None:
         if max_calls < 1 or window < 0:
             raise ValueError("max_calls must be at least 1 and window at least 0")
         self._send_one = send_one
         self._send_many = send_many
+        self._abandon = abandon
         self.window = window
         self.max_calls = max_calls
         self._queues: dict[tuple[asyncio.AbstractEventLoop, K], _Queue] = {}
@@ -90,8 +94,10 @@ class Coalescer(Generic[K, I, R]):
         try:
             outcome = await fut
         except asyncio.CancelledError:
-            if not fut.done():  # still queued: leave the envelope
-                fut.cancel()
+            # Cancelling this task cancelled ``fut`` too, unless its outcome had arrived.
+            fut.cancel()
+            if fut.cancelled() and fut in queue.sent and self._abandon is not None:
+                self._abandon(key, item)  # it left in an envelope: stop it at the other end
             raise
         if outcome is _ALONE:
             return await self._alone(slot, item)
@@ -134,6 +140,7 @@ class Coalescer(Generic[K, I, R]):
         if len(calls) == 1:
             calls[0][1].set_result(_ALONE)
         elif calls:
+            queue.sent.update(fut for _, fut in calls)
             self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
             self.envelopes += 1
             self.enveloped += len(calls)

@@ -192,3 +192,26 @@ async def test_served_envelope_keeps_errors_typed_per_call() -> None:
     assert type(out[2]) is RateLimited and out[2].retry_after == 2.5
     assert type(out[3]) is WorkflowError and out[3].results == {"a": 1} and out[3].errors == {"b": "bad"}
     assert type(out[4]) is ServerError and "TypeError: unexpected" in str(out[4])
+
+
+async def test_a_caller_cancelled_in_flight_is_abandoned_at_the_other_end() -> None:
+    dest = Destination(delay=0.01)
+    dest.gate = asyncio.Event()
+    abandoned: list[tuple[str, object]] = []
+    c = Coalescer(dest.one, dest.many, abandon=lambda key, item: abandoned.append((key, item)), window=0)
+    first = asyncio.ensure_future(c.call("h", 0))
+    await asyncio.sleep(0)
+    queued = asyncio.ensure_future(c.call("h", 1))
+    tasks = [asyncio.ensure_future(c.call("h", i)) for i in (2, 3)]
+    await asyncio.sleep(0)
+    queued.cancel()  # still queued: leaves the envelope, nothing to stop at the other end
+    while not dest.enveloped():
+        await asyncio.sleep(0.001)
+    tasks[0].cancel()  # in flight: the other end is told to stop it
+    dest.gate.set()
+    out = await asyncio.gather(queued, *tasks, return_exceptions=True)
+    assert isinstance(out[0], asyncio.CancelledError) and isinstance(out[1], asyncio.CancelledError)
+    assert out[2] == 30 and dest.enveloped() == [[2, 3]] and abandoned == [("h", 2)]
+    first.cancel()  # a lone call is cancelled by its own task: not abandoned through the hook
+    await asyncio.gather(first, return_exceptions=True)
+    assert abandoned == [("h", 2)]
