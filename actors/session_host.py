@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from repertory.config import Settings
 from repertory.errors import InvalidInput
 from repertory.host import wire
+from repertory.host.activation import Activation, Holder
 from repertory.host.api import HostAPI
 from repertory.host.core import HostCore
 from repertory.host.envelope import serve_envelope
@@ -34,6 +36,18 @@ METRICS_SYNC_S = 5.0
 _OPS = frozenset(n for n in vars(HostAPI) if not n.startswith("_")) - {"stream_turn"}
 
 
+def _activation(store: Any, settings: Settings, names: ActorNames, name: str) -> Activation | None:
+    """Pooled hosts take activation leases (host.activation), named by their Ray actor name so
+    that another host can send a call here; a dedicated host is its session's only host."""
+    if not name.startswith("host-"):
+        return None
+    import ray
+
+    holder = Holder(ray.get_runtime_context().gcs_address, names.host(int(name[len("host-"):])),
+                    uuid.uuid4().hex[:12])
+    return Activation(store, holder, settings.lease_ttl)
+
+
 class SessionHost:
     """Hosts many sessions (or one, when dedicated)."""
 
@@ -43,8 +57,9 @@ class SessionHost:
         # Pooled hosts are labelled by name; dedicated ones share one label (one per session
         # would grow without bound).
         metrics = RayMetrics(name if name.startswith("host-") else "dedicated")
-        self._core = HostCore(open_actor_store(settings, names), RayAgentPool(names), settings, name=name,
-                              sweep_store=sweeps, metrics=metrics)
+        store = open_actor_store(settings, names)
+        self._core = HostCore(store, RayAgentPool(names), settings, name=name, sweep_store=sweeps, metrics=metrics,
+                              activation=_activation(store, settings, names, name))
         self._metrics_sync: asyncio.Task | None = None
 
     def _sync_metrics_soon(self) -> None:
@@ -149,6 +164,9 @@ class SessionHost:
 
     async def passivate_all(self) -> int:
         return self._core.passivate_idle(0.0)
+
+    async def passivate_moved(self, index: int, hosts: int) -> int:
+        return self._core.passivate_moved(index, hosts)
 
     async def ping(self) -> bool:
         self._sync_metrics_soon()

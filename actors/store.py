@@ -80,6 +80,9 @@ class StoreActor:
     async def release_lease(self, key: str, owner: str) -> None:
         await self._store.release_lease(key, owner)
 
+    async def lease_holder(self, key: str) -> str | None:
+        return await self._store.lease_holder(key)
+
     async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
         await self._store.put_step(key, turn_id, seq, data, expires_at)
 
@@ -147,6 +150,9 @@ class RemoteStore(Store):
 
     async def release_lease(self, key: str, owner: str) -> None:
         await self._call(self._actor.release_lease, key, owner)
+
+    async def lease_holder(self, key: str) -> str | None:
+        return await self._call(self._actor.lease_holder, key)
 
     async def put_step(self, key: str, turn_id: str, seq: int, data: bytes, expires_at: float | None) -> None:
         await self._call(self._actor.put_step, key, turn_id, seq, data, expires_at)

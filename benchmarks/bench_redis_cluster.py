@@ -3,7 +3,7 @@
 
 Baseline: RedisStore on the single Redis at 127.0.0.1:6379 (database 15, a private prefix).
 Against it: a throw-away 3-master, 3-replica cluster of redis-server processes on loopback
-(tests/redis_cluster.py), without and with ``wait=1``. Per store: the p50 of N sequential
+(repertory.chaos.redis_cluster), without and with ``wait=1``. Per store: the p50 of N sequential
 one-message commits, and the writes/s of S sessions committing at once (group commit).
 
 Run:  .venv/bin/python benchmarks/bench_redis_cluster.py [--quick]
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from redis_cluster import start_cluster  # noqa: E402
+from repertory.chaos.redis_cluster import start_cluster  # noqa: E402
 from redis_server import drop_redis_keys  # noqa: E402
 from repertory.stores.base import StateWrite  # noqa: E402
 from repertory.stores.redis import RedisStore  # noqa: E402

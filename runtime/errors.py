@@ -12,6 +12,7 @@
      ├── SessionFileNotFound (also FileNotFoundError)
      ├── ConcurrentUpdate
      ├── SessionBusy
+     ├── SessionElsewhere
      ├── TurnInterrupted
      ├── StreamNotResumable
      ├── StoreError
@@ -63,6 +64,7 @@ __all__ = [
     "ServerError",
     "ServerUnavailable",
     "SessionBusy",
+    "SessionElsewhere",
     "SessionNotFound",
     "StoreError",
     "StreamNotResumable",
@@ -121,6 +123,20 @@ class ConcurrentUpdate(RepertoryError):
 class SessionBusy(RepertoryError):
     """The session was processing another message and this one asked ``on_busy="reject"``;
     nothing was written. Send it again later, or with another ``on_busy`` policy."""
+
+
+class SessionElsewhere(RepertoryError):
+    """The session is active on another host (``holder``, its Ray actor name), which holds its
+    activation lease for ``wait`` seconds more: send the call there. The Ray runtime follows
+    this redirect itself; a caller only sees it if the holder cannot be reached."""
+
+    def __init__(self, message: str, holder: str = "", wait: float = 0.0) -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.wait = wait
+
+    def __reduce__(self):
+        return (self.__class__, (self.args[0], self.holder, self.wait))
 
 
 class TurnInterrupted(RepertoryError):

@@ -172,6 +172,11 @@ class Store(abc.ABC):
     async def release_lease(self, key: str, owner: str) -> None:
         """Give the lease back if ``owner`` holds it; otherwise do nothing."""
 
+    async def lease_holder(self, key: str) -> str | None:
+        """The owner of the session's lease now, or None if nobody holds it (or this backend
+        cannot say: then a host waits for the lease instead of forwarding to its holder)."""
+        return None
+
     # The step journal of a running turn: what a turn with tool calls has done so far (each
     # model step, each tool result), so that a turn resent after a crash resumes from there.
     @abc.abstractmethod

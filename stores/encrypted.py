@@ -189,6 +189,9 @@ class EncryptedStore(Store):
     async def release_lease(self, key: str, owner: str) -> None:
         await self.inner.release_lease(key, owner)
 
+    async def lease_holder(self, key: str) -> str | None:
+        return await self.inner.lease_holder(key)
+
     async def sweep_expired(self) -> int:
         return await self.inner.sweep_expired()
 

@@ -78,6 +78,10 @@ class MemoryStore(Store):
         self._leases[key] = (owner, now + ttl)
         return 0.0
 
+    async def lease_holder(self, key: str) -> str | None:
+        holder = self._holder(key)
+        return holder[0] if holder is not None else None
+
     async def release_lease(self, key: str, owner: str) -> None:
         holder = self._holder(key)
         if holder is not None and holder[0] == owner:

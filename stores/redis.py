@@ -442,6 +442,10 @@ class RedisStore(Store):
         self._check_open()
         await self._eval(self._release_lease_script, (self._lease_key(key),), (owner,), "release_lease")
 
+    async def lease_holder(self, key: str) -> str | None:
+        holder = await self._call("lease_holder", lambda: self._client.get(self._lease_key(key)))
+        return holder.decode() if isinstance(holder, bytes) else holder
+
     def _steps_key(self, key: str, turn_id: str) -> str:
         return f"{self._base(key)}:steps:{turn_id}"
 

@@ -258,6 +258,11 @@ class SQLiteStore(Store):
         return max(row[0] - now, 1e-3) if row else 1e-3
 
     @staticmethod
+    def _holder_in(conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute("SELECT owner FROM leases WHERE key = ? AND until > ?", (key, time.time())).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
     def _release_in(conn: sqlite3.Connection, key: str, owner: str) -> None:
         conn.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
 
@@ -508,6 +513,9 @@ class SQLiteStore(Store):
 
     async def release_lease(self, key: str, owner: str) -> None:
         await self._run("release_lease", self._tx, self._release_in, key, owner)
+
+    async def lease_holder(self, key: str) -> str | None:
+        return await self._run("lease_holder", self._tx, self._holder_in, key)
 
     async def sweep_expired(self) -> int:
         """Delete sessions (and their checkpoints) whose expiry has passed; returns how many."""

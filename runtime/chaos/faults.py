@@ -20,19 +20,18 @@ from repertory.errors import InvalidInput
 
 if TYPE_CHECKING:
     from repertory.agents.agent import Agent
+    from repertory.chaos.nodes import RayNodes
+    from repertory.chaos.redis_cluster import PrivateRedisCluster
     from repertory.chaos.redis_server import PrivateRedis
     from repertory.runtimes.base import Runtime
 
-__all__ = ["FAULT_KINDS", "PLANNED_KINDS", "Fault", "FaultInjector", "parse_kinds", "schedule"]
+__all__ = ["FAULT_KINDS", "REDIS_KINDS", "Fault", "FaultInjector", "parse_kinds", "schedule"]
 
 log = structlog.get_logger(__name__)
 
-FAULT_KINDS = ("host", "replica", "store-actor", "redis-restart")
-# Named in issue 11 but not injected by this run yet; asking for them says why.
-PLANNED_KINDS = {
-    "node": "node removal needs a multi-node ray.cluster_utils cluster in its own process (see tests/cluster_script.py)",
-    "redis-failover": "the Redis Cluster failover fault waits for the Redis Cluster test bed (hook: FaultInjector.inject)",
-}
+FAULT_KINDS = ("host", "replica", "store-actor", "redis-restart", "redis-failover", "node")
+# the kinds that run the store on a private Redis (one of them per run)
+REDIS_KINDS = ("redis-restart", "redis-failover")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +45,11 @@ def parse_kinds(text: str) -> tuple[str, ...]:
     """``"host,replica"`` -> the kinds, checked."""
     kinds = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
     for k in kinds:
-        if k in PLANNED_KINDS:
-            raise InvalidInput(f"fault {k!r} is not available yet: {PLANNED_KINDS[k]}")
         if k not in FAULT_KINDS:
             raise InvalidInput(f"unknown fault {k!r}; choose from {', '.join(FAULT_KINDS)}")
+    if all(k in kinds for k in REDIS_KINDS):
+        raise InvalidInput("redis-restart (a private single Redis) and redis-failover (a private Redis Cluster) "
+                           "each run the store on their own Redis: choose one of them per run")
     return kinds
 
 
@@ -88,11 +88,14 @@ async def _actor_pid(handle: Any, timeout: float = 60.0) -> int:
 class FaultInjector:
     """Injects one fault of a kind; answers (target, sessions hit or None for all)."""
 
-    def __init__(self, runtime: Runtime, agent: Agent, sessions: list[str], redis: PrivateRedis | None = None) -> None:
+    def __init__(self, runtime: Runtime, agent: Agent, sessions: list[str], redis: PrivateRedis | None = None,
+                 cluster: PrivateRedisCluster | None = None, nodes: RayNodes | None = None) -> None:
         self.runtime = runtime
         self.agent = agent
         self.sessions = sessions
         self.redis = redis
+        self.cluster = cluster
+        self.nodes = nodes
 
     async def inject(self, fault: Fault) -> tuple[str, list[str] | None]:
         # A new kind (a Redis Cluster failover, a node removal) is one more branch here.
@@ -107,7 +110,49 @@ class FaultInjector:
                 raise InvalidInput("the redis-restart fault needs the run's private Redis")
             await asyncio.to_thread(self.redis.restart)
             return f"redis:{self.redis.port}", None
+        if fault.kind == "redis-failover":
+            if self.cluster is None:
+                raise InvalidInput("the redis-failover fault needs the run's private Redis Cluster")
+            return await asyncio.to_thread(self._fail_over, fault.target)
+        if fault.kind == "node":
+            if self.nodes is None:
+                raise InvalidInput("the node fault needs the run's own multi-node Ray cluster")
+            return await self._replace_node(fault.target)
         raise InvalidInput(f"unknown fault {fault.kind!r}")
+
+    async def _replace_node(self, target: int) -> tuple[str, list[str] | None]:
+        """A worker node leaves (its raylet and every actor on it die, never to restart there)
+        and a fresh one joins. The target is a worker with a session host when there is one; the
+        sessions hit are those of its hosts (all of them when it had only an agent replica,
+        which every session calls)."""
+        assert self.nodes is not None
+        stats = await asyncio.wait_for(asyncio.to_thread(self.runtime.stats), 60)
+        hosts_on = {w.node_id: {str(st["host"]) for st in stats if st.get("node") == w.node_id}
+                    for w in self.nodes.workers}
+        busy = [w for w in self.nodes.workers if hosts_on[w.node_id]] or self.nodes.workers
+        node = busy[target % len(busy)]
+        hosts = hosts_on[node.node_id]
+        hit = [s for s in self.sessions if self.runtime.host_of(s) in hosts]
+        await asyncio.to_thread(self.nodes.replace, node)
+        return f"node:{node.node_id[:12]} ({len(hosts)} host(s))", hit or None
+
+    def _fail_over(self, target: int) -> tuple[str, list[str] | None]:
+        """The master of one session's slot hands over to its replica: gracefully (CLUSTER
+        FAILOVER) on even targets, by SIGKILL on odd ones (the replica is promoted after the node
+        timeout; the dead node is started again and rejoins as a replica, so that commits that
+        wait for one replica are acknowledged again)."""
+        assert self.cluster is not None
+        cluster = self.cluster
+        # the store's keys of a session share the hash tag {storage key} (a session id here)
+        masters = {sid: cluster.master_of(f"{{{sid}}}") for sid in self.sessions}
+        master = masters[self.sessions[target % len(self.sessions)]]
+        hit = [sid for sid, port in masters.items() if port == master]
+        if target % 2 == 0:
+            cluster.failover(master)
+            return f"redis-master:{master} (failover)", hit
+        cluster.kill(master)
+        cluster.restart(master)
+        return f"redis-master:{master} (killed)", hit
 
     async def _kill_host(self, target: int) -> tuple[str, list[str] | None]:
         # stats() answers once every host is up again (a host killed just before restarts first).

@@ -23,8 +23,10 @@ from pathlib import Path
 import structlog
 
 from repertory.chaos.checker import Anomaly, StoredSession, check, recovery_times
-from repertory.chaos.faults import Fault, FaultInjector, schedule
+from repertory.chaos.faults import REDIS_KINDS, Fault, FaultInjector, schedule
 from repertory.chaos.log import AckLog, FaultRecord, read_log
+from repertory.chaos.nodes import RayNodes
+from repertory.chaos.redis_cluster import start_cluster
 from repertory.chaos.redis_server import PrivateRedis
 from repertory.errors import InvalidInput
 
@@ -73,6 +75,19 @@ class ChaosReport:
 
     def faults_by_kind(self) -> dict[str, int]:
         return dict(Counter(f.kind for f, _ in self.faults))
+
+    def figures(self) -> dict:
+        """The run's figures as plain data (``repertory chaos --json``)."""
+        return {
+            "seed": self.config.seed, "duration": self.config.duration, "seconds": round(self.seconds, 2),
+            "store": self.store, "log": str(self.log_path), "turns": self.turns, "ops": self.ops,
+            "unacknowledged": self.unacknowledged, "errors": dict(self.errors),
+            "faults_by_kind": self.faults_by_kind(), "failed_faults": list(self.failed_faults),
+            "faults": [{"kind": f.kind, "target": f.target, "at": f.at,
+                        "recovery_s": None if t is None else round(t, 3)} for f, t in self.faults],
+            "anomalies": [{"kind": a.kind, "session": a.session, "detail": a.detail} for a in self.anomalies],
+            "ok": self.ok,
+        }
 
 
 class _Client:
@@ -163,7 +178,7 @@ async def _drive(config: ChaosConfig, sessions: list, injector: FaultInjector, a
                          *(c.run(start + config.duration) for c in clients))
 
 
-def _read_back(store: str, namespace: str, agent, session_ids: list[str]) -> dict[str, StoredSession]:
+def _read_back(store: str, namespace: str, session_ids: list[str]) -> dict[str, StoredSession]:
     import repertory
     from repertory.session.handle import Session
 
@@ -171,12 +186,20 @@ def _read_back(store: str, namespace: str, agent, session_ids: list[str]) -> dic
     try:
         stored = {}
         for sid in session_ids:
-            s = Session(session_id=sid, agent=agent)
+            s = Session(session_id=sid)  # no agent: reading starts no agent actors
             if s.exists():
                 stored[sid] = StoredSession(s.get_history(), list(s.metadata.get(OPS_FIELD, [])))
         return stored
     finally:
         repertory.shutdown()
+
+
+def _stop_nodes(nodes: RayNodes | None) -> None:
+    if nodes is not None:
+        import ray
+
+        ray.shutdown()
+        nodes.shutdown()
 
 
 def run_chaos(config: ChaosConfig) -> ChaosReport:
@@ -192,34 +215,54 @@ def run_chaos(config: ChaosConfig) -> ChaosReport:
         raise InvalidInput("a chaos run needs --sessions >= 1, --clients >= 1 and a positive --duration")
     workdir = Path(config.workdir or tempfile.mkdtemp(prefix="repertory-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    redis = None
+    redis = cluster = nodes = None
+    own = [k for k in config.faults if k in REDIS_KINDS]
+    if own and config.store is not None:
+        raise InvalidInput(f"the {own[0]} fault runs the store on its own private Redis; leave out --store")
     if "redis-restart" in config.faults:
-        if config.store is not None:
-            raise InvalidInput("the redis-restart fault runs on its own private Redis; leave out --store")
         redis = PrivateRedis(workdir / "redis")
         redis.start()
-    store = config.store or (f"{redis.url}?prefix=chaos{config.seed}" if redis else f"sqlite:///{workdir / 'state.db'}")
+    if "redis-failover" in config.faults:
+        cluster = start_cluster(workdir / "redis-cluster")
+    if redis is not None:
+        store = f"{redis.url}?prefix=chaos{config.seed}"
+    elif cluster is not None:
+        # WAIT for one replica: an acknowledged commit survives its master's death
+        store = cluster.url(f"chaos{config.seed}", wait=1, wait_timeout=500)
+    else:
+        store = config.store or f"sqlite:///{workdir / 'state.db'}"
     namespace = config.namespace or f"chaos-{config.seed}-{os.getpid()}"
     log_path = workdir / "acks.jsonl"
     report = ChaosReport(config, log_path, store)
     began = time.monotonic()
     try:
-        settings = {"store_access": "actor"} if "store-actor" in config.faults else {}
-        rt = repertory.init(store=store, namespace=namespace, num_hosts=config.num_hosts, **settings)
-        agent = Agent("Chaos", model="repertory/demo", replicas=config.replicas)
+        settings: dict = {"store_access": "actor"} if "store-actor" in config.faults else {}
+        if "node" in config.faults:
+            nodes = RayNodes()
+            settings["address"] = nodes.address
+            settings["num_hosts"] = 1 + len(nodes.workers)  # a host per node: a removed node takes hosts along
+        rt = repertory.init(store=store, namespace=namespace, **{"num_hosts": config.num_hosts, **settings})
+        # a replica on every node: one on the head survives any number of node faults (a replica
+        # whose node left is not started again; its calls go to the others)
+        replicas = 1 + len(nodes.workers) if nodes is not None else config.replicas
+        agent = Agent("Chaos", model="repertory/demo", replicas=replicas)
         session_ids = [f"chaos-{config.seed}-{k}" for k in range(config.sessions)]
         acks = AckLog(log_path)
         try:
             sessions = [Session(session_id=sid, agent=agent) for sid in session_ids]
-            injector = FaultInjector(rt, agent, session_ids, redis)
+            injector = FaultInjector(rt, agent, session_ids, redis, cluster, nodes)
             run_sync(_drive, config, sessions, injector, acks, report)
         finally:
             acks.close()
             repertory.shutdown()
-        stored = _read_back(store, namespace, agent, session_ids)
+            nodes = _stop_nodes(nodes)  # the read-back runs on a fresh private Ray, not on these nodes
+        stored = _read_back(store, namespace, session_ids)
     finally:
         if redis is not None:
             redis.stop()
+        if cluster is not None:
+            cluster.stop()
+        _stop_nodes(nodes)
     records = read_log(log_path)
     report.anomalies = check(records, stored)
     report.faults = recovery_times(records)

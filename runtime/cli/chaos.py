@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Optional
@@ -59,10 +60,13 @@ def chaos(
     clients: Annotated[int, typer.Option("--clients", help="Concurrent clients (each owns some sessions).")] = 4,
     store: StoreOpt = None,
     faults: Annotated[str, typer.Option("--faults", help="Fault kinds: host, replica, store-actor, "
-                                        "redis-restart (a private Redis, no --store).")] = "host,replica,store-actor",
+                                        "redis-restart (a private Redis, no --store), redis-failover (a private 3+3 "
+                                        "Redis Cluster with wait=1, no --store), node (a worker node of the run's own "
+                                        "3-node Ray cluster removed and a fresh one added).")] = "host,replica,store-actor",
     every: Annotated[float, typer.Option("--every", help="About one fault per this many seconds.")] = 5.0,
     workdir: Annotated[Optional[Path], typer.Option("--workdir", help="Where the log (acks.jsonl), the "
                                                     "SQLite file and the private Redis go (default: a temp dir).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this file as JSON.")] = None,
 ) -> None:
     """Run turns and state operations under seeded faults, then check every session against the
     acknowledgement log; exit 1 on any anomaly."""
@@ -81,5 +85,7 @@ def chaos(
     for a in report.anomalies[:50]:
         console.print(f"[red]{a.kind}[/] {escape(a.session)}: {escape(a.detail)}", highlight=False)
     console.print(f"log: {report.log_path}", highlight=False)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.figures(), indent=2))
     if not report.ok:
         raise typer.Exit(1)

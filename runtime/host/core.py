@@ -15,6 +15,11 @@ finds its own write refused while the lease is held, and does the same. Unconten
 take no lease and pay nothing. Repeated model calls, retries and lease waits are counted in
 the session's ``metrics`` and the host's stats.
 
+Within one runtime, while the host set changes (host.hostset), two hosts may be asked for
+one session: with an :class:`~repertory.host.activation.Activation` a host takes the
+session's activation lease before using its state and answers ``SessionElsewhere`` if
+another host holds it (host.activation); the runtime resends the call there.
+
 :class:`HostCore` implements :class:`~repertory.host.api.HostAPI` and knows nothing about
 Ray: ``repertory.actors.session_host`` wraps it in an actor, and the local runtime calls it
 directly.
@@ -38,10 +43,12 @@ from repertory.agents.agent import Step, TurnOutput
 from repertory.agents.tool_calls import interrupted_results
 from repertory.config import Settings
 from repertory.errors import (AgentError, AgentReplicaLost, ConcurrentUpdate, InvalidInput, ModelError, RuntimeNotReady,
-                              SessionBusy, StoreError, StreamNotResumable, TurnInterrupted)
+                              SessionBusy, SessionElsewhere, StoreError, StreamNotResumable, TurnInterrupted)
+from repertory.host.activation import Activation
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
 from repertory.host.busy import CANCELLED_KEPT, RunningTurn, check_on_busy, interrupted_reply
 from repertory.host.metrics import HostMetrics
+from repertory.host.routing import host_index
 from repertory.host.stats import HostCounters, HostStats
 from repertory.ids import SessionRef
 from repertory.shared.core import stored_shared_state
@@ -76,7 +83,7 @@ class AgentPool(Protocol):
 
 
 class _Slot:
-    __slots__ = ("lock", "state", "last_used", "busy", "touched", "contended_until", "turns")
+    __slots__ = ("lock", "state", "last_used", "busy", "touched", "contended_until", "turns", "lease_until")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
@@ -86,6 +93,7 @@ class _Slot:
         self.touched = 0.0
         self.contended_until = 0.0  # until then, messages take the session's lease (see module doc)
         self.turns: dict[str, RunningTurn] = {}  # turns in the mailbox, by turn id (host.busy)
+        self.lease_until = 0.0  # the activation lease is surely held until then (host.activation)
 
 
 class _Mailbox:
@@ -145,8 +153,13 @@ class HostCore:
     """Hosts virtual sessions; see the module docstring."""
 
     def __init__(self, store: Store, agents: AgentPool, settings: Settings, *, name: str = "host",
-                 sweep_store: bool = False, metrics: HostMetrics | None = None) -> None:
+                 sweep_store: bool = False, metrics: HostMetrics | None = None,
+                 activation: Activation | None = None) -> None:
         self.store = store
+        # Single activation across hosts (host.activation); None: this host is the only one
+        # its callers reach for a session (the local runtime, a dedicated host).
+        self.activation = activation
+        self._keeper: asyncio.Task | None = None
         self._sweep_store = sweep_store
         self._last_store_sweep = 0.0
         self.agents = agents
@@ -222,6 +235,8 @@ class HostCore:
         effort = effort or _Effort()
         async with _Mailbox(self, ref) as slot:
             async def body() -> T:
+                if self.activation is not None:
+                    await self._activate(slot, ref.key)
                 state = await self._state(slot, ref, ttl)
                 try:
                     return await fn(state)
@@ -246,6 +261,31 @@ class HostCore:
                 return await retry_conflicts(attempt, on_conflict=stale, what=ref.key)
             except _LeaseTimeout as exc:
                 raise ConcurrentUpdate(str(exc)) from None
+
+    async def _activate(self, slot: _Slot, key: str) -> None:
+        """Hold the session's activation lease (host.activation) before its state is used."""
+        assert self.activation is not None
+        try:
+            if await self.activation.hold(slot, key):
+                slot.state = None  # the lease had lapsed: read what is stored
+        except SessionElsewhere:
+            slot.state = None  # active on another host: no copy stays here
+            raise
+        if self._keeper is None:
+            self._keeper = asyncio.get_running_loop().create_task(self._keep_leases())
+
+    async def _keep_leases(self) -> None:
+        assert self.activation is not None
+        while True:
+            await asyncio.sleep(self.activation.ttl / 4)
+            await self.activation.keep(self._slots.items())
+
+    def _drop(self, key: str) -> None:
+        """Passivate one idle session: drop its slot, give its activation lease back."""
+        slot = self._slots.pop(key)
+        if self.activation is not None:
+            self.activation.release(key, slot)
+        self.passivations += 1
 
     async def _leased(self, ref: SessionRef, slot: _Slot, effort: _Effort, body: Callable[[], Awaitable[T]]) -> T:
         """Run ``body`` holding the session's store lease (a contended session; module docstring)."""
@@ -305,17 +345,25 @@ class HostCore:
             if excess <= 0:
                 break
             if self._slots[key].busy == 0:
-                del self._slots[key]
-                self.passivations += 1
+                self._drop(key)
                 excess -= 1
 
     def passivate_idle(self, idle_for: float) -> int:
         """Drop sessions idle for ``idle_for`` seconds; returns how many."""
         cutoff = time.monotonic() - idle_for
-        gone = [k for k, s in self._slots.items() if s.busy == 0 and s.last_used < cutoff]
+        return self.passivate_where(lambda key, slot: slot.last_used < cutoff)
+
+    def passivate_moved(self, index: int, hosts: int) -> int:
+        """Drop the idle sessions that host ``index`` no longer owns among ``hosts`` hosts (the
+        host set changed): their activation leases go back, so their new host takes them at once."""
+        return self.passivate_where(lambda key, _slot: host_index(key, hosts) != index)
+
+    def passivate_where(self, which: Callable[[str, Any], bool]) -> int:
+        """Drop the idle sessions for which ``which(key, slot)`` holds; returns how many. The
+        runtime drops those that moved to another host when the host set changed."""
+        gone = [k for k, s in self._slots.items() if s.busy == 0 and which(k, s)]
         for k in gone:
-            del self._slots[k]
-        self.passivations += len(gone)
+            self._drop(k)
         return len(gone)
 
     async def _sweep_idle(self) -> None:
@@ -521,6 +569,8 @@ class HostCore:
         self.in_progress += 1
         try:
             yield
+        except SessionElsewhere:
+            raise  # sent on to the session's host, which counts the turn
         except Exception as exc:
             self.counters.record_turn_error(type(exc).__name__)
             raise
@@ -895,4 +945,11 @@ class HostCore:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._keeper is not None:
+            self._keeper.cancel()
+            self._keeper = None
+        if self.activation is not None:
+            for key, slot in list(self._slots.items()):
+                self.activation.release(key, slot)
+            await self.activation.drain()
         self._slots.clear()

@@ -40,10 +40,12 @@ from repertory.actors.shared_state import RaySharedStateBackend, SharedStateActo
 from repertory.actors.store import RemoteStore
 from repertory.agents.agent import Agent, TurnOutput
 from repertory.config import Settings
-from repertory.errors import AgentError, RuntimeNotReady
+from repertory.errors import AgentError, RepertoryError, RuntimeNotReady, SessionElsewhere
 from repertory.host import wire
+from repertory.host.activation import Redirects
 from repertory.host.api import TurnReply, TurnRequest
 from repertory.host.envelope import Coalescer, decode_outcomes
+from repertory.host.hostset import HostSet
 from repertory.host.routing import host_index, spread
 from repertory.host.stats import HostStats
 from repertory.ids import SessionRef
@@ -146,12 +148,15 @@ class RayRuntime(Runtime):
             self._store_actor = self._actor(StoreActor, self.names.store(), 10_000, settings.store)
             self._wait([self._store_actor], "the store actor")  # registered before hosts look it up
         nodes = _alive_nodes()
-        n = settings.num_hosts or max(sum(int(cpus) for _, cpus in nodes), 1)
+        self._hostset = HostSet(settings.num_hosts)  # grows and shrinks with the nodes (host.hostset)
+        n = self._hostset.size(nodes)
         self.num_hosts = n
         # Zero-CPU actors would all land on the driver's node: place the hosts over every node,
         # in proportion to its CPUs. Pinned (Ray's soft affinity let fresh nodes go unused);
         # a host whose node left is started again on a live one (_revive_host).
-        self.hosts = [self._start_host(i, node) for i, node in enumerate(spread(nodes, n))]
+        self._placed = spread(nodes, n)  # each host's node
+        self._resizing = False
+        self.hosts = [self._start_host(i, node) for i, node in enumerate(self._placed)]
         self._agents: dict[str, list] = {}
         self._dedicated: dict[str, Any] = {}
         self._admin_store = None
@@ -172,7 +177,54 @@ class RayRuntime(Runtime):
         one every driver picks; its sessions reactivate there from the store."""
         node = spread(_alive_nodes(), self.num_hosts)[index]
         log.warning("host_moved", host=index, node=node)
+        self._placed[index] = node
         self.hosts[index] = self._start_host(index, node)
+
+    async def _refresh_hosts(self) -> None:
+        """Every few seconds, on the call path: follow the cluster's nodes (host.hostset). One
+        look at a time; calls meanwhile go on with the current set."""
+        if self._resizing or not self._hostset.due():
+            return
+        self._resizing = True
+        try:
+            await asyncio.to_thread(self._resize)
+        except RepertoryError as exc:  # new hosts did not start: keep the set, look again later
+            log.warning("host_set_not_changed", error=str(exc))
+        finally:
+            self._resizing = False
+
+    def _resize(self) -> None:
+        nodes = _alive_nodes()
+        n = self._hostset.size(nodes)
+        old = self.num_hosts
+        if n == old:
+            return
+        if n > len(self.hosts):
+            new = self._hostset.placement(nodes, self._placed, n)
+            started = [self._start_host(len(self.hosts) + i, node) for i, node in enumerate(new)]
+            self._wait(started, "new session hosts")
+            self._placed += new
+            self.hosts += started
+        self.num_hosts = n
+        log.info("host_set_changed", hosts=n, before=old, nodes=len(nodes))
+        # Hand over what moved: each host drops the idle sessions it no longer owns, with their
+        # activation leases, so that their new host takes them without waiting.
+        for i, h in enumerate(self.hosts):
+            h.passivate_moved.remote(i, n)
+
+    async def _follow(self, exc: SessionElsewhere, redirects: Redirects, unreachable: set[str]) -> Any:
+        """The handle to resend a call to after SessionElsewhere: its holder's, or None (the
+        session's own host, after a pause while the holder's lease lapses)."""
+        handle = None
+        if exc.holder not in unreachable:
+            try:
+                handle = await asyncio.to_thread(ray.get_actor, exc.holder, namespace=self.settings.namespace)
+            except ValueError:  # gone for good: its lease lapses within its TTL
+                pass
+        name, pause = redirects.next(exc, reachable=handle is not None)
+        if pause:
+            await asyncio.sleep(pause)
+        return handle if name is not None else None
 
     async def _unschedulable(self, ref: SessionRef, exc: ActorUnschedulableError, attempt: int) -> None:
         if ref.placement == "dedicated" or attempt >= 2:
@@ -243,35 +295,58 @@ class RayRuntime(Runtime):
     async def invoke(self, ref: SessionRef, op: Callable[..., Awaitable[T]], *args: Any) -> T:
         # SessionHost has a method of the same name for each HostCore operation; an envelope
         # names it. A resent envelope resends each of its calls, as a resent lone call.
+        await self._refresh_hosts()
         call = (op.__name__, wire.encode(args))
-        for attempt in range(3):
+        target, target_name, moved = None, "", 0  # target: the holder a redirect named (host.activation)
+        redirects: Redirects | None = None  # made on the first redirect: nothing on the hot path
+        unreachable: set[str] = set()
+        while True:
             try:
                 return wire.decode(await call_restartable(
-                    lambda: self._envelopes.call(self._host(ref), call),
+                    lambda: self._envelopes.call(target or self._host(ref), call),
                     lambda exc: RuntimeNotReady(f"the host of session {ref.key!r} did not come back: {exc}")))
             except ActorUnschedulableError as exc:  # resent as after a restart (module docstring)
-                await self._unschedulable(ref, exc, attempt)
-        raise AssertionError("unreachable")
+                if target is not None:  # the holder's node left: its lease lapses, its own host takes it
+                    unreachable.add(target_name)
+                    target = None
+                    continue
+                await self._unschedulable(ref, exc, moved)
+                moved += 1
+            except SessionElsewhere as exc:  # active on another host: resend there
+                redirects = redirects or Redirects(self.settings.turn_timeout)
+                target, target_name = await self._follow(exc, redirects, unreachable), exc.holder
 
     async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
         # A host that dies mid-stream is asked again once Ray restarts it: for the turn itself
         # while no chunk arrived (its turn id answers it if it was written), else for the rest
         # of its reply after the characters already yielded (repertory.streams), which the
         # restarted host has if the turn was acknowledged (else StreamNotResumable).
+        await self._refresh_hosts()
         sent = 0
         deadline = time.monotonic() + RESTART_WAIT
         delay = 0.05
         moved = 0
+        target, target_name = None, ""  # the holder a redirect named (host.activation)
+        redirects: Redirects | None = None  # made on the first redirect: nothing on the hot path
+        unreachable: set[str] = set()
         while True:
             ask = req if sent == 0 else dataclasses.replace(req, resume_from=(req.resume_from or 0) + sent)
-            gen = self._host(req.ref).stream_turn.options(num_returns="streaming").remote(wire.encode([ask]))
+            host = target or self._host(req.ref)
+            gen = host.stream_turn.options(num_returns="streaming").remote(wire.encode([ask]))
             try:
                 async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
                     if isinstance(item, str):
                         sent += len(item)
                     yield item
                 return
+            except SessionElsewhere as exc:  # active on another host: ask there
+                redirects = redirects or Redirects(self.settings.turn_timeout)
+                target, target_name = await self._follow(exc, redirects, unreachable), exc.holder
             except ActorUnschedulableError as exc:  # its node left: it starts on another
+                if target is not None:
+                    unreachable.add(target_name)
+                    target = None
+                    continue
                 await self._unschedulable(req.ref, exc, moved)
                 moved += 1
             except RayActorError as exc:  # died, or unavailable while Ray restarts it

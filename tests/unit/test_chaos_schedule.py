@@ -27,8 +27,10 @@ def test_fault_kinds_are_checked():
     assert parse_kinds("host, replica,host") == ("host", "replica")
     with pytest.raises(InvalidInput, match="unknown fault 'hots'"):
         parse_kinds("hots")
-    with pytest.raises(InvalidInput, match="not available yet"):
-        parse_kinds("redis-failover")
+    assert parse_kinds("node") == ("node",)
+    assert parse_kinds("redis-failover,host") == ("redis-failover", "host")
+    with pytest.raises(InvalidInput, match="choose one of them"):
+        parse_kinds("redis-restart,redis-failover")
 
 
 def test_durations():
@@ -41,5 +43,5 @@ def test_durations():
 def test_the_command_refuses_bad_input_with_one_line_and_exit_1():
     result = CliRunner().invoke(app, ["chaos", "--duration", "soon"])
     assert result.exit_code == 1 and "duration 'soon'" in result.output
-    result = CliRunner().invoke(app, ["chaos", "--faults", "node"])
-    assert result.exit_code == 1 and "not available yet" in result.output
+    result = CliRunner().invoke(app, ["chaos", "--faults", "redis-restart,redis-failover"])
+    assert result.exit_code == 1 and "choose one of them" in result.output

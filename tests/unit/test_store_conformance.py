@@ -205,6 +205,18 @@ async def test_a_lease_keeps_other_owners_waiting_and_lapses_when_its_holder_die
         await asyncio.sleep(wait)
 
 
+async def test_the_lease_holder_is_named_until_it_releases_or_its_lease_lapses(store):
+    key = "u:s/activation"  # host.activation's lease keys: not a session id
+    assert await store.lease_holder(key) is None
+    assert await store.acquire_lease(key, "c|host-1|a1", 0.3) == 0.0
+    assert await store.lease_holder(key) == "c|host-1|a1"
+    await store.release_lease(key, "c|host-1|a1")
+    assert await store.lease_holder(key) is None
+    assert await store.acquire_lease(key, "c|host-2|b2", 0.3) == 0.0
+    await asyncio.sleep(0.4)
+    assert await store.lease_holder(key) is None
+
+
 async def test_only_the_lease_holder_writes(store):
     rev = await store.commit(StateWrite("s", 0, b"m0", [b"x"], owner="A"))
     assert await store.acquire_lease("s", "A", 5.0) == 0.0
