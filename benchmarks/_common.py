@@ -11,6 +11,7 @@ from repertory.bench.common import (  # noqa: F401
     fmt_ratio,
     fmt_us,
     load_info,
+    local_redis_url,
     messages20,
     pct,
     ratio,

@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import console, emit_json, fmt_ratio, fmt_us, load_info, ratio, summary, table  # noqa: E402
+from _common import console, emit_json, fmt_ratio, fmt_us, load_info, local_redis_url, ratio, summary, table  # noqa: E402
 
 BLOCK = 50
 
@@ -86,16 +86,6 @@ async def _run(store_url: str, rounds: int) -> dict[str, Any]:
             "first": {"on": summary(first_lat[True]), "off": summary(first_lat[False])}}
 
 
-def _redis_url() -> str | None:
-    import redis
-
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=0.5).ping()
-    except Exception:
-        return None
-    return f"redis://127.0.0.1:6379/0?prefix=bench-act-{uuid.uuid4().hex[:8]}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=8)
@@ -107,7 +97,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cases = [("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}")]
-        if (url := _redis_url()) is not None:
+        if (url := local_redis_url("bench-act")) is not None:
             cases.append(("Redis", url))
         for name, url in cases:
             res = results[name] = asyncio.run(_run(url, args.rounds))

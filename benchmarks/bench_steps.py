@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _common import console, emit_json, fmt_ratio, fmt_us, load_info, ratio, summary, table  # noqa: E402
+from _common import console, emit_json, fmt_ratio, fmt_us, load_info, local_redis_url, ratio, summary, table  # noqa: E402
 
 BLOCK = 25
 
@@ -122,16 +122,6 @@ def _ray(rounds: int, folder: Path) -> dict[str, Any]:
     return {"on": summary(lat[True]), "off": summary(lat[False])}
 
 
-def _redis_url() -> str | None:
-    import redis
-
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=0.5).ping()
-    except Exception:
-        return None
-    return f"redis://127.0.0.1:6379/0?prefix=bench-steps-{uuid.uuid4().hex[:8]}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=8)
@@ -145,7 +135,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         cases = [("in-process SQLite", f"sqlite:///{folder / 'bench.db'}")]
-        if (url := _redis_url()) is not None:
+        if (url := local_redis_url("bench-steps")) is not None:
             cases.append(("in-process Redis", url))
         for name, url in cases:
             res = asyncio.run(_in_process(url, args.rounds))

@@ -28,7 +28,7 @@ from repertory.stores.crypto import looks_sealed
 from repertory.stores.values import RECORD_MAX_DEPTH, check_value
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Codec", "MsgpackCodec", "pack_array", "register_migration",
-           "unpack_array", "verify"]
+           "unpack_array", "verify", "verify_all"]
 
 MAGIC = b"RPS"
 FORMAT_VERSION = 1
@@ -144,6 +144,26 @@ def verify(data: bytes, *, source: str = "state", codec: MsgpackCodec | None = N
     # An old record may hold what this release no longer stores (an int key): corrupt, not input.
     check_value(value, source, error=CorruptState, max_depth=RECORD_MAX_DEPTH)
     return codec.encode(value, where=source)
+
+
+def verify_all(blobs: list[bytes], *, source: str = "state", codec: MsgpackCodec | None = None) -> list[bytes]:
+    """:func:`verify` of every value of a list (a session's messages, on activation).
+
+    One tight loop over the headers and checksums; ``source`` is only formatted (``"<source>
+    <index>"``) for a value that needs a migration or fails, which is what made the per-message
+    calls cost ~1.5 µs each. Returns ``blobs`` itself when every value is current."""
+    codec = codec or _default_codec
+    version, size, unpack, crc32 = codec.version, _HEADER.size, _HEADER.unpack_from, zlib.crc32
+    out = blobs
+    for i, data in enumerate(blobs):
+        if isinstance(data, bytes) and len(data) >= size and data[:3] == MAGIC:
+            _, v, crc = unpack(data)
+            if v == version and crc32(memoryview(data)[size:]) == crc:
+                continue
+        if out is blobs:
+            out = list(blobs)
+        out[i] = verify(data, source=f"{source} {i}", codec=codec)
+    return out
 
 
 def pack_array(blobs: list[bytes]) -> bytes:

@@ -9,6 +9,7 @@ Token usage is counted in words, the way a real provider reports it.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -58,9 +59,22 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower().replace("'", ""))
 
 
+# A session's history reaches the model again on every turn: each text is analysed once and
+# the result kept (bounded), so that a turn costs a lookup per old message, not a regex pass.
+_CACHED_TEXTS = 65536
+
+
+@functools.lru_cache(maxsize=_CACHED_TEXTS)
 def word_count(text: str) -> int:
     """Tokens of ``text`` for the demo model: its words."""
     return len(_words(text))
+
+
+@functools.lru_cache(maxsize=_CACHED_TEXTS)
+def _statements(text: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """The statements (sentences that are not questions) of one message, with their keywords."""
+    return tuple((s, frozenset(keywords(s))) for s in (p.strip() for p in _SENTENCE.split(text))
+                 if s and not _is_question(s))
 
 
 def keywords(text: str) -> list[str]:
@@ -92,7 +106,7 @@ def _content(message: dict) -> str:
 
 def demo_answer(messages: list[dict]) -> DemoAnswer:
     """Answer the last user message of ``messages`` from the messages before it."""
-    prompt_tokens = sum(len(_words(_content(m))) for m in messages)
+    prompt_tokens = sum(word_count(_content(m)) for m in messages)
     last_user = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].get("role") == "user"), None)
     if last_user is None:
         text = f"{DEMO_LABEL} No user message reached me."
@@ -103,15 +117,10 @@ def demo_answer(messages: list[dict]) -> DemoAnswer:
         return DemoAnswer(text, prompt_tokens, len(_words(text)))
     question = _content(messages[last_user]).strip()
     earlier = [m for m in messages[:last_user] if m.get("role") in ("user", "system", "tool")]
-    statements = [
-        (m.get("role"), s.strip())
-        for m in earlier
-        for s in _SENTENCE.split(_content(m))
-        if s.strip() and not _is_question(s)
-    ]
-    if not _is_question(question):
+    if not _is_question(question):  # a statement is acknowledged: nothing earlier to read
         text = f"{DEMO_LABEL} Noted: \u201c{question}\u201d."
     else:
+        statements = [(m.get("role"), s, keys) for m in earlier for s, keys in _statements(_content(m))]
         text = _answer_question(question, statements)
     return DemoAnswer(text, prompt_tokens, len(_words(text)))
 
@@ -141,11 +150,11 @@ def _summary(request: str, instructions: str) -> str:
     return " ".join([_SUMMARY_HEAD, *kept]) if kept else f"{_SUMMARY_HEAD} nothing to keep."
 
 
-def _answer_question(question: str, statements: list[tuple[str, str]]) -> str:
+def _answer_question(question: str, statements: list[tuple[str, str, frozenset[str]]]) -> str:
     asked = _keys(question)
     scored = []
-    for pos, (_, s) in enumerate(statements):
-        overlap = len(asked & _keys(s))
+    for pos, (_, s, keys) in enumerate(statements):
+        overlap = len(asked & keys)
         if overlap:
             scored.append((overlap, pos, s))
     if scored:
@@ -153,7 +162,7 @@ def _answer_question(question: str, statements: list[tuple[str, str]]) -> str:
         # Latest statement first: the newest fact about a subject wins.
         quotes = [s for o, _, s in sorted(scored, key=lambda t: -t[1]) if o == best][:3]
         return f"{DEMO_LABEL} From earlier in our conversation: " + " ".join(f"\u201c{q}\u201d" for q in quotes)
-    said = [s for role, s in statements if role == "user"]
+    said = [s for role, s, _ in statements if role == "user"]
     if asked & _RECALL and said:
         recent = said[-3:]
         return f"{DEMO_LABEL} Earlier you said: " + " ".join(f"\u201c{q}\u201d" for q in recent)

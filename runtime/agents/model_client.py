@@ -68,6 +68,10 @@ def load_litellm():
         if _litellm is None:
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             os.environ.setdefault("LITELLM_LOG", "ERROR")
+            # litellm copies the whole prompt after every call to shorten base64 images in its
+            # logging payload (walking a long history costs more than the demo model's answer);
+            # 0 skips that copy. Set it yourself to keep the truncation for a logging callback.
+            os.environ.setdefault("MAX_BASE64_LENGTH_FOR_LOGGING", "0")
             import litellm
 
             from repertory.agents.demo_provider import register_demo_provider

@@ -83,6 +83,20 @@ def summary(lat_s: Sequence[float]) -> dict[str, float]:
             "mean_us": sum(lat_s) / len(lat_s) * 1e6}
 
 
+def local_redis_url(prefix: str) -> str | None:
+    """A store URL on the Redis at 127.0.0.1:6379 under a fresh ``prefix-<random>``; None when
+    no Redis answers there (the benchmark then skips its Redis rows)."""
+    import uuid
+
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=0.5).ping()
+    except Exception:  # any failure to reach it: no Redis rows
+        return None
+    return f"redis://127.0.0.1:6379/0?prefix={prefix}-{uuid.uuid4().hex[:8]}"
+
+
 def load_info() -> dict[str, Any]:
     la = os.getloadavg()
     return {"loadavg_1m": round(la[0], 2), "loadavg_5m": round(la[1], 2), "loadavg_15m": round(la[2], 2),

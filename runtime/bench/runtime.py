@@ -777,8 +777,16 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=25, help="sequential turns per setting before switching (25)")
     ap.add_argument("--skip-demo", action="store_true", help="only the null model client")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--sessions-served", type=int, default=None, metavar="N",
+                    help="only this: one host serves N stored sessions under a resident cap (activations/s, RSS)")
+    ap.add_argument("--resident-cap", type=int, default=1000, help="resident sessions with --sessions-served (1000)")
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     cli = ap.parse_args()
+    if cli.sessions_served is not None:
+        from repertory.bench.served import sessions_served
+
+        emit_json("bench_runtime_sessions_served", sessions_served(cli.sessions_served, cli.resident_cap))
+        return
     if cli.memory_child is not None:  # the subprocess of run_memory: one JSON line
         sys.stdout.write(json.dumps(memory_child(cli.memory_child)) + "\n")
         return

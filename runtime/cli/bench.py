@@ -50,6 +50,11 @@ def bench(
                                         "runtime, batch: a few minutes on 2 busy cores).")] = False,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this file as JSON.",
                                                       dir_okay=False)] = None,
+    sessions_served: Annotated[Optional[int], typer.Option(
+        "--sessions-served", min=1, help="runtime only: one host serves N stored sessions under a resident cap "
+                                         "(--resident-cap), reporting activations/s and RSS.")] = None,
+    resident_cap: Annotated[int, typer.Option("--resident-cap", min=1,
+                                              help="resident sessions with --sessions-served.")] = 1000,
 ) -> None:
     """Run the benchmarks with their same-run baselines; print their tables and the ratios."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -63,6 +68,9 @@ def bench(
         if json_file is not None and not json_file.parent.is_dir():
             raise repertory.InvalidInput(f"--json {json_file}: the folder {json_file.parent} does not exist; "
                                          "create it or give another path")
+        if sessions_served is not None and which is not Which.runtime:
+            raise repertory.InvalidInput("--sessions-served is a runtime benchmark: run `repertory bench runtime "
+                                         "--sessions-served N`")
         figures = []
         load_start = load_info()
         # The bar shares the benchmarks' console, so their progress lines and tables print above it.
@@ -71,7 +79,12 @@ def bench(
             task = progress.add_task("benchmarks", total=len(names))
             for name in names:
                 progress.update(task, description=f"bench {name}{' (quick)' if quick else ''}")
-                figures += suite(name)(quick)
+                if sessions_served is not None and name == "runtime":
+                    from repertory.bench.served import run as served
+
+                    figures += served(sessions_served, resident_cap)
+                else:
+                    figures += suite(name)(quick)
                 progress.advance(task)
         console.print(_summary(figures))
         if json_file is not None:

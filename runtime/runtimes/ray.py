@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -156,6 +157,7 @@ class RayRuntime(Runtime):
         # a host whose node left is started again on a live one (_revive_host).
         self._placed = spread(nodes, n)  # each host's node
         self._resizing = False
+        self._hosts_lock = threading.Lock()  # one change of self.hosts at a time (callers on any loop or thread)
         self.hosts = [self._start_host(i, node) for i, node in enumerate(self._placed)]
         self._agents: dict[str, list] = {}
         self._dedicated: dict[str, Any] = {}
@@ -172,13 +174,18 @@ class RayRuntime(Runtime):
                            f"host-{index}", index == 0,
                            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
 
-    def _revive_host(self, index: int) -> None:
+    def _revive_host(self, index: int, failed: Any) -> None:
         """Host ``index`` can never restart (its node left): start it on a live node, the same
-        one every driver picks; its sessions reactivate there from the store."""
-        node = spread(_alive_nodes(), self.num_hosts)[index]
-        log.warning("host_moved", host=index, node=node)
-        self._placed[index] = node
-        self.hosts[index] = self._start_host(index, node)
+        one every driver picks; its sessions reactivate there from the store. ``failed`` is the
+        handle the caller's call failed on: every call in flight to a lost host fails at once,
+        and only the first starts it again; the others find it started and resend to it."""
+        with self._hosts_lock:
+            if index >= len(self.hosts) or self.hosts[index] is not failed:
+                return
+            node = spread(_alive_nodes(), self.num_hosts)[index]
+            log.warning("host_moved", host=index, node=node)
+            self._placed[index] = node
+            self.hosts[index] = self._start_host(index, node)
 
     async def _refresh_hosts(self) -> None:
         """Every few seconds, on the call path: follow the cluster's nodes (host.hostset). One
@@ -194,6 +201,10 @@ class RayRuntime(Runtime):
             self._resizing = False
 
     def _resize(self) -> None:
+        with self._hosts_lock:
+            self._resize_locked()
+
+    def _resize_locked(self) -> None:
         nodes = _alive_nodes()
         n = self._hostset.size(nodes)
         old = self.num_hosts
@@ -229,7 +240,8 @@ class RayRuntime(Runtime):
     async def _unschedulable(self, ref: SessionRef, exc: ActorUnschedulableError, attempt: int) -> None:
         if ref.placement == "dedicated" or attempt >= 2:
             raise RuntimeNotReady(f"the host of session {ref.key!r} cannot be scheduled: {exc}") from exc
-        await asyncio.to_thread(self._revive_host, host_index(ref.key, self.num_hosts))
+        index = host_index(ref.key, self.num_hosts)
+        await asyncio.to_thread(self._revive_host, index, self.hosts[index])
 
     def _actor(self, cls: type, name: str, concurrency: int, *args: Any, **options: Any) -> Any:
         """Create (or join) the named actor; remember it if this driver created it."""

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from repertory.stores.base import CheckpointRecord, SessionRecord, StateWrite
-from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array, verify
+from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array, verify_all
 
 from repertory.errors import EmptyMessage, InvalidInput, MessageTooLarge
 from repertory.state import schema
@@ -83,7 +83,7 @@ class SessionState:
 
             raise UnsupportedFormat(f"session {rec.key!r} has state schema {meta.get('schema') if isinstance(meta, dict) else '?'}")
         # Check every message once, here, so that reads can decode the history in one pass.
-        messages = [verify(m, source=f"session {rec.key!r} message {i}") for i, m in enumerate(rec.messages)]
+        messages = verify_all(list(rec.messages), source=f"session {rec.key!r} message")
         return cls(rec.key, rec.revision, meta, messages)
 
     def history(self) -> list[dict[str, Any]]:

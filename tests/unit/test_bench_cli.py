@@ -142,3 +142,20 @@ def test_runtime_figures_are_against_the_bare_floor_and_actor_creation():
     assert got["Ray: cold activation (first get_history) p50"] == ("create a Ray actor + first call p50", 0.01)
     assert got["resident session, 10,000 activated: RSS per session"] == ("encoded payload per session", 2.0)
     assert len(got) == 8
+
+
+def test_bench_runtime_sessions_served(tmp_path):
+    out = tmp_path / "served.json"
+    proc = _repertory("bench", "runtime", "--sessions-served", "300", "--resident-cap", "20", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = json.loads(out.read_text())["figures"]
+    _check_figures(figures, "runtime")
+    assert [f["baseline"] for f in figures] == ["turns/s on resident sessions (no activation)",
+                                                "RSS after the first tenth"]
+    assert "Sessions served: 300 stored sessions" in proc.stdout
+
+
+def test_sessions_served_is_a_runtime_option():
+    result = CliRunner().invoke(app, ["bench", "store", "--sessions-served", "10"])
+    assert result.exit_code == 1
+    assert "InvalidInput" in result.output and "repertory bench runtime --sessions-served" in result.output

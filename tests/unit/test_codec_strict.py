@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from repertory.errors import CorruptState, EncryptionKeyMissing, InvalidInput, UnsupportedFormat
 from repertory.stores.crypto import looks_sealed
 from repertory.stores.values import RECORD_MAX_DEPTH
-from repertory.stores.codec import _MIGRATIONS, MAGIC, MsgpackCodec, pack_array, register_migration, unpack_array, verify
+from repertory.stores.codec import (_MIGRATIONS, MAGIC, MsgpackCodec, pack_array, register_migration, unpack_array, verify,
+                                    verify_all)
 
 codec = MsgpackCodec()
 
@@ -183,3 +184,31 @@ def test_verify_refuses_an_old_record_whose_migration_yields_unstorable_values(v
     register_migration(1, lambda body: {**body, "t": float("nan")})
     with pytest.raises(CorruptState, match="old record.*NaN"):
         verify(codec.encode({"a": 1}), source="old record", codec=v2)
+
+
+# -- verify_all: a session's messages on activation -----------------------------------------------
+def test_verify_all_returns_the_same_list_when_every_message_is_current():
+    msgs = [codec.encode({"role": "user", "content": str(i)}) for i in range(20)]
+    assert verify_all(msgs, source="session 'k' message") is msgs
+
+
+@pytest.mark.parametrize("data,match", [
+    (b"", "is empty"),
+    (record(b"\xc0")[:-1] + b"\xc2", "failed its checksum"),
+    (record(b"\xc0", version=9), "format version 9"),
+    (bytearray(b"RPS"), "bad header"),
+])
+def test_verify_all_names_the_message_that_is_wrong(data, match):
+    msgs = [codec.encode({"n": i}) for i in range(5)]
+    msgs[3] = data
+    with pytest.raises((CorruptState, UnsupportedFormat), match=f"^session 'k' message 3 .*{match}"):
+        verify_all(msgs, source="session 'k' message")
+
+
+def test_verify_all_lifts_old_messages_and_leaves_its_input_alone(v2):
+    register_migration(1, lambda body: {**body, "lifted": True})
+    old = [codec.encode({"a": i}) for i in range(3)]
+    mixed = [old[0], v2.encode({"b": 1}), old[2]]
+    out = verify_all(mixed, codec=v2)
+    assert out is not mixed and mixed[0] is old[0]  # a new list: the caller's record is not changed
+    assert [v2.decode(m) for m in out] == [{"a": 0, "lifted": True}, {"b": 1}, {"a": 2, "lifted": True}]

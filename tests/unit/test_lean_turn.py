@@ -1,0 +1,87 @@
+"""A turn's work does not grow with the history beyond what the model reads (issue 12, item 2).
+
+Counted, not timed: how many texts the demo model (and its word-counting window) analyses in
+one turn, at a history of 10 and of 1,000 messages; and whether litellm copies the prompt
+for its logging after each call.
+"""
+
+import uuid
+
+import pytest
+
+from repertory.agents import demo_model
+from repertory.agents.agent import Agent
+from repertory.agents.model_client import load_litellm
+from repertory.config import Settings
+from repertory.host.api import TurnRequest
+from repertory.host.core import HostCore
+from repertory.ids import SessionRef
+from repertory.runtimes.local import LocalAgentPool
+from repertory.stores import SQLiteStore
+
+
+def _history(n: int, tag: str) -> list[dict]:
+    out = []
+    for i in range(n // 2):
+        out += [{"role": "user", "content": f"Note {tag} {i}: the {tag} report says light rain at {i}."},
+                {"role": "assistant", "content": f"[demo model] Noted {tag} {i}."}]
+    return out
+
+
+async def _words_in_one_turn(tmp_path, n: int, monkeypatch) -> tuple[int, str]:
+    """Texts split into words during one question turn of a session holding ``n`` messages,
+    after a first turn (which reads every message once)."""
+    tag = f"h{n}"
+    store = SQLiteStore(tmp_path / f"{tag}.db")
+    agent = Agent("Lean", "You are terse.", model="repertory/demo")
+    pool = LocalAgentPool()
+    pool.add(agent)
+    host = HostCore(store, pool, Settings(store=f"sqlite:///{tmp_path / tag}.db", idle_timeout=0))
+    ref = SessionRef(f"lean-{tag}")
+    await host.set_history(ref, _history(n, tag))
+    for cached in (demo_model.word_count, getattr(demo_model, "_statements", None)):
+        getattr(cached, "cache_clear", lambda: None)()  # each session starts with nothing analysed
+
+    def ask(text: str) -> TurnRequest:
+        return TurnRequest(ref=ref, agent_key=agent.key, content=text, turn_id=uuid.uuid4().hex)
+
+    await host.turn(ask(f"What does the {tag} report say about rain?"))
+    calls = 0
+    words = demo_model._words
+
+    def counted(text: str) -> list[str]:
+        nonlocal calls
+        calls += 1
+        return words(text)
+
+    monkeypatch.setattr(demo_model, "_words", counted)
+    reply = await host.turn(ask("What did the report say at 3?"))
+    monkeypatch.setattr(demo_model, "_words", words)
+    await host.close()
+    await store.close()
+    return calls, reply.content
+
+
+async def test_demo_turn_reads_old_messages_once(tmp_path, monkeypatch):
+    short, short_reply = await _words_in_one_turn(tmp_path, 10, monkeypatch)
+    long, long_reply = await _words_in_one_turn(tmp_path, 1000, monkeypatch)
+    # The answer still comes from the whole history (a statement among the first ones) ...
+    assert "at 3." in long_reply and "at 3." in short_reply
+    # ... but only this turn's new texts are split into words: as many at 1,000 messages as at 10.
+    assert long == short
+    assert long < 20
+
+
+async def test_litellm_does_not_copy_the_prompt_for_logging():
+    load_litellm()
+    from litellm.litellm_core_utils import logging_utils
+
+    prompt = [{"role": "user", "content": f"message {i} " * 40} for i in range(2000)]
+    # litellm walks and copies the whole prompt here after every call unless told not to.
+    assert await logging_utils.truncate_base64_in_messages_async(prompt) is prompt
+
+
+@pytest.mark.parametrize("n", [10, 1000])
+def test_statements_keep_their_order_and_keywords(n):
+    msgs = _history(n, "x") + [{"role": "user", "content": "What did the x report say at 1?"}]
+    assert "at 1." in demo_model.demo_answer(msgs).text
