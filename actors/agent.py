@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from repertory.agents.agent import Agent, AgentCore
 from repertory.agents.model_client import preload_litellm
+from repertory.errors import TurnInterrupted
 from repertory.host import wire
+from repertory.host.envelope import serve_envelope
 from repertory.logs import configure_logging
 from repertory.memory.stores import MemoryStores
 
@@ -26,6 +29,8 @@ class AgentActor:
         self._core = AgentCore(agent, shared_state=lambda state_id: RaySharedStateBackend.lookup(state_id, names),
                                memory_stores=self._memory_stores)
         preload_litellm(agent.model)
+        self._running: dict[str, asyncio.Task] = {}  # enveloped calls by call id, to cancel one
+        self._cancelled: set[str] = set()
 
     # One bytes argument per call, not four: Ray serializes each argument on its own (~15 µs of
     # caller CPU each, measured), and msgpack keeps it plain data, never pickle.
@@ -33,6 +38,32 @@ class AgentActor:
         """``call``: wire bytes of ``[history, context, shared_state_id, memory, window]``."""
         history, context, shared_state_id, memory, window = wire.decode(call)
         return wire.encode(await self._core.run(history, context, shared_state_id, memory, window))
+
+    async def run_many(self, calls: bytes) -> bytes:
+        """An envelope of ``[call id, call]`` for :meth:`run`, run concurrently; one outcome
+        each (repertory.host.envelope)."""
+        return await serve_envelope(self._run_enveloped, calls)
+
+    async def _run_enveloped(self, item: list) -> bytes:
+        call_id, call = item
+        self._running[call_id] = asyncio.current_task()
+        try:
+            return await self.run(call)
+        except asyncio.CancelledError:
+            if call_id not in self._cancelled:  # the whole envelope is cancelled
+                raise
+            raise TurnInterrupted(f"agent call {call_id} was cancelled by its caller") from None
+        finally:
+            self._running.pop(call_id, None)
+            self._cancelled.discard(call_id)
+
+    async def cancel(self, call_ids: bytes) -> None:
+        """Stop enveloped calls whose callers were cancelled (a busy policy interrupted the turn)."""
+        for call_id in wire.decode(call_ids):
+            task = self._running.get(call_id)
+            if task is not None:
+                self._cancelled.add(call_id)
+                task.cancel()
 
     async def stream(self, call: bytes) -> AsyncIterator[str | bytes]:
         """As :meth:`run` (plus ``deltas, steps, resume``), yielding text chunks, the encoded

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import ray
@@ -11,6 +12,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, ActorUnschedul
 from repertory.agents.agent import Step, TurnOutput
 from repertory.errors import AgentError, AgentReplicaLost
 from repertory.host import wire
+from repertory.host.envelope import Coalescer, decode_outcomes
 
 from .names import ActorNames
 from .calls import iterate_streaming, unwrap_ray_error
@@ -19,7 +21,11 @@ __all__ = ["RayAgentPool"]
 
 # A replica that died, is restarting, or can never restart (its node left the cluster, and it
 # was pinned to that node): the next replica takes the call.
-_GONE = (ActorDiedError, ActorUnavailableError, ActorUnschedulableError)
+class _ReplicaGone(Exception):
+    """A replica's name no longer resolves when its (queued) call is sent."""
+
+
+_GONE = (ActorDiedError, ActorUnavailableError, ActorUnschedulableError, _ReplicaGone)
 
 
 class RayAgentPool:
@@ -29,6 +35,33 @@ class RayAgentPool:
         self.names = names
         self._handles: dict[str, object] = {}
         self._next: dict[str, int] = {}
+        # Concurrent calls to one replica travel as one envelope (repertory.host.envelope); each
+        # carries an id, so that a cancelled caller can stop its own call on the replica.
+        self._calls: Coalescer[tuple[str, int], tuple[str, bytes], bytes] = Coalescer(
+            self._run_one, self._run_many, abandon=self._abandon)
+
+    def _replica(self, replica: tuple[str, int]):
+        try:
+            return self._handle(*replica)[1]
+        except AgentError as exc:
+            raise _ReplicaGone(str(exc)) from exc
+
+    async def _run_one(self, replica: tuple[str, int], call: tuple[str, bytes]) -> bytes:
+        ref = self._replica(replica).run.remote(call[1])
+        try:
+            return await ref
+        except asyncio.CancelledError:  # a busy policy cancelled the turn: stop the model call too
+            ray.cancel(ref)
+            raise
+
+    async def _run_many(self, replica: tuple[str, int], calls: list[tuple[str, bytes]]) -> list[bytes | BaseException]:
+        return decode_outcomes(await self._replica(replica).run_many.remote(wire.encode(calls)))
+
+    def _abandon(self, replica: tuple[str, int], call: tuple[str, bytes]) -> None:
+        try:  # fire and forget: the cancelled caller does not wait, and a dead replica has no call
+            self._replica(replica).cancel.remote(wire.encode([call[0]]))
+        except _ReplicaGone:
+            pass
 
     def _start(self, agent_key: str, replicas: int) -> int:
         """The replica a call tries first: round robin over calls."""
@@ -54,19 +87,18 @@ class RayAgentPool:
                   shared_state_id: str | None = None, memory: dict | None = None,
                   window: dict | None = None) -> TurnOutput:
         last: BaseException | None = None
+        call = wire.encode([history, context, shared_state_id, memory, window])
+        call_id = uuid.uuid4().hex
         n, start = max(replicas, 1), self._start(agent_key, replicas)
         for attempt in range(2 * n + 2):  # every replica at least twice (one may be restarting)
+            index = (start + attempt) % n
             try:
-                name, h = self._handle(agent_key, (start + attempt) % n)
+                name, _ = self._handle(agent_key, index)
             except AgentError as exc:  # this replica is gone for good: try the others
                 last = exc
                 continue
-            ref = h.run.remote(wire.encode([history, context, shared_state_id, memory, window]))
             try:
-                return wire.decode(await ref)
-            except asyncio.CancelledError:  # a busy policy cancelled the turn: stop the model call too
-                ray.cancel(ref)
-                raise
+                return wire.decode(await self._calls.call((agent_key, index), (call_id, call)))
             except RayTaskError as exc:
                 raise unwrap_ray_error(exc) from None
             except _GONE as exc:

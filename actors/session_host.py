@@ -16,9 +16,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from repertory.config import Settings
+from repertory.errors import InvalidInput
 from repertory.host import wire
 from repertory.host.activation import Activation, Holder
+from repertory.host.api import HostAPI
 from repertory.host.core import HostCore
+from repertory.host.envelope import serve_envelope
 from repertory.host.metrics import RayMetrics
 from repertory.logs import configure_logging
 
@@ -29,6 +32,8 @@ from .store import open_actor_store
 __all__ = ["SessionHost"]
 
 METRICS_SYNC_S = 5.0
+# What an envelope may ask for: the HostAPI's calls (streams stay one Ray call each).
+_OPS = frozenset(n for n in vars(HostAPI) if not n.startswith("_")) - {"stream_turn"}
 
 
 def _activation(store: Any, settings: Settings, names: ActorNames, name: str) -> Activation | None:
@@ -70,6 +75,18 @@ class SessionHost:
     async def turn(self, data: bytes) -> bytes:
         self._sync_metrics_soon()
         return await wire.serve(HostCore.turn, self._core, data)
+
+    async def calls(self, data: bytes) -> bytes:
+        """An envelope of ``[operation name, wire arguments]`` calls, run concurrently; one
+        outcome each (repertory.host.envelope)."""
+        self._sync_metrics_soon()
+        return await serve_envelope(self._call, data)
+
+    async def _call(self, call: list) -> bytes:
+        name, data = call
+        if name not in _OPS:
+            raise InvalidInput(f"a host has no operation {name!r}; send one of {sorted(_OPS)}")
+        return await wire.serve(getattr(HostCore, name), self._core, data)
 
     async def stream_turn(self, data: bytes) -> AsyncIterator[str | bytes]:
         (req,) = wire.decode(data)

@@ -45,6 +45,7 @@ from repertory.errors import AgentError, RepertoryError, RuntimeNotReady, Sessio
 from repertory.host import wire
 from repertory.host.activation import Redirects
 from repertory.host.api import TurnReply, TurnRequest
+from repertory.host.envelope import Coalescer, decode_outcomes
 from repertory.host.hostset import HostSet
 from repertory.host.routing import host_index, spread
 from repertory.host.stats import HostStats
@@ -123,6 +124,14 @@ def _alive_nodes() -> list[tuple[str, float]]:
     return sorted((n["NodeID"], float(n.get("Resources", {}).get("CPU", 0))) for n in ray.nodes() if n.get("Alive"))
 
 
+async def _send_one(host: Any, call: tuple[str, bytes]) -> bytes:
+    return await getattr(host, call[0]).remote(call[1])
+
+
+async def _send_many(host: Any, calls: list[tuple[str, bytes]]) -> list[bytes | BaseException]:
+    return decode_outcomes(await host.calls.remote(wire.encode(calls)))
+
+
 class RayRuntime(Runtime):
     """Sessions on host actors; see the module docstring."""
 
@@ -156,6 +165,8 @@ class RayRuntime(Runtime):
         self._shared: dict[str, RaySharedStateBackend] = {}
         self._memory: dict[str, Any] = {}
         self._driver_pool = RayAgentPool(self.names)
+        # Concurrent calls to one host travel as one envelope (repertory.host.envelope).
+        self._envelopes: Coalescer[Any, tuple[str, bytes], bytes] = Coalescer(_send_one, _send_many)
         self._wait(self.hosts, "session hosts")  # hosts open the store in their constructor
 
     def _start_host(self, index: int, node: str) -> Any:
@@ -294,16 +305,17 @@ class RayRuntime(Runtime):
         return h
 
     async def invoke(self, ref: SessionRef, op: Callable[..., Awaitable[T]], *args: Any) -> T:
-        # SessionHost has a method of the same name for each HostCore operation.
+        # SessionHost has a method of the same name for each HostCore operation; an envelope
+        # names it. A resent envelope resends each of its calls, as a resent lone call.
         await self._refresh_hosts()
-        data = wire.encode(args)
+        call = (op.__name__, wire.encode(args))
         target, target_name, moved = None, "", 0  # target: the holder a redirect named (host.activation)
         redirects: Redirects | None = None  # made on the first redirect: nothing on the hot path
         unreachable: set[str] = set()
         while True:
             try:
                 return wire.decode(await call_restartable(
-                    lambda: getattr(target or self._host(ref), op.__name__).remote(data),
+                    lambda: self._envelopes.call(target or self._host(ref), call),
                     lambda exc: RuntimeNotReady(f"the host of session {ref.key!r} did not come back: {exc}")))
             except ActorUnschedulableError as exc:  # resent as after a restart (module docstring)
                 if target is not None:  # the holder's node left: its lease lapses, its own host takes it
