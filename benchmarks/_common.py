@@ -2,6 +2,7 @@
 
 from repertory.bench.common import (  # noqa: F401
     FILLER,
+    ON_OFF_COLUMNS,
     Figure,
     console,
     content,
@@ -13,6 +14,7 @@ from repertory.bench.common import (  # noqa: F401
     load_info,
     local_redis_url,
     messages20,
+    on_off_row,
     pct,
     ratio,
     summary,

@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import console, emit_json, fmt_ratio, fmt_us, load_info, local_redis_url, ratio, summary, table  # noqa: E402
+from _common import ON_OFF_COLUMNS, console, emit_json, load_info, local_redis_url, on_off_row, summary, table  # noqa: E402
 
 BLOCK = 50
 
@@ -108,12 +108,9 @@ def main() -> None:
                 for key in client.scan_iter(match=f"{url.split('prefix=')[1]}:*", count=1000):
                     client.delete(key)
             for what, label in (("turn", "turn, resident session"), ("first", "first message, fresh session")):
-                r = res[what]
-                r["ratio_p50"] = ratio(r["on"]["p50_us"], r["off"]["p50_us"])
-                rows.append([f"{name}: {label}", fmt_us(r["off"]["p50_us"]), fmt_us(r["on"]["p50_us"]),
-                             fmt_us(r["off"]["p99_us"]), fmt_us(r["on"]["p99_us"]), fmt_ratio(r["ratio_p50"])])
+                rows.append(on_off_row(f"{name}: {label}", res[what]))
     table("HostCore turns without and with activation leases (same run, interleaved blocks)",
-          ["case", "off p50", "on p50", "off p99", "on p99", "on/off p50"], rows,
+          ["case", *ON_OFF_COLUMNS], rows,
           caption=f"load {results['load']['loadavg_1m']} on {results['load']['cpus']} CPUs")
     console.print()
     emit_json("activation", results)

@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _common import console, emit_json, fmt_ratio, fmt_us, load_info, local_redis_url, ratio, summary, table  # noqa: E402
+from _common import ON_OFF_COLUMNS, console, emit_json, load_info, local_redis_url, on_off_row, summary, table  # noqa: E402
 
 BLOCK = 25
 
@@ -151,11 +151,9 @@ def main() -> None:
             results["Ray runtime SQLite (litellm + HTTP model)"] = _ray(args.rounds, folder)
     for name, res in results.items():
         if isinstance(res, dict) and "on" in res:
-            res["ratio_p50"] = ratio(res["on"]["p50_us"], res["off"]["p50_us"])
-            rows.append([name, fmt_us(res["off"]["p50_us"]), fmt_us(res["on"]["p50_us"]),
-                         fmt_us(res["off"]["p99_us"]), fmt_us(res["on"]["p99_us"]), fmt_ratio(res["ratio_p50"])])
+            rows.append(on_off_row(name, res))
     table("Turn with one tool call: step journaling off vs on (same run, interleaved blocks)",
-          ["setting", "off p50", "on p50", "off p99", "on p99", "on/off p50"], rows,
+          ["setting", *ON_OFF_COLUMNS], rows,
           caption=f"load {results['load']['loadavg_1m']} on {results['load']['cpus']} CPUs")
     console.print()
     emit_json("steps", results)

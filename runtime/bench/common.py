@@ -83,6 +83,17 @@ def summary(lat_s: Sequence[float]) -> dict[str, float]:
             "mean_us": sum(lat_s) / len(lat_s) * 1e6}
 
 
+ON_OFF_COLUMNS = ["off p50", "on p50", "off p99", "on p99", "on/off p50"]
+
+
+def on_off_row(label: str, res: dict[str, Any]) -> list[str]:
+    """A table row for a feature measured off and on in the same run (``res["off"]`` and
+    ``res["on"]`` are :func:`summary` dicts); stores the p50 ratio in ``res["ratio_p50"]``."""
+    res["ratio_p50"] = ratio(res["on"]["p50_us"], res["off"]["p50_us"])
+    return [label, fmt_us(res["off"]["p50_us"]), fmt_us(res["on"]["p50_us"]),
+            fmt_us(res["off"]["p99_us"]), fmt_us(res["on"]["p99_us"]), fmt_ratio(res["ratio_p50"])]
+
+
 def local_redis_url(prefix: str) -> str | None:
     """A store URL on the Redis at 127.0.0.1:6379 under a fresh ``prefix-<random>``; None when
     no Redis answers there (the benchmark then skips its Redis rows)."""
