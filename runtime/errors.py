@@ -73,6 +73,7 @@ __all__ = [
     "UnsupportedFormat",
     "WorkflowError",
     "WriteNotReplicated",
+    "error_class",
     "error_code",
     "error_from_code",
 ]
@@ -258,10 +259,16 @@ def error_code(exc: BaseException) -> str:
     return "ServerError"
 
 
+def error_class(code: str) -> type[RepertoryError] | None:
+    """The class of this module a wire code names; None for a code it does not know."""
+    cls = _codes().get(code)
+    return cls if cls is not None and cls.__module__ == __name__ else None
+
+
 def error_from_code(code: str, message: str, **details: object) -> RepertoryError:
     """The error a wire code names, with ``message``; an unknown code gives :class:`ServerError`."""
-    cls = _codes().get(code)
-    if cls is None or cls.__module__ != __name__:
+    cls = error_class(code)
+    if cls is None:
         return ServerError(f"{message} (server error code {code!r})")
     if cls is RateLimited:
         retry = details.get("retry_after")

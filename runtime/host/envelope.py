@@ -25,7 +25,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
-from repertory.errors import error_code
+from repertory.errors import RepertoryError, ServerError, error_class, error_code
 from repertory.host import wire
 
 __all__ = ["Coalescer", "decode_outcomes", "serve_envelope"]
@@ -204,10 +204,8 @@ def decode_outcomes(data: bytes) -> list[bytes | BaseException]:
 
 
 def _rebuild(code: str, args: list[Any]) -> BaseException:
-    from repertory.errors import error_from_code, RepertoryError, ServerError
-
-    cls = type(error_from_code(code, ""))
-    if cls is ServerError and code != "ServerError":
+    cls = error_class(code)
+    if cls is None:
         return ServerError(f"{args[0] if args else ''} (error code {code!r})")
     try:
         exc = cls(*args)
