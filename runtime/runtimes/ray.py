@@ -132,6 +132,48 @@ async def _send_many(host: Any, calls: list[tuple[str, bytes]]) -> list[bytes | 
     return decode_outcomes(await host.calls.remote(wire.encode(calls)))
 
 
+class _Route:
+    """Where one call for a session goes next: its own host, or the holder a redirect named
+    (host.activation), with what the call's earlier attempts learned."""
+
+    __slots__ = ("_rt", "_ref", "_target", "_target_name", "_redirects", "_unreachable", "_moved")
+
+    def __init__(self, rt: RayRuntime, ref: SessionRef) -> None:
+        self._rt, self._ref = rt, ref
+        self._target: Any = None  # the holder's handle after a redirect
+        self._target_name = ""
+        self._redirects: Redirects | None = None  # made on the first redirect: nothing on the hot path
+        self._unreachable: set[str] = set()
+        self._moved = 0  # how often the session's own host was started again elsewhere
+
+    def host(self) -> Any:
+        return self._target or self._rt._host(self._ref)
+
+    async def elsewhere(self, exc: SessionElsewhere) -> None:
+        """The session is active on another host: send the next attempt to it (or, after a
+        pause while its lease lapses, to the session's own host)."""
+        self._redirects = self._redirects or Redirects(self._rt.settings.turn_timeout)
+        handle = None
+        if exc.holder not in self._unreachable:
+            try:
+                handle = await asyncio.to_thread(ray.get_actor, exc.holder, namespace=self._rt.settings.namespace)
+            except ValueError:  # gone for good: its lease lapses within its TTL
+                pass
+        name, pause = self._redirects.next(exc, reachable=handle is not None)
+        if pause:
+            await asyncio.sleep(pause)
+        self._target, self._target_name = (handle if name is not None else None), exc.holder
+
+    async def unschedulable(self, exc: ActorUnschedulableError) -> None:
+        """The host asked can never run again (its node left)."""
+        if self._target is not None:  # the holder's: its lease lapses, the session's own host takes it
+            self._unreachable.add(self._target_name)
+            self._target = None
+            return
+        await self._rt._unschedulable(self._ref, exc, self._moved)
+        self._moved += 1
+
+
 class RayRuntime(Runtime):
     """Sessions on host actors; see the module docstring."""
 
@@ -223,20 +265,6 @@ class RayRuntime(Runtime):
         for i, h in enumerate(self.hosts):
             h.passivate_moved.remote(i, n)
 
-    async def _follow(self, exc: SessionElsewhere, redirects: Redirects, unreachable: set[str]) -> Any:
-        """The handle to resend a call to after SessionElsewhere: its holder's, or None (the
-        session's own host, after a pause while the holder's lease lapses)."""
-        handle = None
-        if exc.holder not in unreachable:
-            try:
-                handle = await asyncio.to_thread(ray.get_actor, exc.holder, namespace=self.settings.namespace)
-            except ValueError:  # gone for good: its lease lapses within its TTL
-                pass
-        name, pause = redirects.next(exc, reachable=handle is not None)
-        if pause:
-            await asyncio.sleep(pause)
-        return handle if name is not None else None
-
     async def _unschedulable(self, ref: SessionRef, exc: ActorUnschedulableError, attempt: int) -> None:
         if ref.placement == "dedicated" or attempt >= 2:
             raise RuntimeNotReady(f"the host of session {ref.key!r} cannot be scheduled: {exc}") from exc
@@ -309,24 +337,16 @@ class RayRuntime(Runtime):
         # names it. A resent envelope resends each of its calls, as a resent lone call.
         await self._refresh_hosts()
         call = (op.__name__, wire.encode(args))
-        target, target_name, moved = None, "", 0  # target: the holder a redirect named (host.activation)
-        redirects: Redirects | None = None  # made on the first redirect: nothing on the hot path
-        unreachable: set[str] = set()
+        route = _Route(self, ref)
         while True:
             try:
                 return wire.decode(await call_restartable(
-                    lambda: self._envelopes.call(target or self._host(ref), call),
+                    lambda: self._envelopes.call(route.host(), call),
                     lambda exc: RuntimeNotReady(f"the host of session {ref.key!r} did not come back: {exc}")))
             except ActorUnschedulableError as exc:  # resent as after a restart (module docstring)
-                if target is not None:  # the holder's node left: its lease lapses, its own host takes it
-                    unreachable.add(target_name)
-                    target = None
-                    continue
-                await self._unschedulable(ref, exc, moved)
-                moved += 1
+                await route.unschedulable(exc)
             except SessionElsewhere as exc:  # active on another host: resend there
-                redirects = redirects or Redirects(self.settings.turn_timeout)
-                target, target_name = await self._follow(exc, redirects, unreachable), exc.holder
+                await route.elsewhere(exc)
 
     async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
         # A host that dies mid-stream is asked again once Ray restarts it: for the turn itself
@@ -337,14 +357,10 @@ class RayRuntime(Runtime):
         sent = 0
         deadline = time.monotonic() + RESTART_WAIT
         delay = 0.05
-        moved = 0
-        target, target_name = None, ""  # the holder a redirect named (host.activation)
-        redirects: Redirects | None = None  # made on the first redirect: nothing on the hot path
-        unreachable: set[str] = set()
+        route = _Route(self, req.ref)
         while True:
             ask = req if sent == 0 else dataclasses.replace(req, resume_from=(req.resume_from or 0) + sent)
-            host = target or self._host(req.ref)
-            gen = host.stream_turn.options(num_returns="streaming").remote(wire.encode([ask]))
+            gen = route.host().stream_turn.options(num_returns="streaming").remote(wire.encode([ask]))
             try:
                 async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
                     if isinstance(item, str):
@@ -352,15 +368,9 @@ class RayRuntime(Runtime):
                     yield item
                 return
             except SessionElsewhere as exc:  # active on another host: ask there
-                redirects = redirects or Redirects(self.settings.turn_timeout)
-                target, target_name = await self._follow(exc, redirects, unreachable), exc.holder
+                await route.elsewhere(exc)
             except ActorUnschedulableError as exc:  # its node left: it starts on another
-                if target is not None:
-                    unreachable.add(target_name)
-                    target = None
-                    continue
-                await self._unschedulable(req.ref, exc, moved)
-                moved += 1
+                await route.unschedulable(exc)
             except RayActorError as exc:  # died, or unavailable while Ray restarts it
                 if time.monotonic() > deadline:
                     raise RuntimeNotReady(f"the host of session {req.ref.key!r} did not come back: {exc}") from exc
