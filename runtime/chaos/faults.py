@@ -151,7 +151,8 @@ class FaultInjector:
         assert self.cluster is not None
         cluster = self.cluster
         # the store's keys of a session share the hash tag {storage key} (a session id here)
-        masters = {sid: cluster.master_of(f"{{{sid}}}") for sid in self.sessions}
+        ports = cluster.masters_of(f"{{{sid}}}" for sid in self.sessions)
+        masters = {sid: ports[f"{{{sid}}}"] for sid in self.sessions}
         master = masters[self.sessions[target % len(self.sessions)]]
         hit = [sid for sid, port in masters.items() if port == master]
         if target % 2 == 0:

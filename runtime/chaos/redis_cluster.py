@@ -13,7 +13,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
+
+from redis.crc import key_slot
 
 from repertory.errors import RuntimeNotReady
 
@@ -142,16 +145,28 @@ class PrivateRedisCluster:
 
     def master_of(self, key: str) -> int:
         """The port of the master that holds ``key``'s slot."""
-        slot = int(_command(self.ports[0], "CLUSTER", "KEYSLOT", key))
+        return self.masters_of([key])[key]
+
+    def masters_of(self, keys: Iterable[str]) -> dict[str, int]:
+        """The port of the master that holds each key's slot: the slots by redis-py's CRC16 (the
+        cluster client's own routing), the masters' slot ranges read once."""
+        ranges: list[tuple[int, int, int]] = []
         for port in self.masters():
             for line in _command(port, "CLUSTER", "NODES").splitlines():
                 fields = line.split()
                 if "myself" in fields[2]:
                     for r in fields[8:]:
-                        lo, _, hi = r.partition("-")
-                        if r[0].isdigit() and int(lo) <= slot <= int(hi or lo):
-                            return port
-        raise RuntimeNotReady(f"no master serves slot {slot}")
+                        if r[0].isdigit():
+                            lo, _, hi = r.partition("-")
+                            ranges.append((int(lo), int(hi or lo), port))
+        out: dict[str, int] = {}
+        for key in keys:
+            slot = key_slot(key.encode())
+            port = next((p for lo, hi, p in ranges if lo <= slot <= hi), None)
+            if port is None:
+                raise RuntimeNotReady(f"no master serves slot {slot}")
+            out[key] = port
+        return out
 
     def keys_of(self, fragment: str) -> list[bytes]:
         """The names of every key on the masters that contains ``fragment``."""
