@@ -257,7 +257,8 @@ def run_chaos(config: ChaosConfig) -> ChaosReport:
         finally:
             acks.close()
             repertory.shutdown()
-            nodes = _stop_nodes(nodes)  # the read-back runs on a fresh private Ray, not on these nodes
+            _stop_nodes(nodes)  # the read-back runs on a fresh private Ray, not on these nodes
+            nodes = None
         stored = _read_back(store, namespace, session_ids)
     finally:
         if redis is not None:
