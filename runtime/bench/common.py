@@ -83,6 +83,12 @@ def summary(lat_s: Sequence[float]) -> dict[str, float]:
             "mean_us": sum(lat_s) / len(lat_s) * 1e6}
 
 
+def rss_bytes() -> int:
+    """This process's resident memory now (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 ON_OFF_COLUMNS = ["off p50", "on p50", "off p99", "on p99", "on/off p50"]
 
 

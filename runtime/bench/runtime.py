@@ -51,6 +51,7 @@ from repertory.bench.common import (
     load_info,
     messages20,
     ratio,
+    rss_bytes,
     summary,
     table,
     verdict,
@@ -65,11 +66,6 @@ perf = time.perf_counter
 
 
 # -- f. resident memory (subprocess) ---------------------------------------------------------
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def memory_child(n: int) -> dict[str, Any]:
     """Activate ``n`` stored 20-message sessions in one HostCore; bytes per resident session."""
     import tracemalloc
@@ -106,13 +102,13 @@ def memory_child(n: int) -> dict[str, Any]:
 
         # pass 1: RSS delta, no tracing overhead in the process
         gc.collect()
-        rss0 = _rss_bytes()
+        rss0 = rss_bytes()
         t0 = perf()
         for key in keys:
             await host.get_history(SessionRef(key))
         act_s = perf() - t0
         gc.collect()
-        rss1 = _rss_bytes()
+        rss1 = rss_bytes()
         resident = host.stats()["resident"]
 
         # pass 2: passivate everything, then trace exactly what activation keeps alive

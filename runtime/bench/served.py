@@ -28,17 +28,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from repertory.bench.common import Figure, console, figure, fmt_num, load_info, table
+from repertory.bench.common import Figure, console, figure, fmt_num, load_info, rss_bytes, table
 
 __all__ = ["host_structure_sizes", "run", "sessions_served", "store_sessions"]
 
 perf = time.perf_counter
 TEXT = "Note {i}: the weather report says light rain this afternoon, clearing later."
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def host_structure_sizes(host: Any) -> dict[str, int]:
@@ -98,7 +93,7 @@ async def _serve(n: int, cap: int, concurrency: int, db: Path, samples: int) -> 
     await store_sessions(store, keys + warm)
     build_s = perf() - t0
     gc.collect()
-    rss_start = _rss_bytes()
+    rss_start = rss_bytes()
 
     async def drive(on: Any, batch: list[str], k: int) -> float:
         started = perf()
@@ -127,7 +122,7 @@ async def _serve(n: int, cap: int, concurrency: int, db: Path, samples: int) -> 
             await resident.truncate(SessionRef(key), 2)
         served_s += await drive(host, keys[i:i + step], 1)
         max_slots = max(max_slots, len(host._slots))
-        series.append({"served": min(i + step, n), "elapsed_s": served_s, "rss_bytes": _rss_bytes(),
+        series.append({"served": min(i + step, n), "elapsed_s": served_s, "rss_bytes": rss_bytes(),
                        "resident": len(host._slots)})
         p = series[-1]  # progress, so that a long run can be read while it goes
         console.print(f"served {p['served']:,} in {served_s:.1f} s ({p['served'] / served_s:,.0f}/s), RSS "
