@@ -73,6 +73,11 @@ class AgentActor:
                                             deltas=deltas, steps=steps, resume=resume):
             yield item if isinstance(item, str) else wire.encode(item)
 
+    async def definition(self) -> Agent:
+        """This replica's agent definition, for hosts that run the agent in their own process
+        (``agent_placement="host"``): it crosses as it came, through Ray's serializer."""
+        return self._core.agent
+
     async def ping(self) -> str:
         return self._core.agent.name
 

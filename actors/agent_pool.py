@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, ActorUnschedulableError, RayTaskError
 
-from repertory.agents.agent import Step, TurnOutput
+from repertory.agents.agent import Agent, Step, TurnOutput
 from repertory.errors import AgentError, AgentReplicaLost
 from repertory.host import wire
 from repertory.host.envelope import Coalescer, decode_outcomes
@@ -144,3 +144,21 @@ class RayAgentPool:
                 last = exc
                 await asyncio.sleep(0.05 * (attempt + 1))
         raise AgentError(f"no replica of agent {agent_key!r} answered: {last}")
+
+    async def definition(self, agent_key: str, replicas: int) -> Agent:
+        """The agent definition, from the first replica that answers (agent_placement="host")."""
+        last: BaseException | None = None
+        n = max(replicas, 1)
+        for attempt in range(2 * n + 2):  # as in run: every replica at least twice
+            try:
+                name, h = self._handle(agent_key, attempt % n)
+                return await h.definition.remote()
+            except AgentError as exc:
+                last = exc
+            except RayTaskError as exc:
+                raise unwrap_ray_error(exc) from None
+            except _GONE as exc:
+                self._handles.pop(name, None)
+                last = exc
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AgentError(f"no replica of agent {agent_key!r} gave its definition: {last}")

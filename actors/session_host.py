@@ -26,6 +26,7 @@ from repertory.host.metrics import RayMetrics
 from repertory.logs import configure_logging
 
 from .agent_pool import RayAgentPool
+from .host_agents import InHostAgentPool
 from .names import ActorNames
 from .store import open_actor_store
 
@@ -58,7 +59,8 @@ class SessionHost:
         # would grow without bound).
         metrics = RayMetrics(name if name.startswith("host-") else "dedicated")
         store = open_actor_store(settings, names)
-        self._core = HostCore(store, RayAgentPool(names), settings, name=name, sweep_store=sweeps, metrics=metrics,
+        agents = InHostAgentPool(names) if settings.agent_placement == "host" else RayAgentPool(names)
+        self._core = HostCore(store, agents, settings, name=name, sweep_store=sweeps, metrics=metrics,
                               activation=_activation(store, settings, names, name))
         self._metrics_sync: asyncio.Task | None = None
 

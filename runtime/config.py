@@ -45,6 +45,11 @@ class Settings:
     # hour on Redis (as the seed page does), forever on SQLite.
     default_ttl: float | str | None = "auto"
     store_access: str = "direct"  # "direct": hosts write the store; "actor": through the StoreActor
+    # Where agents run on Ray: "actor" in their AgentActor replicas (a hop per turn; tools and
+    # model clients isolated from the hosts), "host" inside the host running the session (no hop
+    # per turn; a crashing tool takes the host and its resident sessions down with it).
+    # "" reads REPERTORY_AGENT_PLACEMENT, else "actor".
+    agent_placement: str = ""
     # Journal each step of a turn with tools (model replies, tool results) so that a turn resent
     # after a crash resumes from its last step; False trades that for a write less per step.
     journal_steps: bool = True
@@ -70,6 +75,9 @@ class Settings:
             raise InvalidInput("max_message_bytes must be positive")
         if self.store_access not in ("direct", "actor"):
             raise InvalidInput("store_access must be 'direct' or 'actor'")
+        self.agent_placement = self.agent_placement or os.environ.get("REPERTORY_AGENT_PLACEMENT") or "actor"
+        if self.agent_placement not in ("actor", "host"):
+            raise InvalidInput(f"agent_placement must be 'actor' or 'host', not {self.agent_placement!r}")
         if self.encryption_key is None:
             self.encryption_key = os.environ.get("REPERTORY_ENCRYPTION_KEY") or None
         if self.encryption_key is not None:

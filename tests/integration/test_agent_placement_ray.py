@@ -1,0 +1,95 @@
+"""agent_placement="host" on the default Ray runtime: the agent's turns (model call and tools)
+run in the process of the host that holds the session, not in an AgentActor; the seed's
+multi-agent example runs as written with the placement set by environment; a host killed
+mid-run fetches the definition again and answers the resent turn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import ray
+
+import repertory
+from openai_server import OpenAIServer
+from repertory import Agent, Session
+from repertory.host.routing import host_index
+
+pytestmark = pytest.mark.ray
+
+ROOT = Path(__file__).parents[2]
+
+
+def _where_tool():
+    # defined in a function so that Ray pickles it by value (workers cannot import test modules)
+    def where() -> str:
+        """The process this tool runs in."""
+        return str(os.getpid())
+
+    return where
+
+
+def _ask_where(body):
+    """The model: call the tool once, then answer with what it said."""
+    messages = body["messages"]
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    results = [m["content"] for m in messages[last_user:] if m["role"] == "tool"]
+    if not results:
+        return {"content": None, "tool_calls": [{"id": "call_where", "type": "function",
+                                                 "function": {"name": "where", "arguments": "{}"}}]}
+    return f"pid {results[0]}"
+
+
+def _pid(handle) -> int:
+    return ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=60)
+
+
+@pytest.fixture
+def placed(ray_cluster, tmp_path, request):
+    rt = repertory.init(store=f"sqlite:///{tmp_path / 'state.db'}", num_hosts=2, agent_placement=request.param,
+                        namespace=f"pl{os.getpid()}-{tmp_path.name}"[:60])
+    yield rt
+    repertory.shutdown()
+
+
+@pytest.mark.parametrize("placed", ["host", "actor"], indirect=True)
+def test_tools_run_in_the_host_of_the_session_only_with_host_placement(placed):
+    with OpenAIServer() as server:
+        server.script = _ask_where
+        agent = Agent("Where", model="openai/test-model", api_base=server.base_url, api_key="k", tools=[_where_tool()])
+        s = Session(session_id=f"where-{uuid.uuid4().hex[:8]}", agent=agent)
+        reply = s.chat("where do you run?")
+        streamed = "".join(s.stream("and when streaming?"))
+    hosts = {st["host"]: st["pid"] for st in placed.stats()}
+    own_host = hosts[f"host-{host_index(s.ref.key, placed.num_hosts)}"]
+    replica = _pid(ray.get_actor(placed.names.agent(agent.key, 0), namespace=placed.settings.namespace))
+    expected = own_host if placed.settings.agent_placement == "host" else replica
+    assert reply == f"pid {expected}" and streamed == f"pid {expected}"
+    history = s.get_history()
+    assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant"] * 2
+
+
+@pytest.mark.parametrize("placed", ["host"], indirect=True)
+def test_a_killed_host_fetches_the_definition_again_and_answers(placed):
+    agent = Agent("Null", model="repertory/null")
+    s = Session(session_id="placed-kill", agent=agent)
+    assert s.chat("one")
+    host = ray.get_actor(placed.names.host(host_index(s.ref.key, placed.num_hosts)),
+                         namespace=placed.settings.namespace)
+    os.kill(_pid(host), signal.SIGKILL)
+    assert s.chat("two")  # the restarted host has no agent core yet: it fetches the definition
+    assert [m["content"] for m in s.get_history() if m["role"] == "user"] == ["one", "two"]
+
+
+def test_seed_multi_agent_example_with_host_placement_from_the_environment(tmp_path):
+    (tmp_path / "sessions").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("REPERTORY_MODEL", "RAY_ADDRESS")}
+    env.update(REPERTORY_HOME=str(tmp_path / "home"), REPERTORY_AGENT_PLACEMENT="host")
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "seed_multi_agent.py")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
