@@ -59,6 +59,10 @@ class SQLiteStore(Store):
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[StateWrite, asyncio.Future[int]]] = []
         self._flushing = False
+        # Activation leases are taken once per session activated: grouped like commits, so that
+        # a burst of activations (a batch, a host restarted) costs one transaction, not one each.
+        self._lease_pending: list[tuple[tuple[str, str, float], asyncio.Future[float]]] = []
+        self._lease_flushing = False
         self._inline: sqlite3.Connection | None = None
         self._inline_commits = 0
         self._file_id: FileId | None = None  # the file the connections opened
@@ -500,16 +504,64 @@ class SQLiteStore(Store):
             if is_busy(exc):
                 return None
             raise self._error(exc, "commit") from exc
+        self._inline_wrote()
+        return results
+
+    def _inline_wrote(self) -> None:
+        # the inline connection never checkpoints the WAL itself (wal_autocheckpoint=0)
         self._inline_commits += 1
         if self._inline_commits % _CHECKPOINT_EVERY == 0:
             asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint_wal)
-        return results
 
     async def delete(self, key: str, op_id: str | None = None) -> bool:
         return await self._run("delete", self._tx, self._delete_in, key, op_id)
 
     async def acquire_lease(self, key: str, owner: str, ttl: float) -> float:
-        return await self._run("acquire_lease", self._tx, self._lease_in, key, owner, ttl)
+        self._check_writable()
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._lease_pending.append(((key, owner, ttl), fut))
+        if not self._lease_flushing:
+            self._lease_flushing = True
+            asyncio.get_running_loop().create_task(self._flush_leases())
+        return await fut
+
+    async def _flush_leases(self) -> None:
+        try:
+            while self._lease_pending:
+                batch, self._lease_pending = self._lease_pending, []
+                leases = [lease for lease, _ in batch]
+                try:
+                    results = self._leases_inline(leases)
+                    if results is None:
+                        results = await self._run("acquire_lease", self._tx, self._leases_in, leases)
+                except Exception as exc:  # the whole transaction failed: every caller hears it
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                for (_, fut), left in zip(batch, results):
+                    if not fut.done():
+                        fut.set_result(left)
+        finally:
+            self._lease_flushing = False
+
+    def _leases_inline(self, leases: list[tuple[str, str, float]]) -> list[float] | None:
+        """As :meth:`_commit_inline`, for a group of lease acquisitions."""
+        conn = self._inline_connect()
+        if conn is None:
+            return None
+        try:
+            results = self._in_tx(conn, self._leases_in, leases)
+        except sqlite3.Error as exc:
+            if is_busy(exc):
+                return None
+            raise self._error(exc, "acquire_lease") from exc
+        self._inline_wrote()
+        return results
+
+    @classmethod
+    def _leases_in(cls, conn: sqlite3.Connection, leases: list[tuple[str, str, float]]) -> list[float]:
+        return [cls._lease_in(conn, key, owner, ttl) for key, owner, ttl in leases]
 
     async def release_lease(self, key: str, owner: str) -> None:
         await self._run("release_lease", self._tx, self._release_in, key, owner)

@@ -394,6 +394,31 @@ async def test_a_store_written_before_leases_existed_gains_the_table(tmp_path):
         await store.close()
 
 
+async def test_concurrent_lease_acquisitions_share_one_transaction_and_answer_each_caller(tmp_path):
+    store = SQLiteStore(tmp_path / "leases.db")
+    try:
+        await store.commit(StateWrite("warm", 0, b"meta", [b"m0"]))  # the schema exists, inline writes may run
+        keys = [f"s{i}" for i in range(50)]
+        before = store._inline_commits
+        assert await asyncio.gather(*(store.acquire_lease(k, "A", 5.0) for k in keys)) == [0.0] * 50
+        assert store._inline_commits - before == 1  # one transaction for the 50
+        # each caller gets its own answer: B is refused the keys A holds, takes the others
+        mixed = await asyncio.gather(*(store.acquire_lease(k, "B", 5.0) for k in keys[:10] + ["free"]))
+        assert all(0 < left <= 5.0 for left in mixed[:10]) and mixed[10] == 0.0
+        assert await store.lease_holder("s3") == "A" and await store.lease_holder("free") == "B"
+        # another writer holds the lock: the group waits for it on the store thread
+        other = sqlite3.connect(tmp_path / "leases.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        pending = asyncio.gather(*(store.acquire_lease(k, "A", 5.0) for k in keys[:5]))
+        await asyncio.sleep(0.2)
+        assert not pending.done()
+        other.execute("COMMIT")
+        other.close()
+        assert await asyncio.wait_for(pending, 30) == [0.0] * 5  # A renews its own leases
+    finally:
+        await store.close()
+
+
 # -- a failed transaction is rolled back ---------------------------------------------------
 async def test_a_failed_group_commit_is_rolled_back_and_the_store_goes_on(tmp_path):
     # Writes that arrive together commit in one transaction; one that SQLite cannot take (a
