@@ -4,8 +4,11 @@ Single-turn jobs with the demo model (``repertory/demo`` through litellm). The b
 floor a user could write without repertory: one process, one asyncio loop, ``concurrency``
 ``litellm.acompletion`` calls in flight, nothing stored. repertory runs the same jobs as
 durable sessions (every turn written to SQLite before it counts), on the local runtime and on
-Ray (2 hosts). Also run with the null model client (``repertory/null``, a benchmark
-instrument without litellm) to show the runtime's own ceiling.
+Ray (2 hosts; agents in their actors, the default, and in the hosts, ``agent_placement="host"``).
+Also run with the null model client (``repertory/null``, a benchmark instrument without
+litellm) to show the runtime's own ceiling, against the issue's floor for it: the number of
+hosts times what one in-process ``HostCore`` (with its agent in-process and the same SQLite
+store) answers per second for the same single-turn jobs, measured in the same run.
 """
 
 from __future__ import annotations
@@ -36,19 +39,68 @@ async def baseline(n: int, concurrency: int) -> float:
     return n / (time.perf_counter() - t)
 
 
-def run_batch(n: int, concurrency: int, runtime: str, model: str, workdir: str) -> dict:
+HOSTS = 2  # hosts of the Ray runtime, and the multiple of the in-process floor it is held to
+
+
+async def hostcore_floor(n: int, concurrency: int, workdir: str) -> float:
+    """Turns/s of one in-process HostCore (null model, agent in-process, SQLite) on the batch's
+    shape: ``n`` new sessions, one turn each, ``concurrency`` at once, nothing else."""
+    import uuid
+
+    from repertory.agents.agent import Agent
+    from repertory.config import Settings
+    from repertory.host.api import TurnRequest
+    from repertory.host.core import HostCore
+    from repertory.ids import SessionRef
+    from repertory.runtimes.local import LocalAgentPool
+    from repertory.stores import SQLiteStore
+
+    db = os.path.join(workdir, "floor.db")
+    store = SQLiteStore(db)
+    pool = LocalAgentPool()
+    agent = Agent(name="Batch", model="repertory/null")
+    pool.add(agent)
+    host = HostCore(store, pool, Settings(store=f"sqlite:///{db}", max_resident=n + 100))
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await host.turn(TurnRequest(ref=SessionRef(f"floor-{i}"), agent_key=agent.key, content=content(i),
+                                        turn_id=uuid.uuid4().hex))
+
+    try:
+        await asyncio.gather(*(one(-1 - i) for i in range(min(n, 100))))  # warm-up, untimed
+        t = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return n / (time.perf_counter() - t)
+    finally:
+        await host.close()
+        await store.close()
+
+
+SETTINGS = [("local", "repertory/demo", "actor"), ("local", "repertory/null", "actor"),
+            ("ray", "repertory/demo", "actor"), ("ray", "repertory/null", "actor"),
+            ("ray", "repertory/demo", "host"), ("ray", "repertory/null", "host")]
+
+
+def label(runtime: str, model: str, placement: str) -> str:
+    return f"{runtime} {model}" + (", agents in hosts" if placement == "host" else "")
+
+
+def run_batch(n: int, concurrency: int, runtime: str, model: str, workdir: str, placement: str = "actor") -> dict:
     import repertory
     from repertory import Agent
 
-    kwargs = {"num_hosts": 2} if runtime == "ray" else {}
-    repertory.init(runtime=runtime, store=f"sqlite:///{workdir}/{runtime}-{model.replace('/', '_')}.db", **kwargs)
+    kwargs = {"num_hosts": HOSTS, "agent_placement": placement} if runtime == "ray" else {}
+    tag = f"{runtime}-{model.replace('/', '_')}-{placement}"
+    repertory.init(runtime=runtime, store=f"sqlite:///{workdir}/{tag}.db", **kwargs)
     try:
         agent = Agent(name="Batch", model=model)
-        warm = [{"id": f"warm-{i}", "agent": "batch", "messages": ["hello"]} for i in range(4)]
-        repertory.batch(warm, os.path.join(workdir, f"warm-{runtime}-{model.replace('/', '_')}.jsonl"),
+        warm = [{"id": f"warm-{i}", "agent": "batch", "messages": ["hello"]} for i in range(32)]  # every host warm
+        repertory.batch(warm, os.path.join(workdir, f"warm-{tag}.jsonl"),
                         agents={"batch": agent}, concurrency=concurrency)
         jobs = [{"id": f"job-{i}", "agent": "batch", "messages": [content(i)]} for i in range(n)]
-        out = os.path.join(workdir, f"out-{runtime}-{model.replace('/', '_')}.jsonl")
+        out = os.path.join(workdir, f"out-{tag}.jsonl")
         report = repertory.batch(jobs, out, agents={"batch": agent}, concurrency=concurrency)
         return {"ok": report.ok, "failed": report.failed, "seconds": report.seconds,
                 "jobs_per_s": report.ok / report.seconds if report.seconds else None,
@@ -58,46 +110,56 @@ def run_batch(n: int, concurrency: int, runtime: str, model: str, workdir: str) 
 
 
 def measure(n: int, concurrency: int) -> dict:
-    """The baseline, then every runtime and model setting on the same jobs; prints the table."""
+    """The baselines, then every runtime, model and placement on the same jobs; prints the table."""
     start = load_info()
     base = asyncio.run(baseline(n, concurrency))
-    results: dict = {"baseline_jobs_per_s": base, "runs": {}}
+    results: dict = {"baseline_jobs_per_s": base, "runs": {}, "hosts": HOSTS}
     with tempfile.TemporaryDirectory() as d:
-        for runtime in ("local", "ray"):
-            for model in ("repertory/demo", "repertory/null"):
-                results["runs"][f"{runtime} {model}"] = run_batch(n, concurrency, runtime, model, d)
-    rows = [["plain asyncio loop over litellm (baseline, nothing stored)", fmt_num(base), fmt_num(base), "1.00×"]]
+        results["hostcore_floor_turns_per_s"] = asyncio.run(hostcore_floor(n, concurrency, d))
+        for runtime, model, placement in SETTINGS:
+            results["runs"][label(runtime, model, placement)] = run_batch(n, concurrency, runtime, model, d, placement)
+    floor = results["hostcore_floor_turns_per_s"]
+    rows = [["plain asyncio loop over litellm (baseline, nothing stored)", fmt_num(base), fmt_num(base), "1.00×", ""],
+            ["one in-process HostCore, null model (floor; not a batch)", "", fmt_num(floor), "",
+             fmt_ratio(1 / HOSTS)]]
     for name, r in results["runs"].items():
-        label = name + ("  (null model client: benchmark instrument)" if "null" in name else "")
-        rows.append([f"repertory.batch, {label}", fmt_num(r["jobs_per_s"]), fmt_num(r["turns_per_s"]),
-                     fmt_ratio(ratio(r["jobs_per_s"], base))])
+        null = "null" in name
+        rows.append([f"repertory.batch, {name}" + ("  (null model client: benchmark instrument)" if null else ""),
+                     fmt_num(r["jobs_per_s"]), fmt_num(r["turns_per_s"]), fmt_ratio(ratio(r["jobs_per_s"], base)),
+                     fmt_ratio(ratio(r["turns_per_s"], HOSTS * floor)) if null and name.startswith("ray") else ""])
     table(f"Batch of {n} single-turn jobs, concurrency {concurrency}",
-          ["setting", "jobs/s", "turns/s", "÷ baseline"], rows,
-          caption="Target (issue): ≥ 20,000 turns/s for single-turn jobs on this 2-core machine.")
+          ["setting", "jobs/s", "turns/s", "÷ litellm loop", f"÷ {HOSTS} × HostCore floor"], rows,
+          caption=f"Target (issue): Ray, null model ≥ 80% of {HOSTS} hosts × the in-process HostCore floor.")
     results.update(load_start=start, load_end=load_info(), jobs=n, concurrency=concurrency)
     return results
 
 
 def figures(results: dict) -> list[Figure]:
-    """Jobs/s of each setting against the plain asyncio loop over litellm."""
+    """Jobs/s of each setting against the plain asyncio loop over litellm; the Ray null-model
+    runs' turns/s against the hosts × in-process HostCore floor."""
     out = [figure("batch", f"repertory.batch, {name}: jobs/s", r["jobs_per_s"], "jobs/s",
                   "plain asyncio loop over litellm (nothing stored)", results["baseline_jobs_per_s"])
            for name, r in results["runs"].items()]
+    floor = results.get("hostcore_floor_turns_per_s")
+    hosts = results.get("hosts", HOSTS)
+    out += [figure("batch", f"repertory.batch, {name}: turns/s", r.get("turns_per_s"), "turns/s",
+                   f"{hosts} × one in-process HostCore's turns/s (null model)", hosts * floor if floor else None)
+            for name, r in results["runs"].items() if name.startswith("ray") and "null" in name]
     return [f for f in out if f is not None]
 
 
 def run(quick: bool = False) -> list[Figure]:
     """Measure (printing the table) and return the figures with their same-run baseline."""
-    return figures(measure(500 if quick else 2000, 64))
+    return figures(measure(1000 if quick else 5000, 64))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--jobs", type=int, default=2000)
+    ap.add_argument("--jobs", type=int, default=5000)
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--quick", action="store_true", help="500 jobs")
+    ap.add_argument("--quick", action="store_true", help="1,000 jobs")
     args = ap.parse_args()
-    emit_json("bench_batch", measure(500 if args.quick else args.jobs, args.concurrency))
+    emit_json("bench_batch", measure(1000 if args.quick else args.jobs, args.concurrency))
 
 
 if __name__ == "__main__":
