@@ -414,6 +414,7 @@ def report(res: dict[str, Any], args) -> dict[str, Any]:
     inproc = res["inproc"]
     rayd = res["ray_direct"]
     raya = res.get("ray_actor", {})
+    rayh = res.get("ray_host", {})
     b_seq_p50 = min(b["sequential"]["p50_us"] for b in bare)
     b_seq_p99 = min(b["sequential"]["p99_us"] for b in bare)
     b_seq_tps = max(b["sequential"]["turns_per_s"] for b in bare)
@@ -431,6 +432,7 @@ def report(res: dict[str, Any], args) -> dict[str, Any]:
                      fmt_ratio(ratio(cc["turns_per_s"], b_conc_tps))])
     for setting, data, prefix in (("direct", rayd, "Ray runtime, store direct"),
                                   ("actor", raya, "Ray runtime, store via StoreActor"),
+                                  ("host", rayh, "Ray runtime, agents in hosts"),
                                   ("inproc", inproc, "in-process HostCore (no Ray)")):
         for name in ("null", "demo"):
             if name not in data:
@@ -451,7 +453,8 @@ def report(res: dict[str, Any], args) -> dict[str, Any]:
     # ratios against the floors
     rows = []
     for setting, data, prefix in (("direct", rayd, "Ray runtime, store direct"),
-                                  ("actor", raya, "Ray runtime, store via StoreActor")):
+                                  ("actor", raya, "Ray runtime, store via StoreActor"),
+                                  ("host", rayh, "Ray runtime, agents in hosts")):
         for name in ("null", "demo"):
             if name not in data:
                 continue
@@ -552,6 +555,21 @@ def report(res: dict[str, Any], args) -> dict[str, Any]:
          f"worst of RSS/tracemalloc: {fmt_num(worst_mem)} B" if worst_mem is not None else "-",
          verdict(None if worst_mem is None else worst_mem <= 16 * 1024)],
     ]
+    for data, prefix in ((rayd, "agents in actors"), (rayh, "agents in hosts")):
+        if "null" not in data:
+            continue
+        n_seq, n_conc = data["null"]["sequential"], data["null"]["concurrent"]
+        targets += [
+            [f"(issue 12, {prefix}) seq p50 within 0.5 ms of bare p50; p99 ≤ 2×",
+             f"+{fmt_us(n_seq['p50_us'] - b_seq_p50)}; {fmt_ratio(ratio(n_seq['p99_us'], b_seq_p99))}",
+             verdict(n_seq["p50_us"] - b_seq_p50 <= 500 and n_seq["p99_us"] <= 2 * b_seq_p99)],
+            [f"(issue 12, {prefix}) {args.sessions} concurrent sessions ≥ 2× bare floor's turns/s",
+             fmt_ratio(ratio(n_conc["turns_per_s"], b_conc_tps)), verdict(n_conc["turns_per_s"] >= 2 * b_conc_tps)]]
+        if "demo" in data:
+            extra = data["demo"]["sequential"]["p50_us"] - n_seq["p50_us"]
+            targets.append([f"(issue 12, {prefix}) demo turn ≤ null turn + 1.5 × litellm call alone (seq p50)",
+                            f"+{fmt_us(extra)} vs 1.5 × {fmt_us(lit['p50_us'])} = {fmt_us(1.5 * lit['p50_us'])}",
+                            verdict(extra <= 1.5 * lit["p50_us"])])
     if raya.get("null"):
         a_seq, a_conc = raya["null"]["sequential"], raya["null"]["concurrent"]
         targets.append(["(info) store via StoreActor vs direct, null: seq p50 / conc throughput",
@@ -573,7 +591,8 @@ def report(res: dict[str, Any], args) -> dict[str, Any]:
 
 
 # -- main ------------------------------------------------------------------------------------
-async def measure_all(tmp: Path, agents: dict[str, Any], hosts, rt_direct, rt_actor, args) -> dict[str, Any]:
+async def measure_all(tmp: Path, agents: dict[str, Any], hosts, rt_direct, rt_actor, args,
+                      rt_host=None) -> dict[str, Any]:
     from repertory.config import Settings
     from repertory.host.core import HostCore
     from repertory.runtimes.local import LocalAgentPool
@@ -588,6 +607,8 @@ async def measure_all(tmp: Path, agents: dict[str, Any], hosts, rt_direct, rt_ac
     settings = [bare_setting(hosts), *ray_settings("ray", rt_direct, agents, list(agents), args.sessions)]
     if rt_actor is not None:
         settings += ray_settings("actor", rt_actor, agents, ["null"], args.sessions)
+    if rt_host is not None:
+        settings += ray_settings("host", rt_host, agents, list(agents), args.sessions)
     settings += inprocess_settings(host, agents, args.sessions)
     console.print(f"sequential: {args.seq_turns} turns × {len(settings)} settings, blocks of {args.block}, interleaved ...")
     seq = await run_sequential(settings, args.seq_turns, args.warmup, args.block)
@@ -613,6 +634,8 @@ async def measure_all(tmp: Path, agents: dict[str, Any], hosts, rt_direct, rt_ac
     out["inproc"]["cold"] = cold_i
     if rt_actor is not None:
         out["ray_actor"] = {"null": both("actor:null"), "host_stats": rt_actor.stats()}
+    if rt_host is not None:
+        out["ray_host"] = {name: both(f"host:{name}") for name in agents}
     return out
 
 
@@ -683,7 +706,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if started:
             ray.init(address="local", namespace=ns, include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=False)
-        rt_actor = None
+        rt_actor = rt_host = None
         bare: list[Any] = []
         try:
             agent, hosts = start_bare(ns)
@@ -698,11 +721,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             except Exception as exc:
                 res["ray_actor_error"] = f"{type(exc).__name__}: {exc}"[:1000]
                 console.print(f"[red]store_access=actor runtime failed to start:[/] {res['ray_actor_error'][:300]}")
-            res.update(asyncio.run(measure_all(tmp, agents, hosts, rt_direct, rt_actor, args)))
+            rt_host = RayRuntime(Settings(store=f"sqlite:///{tmp / 'state-host.db'}", namespace=f"{ns}-host",
+                                          num_hosts=2, max_resident=200_000, agent_placement="host"))
+            res.update(asyncio.run(measure_all(tmp, agents, hosts, rt_direct, rt_actor, args, rt_host)))
         finally:
             repertory.shutdown()
             if rt_actor is not None:
                 rt_actor.shutdown()
+            if rt_host is not None:
+                rt_host.shutdown()
             try:
                 ray.get_actor("store", namespace=f"{ns}-actor")
                 res["store_actor_left_running_after_shutdown"] = True
@@ -729,7 +756,7 @@ def figures(res: dict[str, Any]) -> list[Figure]:
     labels = {"null": NULL_LABEL, "demo": DEMO_LABEL}
     out: list[Figure | None] = []
     for key, prefix in (("ray_direct", "Ray runtime"), ("ray_actor", "Ray runtime, store via StoreActor"),
-                        ("inproc", "in-process HostCore")):
+                        ("ray_host", "Ray runtime, agents in hosts"), ("inproc", "in-process HostCore")):
         for name in ("null", "demo"):
             data = res.get(key, {}).get(name)
             if not data:

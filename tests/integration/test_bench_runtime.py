@@ -25,6 +25,7 @@ def test_runtime_benchmark_reports_every_figure_against_its_same_run_baseline(ra
     null = "null model client (benchmark instrument)"
     assert {f"Ray runtime, {null}: sequential turn p50", f"Ray runtime, {null}: concurrent turns/s",
             f"Ray runtime, store via StoreActor, {null}: sequential turn p50",
+            f"Ray runtime, agents in hosts, {null}: concurrent turns/s",
             "Ray: cold activation (first get_history) p50"} <= names
     for f in figures:
         assert f.benchmark == "runtime" and f.baseline and f.value > 0 and f.baseline_value > 0
