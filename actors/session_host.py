@@ -32,7 +32,8 @@ from .store import open_actor_store
 
 __all__ = ["SessionHost"]
 
-METRICS_SYNC_S = 5.0
+METRICS_SYNC_S = 5.0  # publish the host's counts this often, turns or not
+METRICS_AFTER_TURNS_S = 1.0  # and after a turn at most this often (each publication costs ~10 µs)
 # What an envelope may ask for: the HostAPI's calls (streams stay one Ray call each).
 _OPS = frozenset(n for n in vars(HostAPI) if not n.startswith("_")) - {"stream_turn"}
 
@@ -62,6 +63,7 @@ class SessionHost:
         agents = InHostAgentPool(names) if settings.agent_placement == "host" else RayAgentPool(names)
         self._core = HostCore(store, agents, settings, name=name, sweep_store=sweeps, metrics=metrics,
                               activation=_activation(store, settings, names, name))
+        self._core.metrics_every = METRICS_AFTER_TURNS_S
         self._metrics_sync: asyncio.Task | None = None
 
     def _sync_metrics_soon(self) -> None:

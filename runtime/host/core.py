@@ -178,6 +178,11 @@ class HostCore:
         self.metrics = metrics or HostMetrics()  # Prometheus (host.metrics); off by default
         self.counters = HostCounters(sink=self.metrics)  # turns and latencies (host.stats)
         self.in_progress = 0  # turns running or waiting here
+        # Seconds between publications of the host's counts after turns (0: after every turn).
+        # A Ray host publishes each one through its node's metrics agent, which costs more than
+        # the turn's own bookkeeping; it also publishes them on a timer (actors/session_host.py).
+        self.metrics_every = 0.0
+        self._metrics_synced = 0.0
 
     # -- slots ------------------------------------------------------------------------
     def _slot(self, key: str) -> _Slot:
@@ -576,11 +581,13 @@ class HostCore:
             raise
         finally:
             self.in_progress -= 1
-            self.sync_metrics()
+            if not self.metrics_every or time.monotonic() - self._metrics_synced >= self.metrics_every:
+                self.sync_metrics()
         self.counters.record_turn(time.perf_counter() - started)
 
     def sync_metrics(self) -> None:
         """Publish this host's own counts to its metrics (host.metrics)."""
+        self._metrics_synced = time.monotonic()
         self.metrics.sync(self, len(self._slots), self.in_progress)
 
     async def _turn(self, req: TurnRequest) -> TurnReply:

@@ -5,8 +5,8 @@ A host records what happens as it happens (:class:`HostMetrics`): each turn's la
 outcome (errors by type), each store write's latency, each model reply's latency and tokens.
 Counts the host keeps anyway (activations, passivations, compare-and-set conflicts, lease
 waits, cancelled turns), its resident sessions and its turns in progress are published by
-:meth:`HostMetrics.sync` (after each turn, and every few seconds on an idle host), so the hot
-paths gain no extra bookkeeping.
+:meth:`HostMetrics.sync` (after each turn, at most once a second on Ray, and every few seconds
+on an idle host), so the hot paths gain no extra bookkeeping.
 
 On Ray, custom metrics are exported by each node's metrics agent (``ray start
 --metrics-export-port``) with Ray's ``ray_`` prefix: ``ray_repertory_turns_total``. Without

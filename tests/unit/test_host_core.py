@@ -10,6 +10,7 @@ from repertory.agents.agent import Agent, AgentCore
 from repertory.config import Settings
 from repertory.errors import EmptyMessage, MessageTooLarge, ModelError
 from repertory.host.core import HostCore
+from repertory.host.metrics import HostMetrics
 from repertory.agents.model_client import ModelReply
 from repertory.runtimes.local import LocalAgentPool
 from repertory.host.api import TurnRequest
@@ -132,3 +133,25 @@ async def test_lost_compare_and_set_is_retried_on_fresh_state():
     await host_a.turn(req(agent, "a again"))  # a loses the CAS, reloads, redoes the turn
     hist = await host_a.get_history(SessionRef("s1"))
     assert [m["content"] for m in hist[0::2]] == ["from a", "from b", "a again"]
+
+
+class _Syncs(HostMetrics):
+    def __init__(self) -> None:
+        self.published: list[tuple[int, int]] = []
+
+    def sync(self, counts, resident: int, in_progress: int) -> None:
+        self.published.append((counts.activations, resident))
+
+
+async def test_counts_publish_after_every_turn_or_at_most_every_metrics_every_seconds():
+    host, agent = make_host()
+    host.metrics = metrics = _Syncs()
+    await host.turn(req(agent, "one", key="a"))
+    await host.turn(req(agent, "two", key="b"))
+    assert metrics.published == [(1, 1), (2, 2)]  # the default: after every turn (local runtime)
+    host.metrics_every = 3600.0  # as a Ray host sets it: its timer publishes the rest
+    for i in range(5):
+        await host.turn(req(agent, f"more {i}", key=f"c{i}"))
+    assert len(metrics.published) == 2  # none within the interval of the last publication
+    host.sync_metrics()  # what the host's timer calls
+    assert metrics.published[-1] == (7, 7)
