@@ -234,7 +234,8 @@ class _Runner:
                 await self._ensure({id(t.agent): t.agent for t in job.tasks or [] if t.agent}.values())
                 await self._ensure([job.agent] if job.agent else [])
                 body = self._workflow(job, done) if job.tasks is not None else self._messages(job, done)
-                await asyncio.wait_for(body, self.timeout)
+                async with asyncio.timeout(self.timeout):  # no task of its own, unlike wait_for
+                    await body
                 return _record(job, done, attempts, t0, None, self.timeout)
             except InvalidInput as exc:  # the same input fails the same way: no retry
                 error: BaseException = exc
