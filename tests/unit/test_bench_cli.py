@@ -128,9 +128,11 @@ def test_batch_figures_are_against_the_plain_litellm_loop():
 def test_batch_ray_null_turns_are_held_to_the_hosts_times_the_hostcore_floor():
     res = {"baseline_jobs_per_s": 200.0, "hostcore_floor_turns_per_s": 1000.0, "hosts": 2,
            "runs": {"ray repertory/null, agents in hosts": {"jobs_per_s": 800.0, "turns_per_s": 800.0},
+                    "ray repertory/null": {"jobs_per_s": 400.0, "turns_per_s": 400.0, "floor_turns_per_s": 500.0},
                     "local repertory/null": {"jobs_per_s": 900.0, "turns_per_s": 900.0}}}
     got = {f.name: (f.baseline_value, f.ratio) for f in bench_batch.figures(res)}
     assert got["repertory.batch, ray repertory/null, agents in hosts: turns/s"] == (2000.0, 0.4)
+    assert got["repertory.batch, ray repertory/null: turns/s"] == (1000.0, 0.4)  # the floor measured next to it
     assert "repertory.batch, local repertory/null: turns/s" not in got  # the floor is for Ray only
 
 
