@@ -138,16 +138,24 @@ def run_memory(n: int) -> dict[str, Any]:
 
 
 # -- d. model client cost in-process ---------------------------------------------------------
-async def model_client_cost(n: int) -> dict[str, Any]:
+async def model_client_cost(n: int, history: int = 0) -> dict[str, Any]:
+    """One model call alone, in-process: litellm to the demo model and the null client with a
+    one-message prompt, and (``history`` > 0) litellm with a prompt of ``history`` messages, the
+    mean history of the sequential runs' turns, since litellm's own work grows with the prompt."""
     from repertory.agents.model_client import LiteLLMClient, NullModelClient, load_litellm
 
     t0 = perf()
     load_litellm()
     import_s = perf() - t0
-    msgs = [{"role": "user", "content": "hi"}]
     out: dict[str, Any] = {"litellm_import_s": import_s}
-    for label, client, model in (("litellm_demo", LiteLLMClient(), "repertory/demo"),
-                                 ("null", NullModelClient(), "repertory/null")):
+    long = [{"role": "user" if i % 2 == 0 else "assistant",
+             "content": TURN_TEXT.format(i=i // 2) if i % 2 == 0 else "[demo model] Noted."}
+            for i in range(history | 1)]  # odd: it ends with a user message
+    cases = [("litellm_demo", LiteLLMClient(), "repertory/demo", [{"role": "user", "content": "hi"}]),
+             ("null", NullModelClient(), "repertory/null", [{"role": "user", "content": "hi"}])]
+    if history:
+        cases.append(("litellm_demo_history", LiteLLMClient(), "repertory/demo", long))
+    for label, client, model, msgs in cases:
         for _ in range(max(n // 10, 10)):
             await client.complete(model, msgs)
         lat = []
@@ -481,7 +489,11 @@ def report(res: dict[str, Any], args) -> dict[str, Any]:
           [["LiteLLMClient → repertory/demo", fmt_num(lit["calls_per_s"]), fmt_us(lit["p50_us"]),
             fmt_us(lit["p99_us"]), fmt_us(lit["cpu_us_per_call"]), fmt_ratio(ratio(lit["cpu_us_per_call"], nul["cpu_us_per_call"]))],
            [NULL_LABEL, fmt_num(nul["calls_per_s"]), fmt_us(nul["p50_us"]), fmt_us(nul["p99_us"]),
-            fmt_us(nul["cpu_us_per_call"]), "1.00×"]],
+            fmt_us(nul["cpu_us_per_call"]), "1.00×"]]
+          + ([[f"LiteLLMClient → repertory/demo, {2 * args.warmup + args.seq_turns}-message prompt",
+               fmt_num(lh["calls_per_s"]), fmt_us(lh["p50_us"]), fmt_us(lh["p99_us"]), fmt_us(lh["cpu_us_per_call"]),
+               fmt_ratio(ratio(lh["cpu_us_per_call"], nul["cpu_us_per_call"]))]]
+             if (lh := mc.get("litellm_demo_history")) else []),
           caption=f"litellm import + demo provider registration: {mc['litellm_import_s']:.2f} s (once per process).")
     # runtime overhead net of the model client
     if "demo" in rayd and "null" in rayd:
@@ -570,6 +582,12 @@ def report(res: dict[str, Any], args) -> dict[str, Any]:
             targets.append([f"(issue 12, {prefix}) demo turn ≤ null turn + 1.5 × litellm call alone (seq p50)",
                             f"+{fmt_us(extra)} vs 1.5 × {fmt_us(lit['p50_us'])} = {fmt_us(1.5 * lit['p50_us'])}",
                             verdict(extra <= 1.5 * lit["p50_us"])])
+            lh = mc.get("litellm_demo_history")
+            if lh:
+                targets.append([f"(info, {prefix}) the same with litellm alone on a prompt of the mean history "
+                                f"({2 * args.warmup + args.seq_turns} messages)",
+                                f"+{fmt_us(extra)} vs 1.5 × {fmt_us(lh['p50_us'])} = {fmt_us(1.5 * lh['p50_us'])}",
+                                verdict(extra <= 1.5 * lh["p50_us"])])
     if raya.get("null"):
         a_seq, a_conc = raya["null"]["sequential"], raya["null"]["concurrent"]
         targets.append(["(info) store via StoreActor vs direct, null: seq p50 / conc throughput",
@@ -688,7 +706,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     # d. model client
     console.print("model client cost in-process ...")
-    res["model_client"] = asyncio.run(model_client_cost(args.model_calls))
+    res["model_client"] = asyncio.run(model_client_cost(args.model_calls, 2 * args.warmup + args.seq_turns))
 
     import logging
 
