@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from repertory.errors import ConcurrentUpdate, InvalidInput, StoreUnavailable
+from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUnavailable
 from repertory.stores.base import CheckpointInfo, CheckpointRecord, StateWrite
 from repertory.stores.factory import open_store
 from repertory.stores.redis import RedisStore
@@ -320,6 +320,31 @@ async def test_lone_calls_reconnect_after_their_connection_is_killed(store, raw)
     # a lone conflict is still typed
     with pytest.raises(ConcurrentUpdate, match="revision 2"):
         await store.commit(StateWrite(KEY, 1, b"m", [b"c"], base_count=1))
+
+
+async def test_a_lone_load_of_a_damaged_session_is_typed_and_the_next_one_reads(store, raw, prefix):
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"]))
+    await raw.set(f"{prefix}:{{other}}:meta", b"not a hash")
+    with pytest.raises(StoreError, match="WRONGTYPE"):
+        await store.load("other")
+    rec = await store.load(KEY)
+    assert (rec.revision, rec.meta, rec.messages) == (1, b"m", [b"a"])
+
+
+async def test_a_cancelled_lone_load_leaves_no_reply_behind(store):
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"]))
+    await store.commit(StateWrite("other", 0, b"o", [b"x", b"y"]))
+    for _ in range(20):  # cancelled at various points of its round trip
+        task = asyncio.create_task(store.load("other"))
+        for _ in range(_ % 4):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        rec = await store.load(KEY)
+        assert (rec.meta, rec.messages) == (b"m", [b"a"])
 
 
 async def test_outage_raises_store_unavailable_and_recovers(private_redis):
