@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import sqlite3
 import statistics
 import tempfile
@@ -330,10 +331,12 @@ async def measure_all(backends: list[Backend], sids: list[str], args, results: d
 
     Interleaving (session s is loaded / written by every backend in turn before session s+1)
     spreads the noise of a shared machine (other processes, disk flushes) evenly over the
-    backends instead of letting one backend absorb a busy period. The order rotates by one
-    backend per session, so that each backend comes first (right after another library's
-    calls, with cold CPU caches) equally often: in a fixed order the first one paid for it
-    (measured: two identical SQLiteStores, first and second, loaded in 67 and 49 µs p50).
+    backends instead of letting one backend absorb a busy period. The order is shuffled per
+    session (seeded), so that each backend follows each other one equally often: a call right
+    after another library's runs with that library's code in the CPU caches instead of its own.
+    In a fixed order the backend after a switch of library paid for it every time (measured:
+    two identical SQLiteStores right after the Redis backends and right after each other
+    loaded in 67 and 49 µs p50, whichever came first).
     """
     base = messages20()
     live: list[Backend] = []
@@ -362,13 +365,14 @@ async def measure_all(backends: list[Backend], sids: list[str], args, results: d
         except Exception as exc:
             fail(b, exc)
     console.print(f"  cold loads: {args.load_rounds} rounds × {len(sids)} sessions, interleaved ...")
-    def rotated(i: int) -> list[Backend]:
-        k = i % len(live) if live else 0
-        return live[k:] + live[:k]
+    shuffle = random.Random(12)
+
+    def shuffled() -> list[Backend]:
+        return shuffle.sample(live, len(live))
 
     for _ in range(args.load_rounds):
-        for s_i, sid in enumerate(sids):
-            for b in rotated(s_i):
+        for sid in sids:
+            for b in shuffled():
                 try:
                     t = perf()
                     got = await b.load(sid)
@@ -383,7 +387,7 @@ async def measure_all(backends: list[Backend], sids: list[str], args, results: d
     console.print(f"  writes: {args.turns} turns × {len(sids)} sessions, interleaved ...")
     for t_i in range(args.turns):
         for s_i, sid in enumerate(sids):
-            for b in rotated(s_i):
+            for b in shuffled():
                 try:
                     msgs = turn_messages(s_i, t_i)
                     t = perf()
