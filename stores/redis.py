@@ -164,7 +164,7 @@ class RedisStore(Store):
         self._client_url, self._retries = client_url, retries  # for a blocking twin (redis_sync)
         self._cluster_seeds: dict[str, Any] | None = None
         self._socket_timeout = socket_timeout
-        self._lane_pool = None
+        self._lane_pool: ConnectionPool | None = None
         if self.cluster:
             self._cluster_seeds = parse_cluster_url(parts.scheme, parts.netloc, parts.path, self.url)
             self._client: Redis | RedisCluster = cluster_client(self._cluster_seeds, self._pool_options, retries)
@@ -180,7 +180,7 @@ class RedisStore(Store):
                 # The lone calls' connections (see _lane): no socket_timeout of redis-py's, whose
                 # send runs in a task of its own (asyncio.wait_for); _send_lone bounds the whole
                 # round trip with one asyncio.timeout instead.
-                self._lane_pool: ConnectionPool | None = ConnectionPool.from_url(
+                self._lane_pool = ConnectionPool.from_url(
                     client_url, max_connections=2, socket_timeout=None, socket_connect_timeout=connect_timeout,
                     socket_keepalive=True, health_check_interval=health_check_interval,
                     retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries),
