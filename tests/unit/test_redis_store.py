@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from repertory.errors import ConcurrentUpdate, InvalidInput, StoreUnavailable
+from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUnavailable
 from repertory.stores.base import CheckpointInfo, CheckpointRecord, StateWrite
 from repertory.stores.factory import open_store
 from repertory.stores.redis import RedisStore
@@ -212,13 +212,18 @@ async def test_checkpoints_sort_by_created_at_then_seq(store):
 # -- writes ----------------------------------------------------------------------------------
 async def test_concurrent_commits_share_round_trips(store, monkeypatch):
     sizes: list[int] = []
-    send = store._send
+    send, send_lone = store._send, store._send_lone
 
     async def counting_send(batch, what):
         sizes.append(len(batch))
         await send(batch, what)
 
+    async def counting_send_lone(*call):
+        sizes.append(1)  # the first caller, sent at once on the batcher's own connection
+        return await send_lone(*call)
+
     monkeypatch.setattr(store, "_send", counting_send)
+    monkeypatch.setattr(store, "_send_lone", counting_send_lone)
     versions = await asyncio.gather(*[store.commit(StateWrite(f"s{i}", 0, b"m", [b"x"] * 3)) for i in range(200)])
     assert versions == [1] * 200
     assert sum(sizes) == 200 and len(sizes) < 200 and max(sizes) > 1
@@ -283,6 +288,63 @@ async def test_script_cache_flush_is_survived(private_redis):
         assert [c.cp_id for c in await s.list_checkpoints(KEY)] == ["c1"]  # direct path
     finally:
         await s.close()
+
+
+async def test_lone_calls_survive_a_script_flush(private_redis):
+    # One caller at a time: every call takes the lone path (a connection of its own per batcher).
+    s = RedisStore(private_redis.url, prefix="rp")
+    try:
+        assert await s.commit(StateWrite(KEY, 0, b"m", [b"a"])) == 1
+        assert (await s.load(KEY)).messages == [b"a"]
+        client = aioredis.Redis.from_url(private_redis.url)
+        try:
+            await client.script_flush()
+        finally:
+            await client.aclose()
+        assert (await s.load(KEY)).messages == [b"a"]
+        assert await s.commit(StateWrite(KEY, 1, b"m", [b"b"], base_count=1)) == 2
+        assert (await s.load(KEY)).messages == [b"a", b"b"]
+        assert set(s._lanes) == {"load", "commit"}
+    finally:
+        await s.close()
+
+
+async def test_lone_calls_reconnect_after_their_connection_is_killed(store, raw):
+    assert await store.commit(StateWrite(KEY, 0, b"m", [b"a"])) == 1
+    assert (await store.load(KEY)).messages == [b"a"]
+    for lane in store._lanes.values():
+        await lane.send_command("CLIENT", "ID")
+        assert await raw.client_kill_filter(_id=await lane.read_response()) == 1
+    assert (await store.load(KEY)).messages == [b"a"]
+    assert await store.commit(StateWrite(KEY, 1, b"m", [b"b"], base_count=1)) == 2
+    # a lone conflict is still typed
+    with pytest.raises(ConcurrentUpdate, match="revision 2"):
+        await store.commit(StateWrite(KEY, 1, b"m", [b"c"], base_count=1))
+
+
+async def test_a_lone_load_of_a_damaged_session_is_typed_and_the_next_one_reads(store, raw, prefix):
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"]))
+    await raw.set(f"{prefix}:{{other}}:meta", b"not a hash")
+    with pytest.raises(StoreError, match="WRONGTYPE"):
+        await store.load("other")
+    rec = await store.load(KEY)
+    assert (rec.revision, rec.meta, rec.messages) == (1, b"m", [b"a"])
+
+
+async def test_a_cancelled_lone_load_leaves_no_reply_behind(store):
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"]))
+    await store.commit(StateWrite("other", 0, b"o", [b"x", b"y"]))
+    for _ in range(20):  # cancelled at various points of its round trip
+        task = asyncio.create_task(store.load("other"))
+        for _ in range(_ % 4):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        rec = await store.load(KEY)
+        assert (rec.meta, rec.messages) == (b"m", [b"a"])
 
 
 async def test_outage_raises_store_unavailable_and_recovers(private_redis):

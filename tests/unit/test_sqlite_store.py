@@ -448,3 +448,24 @@ async def test_a_failed_group_commit_is_rolled_back_and_the_store_goes_on(tmp_pa
         assert [c.cp_id for c in await reopened.list_checkpoints("after")] == ["c1"]
     finally:
         await reopened.close()
+
+
+async def test_the_log_restarts_under_steady_writes(tmp_path):
+    # The WAL checkpoints on the store thread race the commits on the loop's; a passive one
+    # never found the log fully copied, so the log never restarted and the file kept growing
+    # (and every fsync extended it).
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    try:
+        rev, n, sizes = 0, 0, {}
+        for i in range(1, 1537):
+            rev = await store.commit(StateWrite("k", rev, b"m" * 200, [b"x" * 300] * 2, base_count=n))
+            n += 2
+            if i in (512, 1536):
+                await asyncio.sleep(0.05)  # let a checkpoint started by the last commits finish
+                sizes[i] = os.path.getsize(f"{path}-wal")
+        assert sizes[1536] < 1.5 * sizes[512], sizes
+        rec = await store.load("k")
+        assert len(rec.messages) == 3072 and rec.revision == rev
+    finally:
+        await store.close()
