@@ -558,7 +558,7 @@ class SQLiteStore(Store):
     def _leases_inline(self, leases: list[tuple[str, str, float]]) -> list[float] | None:
         """As :meth:`_commit_inline`, for a group of lease acquisitions."""
         conn = self._inline_connect()
-        if conn is None:
+        if conn is None or self._checkpointing:
             return None
         try:
             results = self._in_tx(conn, self._leases_in, leases)
