@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, ActorUnschedulableError, RayTaskError
@@ -18,6 +19,8 @@ from .names import ActorNames
 from .calls import iterate_streaming, unwrap_ray_error
 
 __all__ = ["RayAgentPool"]
+
+T = TypeVar("T")
 
 # A replica that died, is restarting, or can never restart (its node left the cluster, and it
 # was pinned to that node): the next replica takes the call.
@@ -83,22 +86,21 @@ class RayAgentPool:
             self._handles[name] = h
         return name, h
 
-    async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
-                  shared_state_id: str | None = None, memory: dict | None = None,
-                  window: dict | None = None) -> TurnOutput:
+    async def _on_a_replica(self, agent_key: str, replicas: int, start: int,
+                            send: Callable[[int, Any], Awaitable[T]], failed: str) -> T:
+        """``send(index, handle)`` on the first replica, from ``start``, that answers: every
+        replica at least twice (one may be restarting), a replica gone for good skipped."""
         last: BaseException | None = None
-        call = wire.encode([history, context, shared_state_id, memory, window])
-        call_id = uuid.uuid4().hex
-        n, start = max(replicas, 1), self._start(agent_key, replicas)
-        for attempt in range(2 * n + 2):  # every replica at least twice (one may be restarting)
+        n = max(replicas, 1)
+        for attempt in range(2 * n + 2):
             index = (start + attempt) % n
             try:
-                name, _ = self._handle(agent_key, index)
+                name, h = self._handle(agent_key, index)
             except AgentError as exc:  # this replica is gone for good: try the others
                 last = exc
                 continue
             try:
-                return wire.decode(await self._calls.call((agent_key, index), (call_id, call)))
+                return await send(index, h)
             except RayTaskError as exc:
                 raise unwrap_ray_error(exc) from None
             except _GONE as exc:
@@ -106,7 +108,18 @@ class RayAgentPool:
                 self._handles.pop(name, None)
                 last = exc
                 await asyncio.sleep(0.05 * (attempt + 1))
-        raise AgentError(f"no replica of agent {agent_key!r} answered: {last}")
+        raise AgentError(f"no replica of agent {agent_key!r} {failed}: {last}")
+
+    async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
+                  shared_state_id: str | None = None, memory: dict | None = None,
+                  window: dict | None = None) -> TurnOutput:
+        call = wire.encode([history, context, shared_state_id, memory, window])
+        call_id = uuid.uuid4().hex
+
+        async def send(index: int, _: Any) -> TurnOutput:
+            return wire.decode(await self._calls.call((agent_key, index), (call_id, call)))
+
+        return await self._on_a_replica(agent_key, replicas, self._start(agent_key, replicas), send, "answered")
 
     async def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                      shared_state_id: str | None = None, memory: dict | None = None,
@@ -147,18 +160,7 @@ class RayAgentPool:
 
     async def definition(self, agent_key: str, replicas: int) -> Agent:
         """The agent definition, from the first replica that answers (agent_placement="host")."""
-        last: BaseException | None = None
-        n = max(replicas, 1)
-        for attempt in range(2 * n + 2):  # as in run: every replica at least twice
-            try:
-                name, h = self._handle(agent_key, attempt % n)
-                return await h.definition.remote()
-            except AgentError as exc:
-                last = exc
-            except RayTaskError as exc:
-                raise unwrap_ray_error(exc) from None
-            except _GONE as exc:
-                self._handles.pop(name, None)
-                last = exc
-                await asyncio.sleep(0.05 * (attempt + 1))
-        raise AgentError(f"no replica of agent {agent_key!r} gave its definition: {last}")
+        async def send(_: int, h: Any) -> Agent:
+            return await h.definition.remote()
+
+        return await self._on_a_replica(agent_key, replicas, 0, send, "gave its definition")

@@ -30,6 +30,7 @@ import structlog
 
 from repertory.errors import ConcurrentUpdate, CorruptState, StoreError, StoreUnavailable
 
+from .groups import Group
 from .base import (DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, StorageUsage,
                    Store)
 from .sqlite_errors import is_busy, translate
@@ -57,12 +58,10 @@ class SQLiteStore(Store):
         self._synchronous = synchronous
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="repertory-sqlite")
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[StateWrite, asyncio.Future[int]]] = []
-        self._flushing = False
-        # Activation leases are taken once per session activated: grouped like commits, so that
-        # a burst of activations (a batch, a host restarted) costs one transaction, not one each.
-        self._lease_pending: list[tuple[tuple[str, str, float], asyncio.Future[float]]] = []
-        self._lease_flushing = False
+        # Writes that arrive together commit in one transaction (group commit), and so do
+        # activation leases: a burst of activations (a batch, a host restarted) costs one.
+        self._commits: Group[StateWrite, int] = Group(self._commit_group)
+        self._leases: Group[tuple[str, str, float], float] = Group(self._lease_group)
         self._inline: sqlite3.Connection | None = None
         self._inline_commits = 0
         self._checkpointing = False  # a WAL checkpoint is queued or running on the store thread
@@ -469,50 +468,30 @@ class SQLiteStore(Store):
 
     async def commit(self, write: StateWrite) -> int:
         self._check_writable()
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((write, fut))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
-        result = await fut
-        return result
+        return await self._commits.submit(write)
 
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    writes = [w for w, _ in batch]
-                    results = self._commit_inline(writes) if len(writes) <= _INLINE_MAX else None
-                    if results is None:
-                        results = await self._run("commit", self._commit_sync, writes)
-                except Exception as exc:  # the whole transaction failed: every writer hears it
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                for (_, fut), res in zip(batch, results):
-                    if fut.done():
-                        continue
-                    if isinstance(res, Exception):
-                        fut.set_exception(res)
-                    else:
-                        fut.set_result(res)
-        finally:
-            self._flushing = False
+    async def _commit_group(self, writes: list[StateWrite]) -> list[int | Exception]:
+        results = self._commit_inline(writes) if len(writes) <= _INLINE_MAX else None
+        return results if results is not None else await self._run("commit", self._commit_sync, writes)
 
     def _commit_inline(self, writes: list[StateWrite]) -> list[int | Exception] | None:
         """Commit on the loop thread when no other writer holds the lock (~30 µs instead of a
         ~180 µs thread hop); None when the lock is taken, to wait for it on the store thread."""
+        return self._on_loop(lambda conn: self._commit_sync(writes, conn), "commit")
+
+    def _on_loop(self, write: Callable[[sqlite3.Connection], T], what: str) -> T | None:
+        """``write(conn)`` (one transaction) on the loop's own connection, or None when it must
+        wait on the store thread: another writer holds the lock, or a WAL checkpoint is queued
+        there (which the loop's writes must not starve)."""
         conn = self._inline_connect()
         if conn is None or self._checkpointing:
-            return None  # behind the checkpoint on the store thread, which must not be starved
+            return None
         try:
-            results = self._commit_sync(writes, conn)
+            results = write(conn)
         except sqlite3.Error as exc:
             if is_busy(exc):
                 return None
-            raise self._error(exc, "commit") from exc
+            raise self._error(exc, what) from exc
         self._inline_wrote()
         return results
 
@@ -528,46 +507,11 @@ class SQLiteStore(Store):
 
     async def acquire_lease(self, key: str, owner: str, ttl: float) -> float:
         self._check_writable()
-        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self._lease_pending.append(((key, owner, ttl), fut))
-        if not self._lease_flushing:
-            self._lease_flushing = True
-            asyncio.get_running_loop().create_task(self._flush_leases())
-        return await fut
+        return await self._leases.submit((key, owner, ttl))
 
-    async def _flush_leases(self) -> None:
-        try:
-            while self._lease_pending:
-                batch, self._lease_pending = self._lease_pending, []
-                leases = [lease for lease, _ in batch]
-                try:
-                    results = self._leases_inline(leases)
-                    if results is None:
-                        results = await self._run("acquire_lease", self._tx, self._leases_in, leases)
-                except Exception as exc:  # the whole transaction failed: every caller hears it
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                for (_, fut), left in zip(batch, results):
-                    if not fut.done():
-                        fut.set_result(left)
-        finally:
-            self._lease_flushing = False
-
-    def _leases_inline(self, leases: list[tuple[str, str, float]]) -> list[float] | None:
-        """As :meth:`_commit_inline`, for a group of lease acquisitions."""
-        conn = self._inline_connect()
-        if conn is None or self._checkpointing:
-            return None
-        try:
-            results = self._in_tx(conn, self._leases_in, leases)
-        except sqlite3.Error as exc:
-            if is_busy(exc):
-                return None
-            raise self._error(exc, "acquire_lease") from exc
-        self._inline_wrote()
-        return results
+    async def _lease_group(self, leases: list[tuple[str, str, float]]) -> list[float]:
+        results = self._on_loop(lambda conn: self._in_tx(conn, self._leases_in, leases), "acquire_lease")
+        return results if results is not None else await self._run("acquire_lease", self._tx, self._leases_in, leases)
 
     @classmethod
     def _leases_in(cls, conn: sqlite3.Connection, leases: list[tuple[str, str, float]]) -> list[float]:
