@@ -16,7 +16,8 @@ __all__ = ["stats"]
 COLUMNS = (("turns", "turns_total", "turns"), ("errors", "turn_errors_total", "turn_errors"),
            ("resident", "resident_sessions", "resident"), ("activations", "activations_total", "activations"),
            ("passivations", "passivations_total", "passivations"), ("CAS retries", "cas_retries_total", "cas_retries"),
-           ("cancelled", "turns_cancelled_total", "turns_cancelled"))
+           ("cancelled", "turns_cancelled_total", "turns_cancelled"),
+           ("redirects", "redirects_total", "redirects"))
 
 
 def _rows_from_text(text: str) -> dict[str, dict[str, float]]:

@@ -935,12 +935,23 @@ class HostCore:
             slot.state = None
             return await self.store.delete(ref.key, op_id)
 
+    @property
+    def redirects(self) -> int:
+        """Calls this host sent on to the host holding their session (host.activation)."""
+        return self.activation.redirects if self.activation is not None else 0
+
+    @property
+    def takeovers(self) -> int:
+        """Activation leases this host took from a dead incarnation of itself."""
+        return self.activation.takeovers if self.activation is not None else 0
+
     def snapshot(self) -> HostStats:
         """This host's counters (:class:`~repertory.host.stats.HostStats`)."""
         return self.counters.snapshot(self.name, resident=len(self._slots), activations=self.activations,
                                       passivations=self.passivations, cas_retries=self.cas_retries,
                                       lease_waits=self.lease_waits, repeated_model_calls=self.repeated_model_calls,
                                       turns_cancelled=self.turns_cancelled,
+                                      redirects=self.redirects, takeovers=self.takeovers,
                                       turns_in_mailboxes=sum(len(slot.turns) for slot in list(self._slots.values())))
 
     def stats(self) -> dict[str, Any]:

@@ -29,7 +29,9 @@ SYNCED = (("activations", "Sessions activated (loaded into a host)"),
            ("passivations", "Sessions passivated (dropped from a host's memory)"),
            ("cas_retries", "Compare-and-set conflicts retried"),
            ("lease_waits", "Waits for another runtime's lease on a session"),
-           ("turns_cancelled", "Turns cancelled by a busy-session policy"))
+           ("turns_cancelled", "Turns cancelled by a busy-session policy"),
+           ("redirects", "Calls sent on to the host holding a session's activation lease"),
+           ("takeovers", "Activation leases taken from a dead incarnation of the same host"))
 
 
 class HostMetrics:

@@ -90,6 +90,8 @@ class HostStats:
     repeated_model_calls: int = 0
     turns_cancelled: int = 0  # turns a busy policy interrupted or rolled back (host.busy)
     turns_in_mailboxes: int = 0  # turns running or waiting in their sessions' mailboxes now
+    redirects: int = 0  # calls sent on to the host holding the session's activation lease
+    takeovers: int = 0  # activation leases taken from a dead incarnation of this host
     series: list[LatencyPoint] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

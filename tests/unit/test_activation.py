@@ -94,6 +94,7 @@ async def test_passivation_hands_the_session_over_at_once(store):
     with pytest.raises(SessionElsewhere) as info:
         await b.turn(turn(agent, "two"))
     assert info.value.holder == "host-a" and 0 < info.value.wait <= 10.0
+    assert b.snapshot().redirects == 1 and b.stats()["redirects"] == 1  # counted where operators look
     assert a.passivate_moved(0, 1) == 0  # host 0 of 1 owns every session: nothing moves
     assert a.passivate_moved(1, 2) + a.passivate_moved(0, 2) == 1  # it moved to one of two hosts
     await a.activation.drain()
@@ -114,7 +115,7 @@ async def test_a_dead_holder_loses_the_lease_after_its_ttl_or_at_once_to_its_rep
     # host-a restarted with the same name: it takes its dead incarnation's lease at once.
     a3, _, _ = make(store, "host-a", ttl=30.0, agent=agent)
     await a3.turn(turn(agent, "four"))
-    assert a3.activation.takeovers == 1
+    assert a3.activation.takeovers == 1 and a3.snapshot().takeovers == 1
     assert [m["content"] for m in (await a3.get_history(SessionRef("s1")))[0::2]] == ["one", "two", "three", "four"]
     await a3.close()
 

@@ -65,7 +65,7 @@ def test_a_scrape_after_100_turns_shows_100_turns(server, monkeypatch):
     assert out.exit_code == 0, out.output
     row = next(line for line in out.output.splitlines() if " local " in line).split("│")
     assert [c.strip() for c in row[2:4]] == ["100", "1"]
-    assert float(row[9]) > 0  # turn p50 (a bucket bound, ms)
+    assert float(row[10]) > 0  # turn p50 (a bucket bound, ms), after the redirects column
 
 
 def test_stats_needs_the_admin_key_and_one_target(server, monkeypatch):
@@ -100,9 +100,12 @@ def test_two_registries_never_mix_and_counts_publish_as_deltas():
 
 
 def test_the_ray_shape_reads_the_hosts_totals():
-    text = stats_exposition([HostStats("host-0", turns=7, turn_errors=1, resident=3, turn_p50=0.002, turn_p99=0.01),
+    text = stats_exposition([HostStats("host-0", turns=7, turn_errors=1, resident=3, turn_p50=0.002, turn_p99=0.01,
+                                       redirects=4, takeovers=1),
                              HostStats("host-1", turns=5)]).decode()
     m = samples(text)
+    assert m[("repertory_redirects_total", (("host", "host-0"),))] == 4
+    assert m[("repertory_takeovers_total", (("host", "host-0"),))] == 1
     assert m[("repertory_turns_total", (("host", "host-0"),))] == 7
     assert m[("repertory_turns_total", (("host", "host-1"),))] == 5
     assert m[("repertory_turn_latency_seconds_quantile", (("host", "host-0"), ("quantile", "0.50")))] == 0.002
