@@ -17,7 +17,16 @@ from .memory import ray_memory_store
 from .names import ActorNames
 from .shared_state import RaySharedStateBackend
 
-__all__ = ["AgentActor"]
+__all__ = ["AgentActor", "agent_core"]
+
+
+def agent_core(agent: Agent, names: ActorNames, memory_stores: MemoryStores) -> AgentCore:
+    """An agent's core in a process of this runtime (an AgentActor, or a host running its agents
+    itself): shared states reached by actor name, memory through ``memory_stores``; litellm's
+    import started on a thread, since it takes seconds."""
+    preload_litellm(agent.model)
+    return AgentCore(agent, shared_state=lambda state_id: RaySharedStateBackend.lookup(state_id, names),
+                     memory_stores=memory_stores)
 
 
 class AgentActor:
@@ -25,10 +34,7 @@ class AgentActor:
 
     def __init__(self, agent: Agent, names: ActorNames) -> None:
         configure_logging()
-        self._memory_stores = MemoryStores(lambda spec: ray_memory_store(spec, names))
-        self._core = AgentCore(agent, shared_state=lambda state_id: RaySharedStateBackend.lookup(state_id, names),
-                               memory_stores=self._memory_stores)
-        preload_litellm(agent.model)
+        self._core = agent_core(agent, names, MemoryStores(lambda spec: ray_memory_store(spec, names)))
         self._running: dict[str, asyncio.Task] = {}  # enveloped calls by call id, to cancel one
         self._cancelled: set[str] = set()
 

@@ -16,13 +16,12 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from repertory.agents.agent import AgentCore, Step, TurnOutput
-from repertory.agents.model_client import preload_litellm
 from repertory.memory.stores import MemoryStores
 
+from .agent import agent_core
 from .agent_pool import RayAgentPool
 from .memory import ray_memory_store
 from .names import ActorNames
-from .shared_state import RaySharedStateBackend
 
 __all__ = ["InHostAgentPool"]
 
@@ -49,10 +48,7 @@ class InHostAgentPool:
 
     async def _load(self, agent_key: str, replicas: int) -> AgentCore:
         agent = await self._remote.definition(agent_key, replicas)
-        preload_litellm(agent.model)  # litellm's import takes seconds: on a thread, started now
-        core = self._cores[agent_key] = AgentCore(
-            agent, shared_state=lambda state_id: RaySharedStateBackend.lookup(state_id, self.names),
-            memory_stores=self._memory_stores)
+        core = self._cores[agent_key] = agent_core(agent, self.names, self._memory_stores)
         return core
 
     async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,

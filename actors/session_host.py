@@ -62,8 +62,8 @@ class SessionHost:
         store = open_actor_store(settings, names)
         agents = InHostAgentPool(names) if settings.agent_placement == "host" else RayAgentPool(names)
         self._core = HostCore(store, agents, settings, name=name, sweep_store=sweeps, metrics=metrics,
-                              activation=_activation(store, settings, names, name))
-        self._core.metrics_every = METRICS_AFTER_TURNS_S
+                              activation=_activation(store, settings, names, name),
+                              metrics_every=METRICS_AFTER_TURNS_S)
         self._metrics_sync: asyncio.Task | None = None
 
     def _sync_metrics_soon(self) -> None:

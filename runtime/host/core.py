@@ -154,7 +154,7 @@ class HostCore:
 
     def __init__(self, store: Store, agents: AgentPool, settings: Settings, *, name: str = "host",
                  sweep_store: bool = False, metrics: HostMetrics | None = None,
-                 activation: Activation | None = None) -> None:
+                 activation: Activation | None = None, metrics_every: float = 0.0) -> None:
         self.store = store
         # Single activation across hosts (host.activation); None: this host is the only one
         # its callers reach for a session (the local runtime, a dedicated host).
@@ -181,7 +181,7 @@ class HostCore:
         # Seconds between publications of the host's counts after turns (0: after every turn).
         # A Ray host publishes each one through its node's metrics agent, which costs more than
         # the turn's own bookkeeping; it also publishes them on a timer (actors/session_host.py).
-        self.metrics_every = 0.0
+        self.metrics_every = metrics_every
         self._metrics_synced = 0.0
 
     # -- slots ------------------------------------------------------------------------
