@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from repertory.config import default_model
 from repertory.errors import AgentError, InvalidInput, ModelError
@@ -21,6 +22,9 @@ from repertory.memory.recall import AgentMemory
 from repertory.memory.settings import MemorySettings
 
 __all__ = ["Agent", "AgentCore", "Step", "TurnOutput"]
+
+T = TypeVar("T")
+_NOTHING = object()
 
 
 class Agent:
@@ -81,10 +85,35 @@ class Agent:
         self.llm_options = llm_options
         # Set by the seed's ContextualSession recipe; added to the system prompt when present.
         self.context: dict[str, Any] | None = None
+        self._memo: tuple[tuple, dict[str, Any]] | None = None
+
+    def _shape(self) -> tuple:
+        """What the key and the definition are made of. Attributes may be set and options,
+        tools and memory settings changed in place: what is remembered is kept only while
+        this compares equal (compared, not hashed: options may hold unhashable values)."""
+        return (self.name, self.instructions, self.model, self.max_tool_rounds, self.history_window,
+                self.max_context_tokens, self.context_policy, tuple(self.tools),
+                repr(sorted(self.llm_options.items())) if self.llm_options else "",
+                self.memory.fingerprint() if self.memory is not None else None)
+
+    def remembered(self, name: str, make: Callable[[], T]) -> T:
+        """``make()``, kept until the definition changes (a handle per request asks for the
+        key and the definition on every turn; making them costs ~30 µs each)."""
+        shape = self._shape()
+        memo = getattr(self, "_memo", None)  # agents unpickled from an older release lack it
+        if memo is None or memo[0] != shape:
+            memo = self._memo = (shape, {})
+        found = memo[1].get(name, _NOTHING)
+        if found is _NOTHING:
+            found = memo[1][name] = make()
+        return found
 
     @property
     def key(self) -> str:
         """A stable identity for this definition: the same agent in two processes shares it."""
+        return self.remembered("key", self._make_key)
+
+    def _make_key(self) -> str:
         h = hashlib.sha256()
         for part in (self.name, self.instructions, self.model, repr(sorted(self.llm_options.items())),
                      str(self.max_tool_rounds), str(self.history_window)):
@@ -103,7 +132,7 @@ class Agent:
         """This agent as plain data, the form a session stores: secrets and options that are
         not plain data left out (named under ``withheld``), tools by import path where they
         have one. :func:`repertory.agents.spec.agent_from_definition` reads it back."""
-        return definition_of(self)
+        return copy.deepcopy(self.remembered("definition", lambda: definition_of(self)))
 
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r}, model={self.model!r}, tools={[t.name for t in self.tools]})"

@@ -149,8 +149,12 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
 
     def _use(self, agent: Agent, agents: dict[str, Agent]) -> None:
         """Make ``agent`` (and ``agents``) this handle's, to be stored with its turns."""
-        defs = {"agent": agent.to_dict(), "agents": {n: a.to_dict() for n, a in agents.items()}}
-        self._definitions = check_agent_definitions(defs, "the session's agents")
+        def check() -> dict[str, Any]:
+            defs = {"agent": agent.to_dict(), "agents": {n: a.to_dict() for n, a in agents.items()}}
+            return check_agent_definitions(defs, "the session's agents")
+
+        # One agent: its checked definitions are shared by every handle made with it (read only).
+        self._definitions = agent.remembered("session_definitions", check) if not agents else check()
         self._agent, self._agents = agent, agents
         self._deployed_on = None  # deployed on the next runtime access
 
@@ -309,22 +313,26 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
                  parallel: bool = False, turn_id: str | None = None, on_busy: str | None = None,
                  resume_from: int | None = None) -> TurnRequest:
         """The turn for ``agent`` (this handle's, ready: see :meth:`_aready`)."""
-        check_message(message, self.runtime.settings.max_message_bytes)
+        rt = self.runtime
+        settings = rt.settings
+        check_message(message, settings.max_message_bytes)
         if turn_id is not None and (not isinstance(turn_id, str) or not 0 < len(turn_id) <= 128):
             raise InvalidInput("turn_id must be a str of 1 to 128 characters")
-        self.runtime.ensure_agent(agent)  # a no-op unless its definition changed (a new memory scorer)
+        rt.ensure_agent(agent)  # a no-op unless its definition changed (a new memory scorer)
         return TurnRequest(ref=self.ref, agent_key=agent.key, content=message, turn_id=turn_id or uuid.uuid4().hex,
-                           replicas=agent.replicas or 1, ttl=self.ttl, context=agent.context,
+                           replicas=agent.replicas or 1,
+                           ttl=settings.default_ttl if self._ttl is ... else self._ttl, context=agent.context,
                            checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints,
                            agent_name=agent_name,
                            shared_state_id=self.shared_state.state_id if self.shared_state else None,
                            parallel=parallel, history_mode=self.agent_history,
                            history_window=agent.history_window, agents=self._definitions,
-                           memory=self._memory(agent),
+                           memory=turn_memory(agent.memory, self.persist_memory, settings.store, self.user_id,
+                                              self.session_id),
                            context_settings=self._context_settings() if self._context_given else None,
                            prompt_context=self._prompt_context,
                            # only a turn that may call tools has steps worth journaling
-                           journal=self.runtime.settings.journal_steps and not parallel
+                           journal=settings.journal_steps and not parallel
                            and bool(agent.tools or self.shared_state),
                            on_busy=self.on_busy if on_busy is None else check_on_busy(on_busy),
                            resume_from=resume_from)

@@ -374,3 +374,65 @@ def test_a_read_before_the_first_turn_keeps_the_handles_ttl(local, first):
     [info] = repertory.list_sessions()
     assert info.expires_at is not None
     assert (info.expires_at - info.updated_at).total_seconds() == pytest.approx(600, abs=5)
+
+
+
+def _tool_a(x: str) -> str:
+    """A."""
+    return x
+
+
+def _tool_b(x: str) -> str:
+    """B."""
+    return x
+
+
+def _uncached(a: Agent) -> Agent:
+    """A twin of ``a`` sharing its attributes but nothing remembered."""
+    twin = Agent.__new__(Agent)
+    twin.__dict__.update(vars(a))
+    twin.__dict__["_memo"] = None
+    return twin
+
+
+def test_key_and_definition_follow_every_change_to_the_agent():
+    # key and the stored definition are remembered between calls (a handle per request asks
+    # for them on every turn); a change of any part, set or made in place, gives new ones.
+    from repertory.agents.definition import definition_of
+    from repertory.agents.tools import as_tool
+    from repertory.memory.settings import MemorySettings
+
+    a = Agent("Keyed", "Be brief.", model="repertory/null", temperature=0.1)
+    seen = {a.key}
+    assert a.key == _uncached(a).key and a.to_dict() == definition_of(a)
+    for change in [
+        lambda: setattr(a, "instructions", "Be long."),
+        lambda: setattr(a, "model", "repertory/demo"),
+        lambda: a.llm_options.update(temperature=0.9),  # in place
+        lambda: a.llm_options.update(top_p=0.5),
+        lambda: a.tools.append(as_tool(_tool_a)),  # in place
+        lambda: a.tools.__setitem__(0, as_tool(_tool_b)),
+        lambda: setattr(a, "max_tool_rounds", 3),
+        lambda: setattr(a, "history_window", 4),
+        lambda: setattr(a, "max_context_tokens", 1000),
+        lambda: setattr(a, "memory", MemorySettings()),
+        lambda: setattr(a.memory, "max_memories", 7),  # in place
+        lambda: setattr(a, "name", "Renamed"),
+    ]:
+        change()
+        assert a.key == _uncached(a).key and a.key not in seen
+        seen.add(a.key)
+        assert a.to_dict() == definition_of(a)
+    a.to_dict()["instructions"] = "changed by a caller"  # a copy: the agent keeps its own
+    assert a.to_dict() == definition_of(a)
+
+
+def test_a_handle_made_after_a_change_carries_the_new_definition(local):
+    a = Agent("Changing", "First.", model="repertory/null")
+    s1 = Session("changing-1", a)
+    a.instructions = "Second."
+    s2 = Session("changing-2", a)
+    assert s1._definitions["agent"]["instructions"] == "First."
+    assert s2._definitions["agent"]["instructions"] == "Second."
+    s2.chat("hi")
+    assert s2.get_state()["agent"]["instructions"] == "Second."

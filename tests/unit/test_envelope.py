@@ -222,3 +222,35 @@ async def test_a_caller_cancelled_in_flight_is_abandoned_at_the_other_end() -> N
     first.cancel()  # a lone call is cancelled by its own task: not abandoned through the hook
     await asyncio.gather(first, return_exceptions=True)
     assert abandoned == [("h", 2)]
+
+
+
+async def test_window_follows_the_destinations_round_trip_within_bounds() -> None:
+    # An envelope that takes long is worth collecting for longer (fewer, larger envelopes cost
+    # both sides less per call); never past hold, never under window.
+    slow, fast = Destination(delay=0.08), Destination(delay=0)
+    c = Coalescer(lambda k, i: (slow if k == "slow" else fast).one(k, i),
+                  lambda k, items: (slow if k == "slow" else fast).many(k, items), window=0.0002, hold=0.005)
+    assert c.window_for("slow") == c.window_for("fast") == 0.0002  # nothing known yet
+    for i in range(3):
+        await c.call("slow", i)
+        await c.call("fast", i)
+    assert c.window_for("slow") == 0.005  # a quarter of 80 ms, capped
+    assert 0.0002 <= c.window_for("fast") < 0.002
+    # a queue of several to the slow one now waits its window, then leaves as one envelope
+    first = asyncio.ensure_future(c.call("slow", 100))
+    await asyncio.sleep(0)
+    rest = await asyncio.gather(*(c.call("slow", i) for i in range(5)))
+    assert rest == [0, 10, 20, 30, 40] and await first == 1000
+    assert slow.enveloped() == [[0, 1, 2, 3, 4]]
+
+
+async def test_a_failed_call_does_not_teach_the_window() -> None:
+    async def failing_one(key, item):
+        await asyncio.sleep(0.05)
+        raise ConnectionError("host died")
+
+    c = Coalescer(failing_one, Destination().many, window=0.0002, hold=0.005)
+    with pytest.raises(ConnectionError):
+        await c.call("h", 1)
+    assert c.window_for("h") == 0.0002  # a dead host's timeout says nothing of its round trip
