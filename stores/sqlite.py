@@ -45,6 +45,8 @@ _CHECKPOINT_EVERY = 256  # inline commits between WAL checkpoints on the store t
 _INLINE_MAX_MESSAGES = 256  # longer histories are read on the store thread
 
 _BUSY_TIMEOUT = 30.0  # seconds a statement waits for another connection's lock
+# INSERT of 1..8 messages rows in one statement
+_INSERT_ROWS = tuple("INSERT INTO messages (key, seq, data) VALUES " + ", ".join(["(?, ?, ?)"] * n) for n in range(1, 9))
 
 T = TypeVar("T")
 
@@ -232,10 +234,12 @@ class SQLiteStore(Store):
             conn.execute("DELETE FROM messages WHERE key = ?", (w.key,))
         else:
             conn.execute("DELETE FROM messages WHERE key = ? AND seq >= ?", (w.key, start))
-        conn.executemany(
-            "INSERT INTO messages (key, seq, data) VALUES (?, ?, ?)",
-            [(w.key, start + i, m) for i, m in enumerate(w.messages)],
-        )
+        n = len(w.messages)
+        if 0 < n <= len(_INSERT_ROWS):
+            # a turn's few messages in one statement: executemany costs ~5 µs more for two
+            conn.execute(_INSERT_ROWS[n - 1], [v for i, m in enumerate(w.messages) for v in (w.key, start + i, m)])
+        elif n:
+            conn.executemany(_INSERT_ROWS[0], [(w.key, start + i, m) for i, m in enumerate(w.messages)])
         if w.checkpoint is not None:
             SQLiteStore._put_cp_in(conn, w.checkpoint)
         return w.expected_revision + 1 if w.expected_revision else w.first_revision
