@@ -63,6 +63,7 @@ from . import redis_scripts as scripts
 from . import resp
 from .base import (DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, StorageUsage,
                    Store)
+from .deadlines import Deadlines
 from .redis_batch import Batcher, Call, settle, settle_error
 from .redis_cluster import CLUSTER_SCHEMES, Durability, cluster_client, parse_cluster_url
 from .urls import MASK, redact_url, url_secrets
@@ -166,6 +167,7 @@ class RedisStore(Store):
         self._client_url, self._retries = client_url, retries  # for a blocking twin (redis_sync)
         self._cluster_seeds: dict[str, Any] | None = None
         self._socket_timeout = socket_timeout
+        self._deadlines = Deadlines(socket_timeout)  # the lone calls' (see _on_lane)
         self._lane_pool: ConnectionPool | None = None
         if self.cluster:
             self._cluster_seeds = parse_cluster_url(parts.scheme, parts.netloc, parts.path, self.url)
@@ -181,7 +183,7 @@ class RedisStore(Store):
                 )
                 # The lone calls' connections (see _lane): no socket_timeout of redis-py's, whose
                 # send runs in a task of its own (asyncio.wait_for); _send_lone bounds the whole
-                # round trip with one asyncio.timeout instead.
+                # round trip with one deadline instead (stores.deadlines).
                 self._lane_pool = ConnectionPool.from_url(
                     client_url, max_connections=2, socket_timeout=None, socket_connect_timeout=connect_timeout,
                     socket_keepalive=True, health_check_interval=health_check_interval,
@@ -345,8 +347,7 @@ class RedisStore(Store):
         policy). Raises the driver's errors."""
         async def round_trip() -> T:
             try:
-                async with asyncio.timeout(self._socket_timeout):
-                    return await exchange()
+                return await self._deadlines.run(exchange)
             except TimeoutError:
                 # the send and the read drop the connection when cancelled: no late reply is read
                 raise RedisTimeoutError(f"no answer within {self._socket_timeout} s") from None
