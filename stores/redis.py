@@ -12,8 +12,9 @@ Key layout (``<p>`` is the store prefix, ``rp`` by default; ``<key>`` the sessio
 Why this shape:
 
 * The session key sits in a hash tag (``{...}``), so all of one session's keys hash to one
-  Redis Cluster slot. Every verb is then a single-slot Lua script or a single command, which
-  Redis Cluster accepts, and a session never straddles two nodes. Session keys therefore must
+  Redis Cluster slot. Every verb is then a single-slot Lua script or a single command (a lone
+  load: three commands on one slot, see ``_load_lone``), which Redis Cluster accepts, and a
+  session never straddles two nodes. Session keys therefore must
   not contain braces (they never do: ids are validated upstream; we refuse them here too).
 * Writes are a Lua compare-and-set on the ``version`` field. A script runs atomically on the
   server in one round trip; WATCH/MULTI needs at least three and retries under contention

@@ -24,7 +24,8 @@ def bulk(arg: str | bytes | int | float) -> bytes:
     elif isinstance(arg, (int, float)) and not isinstance(arg, bool):
         data = repr(arg).encode()
     else:
-        raise DataError(f"Invalid input of type: {type(arg).__name__!r}. Convert to a bytes, string, int or float first.")
+        raise DataError(f"Invalid input of type: {type(arg).__name__!r}. "
+                        "Convert to a bytes, string, int or float first.")
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 

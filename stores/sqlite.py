@@ -46,7 +46,8 @@ _INLINE_MAX_MESSAGES = 256  # longer histories are read on the store thread
 
 _BUSY_TIMEOUT = 30.0  # seconds a statement waits for another connection's lock
 # INSERT of 1..8 messages rows in one statement
-_INSERT_ROWS = tuple("INSERT INTO messages (key, seq, data) VALUES " + ", ".join(["(?, ?, ?)"] * n) for n in range(1, 9))
+_INSERT_ROWS = tuple("INSERT INTO messages (key, seq, data) VALUES " + ", ".join(["(?, ?, ?)"] * n)
+                     for n in range(1, 9))
 
 T = TypeVar("T")
 
