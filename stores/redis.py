@@ -58,7 +58,7 @@ from redis.exceptions import (AskError, ClusterDownError, MasterDownError, Moved
                               RedisClusterException, RedisError, ResponseError, TryAgainError)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from repertory.errors import ConcurrentUpdate, InvalidInput, StoreError, StoreUnavailable, WriteNotReplicated
+from repertory.errors import ConcurrentUpdate, CorruptState, InvalidInput, StoreError, StoreUnavailable, WriteNotReplicated
 
 from . import redis_scripts as scripts
 from . import resp
@@ -835,7 +835,10 @@ def read_record(key: str, head: list[Any], messages: list[bytes], tail: list[Any
         return None
     if tail[0] != version or tail[1] != write_id:
         return TORN
-    n = int(n)
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        raise _damaged(key) from None
     return _record(key, [version, meta, n, updated_at, expires_at, messages if len(messages) <= n else messages[:n]])
 
 
@@ -843,7 +846,15 @@ def _record(key: str, res: list[Any] | None) -> SessionRecord | None:
     if res is None:
         return None
     version, meta, _n, updated_at, expires_at, messages = res
-    expires = _opt_float(expires_at)
+    try:
+        revision, updated, expires = int(version), float(updated_at), _opt_float(expires_at)
+    except (TypeError, ValueError):
+        raise _damaged(key) from None
     if expires is not None and expires <= time.time():
         return None  # within the last millisecond before Redis drops it
-    return SessionRecord(key, int(version), meta, list(messages), float(updated_at), expires)
+    return SessionRecord(key, revision, meta, list(messages), updated, expires)
+
+
+def _damaged(key: str) -> CorruptState:
+    return CorruptState(f"session {key!r} has a damaged record in Redis (its version, n_messages or updated_at "
+                        "is missing or not a number); restore it from a checkpoint or a backup, or delete it")

@@ -403,6 +403,21 @@ async def test_a_load_torn_every_time_is_read_by_the_script(store, monkeypatch):
     assert await store.load("absent") is None
 
 
+@pytest.mark.parametrize("fields", [{"version": b"2", "meta": b"m"},  # no n_messages
+                                    {"version": b"two", "meta": b"m", "n_messages": b"0", "updated_at": b"1"}])
+async def test_a_load_of_a_damaged_hash_is_corrupt_state_lone_or_batched(store, raw, prefix, fields):
+    from repertory.errors import CorruptState
+
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"]))
+    await raw.hset(f"{prefix}:{{other}}:meta", mapping=fields)
+    with pytest.raises(CorruptState, match="other"):
+        await store.load("other")
+    results = await asyncio.gather(store.load(KEY), store.load("other"), store.load("other"),
+                                   return_exceptions=True)
+    assert results[0].messages == [b"a"] and all(isinstance(r, StoreError) for r in results[1:])
+    assert (await store.load(KEY)).messages == [b"a"]
+
+
 async def test_a_cancelled_lone_load_leaves_no_reply_behind(store):
     await store.commit(StateWrite(KEY, 0, b"m", [b"a"]))
     await store.commit(StateWrite("other", 0, b"o", [b"x", b"y"]))
