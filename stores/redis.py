@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
+from hiredis import pack_command
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
@@ -55,13 +56,12 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (AskError, ClusterDownError, MasterDownError, MovedError, NoScriptError, OutOfMemoryError,
-                              RedisClusterException, RedisError, ResponseError, TryAgainError)
+                              DataError, RedisClusterException, RedisError, ResponseError, TryAgainError)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from repertory.errors import ConcurrentUpdate, CorruptState, InvalidInput, StoreError, StoreUnavailable, WriteNotReplicated
 
 from . import redis_scripts as scripts
-from . import resp
 from .base import (DELETE_MEMORY, CheckpointInfo, CheckpointRecord, SessionInfo, SessionRecord, StateWrite, StorageUsage,
                    Store)
 from .deadlines import Deadlines
@@ -371,7 +371,7 @@ class RedisStore(Store):
             return await fut
 
         async def exchange() -> Any:
-            await lane.send_packed_command(resp.command("EVALSHA", script.sha, len(keys), *keys, *args))
+            await lane.send_packed_command(packed(("EVALSHA", script.sha, len(keys), *keys, *args)))
             return await lane.read_response()
 
         for attempt in range(2):
@@ -815,16 +815,19 @@ def load_commands(meta: str, msgs: str) -> list[tuple[Any, ...]]:
     return [("HMGET", meta, *_HEAD_FIELDS), ("LRANGE", msgs, 0, -1), ("HMGET", meta, "version", "write_id")]
 
 
-# load_commands packed once but for the keys, which are spliced in (pack_load)
-_HEAD_PACKED = resp.command("HMGET", "<meta>", *_HEAD_FIELDS).split(resp.bulk("<meta>"))
-_LIST_PACKED = resp.command("LRANGE", "<msgs>", 0, -1).split(resp.bulk("<msgs>"))
-_TAIL_PACKED = resp.command("HMGET", "<meta>", "version", "write_id").split(resp.bulk("<meta>"))
+def packed(*cmds: tuple[Any, ...]) -> bytes:
+    """Commands as one write, as redis-py would send them, packed by hiredis in one C call each
+    (redis-py's per-argument layers cost ~20 µs of a ~90 µs load). DataError, as redis-py's,
+    for an argument that is not str, bytes, int or float."""
+    try:
+        return b"".join([pack_command(c) for c in cmds])
+    except TypeError as exc:
+        raise DataError(f"{exc} Convert it first.") from None
 
 
 def pack_load(meta: str, msgs: str) -> bytes:
     """:func:`load_commands` packed for the wire, as one write."""
-    m, ms = resp.bulk(meta), resp.bulk(msgs)
-    return m.join(_HEAD_PACKED) + ms.join(_LIST_PACKED) + m.join(_TAIL_PACKED)
+    return packed(*load_commands(meta, msgs))
 
 
 def read_record(key: str, head: list[Any], messages: list[bytes], tail: list[Any]) -> SessionRecord | None | object:
