@@ -4,7 +4,7 @@ flight leave together as one pipeline (see the ``redis`` module's docstring for 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,12 +46,16 @@ class Batcher:
         self._lone = False  # a lone call is being sent outside the flush task
 
     async def submit(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any],
-                     finish: Callable[[Any], T]) -> T:
+                     finish: Callable[[Any], T], lone: Callable[[], Awaitable[T]] | None = None) -> T:
+        """The script call's result through ``finish``. ``lone``: how to send it when nothing
+        else is queued, if not as the script on the batcher's own connection."""
         if self._task is None and not self._lone:
             # Idle: send at once, in the caller's task and without a future; callers who
             # arrive meanwhile are batched by a flush task as usual.
             self._lone = True
             try:
+                if lone is not None:
+                    return await lone()
                 return await self._store._send_lone(script, keys, args, finish, self._what)
             finally:
                 self._lone = False

@@ -331,6 +331,93 @@ async def test_a_lone_load_of_a_damaged_session_is_typed_and_the_next_one_reads(
     assert (rec.revision, rec.meta, rec.messages) == (1, b"m", [b"a"])
 
 
+async def test_a_load_sees_a_commit_landing_between_its_reads(store, raw):
+    # A lone load is three plain reads in one round trip (no script, no MULTI): a commit may run
+    # between them, and then the hash and the list must not be taken together.
+    from repertory.stores.redis import TORN, load_commands, read_record
+
+    meta, msgs, _ = store._session_keys(KEY)
+    commands = load_commands(meta, msgs)
+
+    async def read(between=None):
+        head = await raw.execute_command(*commands[0])
+        if between is not None:
+            await between()
+        messages = await raw.execute_command(*commands[1])
+        return head, messages, await raw.execute_command(*commands[2])
+
+    await store.commit(StateWrite(KEY, 0, b"m1", [b"a"]))
+    appended = read(lambda: store.commit(StateWrite(KEY, 1, b"m2", [b"b"], base_count=1)))
+    assert read_record(KEY, *await appended) is TORN  # meta of revision 1, messages of revision 2
+    rec = read_record(KEY, *await read())
+    assert (rec.revision, rec.meta, rec.messages) == (2, b"m2", [b"a", b"b"])
+
+    async def recreate():  # same revision number, another incarnation: only the write id differs
+        await store.delete(KEY)
+        await store.commit(StateWrite(KEY, 0, b"new", [b"x", b"y", b"z"], first_revision=2))
+
+    assert read_record(KEY, *await read(recreate)) is TORN
+    assert read_record(KEY, *await read(lambda: store.delete(KEY))) is TORN
+    assert read_record(KEY, *await read()) is None
+
+
+async def test_concurrent_commits_and_loads_of_one_session_read_whole_revisions(prefix):
+    # Commit n holds messages 1..n and meta n, on its own store (connection); every load,
+    # lone or batched, must be one revision's meta with that revision's messages.
+    writer, reader = RedisStore(REDIS_URL, prefix=prefix), RedisStore(REDIS_URL, prefix=prefix)
+    try:
+        await writer.commit(StateWrite(KEY, 0, b"1", [b"1"]))
+        done = False
+
+        async def write() -> None:
+            for n in range(2, 301):
+                await writer.commit(StateWrite(KEY, n - 1, str(n).encode(), [str(n).encode()], base_count=n - 1))
+            nonlocal done
+            done = True
+
+        seen: set[int] = set()
+
+        async def read(concurrency: int) -> None:
+            while not done:
+                for rec in await asyncio.gather(*[reader.load(KEY) for _ in range(concurrency)]):
+                    n = rec.revision
+                    assert rec.meta == str(n).encode()
+                    assert rec.messages == [str(i).encode() for i in range(1, n + 1)]
+                    seen.add(n)
+
+        await asyncio.gather(write(), read(1), read(3))
+        assert len(seen) > 10
+    finally:
+        await writer.close()
+        await reader.close()
+        await drop_redis_keys(prefix, REDIS_URL)
+
+
+async def test_a_load_torn_every_time_is_read_by_the_script(store, monkeypatch):
+    import repertory.stores.redis as redis_module
+
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a", b"b"]))
+    monkeypatch.setattr(redis_module, "read_record", lambda *_: redis_module.TORN)
+    rec = await store.load(KEY)
+    assert (rec.revision, rec.meta, rec.messages) == (1, b"m", [b"a", b"b"])
+    assert await store.load("absent") is None
+
+
+@pytest.mark.parametrize("fields", [{"version": b"2", "meta": b"m"},  # no n_messages
+                                    {"version": b"two", "meta": b"m", "n_messages": b"0", "updated_at": b"1"}])
+async def test_a_load_of_a_damaged_hash_is_corrupt_state_lone_or_batched(store, raw, prefix, fields):
+    from repertory.errors import CorruptState
+
+    await store.commit(StateWrite(KEY, 0, b"m", [b"a"]))
+    await raw.hset(f"{prefix}:{{other}}:meta", mapping=fields)
+    with pytest.raises(CorruptState, match="other"):
+        await store.load("other")
+    results = await asyncio.gather(store.load(KEY), store.load("other"), store.load("other"),
+                                   return_exceptions=True)
+    assert results[0].messages == [b"a"] and all(isinstance(r, StoreError) for r in results[1:])
+    assert (await store.load(KEY)).messages == [b"a"]
+
+
 async def test_a_cancelled_lone_load_leaves_no_reply_behind(store):
     await store.commit(StateWrite(KEY, 0, b"m", [b"a"]))
     await store.commit(StateWrite("other", 0, b"o", [b"x", b"y"]))
