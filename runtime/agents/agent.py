@@ -15,6 +15,7 @@ from repertory.errors import AgentError, InvalidInput, ModelError
 from repertory.agents.definition import definition_of
 from repertory.agents.demo_model import DEMO_MODEL
 from repertory.agents.model_client import NULL_MODEL, ModelClient, ModelReply, client_for
+from repertory.agents.prompt_cache import PromptCache
 from repertory.agents.tool_calls import unanswered_calls
 from repertory.agents.tools import Tool, as_tool
 from repertory.agents.window import ContextWindow, Fitted
@@ -162,14 +163,6 @@ class Step:
     message: dict[str, Any]
 
 
-def _decoded(history: bytes | list[dict]) -> list[dict]:
-    if isinstance(history, (bytes, bytearray)):
-        from repertory.stores.codec import unpack_array
-
-        return unpack_array(history)
-    return history
-
-
 def _add_usage(total: dict[str, int], usage: dict[str, int]) -> None:
     for k, v in usage.items():
         total[k] = total.get(k, 0) + v
@@ -192,6 +185,7 @@ class AgentCore:
         self._memory: AgentMemory | None = None
         self.window = ContextWindow(agent.model, tokens=agent.max_context_tokens, policy=agent.context_policy,
                                     summarize=self._summary_call)
+        self.prompts = PromptCache()  # a session's next turn decodes only its new messages
 
     async def _summary_call(self, prompt: list[dict]) -> ModelReply:
         return await self.client.complete(self.agent.model, prompt, **self.agent.llm_options)
@@ -309,7 +303,7 @@ class AgentCore:
         on (the host journals it); ``resume`` is a journal's messages: the turn continues
         after them (tool calls without a journaled result run; no model step is redone).
         """
-        history = _decoded(history)
+        history = self.prompts.decode(history)
         tools, schemas, shared = await self._setup(shared_state_id)
         extraction: asyncio.Task | None = None
         memories = None
@@ -422,7 +416,7 @@ class AgentCore:
                   window: dict | None = None) -> TurnOutput:
         """Like :meth:`stream` without deltas: one model call per round, the output at the end."""
         if memory is None:  # no generator to create and finalise: the common turn
-            history = _decoded(history)
+            history = self.prompts.decode(history)
             tools, schemas, shared = await self._setup(shared_state_id)
             prompt, fitted, budget = await self._fitted(history, window, context, shared, None)
             out = await self._complete(prompt, tools, schemas, budget)

@@ -50,8 +50,11 @@ class ModelClient(Protocol):
 
 
 def to_openai(messages: list[dict]) -> list[dict]:
-    """Strip repertory's bookkeeping (timestamps, usage, agent) from stored messages."""
-    return [{k: m[k] for k in _OPENAI_KEYS if m.get(k) is not None} for m in messages]
+    """Strip repertory's bookkeeping (timestamps, usage, agent) from stored messages. New
+    dicts, tool calls copied too: a client may change what it is given, and the messages are
+    shared by a session's turns (agents.prompt_cache)."""
+    return [{k: (m[k] if isinstance(m[k], str) else copy.deepcopy(m[k])) for k in _OPENAI_KEYS
+             if m.get(k) is not None} for m in messages]
 
 
 # -- litellm ----------------------------------------------------------------------------
