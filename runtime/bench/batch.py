@@ -52,9 +52,11 @@ async def hostcore_floor(n: int, concurrency: int, workdir: str, tag: str = "flo
     from repertory.host.api import TurnRequest
     from repertory.host.core import HostCore
     from repertory.ids import SessionRef
+    from repertory.logs import configure_logging
     from repertory.runtimes.local import LocalAgentPool
     from repertory.stores import SQLiteStore
 
+    configure_logging()  # before any runtime does: else structlog's default prints a debug line a turn
     db = os.path.join(workdir, f"{tag}.db")
     store = SQLiteStore(db)
     pool = LocalAgentPool()

@@ -170,3 +170,13 @@ def test_sessions_served_is_a_runtime_option():
     result = CliRunner().invoke(app, ["bench", "store", "--sessions-served", "10"])
     assert result.exit_code == 1
     assert "InvalidInput" in result.output and "repertory bench runtime --sessions-served" in result.output
+
+
+def test_the_hostcore_floor_logs_nothing_per_turn(tmp_path):
+    # Before any runtime configures logging, structlog's default printed a debug line per turn:
+    # the floor then measured printing as well, and looked slower than it is.
+    code = ("import asyncio, sys; from repertory.bench.batch import hostcore_floor; "
+            f"asyncio.run(hostcore_floor(30, 4, {str(tmp_path)!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "turn_committed" not in out.stdout + out.stderr
