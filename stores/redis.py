@@ -410,10 +410,10 @@ class RedisStore(Store):
         except _DRIVER_ERRORS as exc:
             raise self._typed(exc, "load") from exc
         if lane is not None:
-            packed = pack_load(meta, msgs)
+            request = pack_load(meta, msgs)
 
             async def exchange() -> list[Any]:
-                await lane.send_packed_command(packed)
+                await lane.send_packed_command(request)
                 replies: list[Any] = []
                 failed: ResponseError | None = None
                 for _ in range(3):
