@@ -27,7 +27,7 @@ from repertory.errors import CorruptState, EncryptionKeyMissing, InvalidInput, R
 from repertory.stores.crypto import looks_sealed
 from repertory.stores.values import RECORD_MAX_DEPTH, check_value
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "Codec", "MsgpackCodec", "pack_array", "register_migration",
+__all__ = ["FORMAT_VERSION", "MAGIC", "Codec", "MsgpackCodec", "array_head", "pack_array", "register_migration",
            "unpack_array", "verify", "verify_all"]
 
 MAGIC = b"RPS"
@@ -167,12 +167,15 @@ def verify_all(blobs: list[bytes], *, source: str = "state", codec: MsgpackCodec
     return out
 
 
+def array_head(n: int) -> bytes:
+    """The msgpack header of an array of ``n`` values (what precedes their bytes)."""
+    return bytes((0x90 | n,)) if n < 16 else (b"\xdc" + n.to_bytes(2, "big") if n < 65536 else b"\xdd" + n.to_bytes(4, "big"))
+
+
 def pack_array(blobs: list[bytes]) -> bytes:
     """One msgpack array of verified encoded values, without decoding them (headers dropped)."""
-    n = len(blobs)
-    head = bytes((0x90 | n,)) if n < 16 else (b"\xdc" + n.to_bytes(2, "big") if n < 65536 else b"\xdd" + n.to_bytes(4, "big"))
     size = _HEADER.size
-    return head + b"".join([b[size:] for b in blobs])
+    return array_head(len(blobs)) + b"".join([b[size:] for b in blobs])
 
 
 def unpack_array(data: bytes, *, source: str = "history") -> list[Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from repertory.stores.codec import unpack_array
+from repertory.stores.codec import array_head, unpack_array
 
 __all__ = ["PromptCache"]
 
@@ -39,11 +39,6 @@ def _body(blob: bytes) -> tuple[int, int] | None:
     if head == 0xDD and len(blob) >= 5:
         return int.from_bytes(blob[1:5], "big"), 5
     return None
-
-
-def _array_head(n: int) -> bytes:
-    return bytes((0x90 | n,)) if n < 16 else (b"\xdc" + n.to_bytes(2, "big") if n < 65536
-                                              else b"\xdd" + n.to_bytes(4, "big"))
 
 
 class PromptCache:
@@ -72,7 +67,7 @@ class PromptCache:
             body, count, msgs = kept
             if count <= n and blob.startswith(body, start):
                 tail = blob[start + len(body):]
-                new = unpack_array(_array_head(n - count) + tail) if n > count else []
+                new = unpack_array(array_head(n - count) + tail) if n > count else []
                 self.hits += 1
                 self.decoded += len(new)
                 msgs = msgs + new

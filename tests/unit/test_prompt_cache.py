@@ -23,7 +23,7 @@ from repertory.host.core import HostCore
 from repertory.ids import SessionRef
 from repertory.runtimes.local import LocalAgentPool
 from repertory.stores import SQLiteStore
-from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array
+from repertory.stores.codec import MsgpackCodec, array_head, pack_array, unpack_array
 
 _codec = MsgpackCodec()
 
@@ -157,7 +157,6 @@ async def test_turns_with_tool_calls_through_litellm_leave_the_kept_messages_as_
     # The decoded messages are shared by a session's turns: litellm and the tool loop must not
     # change them (to_openai copies what it hands the client, tool calls included).
     from openai_server import OpenAIServer
-    from repertory.agents.prompt_cache import _array_head
 
     with OpenAIServer() as srv:
         agent = Agent("Tools", "Use the tool.", model="openai/test-model", tools=[city_weather],
@@ -175,7 +174,7 @@ async def test_turns_with_tool_calls_through_litellm_leave_the_kept_messages_as_
             assert reply.content == "The tool said: sunny in Paris"
             assert len(cache) == 1
             for body, n, msgs in cache._kept.values():
-                assert msgs == unpack_array(_array_head(n) + body)
+                assert msgs == unpack_array(array_head(n) + body)
         assert cache.hits == 3
         history = await host.get_history(ref)
         # the first turn called the tool; the next three sent its call and result to the model
