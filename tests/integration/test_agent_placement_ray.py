@@ -86,10 +86,12 @@ def test_a_killed_host_fetches_the_definition_again_and_answers(placed):
     assert [m["content"] for m in s.get_history() if m["role"] == "user"] == ["one", "two"]
 
 
-def test_seed_multi_agent_example_with_host_placement_from_the_environment(tmp_path):
+def test_seed_multi_agent_example_with_host_placement_from_the_environment(ray_cluster, tmp_path):
+    # It joins this test worker's Ray (test_contract_ray runs the same example on a Ray of its own).
     (tmp_path / "sessions").mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("REPERTORY_MODEL", "RAY_ADDRESS")}
-    env.update(REPERTORY_HOME=str(tmp_path / "home"), REPERTORY_AGENT_PLACEMENT="host")
+    env.update(REPERTORY_HOME=str(tmp_path / "home"), REPERTORY_AGENT_PLACEMENT="host",
+               RAY_ADDRESS=ray.get_runtime_context().gcs_address)
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "seed_multi_agent.py")], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

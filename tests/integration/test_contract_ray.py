@@ -1,8 +1,11 @@
 """Contract tests for issue 16 on the Ray runtime: public API only, real Ray, SQLite and Redis.
 
 Few and cheap: they reuse the session-scoped Ray (``runtime`` fixture: a Ray runtime over a
-fresh SQLite file, a unique namespace), except the examples, which each start the default
-embedded Ray in a subprocess as a user would.
+fresh SQLite file, a unique namespace). The examples run as written, each in a subprocess: the
+seed's first two start the default embedded Ray as a user would; the others join the test
+worker's Ray through RAY_ADDRESS, as a driver on a running cluster does (a private instance
+costs ~10 s of the machine's two cores per example). Their actors' names cannot meet: each
+example's store is its own file, and actor names carry the store.
 """
 
 from __future__ import annotations
@@ -51,25 +54,42 @@ def test_multi_agent_session_with_new_shared_state_runs_agent_at_once(runtime):
 
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+PRIVATE_RAY = {"seed_basic_usage", "seed_multi_agent"}  # these start their own Ray, as on a fresh machine
 
 
-def _run_example(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+def _run_example(args: list[str], tmp_path: Path, ray_address: str | None = None) -> subprocess.CompletedProcess:
     (tmp_path / "sessions").mkdir(exist_ok=True)  # the snippets save to sessions/ (as the unit test does)
     env = {k: v for k, v in os.environ.items() if k not in ("REPERTORY_MODEL", "RAY_ADDRESS")}
     env["REPERTORY_HOME"] = str(tmp_path / "home")
+    if ray_address is not None:
+        env["RAY_ADDRESS"] = ray_address
     return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
 
 
+@pytest.fixture
+def worker_ray(ray_cluster) -> str:
+    """The address of this test worker's Ray, for a subprocess to join."""
+    import ray
+
+    return ray.get_runtime_context().gcs_address
+
+
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in EXAMPLES])
-def test_example_exits_0_on_the_default_ray_runtime(path, tmp_path):
-    proc = _run_example([sys.executable, str(path)], tmp_path)
+def test_example_exits_0_on_the_default_ray_runtime(path, tmp_path, request):
+    address = None if path.stem in PRIVATE_RAY else request.getfixturevalue("worker_ray")
+    proc = _run_example([sys.executable, str(path)], tmp_path, address)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def test_batch_example_exits_0_on_the_default_ray_runtime(tmp_path):
+def test_private_ray_examples_are_examples():
+    assert PRIVATE_RAY <= {p.stem for p in EXAMPLES}
+
+
+def test_batch_example_exits_0_on_the_default_ray_runtime(tmp_path, worker_ray):
     batch = ROOT / "examples" / "batch"
     proc = _run_example([str(Path(sys.executable).with_name("repertory")), "batch", str(batch / "jobs.jsonl"),
-                         "--agents", str(batch / "agents.yaml"), "--out", str(tmp_path / "out.jsonl")], tmp_path)
+                         "--agents", str(batch / "agents.yaml"), "--out", str(tmp_path / "out.jsonl")], tmp_path,
+                        worker_ray)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 

@@ -33,6 +33,10 @@ def api_schema(ray_cluster, tmp_path_factory):
     repertory.shutdown()
 
 
+# Cases per operation: 8 in the default suite (~40 operations); raise it for a longer fuzz run.
+EXAMPLES = int(os.environ.get("REPERTORY_SCHEMA_EXAMPLES", "8"))
+
+
 def test_no_server_error(api_schema):
     # schemathesis' own pytest plugin does not load on this pytest; drive its strategies directly.
     checked = []
@@ -40,7 +44,7 @@ def test_no_server_error(api_schema):
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case):
             response = case.call(timeout=30)
             assert response.status_code < 500, (case.method, case.formatted_path, response.status_code,
