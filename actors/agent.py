@@ -20,21 +20,28 @@ from .shared_state import RaySharedStateBackend
 __all__ = ["AgentActor", "agent_core"]
 
 
-def agent_core(agent: Agent, names: ActorNames, memory_stores: MemoryStores) -> AgentCore:
+def agent_core(agent: Agent, names: ActorNames, memory_stores: MemoryStores, *, preload: bool = True) -> AgentCore:
     """An agent's core in a process of this runtime (an AgentActor, or a host running its agents
-    itself): shared states reached by actor name, memory through ``memory_stores``; litellm's
-    import started on a thread, since it takes seconds."""
-    preload_litellm(agent.model)
+    itself): shared states reached by actor name, memory through ``memory_stores``. ``preload``
+    starts litellm's import on a thread, since it takes seconds; without it, the first model
+    call imports it."""
+    if preload:
+        preload_litellm(agent.model)
     return AgentCore(agent, shared_state=lambda state_id: RaySharedStateBackend.lookup(state_id, names),
                      memory_stores=memory_stores)
 
 
 class AgentActor:
-    """Serves one agent definition; many calls at once (async actor)."""
+    """Serves one agent definition; many calls at once (async actor).
 
-    def __init__(self, agent: Agent, names: ActorNames) -> None:
+    ``runs_turns``: False when the hosts run the agent's turns themselves (``agent_placement=
+    "host"``); the replica then mostly hands out the definition, and does not import litellm
+    (~3 s of CPU and ~200 MB) unless a call comes (``Runtime.run_agent``)."""
+
+    def __init__(self, agent: Agent, names: ActorNames, runs_turns: bool = True) -> None:
         configure_logging()
-        self._core = agent_core(agent, names, MemoryStores(lambda spec: ray_memory_store(spec, names)))
+        self._core = agent_core(agent, names, MemoryStores(lambda spec: ray_memory_store(spec, names)),
+                                preload=runs_turns)
         self._running: dict[str, asyncio.Task] = {}  # enveloped calls by call id, to cancel one
         self._cancelled: set[str] = set()
 

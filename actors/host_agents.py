@@ -2,7 +2,8 @@
 
 The agent's AgentActors still exist (``Runtime.ensure_agent`` starts them, as for the default
 placement): they hold the definition, which a host fetches once per agent the first time one
-of its sessions needs it, and they serve calls from the driver (``Runtime.run_agent``). The
+of its sessions needs it, and they serve calls from the driver (``Runtime.run_agent``); they
+import litellm only if such a call comes (AgentActor's ``runs_turns``). The
 host then runs the agent's turns itself, as the local runtime does: a turn costs the hop from
 the caller to the host and nothing more. What that trades away is isolation: the model client
 and the tools share the host's process and event loop (sync tools run in threads, as in an

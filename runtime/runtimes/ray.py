@@ -304,7 +304,8 @@ class RayRuntime(Runtime):
         agent.replicas = replicas
         # One replica per node by default, each pinned to its node as the hosts are. One whose
         # node leaves never restarts: the pools send its calls to the other replicas.
-        handles = [self._actor(AgentActor, self.names.agent(agent.key, i), 10_000, agent, self.names,
+        runs_turns = self.settings.agent_placement == "actor"
+        handles = [self._actor(AgentActor, self.names.agent(agent.key, i), 10_000, agent, self.names, runs_turns,
                                max_task_retries=3,
                                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
                    for i, node in enumerate(spread([(node, 1.0) for node, _ in nodes], replicas))]

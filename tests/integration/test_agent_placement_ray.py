@@ -18,6 +18,7 @@ import ray
 import repertory
 from openai_server import OpenAIServer
 from repertory import Agent, Session
+from repertory._sync import run_sync
 from repertory.host.routing import host_index
 
 pytestmark = pytest.mark.ray
@@ -95,3 +96,23 @@ def test_seed_multi_agent_example_with_host_placement_from_the_environment(ray_c
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "seed_multi_agent.py")], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _has_litellm(handle) -> bool:
+    return ray.get(handle.__ray_call__.remote(lambda self: "litellm" in sys.modules), timeout=60)
+
+
+@pytest.mark.parametrize("placed", ["host", "actor"], indirect=True)
+def test_replicas_import_litellm_only_when_they_run_the_turns(placed):
+    # With agents in the hosts, the replicas only hand out the definition: importing litellm
+    # there cost each agent ~3 s of CPU and ~200 MB at start, for nothing.
+    agent = Agent("Demo", model=repertory.DEMO_MODEL)
+    s = Session(session_id=f"imports-{uuid.uuid4().hex[:8]}", agent=agent)
+    assert s.chat("hello").startswith("[demo model]")
+    replica = ray.get_actor(placed.names.agent(agent.key, 0), namespace=placed.settings.namespace)
+    in_replicas = placed.settings.agent_placement == "actor"
+    assert _has_litellm(replica) == in_replicas
+    # A call from the driver to a replica (Runtime.run_agent) still runs there, importing it then.
+    out = run_sync(placed.run_agent, agent, [{"role": "user", "content": "hi"}])
+    assert out.messages[-1]["content"].startswith("[demo model]")
+    assert _has_litellm(replica)
