@@ -507,12 +507,15 @@ async def test_rows_past_the_count_left_by_an_older_release_do_not_block_appends
         assert (await store.load("k")).messages == [b"a", b"b"]
         rev = await store.commit(StateWrite("k", rev, b"m1", [b"c", b"d"], base_count=2))
         rev = await store.commit(StateWrite("k", rev, b"m2", [b"e"], base_count=4))
+        many = [b"n%d" % i for i in range(12)]  # more than one INSERT statement holds: executemany
+        store.write(lambda conn: conn.execute("INSERT INTO messages (key, seq, data) VALUES ('k', 9, 'old')"))
+        rev = await store.commit(StateWrite("k", rev, b"m3", many, base_count=5))
     finally:
         await store.close()
     reopened = SQLiteStore(path)
     try:
         rec = await reopened.load("k")
-        assert rec.revision == rev and rec.messages == [b"a", b"b", b"c", b"d", b"e"]
+        assert rec.revision == rev and rec.messages == [b"a", b"b", b"c", b"d", b"e", *many]
     finally:
         await reopened.close()
 
