@@ -48,6 +48,7 @@ _BUSY_TIMEOUT = 30.0  # seconds a statement waits for another connection's lock
 # INSERT of 1..8 messages rows in one statement
 _INSERT_ROWS = tuple("INSERT INTO messages (key, seq, data) VALUES " + ", ".join(["(?, ?, ?)"] * n)
                      for n in range(1, 9))
+_UPSERT_ROWS = tuple(sql.replace("INSERT", "INSERT OR REPLACE", 1) for sql in _INSERT_ROWS)
 
 T = TypeVar("T")
 
@@ -195,6 +196,25 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _apply(conn: sqlite3.Connection, w: StateWrite) -> int | Exception:
+        if w.expected_revision and not w.replace:
+            # The common write, an append to the history the writer loaded: one UPDATE that is
+            # at once the compare-and-set, the lease check and the proof that nothing is stored
+            # past base_count (so no stale rows to delete), then the INSERT. 4 statements a
+            # commit instead of 6 (A/B per commit: NORMAL 59 -> 52, FULL 261 -> 243 µs). Any
+            # other case (a truncation, a refusal) falls through to the general path below.
+            now = time.time()
+            if conn.execute(
+                "UPDATE sessions SET version = version + 1, meta = ?, n_messages = n_messages + ?, updated_at = ?,"
+                " expires_at = ? WHERE key = ? AND version = ? AND n_messages = ? AND NOT EXISTS"
+                " (SELECT 1 FROM leases WHERE key = ? AND until > ? AND owner IS NOT ?)",
+                (w.meta, len(w.messages), w.updated_at, w.expires_at, w.key, w.expected_revision, w.base_count,
+                 w.key, now, w.owner),
+            ).rowcount == 1:
+                # OR REPLACE: a file written by an older release may hold rows past its count
+                SQLiteStore._insert_messages(conn, w.key, w.base_count, w.messages, _UPSERT_ROWS)
+                if w.checkpoint is not None:
+                    SQLiteStore._put_cp_in(conn, w.checkpoint)
+                return w.expected_revision + 1
         now = time.time()
         holder = conn.execute("SELECT owner FROM leases WHERE key = ? AND until > ?", (w.key, now)).fetchone()
         if holder is not None and holder[0] != w.owner:
@@ -235,15 +255,20 @@ class SQLiteStore(Store):
             conn.execute("DELETE FROM messages WHERE key = ?", (w.key,))
         else:
             conn.execute("DELETE FROM messages WHERE key = ? AND seq >= ?", (w.key, start))
-        n = len(w.messages)
-        if 0 < n <= len(_INSERT_ROWS):
-            # a turn's few messages in one statement: executemany costs ~5 µs more for two
-            conn.execute(_INSERT_ROWS[n - 1], [v for i, m in enumerate(w.messages) for v in (w.key, start + i, m)])
-        elif n:
-            conn.executemany(_INSERT_ROWS[0], [(w.key, start + i, m) for i, m in enumerate(w.messages)])
+        SQLiteStore._insert_messages(conn, w.key, start, w.messages, _INSERT_ROWS)
         if w.checkpoint is not None:
             SQLiteStore._put_cp_in(conn, w.checkpoint)
         return w.expected_revision + 1 if w.expected_revision else w.first_revision
+
+    @staticmethod
+    def _insert_messages(conn: sqlite3.Connection, key: str, start: int, messages: list[bytes],
+                         statements: tuple[str, ...]) -> None:
+        n = len(messages)
+        if 0 < n <= len(statements):
+            # a turn's few messages in one statement: executemany costs ~5 µs more for two
+            conn.execute(statements[n - 1], [v for i, m in enumerate(messages) for v in (key, start + i, m)])
+        elif n:
+            conn.executemany(statements[0], [(key, start + i, m) for i, m in enumerate(messages)])
 
     def _tx(self, fn, *args):
         return self._in_tx(self._connect(), fn, *args)
