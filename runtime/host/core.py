@@ -56,7 +56,7 @@ from repertory.state import ops as state_ops
 from repertory.state.conflicts import retry_conflicts
 from repertory.state.context import prompt_context
 from repertory.state.session_state import SessionState, check_message
-from repertory.stores.base import Store
+from repertory.stores.base import SessionRecord, Store
 from repertory.stores.codec import MsgpackCodec
 from repertory.streams import rechunk
 
@@ -208,7 +208,7 @@ class HostCore:
                 slot.state = SessionState.from_record(rec)
             slot.state.owner = self.owner
             self.activations += 1
-            slot.touched = 0.0 if rec is not None else time.time()
+            slot.touched = time.time() if rec is None else self._last_refresh(rec, slot.state)
         state = slot.state
         if state.revision == 0 and ttl is not ...:
             # Not stored yet (a read activated it, say a handle reading its stored agents):
@@ -233,6 +233,17 @@ class HostCore:
                     slot.state = None
                     return await self._state(slot, ref)
         return state
+
+    @staticmethod
+    def _last_refresh(rec: SessionRecord, state: SessionState) -> float:
+        """When a loaded session's expiry was last set (0.0: unknown, refresh it now). The store's
+        expiry is a whole TTL after the last write or refresh, so an activation refreshes it only
+        once a tenth of the TTL has passed since, not every time: on Redis that refresh was a
+        second round trip (a script) after every load."""
+        ttl = state.meta.get("ttl")
+        if rec.expires_at is None or not ttl:
+            return 0.0
+        return min(rec.expires_at - ttl, time.time())
 
     async def _with_session(self, ref: SessionRef, fn: Callable[[SessionState], Awaitable[T]],
                             ttl: float | None | EllipsisType = ..., effort: _Effort | None = None) -> T:

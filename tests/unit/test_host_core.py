@@ -155,3 +155,42 @@ async def test_counts_publish_after_every_turn_or_at_most_every_metrics_every_se
     assert len(metrics.published) == 2  # none within the interval of the last publication
     host.sync_metrics()  # what the host's timer calls
     assert metrics.published[-1] == (7, 7)
+
+
+class CountingTouches(SQLiteStore):
+    """A real SQLite store that counts its expiry refreshes."""
+
+    touches = 0
+
+    async def touch(self, key, expires_at):
+        self.touches += 1
+        return await super().touch(key, expires_at)
+
+
+async def test_activation_refreshes_the_expiry_only_when_a_tenth_of_the_ttl_has_passed(tmp_path):
+    # Every activation of a session with a TTL used to refresh its expiry: a second round trip
+    # after the load (on Redis, a script). The stored expiry is a whole TTL after the last
+    # write or refresh, so a session written or refreshed within the last tenth of its TTL
+    # needs none yet.
+    store = CountingTouches(tmp_path / "s.db")
+    host, agent = make_host(store)
+    ref = SessionRef("ttl")
+    await host.turn(TurnRequest(ref=ref, agent_key=agent.key, content="hi", turn_id="t1", ttl=3600.0))
+    assert host.passivate_idle(0) == 1
+    assert len(await host.get_history(ref)) == 2  # activated from the store
+    assert store.touches == 0
+    # Its last refresh 400 s ago (over 360 s, a tenth of the TTL): activation refreshes it.
+    assert await store.touch(ref.key, time.time() + 3600 - 400)
+    store.touches = 0
+    assert host.passivate_idle(0) == 1
+    assert len(await host.get_history(ref)) == 2
+    assert store.touches == 1
+    rec = await store.load(ref.key)
+    assert rec.expires_at > time.time() + 3590  # refreshed to a whole TTL from now
+    # Read back after a restart: the session and its expiry.
+    await host.close()
+    await store.close()
+    again = SQLiteStore(tmp_path / "s.db")
+    rec = await again.load(ref.key)
+    assert rec is not None and rec.expires_at > time.time() + 3580
+    await again.close()
