@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["bound_request_id", "configure_logging", "get_logger", "request_id"]
 
 _configured = False
 
@@ -45,3 +48,23 @@ def configure_logging(level: str | None = None, *, force: bool = False) -> None:
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     """A logger bound to ``name``."""
     return structlog.get_logger(name)
+
+
+_request_id: ContextVar[str | None] = ContextVar("repertory_request_id", default=None)
+
+
+@contextlib.contextmanager
+def bound_request_id(value: str) -> Iterator[None]:
+    """Within the block, log lines carry ``request_id``, and so do the turns sent from it: the
+    hosts bind it to their log lines of those turns (``TurnRequest.request_id``)."""
+    token = _request_id.set(value)
+    try:
+        with structlog.contextvars.bound_contextvars(request_id=value):
+            yield
+    finally:
+        _request_id.reset(token)
+
+
+def request_id() -> str | None:
+    """The request id bound by :func:`bound_request_id` around this call, if any."""
+    return _request_id.get()

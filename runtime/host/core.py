@@ -136,6 +136,11 @@ class _Effort:
                 "lease_waits": self.lease_waits}
 
 
+def _caller(req: TurnRequest) -> dict[str, str]:
+    """The caller's request id for the turn's log lines, when it sent one."""
+    return {"request_id": req.request_id} if req.request_id else {}
+
+
 def _cancelled_text(turn_id: str, policy: str) -> str:
     if policy == "interrupt":
         return (f"turn {turn_id!r} was interrupted by a later message (on_busy='interrupt'): its partial reply is "
@@ -573,7 +578,7 @@ class HostCore:
         check_message(req.content, self.settings.max_message_bytes)
         # Every log line of this turn carries the session and turn ids.
         with structlog.contextvars.bound_contextvars(session=req.ref.key, turn_id=req.turn_id, agent=req.agent_name,
-                                                     host=self.name):
+                                                     host=self.name, **_caller(req)):
             with self._counted():
                 return await self._turn(req)
 
@@ -789,7 +794,8 @@ class HostCore:
         slot, record, registered = self._admit(req)
 
         async def drive() -> None:  # its own task, so the bound ids stay in it
-            structlog.contextvars.bind_contextvars(session=req.ref.key, turn_id=req.turn_id, host=self.name)
+            structlog.contextvars.bind_contextvars(session=req.ref.key, turn_id=req.turn_id, host=self.name,
+                                                   **_caller(req))
             try:
                 await self._settled(slot, req, record, registered, self._run_turn(req, record, stream=True))
             except Exception:  # the record holds it: its readers raise it

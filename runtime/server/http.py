@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from repertory import errors
 from repertory.errors import RateLimited, RepertoryError
-from repertory.logs import get_logger
+from repertory.logs import bound_request_id, get_logger
 
 __all__ = ["AccessLogMiddleware", "BodyLimitMiddleware", "RateLimiter", "error_response", "install_error_handlers",
            "status_of"]
@@ -124,7 +124,8 @@ class AccessLogMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            with bound_request_id(request_id):  # the server's lines and the hosts' of its turns
+                await self.app(scope, receive, send_with_id)
         finally:
             log.info("http_request", request_id=request_id, method=scope["method"], path=scope["path"],
                      status=status, ms=round((time.perf_counter() - start) * 1000, 2),

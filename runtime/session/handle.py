@@ -16,6 +16,7 @@ from repertory.errors import AccessDenied, InvalidInput
 from repertory.host.api import TurnReply, TurnRequest
 from repertory.host.busy import BusyPolicy, check_on_busy
 from repertory.ids import SessionRef, new_session_id
+from repertory.logs import request_id
 from repertory.agents.spec import agent_from_definition
 from repertory.memory.settings import turn_memory
 from repertory.state.context import PROMPT_CONTEXTS
@@ -335,7 +336,7 @@ class Session(BranchesMixin, UserDataMixin, AnalyticsMixin):
                            journal=settings.journal_steps and not parallel
                            and bool(agent.tools or self.shared_state),
                            on_busy=self.on_busy if on_busy is None else check_on_busy(on_busy),
-                           resume_from=resume_from)
+                           resume_from=resume_from, request_id=request_id())
 
     def _memory(self, agent: Agent | None) -> dict[str, Any] | None:
         return turn_memory(agent.memory if agent is not None else None, self.persist_memory,

@@ -40,7 +40,7 @@ def test_serves_agents_from_a_file(tmp_path: Path):
                                           "critic:\n  instructions: You judge poems.\n")
     port = _free_port()
     env = {**os.environ, "REPERTORY_SECRET_KEYS": f"k1:{SECRET}", "REPERTORY_HOME": str(tmp_path),
-           "REPERTORY_LOG_LEVEL": "INFO"}
+           "REPERTORY_LOG_LEVEL": "DEBUG"}
     proc = subprocess.Popen([sys.executable, "-m", "repertory.cli.app", "serve", "--local", "--port", str(port),
                              "--agents", str(tmp_path / "agents.yaml")], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -62,6 +62,9 @@ def test_serves_agents_from_a_file(tmp_path: Path):
         r = httpx.get(f"{url}/sessions/cli-1/history", headers={"Authorization": f"Bearer {token}",
                                                                 "X-Request-ID": "req-abc-1"})
         assert r.status_code == 200 and r.headers["x-request-id"] == "req-abc-1"
+        r = httpx.post(f"{url}/sessions/cli-1/chat", json={"message": "Judge this too", "agent": "critic"},
+                       headers={"Authorization": f"Bearer {token}", "X-Request-ID": "req-turn-2"})
+        assert r.status_code == 200 and r.headers["x-request-id"] == "req-turn-2"
         assert s.get_state()["agent"]["name"] == "critic"
         Session(agent_url=url, session_id="cli-1", token=token).chat("Write one")  # the first agent: poet
         assert s.get_state()["agent"]["name"] == "poet"
@@ -75,3 +78,6 @@ def test_serves_agents_from_a_file(tmp_path: Path):
     assert {"request_id": "req-abc-1", "method": "GET", "path": "/agent/sessions/cli-1/history", "status": 200}.items() \
         <= next(x for x in access if x["request_id"] == "req-abc-1").items()
     assert all(len(x["request_id"]) >= 8 for x in access)
+    # The request id crosses to the host: the turn's own log lines carry it.
+    committed = [x for x in lines if x.get("event") == "turn_committed" and x.get("request_id") == "req-turn-2"]
+    assert len(committed) == 1 and committed[0]["session"].endswith("cli-1"), [x for x in lines if "turn" in x.get("event", "")]
