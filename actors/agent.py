@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import structlog
+
 from repertory.agents.agent import Agent, AgentCore
 from repertory.agents.model_client import preload_litellm
 from repertory.errors import TurnInterrupted
@@ -48,9 +50,11 @@ class AgentActor:
     # One bytes argument per call, not four: Ray serializes each argument on its own (~15 µs of
     # caller CPU each, measured), and msgpack keeps it plain data, never pickle.
     async def run(self, call: bytes) -> bytes:
-        """``call``: wire bytes of ``[history, context, shared_state_id, memory, window]``."""
-        history, context, shared_state_id, memory, window = wire.decode(call)
-        return wire.encode(await self._core.run(history, context, shared_state_id, memory, window))
+        """``call``: wire bytes of ``[history, context, shared_state_id, memory, window, logged]``,
+        where ``logged`` is what this call's log lines carry (the caller's session and turn ids)."""
+        history, context, shared_state_id, memory, window, logged = wire.decode(call)
+        with structlog.contextvars.bound_contextvars(**logged):
+            return wire.encode(await self._core.run(history, context, shared_state_id, memory, window))
 
     async def run_many(self, calls: bytes) -> bytes:
         """An envelope of ``[call id, call]`` for :meth:`run`, run concurrently; one outcome
@@ -81,7 +85,8 @@ class AgentActor:
     async def stream(self, call: bytes) -> AsyncIterator[str | bytes]:
         """As :meth:`run` (plus ``deltas, steps, resume``), yielding text chunks, the encoded
         steps and then the encoded :class:`TurnOutput`."""
-        history, context, shared_state_id, memory, window, deltas, steps, resume = wire.decode(call)
+        history, context, shared_state_id, memory, window, deltas, steps, resume, logged = wire.decode(call)
+        structlog.contextvars.bind_contextvars(**logged)  # each streamed call runs in a task of its own
         async for item in self._core.stream(history, context, shared_state_id, memory=memory, window=window,
                                             deltas=deltas, steps=steps, resume=resume):
             yield item if isinstance(item, str) else wire.encode(item)

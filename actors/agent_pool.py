@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import ray
+import structlog
 from ray.exceptions import ActorDiedError, ActorUnavailableError, ActorUnschedulableError, RayTaskError
 
 from repertory.agents.agent import Agent, Step, TurnOutput
@@ -18,7 +19,7 @@ from repertory.host.envelope import Coalescer, decode_outcomes
 from .names import ActorNames
 from .calls import iterate_streaming, unwrap_ray_error
 
-__all__ = ["RayAgentPool"]
+__all__ = ["RayAgentPool", "log_context"]
 
 T = TypeVar("T")
 
@@ -29,6 +30,16 @@ class _ReplicaGone(Exception):
 
 
 _GONE = (ActorDiedError, ActorUnavailableError, ActorUnschedulableError, _ReplicaGone)
+
+
+_CARRIED = ("session", "turn_id", "request_id", "agent")  # what the replica's log lines of a call carry
+
+
+def log_context() -> dict[str, Any]:
+    """The caller's ids for the replica's log lines of this call (a failing tool, say), which
+    are written in another process: the session, turn, request and agent bound here."""
+    bound = structlog.contextvars.get_contextvars()
+    return {k: bound[k] for k in _CARRIED if bound.get(k) is not None}
 
 
 class RayAgentPool:
@@ -113,7 +124,7 @@ class RayAgentPool:
     async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
                   shared_state_id: str | None = None, memory: dict | None = None,
                   window: dict | None = None) -> TurnOutput:
-        call = wire.encode([history, context, shared_state_id, memory, window])
+        call = wire.encode([history, context, shared_state_id, memory, window, log_context()])
         call_id = uuid.uuid4().hex
 
         async def send(index: int, _: Any) -> TurnOutput:
@@ -125,7 +136,7 @@ class RayAgentPool:
                      shared_state_id: str | None = None, memory: dict | None = None,
                      window: dict | None = None, *, deltas: bool = True, steps: bool = False,
                      resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
-        call = wire.encode([history, context, shared_state_id, memory, window, deltas, steps, resume])
+        call = wire.encode([history, context, shared_state_id, memory, window, deltas, steps, resume, log_context()])
         last: BaseException | None = None
         n, start = max(replicas, 1), self._start(agent_key, replicas)
         for attempt in range(2 * n + 2):  # every replica at least twice (one may be restarting)

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import repertory
 from openai_server import OpenAIServer
 from repertory import Agent, Session
 from repertory._sync import run_sync
+from repertory.logs import bound_request_id
 from repertory.host.routing import host_index
 
 pytestmark = pytest.mark.ray
@@ -116,3 +118,44 @@ def test_replicas_import_litellm_only_when_they_run_the_turns(placed):
     out = run_sync(placed.run_agent, agent, [{"role": "user", "content": "hi"}])
     assert out.messages[-1]["content"].startswith("[demo model]")
     assert _has_litellm(replica)
+
+
+def _failing_tool():
+    def where() -> str:
+        """Fails."""
+        raise RuntimeError("where-exploded")
+
+    return where
+
+
+def _logged(pid: int, event: str) -> list[dict]:
+    """The JSON log lines of ``event`` that the Ray worker ``pid`` wrote to its stderr file."""
+    import glob
+    import json
+
+    logs = ray._private.worker._global_node.get_logs_dir_path()
+    found = []
+    for path in glob.glob(f"{logs}/worker-*-{pid}.err"):
+        for line in open(path, encoding="utf-8", errors="replace"):
+            if line.startswith("{") and f'"{event}"' in line:
+                found.append(json.loads(line))
+    return found
+
+
+@pytest.mark.parametrize("placed", ["actor"], indirect=True)
+def test_the_replicas_lines_of_a_turn_carry_its_session_turn_and_request_ids(placed):
+    # A failing tool is logged by the replica that ran it, in its own process: without the
+    # turn's ids an operator could not tell which session or request it was.
+    with OpenAIServer() as server:
+        server.script = _ask_where
+        agent = Agent("Failing", model="openai/test-model", api_base=server.base_url, api_key="k",
+                      tools=[_failing_tool()])
+        s = Session(session_id=f"fail-{uuid.uuid4().hex[:8]}", agent=agent)
+        with bound_request_id("req-tool-1"):
+            assert "where-exploded" in s.chat("where do you run?", turn_id="turn-tool-1")
+    replica = _pid(ray.get_actor(placed.names.agent(agent.key, 0), namespace=placed.settings.namespace))
+    deadline = time.monotonic() + 30
+    while not (lines := _logged(replica, "tool_failed")):  # Ray writes worker output as it comes
+        assert time.monotonic() < deadline, "the replica logged no tool_failed line"
+        time.sleep(0.2)
+    assert {"session": s.ref.key, "turn_id": "turn-tool-1", "request_id": "req-tool-1"}.items() <= lines[0].items()
