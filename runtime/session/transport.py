@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from repertory.errors import InvalidInput, RepertoryError, ServerError, ServerUnavailable, error_from_code
+from repertory.logs import request_id
 
 __all__ = ["Transport", "error_of_response"]
 
@@ -32,6 +33,13 @@ def error_of_response(status: int, body: bytes) -> RepertoryError:
         return ServerError(f"the server answered HTTP {status} without a repertory error body: {text!r}")
     return error_from_code(code, message, retry_after=err.get("retry_after"))
 
+
+
+def _request_headers() -> dict[str, str]:
+    """The request id bound around the call (repertory.logs.bound_request_id), as the server's
+    X-Request-ID: its log lines and the hosts' lines of the turn then carry the caller's id."""
+    rid = request_id()
+    return {"X-Request-ID": rid} if rid else {}
 
 class Transport:
     """Requests to one server (``base_url`` ends in ``/agent``) with one token.
@@ -84,7 +92,8 @@ class Transport:
         try:
             async for attempt in self._retrying(idem):
                 with attempt:
-                    resp = await self._client().request(method, path, json=body, params=params)
+                    resp = await self._client().request(method, path, json=body, params=params,
+                                                        headers=_request_headers())
         except httpx.TransportError as exc:
             raise ServerUnavailable(f"cannot reach {self.base_url} ({type(exc).__name__}: {exc}); check that "
                                     "the server runs and the URL") from exc
@@ -102,7 +111,9 @@ class Transport:
         import httpx
         from httpx_sse import aconnect_sse
 
-        headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+        headers = _request_headers()
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
         try:
             async with aconnect_sse(self._client(), "POST", path, json=body, headers=headers) as source:
                 resp = source.response

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from repertory import Session, tokens
 from repertory.cli import app
+from repertory.logs import bound_request_id
 
 SECRET = "cli-secret-" + "c" * 24
 
@@ -65,6 +66,8 @@ def test_serves_agents_from_a_file(tmp_path: Path):
         r = httpx.post(f"{url}/sessions/cli-1/chat", json={"message": "Judge this too", "agent": "critic"},
                        headers={"Authorization": f"Bearer {token}", "X-Request-ID": "req-turn-2"})
         assert r.status_code == 200 and r.headers["x-request-id"] == "req-turn-2"
+        with bound_request_id("req-client-3"):  # a remote handle sends the id bound around it
+            s.chat("And this one")
         assert s.get_state()["agent"]["name"] == "critic"
         Session(agent_url=url, session_id="cli-1", token=token).chat("Write one")  # the first agent: poet
         assert s.get_state()["agent"]["name"] == "poet"
@@ -81,3 +84,6 @@ def test_serves_agents_from_a_file(tmp_path: Path):
     # The request id crosses to the host: the turn's own log lines carry it.
     committed = [x for x in lines if x.get("event") == "turn_committed" and x.get("request_id") == "req-turn-2"]
     assert len(committed) == 1 and committed[0]["session"].endswith("cli-1"), [x for x in lines if "turn" in x.get("event", "")]
+    assert [x["path"] for x in access if x["request_id"] == "req-client-3"] == ["/agent/sessions/cli-1/chat"]
+    assert [x["event"] for x in lines if x.get("request_id") == "req-client-3" and x.get("event") == "turn_committed"] \
+        == ["turn_committed"]
