@@ -66,8 +66,8 @@ class TurnRequest:
     # stream_turn only: continue the turn's stream after this many characters of its reply
     # (an event id's offset, repertory.streams) instead of sending the message again.
     resume_from: int | None = None
-    # The caller's request id (the server's X-Request-ID, or any ``request_id`` bound in
-    # structlog's contextvars), so that the host's log lines of this turn carry it too.
+    # The caller's request id (repertory.logs.bound_request_id: the server binds each request's
+    # X-Request-ID), so that the host's log lines of this turn carry it too.
     request_id: str | None = None
 
 

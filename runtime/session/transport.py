@@ -34,12 +34,12 @@ def error_of_response(status: int, body: bytes) -> RepertoryError:
     return error_from_code(code, message, retry_after=err.get("retry_after"))
 
 
-
 def _request_headers() -> dict[str, str]:
     """The request id bound around the call (repertory.logs.bound_request_id), as the server's
     X-Request-ID: its log lines and the hosts' lines of the turn then carry the caller's id."""
     rid = request_id()
     return {"X-Request-ID": rid} if rid else {}
+
 
 class Transport:
     """Requests to one server (``base_url`` ends in ``/agent``) with one token.
