@@ -50,6 +50,8 @@ def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     return structlog.get_logger(name)
 
 
+# Kept beside structlog's binding, not read back from it: every turn a handle sends reads it
+# (Session._request), and structlog.contextvars.get_contextvars() costs ~2 µs a call.
 _request_id: ContextVar[str | None] = ContextVar("repertory_request_id", default=None)
 
 
