@@ -12,9 +12,10 @@ import structlog
 from ray.exceptions import ActorDiedError, ActorUnavailableError, ActorUnschedulableError, RayTaskError
 
 from repertory.agents.agent import Agent, Step, TurnOutput
-from repertory.errors import AgentError, AgentReplicaLost
+from repertory.errors import AgentError, AgentReplicaLost, PromptUnknown
 from repertory.host import wire
 from repertory.host.envelope import Coalescer, decode_outcomes
+from repertory.state.prompt import Prompt
 
 from .names import ActorNames
 from .calls import iterate_streaming, unwrap_ray_error
@@ -40,6 +41,11 @@ def log_context() -> dict[str, Any]:
     are written in another process: the session, turn, request and agent bound here."""
     bound = structlog.contextvars.get_contextvars()
     return {k: bound[k] for k in _CARRIED if bound.get(k) is not None}
+
+
+def _prompt_unknown(exc: BaseException) -> bool:
+    """Whether a replica answered that it no longer holds what a prompt extends."""
+    return isinstance(unwrap_ray_error(exc) if isinstance(exc, RayTaskError) else exc, PromptUnknown)
 
 
 class RayAgentPool:
@@ -77,8 +83,13 @@ class RayAgentPool:
         except _ReplicaGone:
             pass
 
-    def _start(self, agent_key: str, replicas: int) -> int:
-        """The replica a call tries first: round robin over calls."""
+    def _start(self, agent_key: str, replicas: int, history: Any = None) -> int:
+        """The replica a call tries first: one that holds the prompt's lineage (it is sent only
+        what it lacks), else round robin over calls."""
+        if replicas > 1 and isinstance(history, Prompt):
+            for i in range(replicas):
+                if history.holds(self.names.agent(agent_key, i)):
+                    return i
         i = self._next.get(agent_key, 0)
         self._next[agent_key] = (i + 1) % max(replicas, 1)
         return i
@@ -121,43 +132,67 @@ class RayAgentPool:
                 await asyncio.sleep(0.05 * (attempt + 1))
         raise AgentError(f"no replica of agent {agent_key!r} {failed}: {last}")
 
-    async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
+    async def run(self, agent_key: str, replicas: int, history: bytes | list[dict] | Prompt, context: dict | None,
                   shared_state_id: str | None = None, memory: dict | None = None,
                   window: dict | None = None) -> TurnOutput:
-        call = wire.encode([history, context, shared_state_id, memory, window, log_context()])
+        rest = [context, shared_state_id, memory, window, log_context()]
         call_id = uuid.uuid4().hex
 
         async def send(index: int, _: Any) -> TurnOutput:
-            return wire.decode(await self._calls.call((agent_key, index), (call_id, call)))
+            async def call(prompt: Any) -> bytes:
+                return await self._calls.call((agent_key, index), (call_id, wire.encode([prompt, *rest])))
 
-        return await self._on_a_replica(agent_key, replicas, self._start(agent_key, replicas), send, "answered")
+            if not isinstance(history, Prompt):
+                return wire.decode(await call(history))
+            name = self.names.agent(agent_key, index)
+            try:
+                out = await call(history.for_replica(name))
+            except (PromptUnknown, RayTaskError) as exc:
+                if not _prompt_unknown(exc):
+                    raise
+                history.forget(name)
+                out = await call(history.for_replica(name, whole=True))
+            history.delivered(name)
+            return wire.decode(out)
 
-    async def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
+        return await self._on_a_replica(agent_key, replicas, self._start(agent_key, replicas, history), send,
+                                        "answered")
+
+    async def stream(self, agent_key: str, replicas: int, history: bytes | list[dict] | Prompt, context: dict | None,
                      shared_state_id: str | None = None, memory: dict | None = None,
                      window: dict | None = None, *, deltas: bool = True, steps: bool = False,
                      resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
-        call = wire.encode([history, context, shared_state_id, memory, window, deltas, steps, resume, log_context()])
+        rest = [context, shared_state_id, memory, window, deltas, steps, resume, log_context()]
         last: BaseException | None = None
-        n, start = max(replicas, 1), self._start(agent_key, replicas)
-        for attempt in range(2 * n + 2):  # every replica at least twice (one may be restarting)
+        n, start = max(replicas, 1), self._start(agent_key, replicas, history)
+        attempt = whole = 0
+        while attempt < 2 * n + 2:  # every replica at least twice (one may be restarting)
             try:
                 name, h = self._handle(agent_key, (start + attempt) % n)
             except AgentError as exc:  # this replica is gone for good: try the others
-                last = exc
+                last, attempt = exc, attempt + 1
                 continue
+            prompt = history.for_replica(name, whole=bool(whole)) if isinstance(history, Prompt) else history
             # A journaled turn is never retried by Ray from its start (max_task_retries): that
             # would run its tools again. The host resumes it from the journal instead.
             options = {"max_task_retries": 0} if steps else {}
-            gen = h.stream.options(num_returns="streaming", **options).remote(call)
+            gen = h.stream.options(num_returns="streaming", **options).remote(wire.encode([prompt, *rest]))
             started = False
             try:
                 async for item in iterate_streaming(gen, lambda i: i if isinstance(i, str) else wire.decode(i)):
                     started = True
                     yield item
+                if isinstance(history, Prompt):
+                    history.delivered(name)
                 return
             except (asyncio.CancelledError, GeneratorExit):  # the turn was cancelled or left: stop the model call
                 ray.cancel(gen)
                 raise
+            except PromptUnknown:
+                if started or whole or not isinstance(history, Prompt):
+                    raise
+                history.forget(name)
+                whole = 1  # the same replica, sent the whole prompt
             except _GONE as exc:
                 if started:  # what it yielded is out: the host resumes from the journal, or fails
                     raise AgentReplicaLost(f"agent {agent_key!r}: replica {name!r} died during a turn ({exc}); "
@@ -165,8 +200,8 @@ class RayAgentPool:
                 # As in run: Ray restarts the replica (a host restarted after a crash may find
                 # it still down); try the next one meanwhile.
                 self._handles.pop(name, None)
-                last = exc
-                await asyncio.sleep(0.05 * (attempt + 1))
+                last, attempt = exc, attempt + 1
+                await asyncio.sleep(0.05 * attempt)
         raise AgentError(f"no replica of agent {agent_key!r} answered: {last}")
 
     async def definition(self, agent_key: str, replicas: int) -> Agent:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 
 from repertory.agents.agent import AgentCore, Step, TurnOutput
 from repertory.memory.stores import MemoryStores
+from repertory.state.prompt import Prompt, whole
 
 from .agent import agent_core
 from .agent_pool import RayAgentPool
@@ -52,17 +53,17 @@ class InHostAgentPool:
         core = self._cores[agent_key] = agent_core(agent, self.names, self._memory_stores)
         return core
 
-    async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
+    async def run(self, agent_key: str, replicas: int, history: Prompt | bytes | list[dict], context: dict | None,
                   shared_state_id: str | None = None, memory: dict | None = None,
                   window: dict | None = None) -> TurnOutput:
         core = await self._core(agent_key, replicas)
-        return await core.run(history, context, shared_state_id, memory, window)
+        return await core.run(whole(history), context, shared_state_id, memory, window)
 
-    async def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
+    async def stream(self, agent_key: str, replicas: int, history: Prompt | bytes | list[dict], context: dict | None,
                      shared_state_id: str | None = None, memory: dict | None = None,
                      window: dict | None = None, *, deltas: bool = True, steps: bool = False,
                      resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
         core = await self._core(agent_key, replicas)
-        async for item in core.stream(history, context, shared_state_id, memory=memory, window=window,
+        async for item in core.stream(whole(history), context, shared_state_id, memory=memory, window=window,
                                       deltas=deltas, steps=steps, resume=resume):
             yield item

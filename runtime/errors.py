@@ -57,6 +57,7 @@ __all__ = [
     "MemoryConfigError",
     "MessageTooLarge",
     "ModelError",
+    "PromptUnknown",
     "RateLimited",
     "RepertoryError",
     "RuntimeNotReady",
@@ -195,6 +196,11 @@ class AgentError(RepertoryError):
 class AgentReplicaLost(AgentError):
     """The agent replica running a turn died after the turn had started; resend the turn
     (same turn id): its journaled steps are not redone."""
+
+
+class PromptUnknown(AgentError):
+    """An agent replica was sent the part of a prompt it lacked, but no longer holds the rest
+    (it restarted, or dropped it for room); the host sends the whole prompt."""
 
 
 class WorkflowError(RepertoryError):

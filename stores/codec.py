@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import msgpack
@@ -28,7 +28,7 @@ from repertory.stores.crypto import looks_sealed
 from repertory.stores.values import RECORD_MAX_DEPTH, check_value
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Codec", "MsgpackCodec", "array_head", "pack_array", "register_migration",
-           "unpack_array", "verify", "verify_all"]
+           "strip_headers", "unpack_array", "verify", "verify_all"]
 
 MAGIC = b"RPS"
 FORMAT_VERSION = 1
@@ -172,10 +172,15 @@ def array_head(n: int) -> bytes:
     return bytes((0x90 | n,)) if n < 16 else (b"\xdc" + n.to_bytes(2, "big") if n < 65536 else b"\xdd" + n.to_bytes(4, "big"))
 
 
-def pack_array(blobs: list[bytes]) -> bytes:
-    """One msgpack array of verified encoded values, without decoding them (headers dropped)."""
+def strip_headers(blobs: Sequence[bytes]) -> bytes:
+    """The msgpack bytes of verified encoded values, headers dropped, one after another."""
     size = _HEADER.size
-    return array_head(len(blobs)) + b"".join([b[size:] for b in blobs])
+    return b"".join([b[size:] for b in blobs])
+
+
+def pack_array(blobs: Sequence[bytes]) -> bytes:
+    """One msgpack array of verified encoded values, without decoding them (headers dropped)."""
+    return array_head(len(blobs)) + strip_headers(blobs)
 
 
 def unpack_array(data: bytes, *, source: str = "history") -> list[Any]:

@@ -20,12 +20,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from repertory.errors import PromptUnknown
 from repertory.stores.codec import array_head, unpack_array
 
 __all__ = ["PromptCache"]
 
 MIN_BYTES = 16 * 1024    # shorter histories decode in tens of µs: not worth keeping
 MAX_BYTES = 4 * 1024 * 1024  # kept history bytes per cache (decoded: a few times that)
+# Hosts' lineages (state.prompt), encoded: a session's next turn sends only its new messages.
+LINEAGE_BYTES = 64 * 1024 * 1024
 _KEY_BYTES = 64
 
 
@@ -44,16 +47,25 @@ def _body(blob: bytes) -> tuple[int, int] | None:
 class PromptCache:
     """Decodes histories (``pack_array`` blobs), reusing the decoded prefix of recent ones."""
 
-    def __init__(self, max_bytes: int = MAX_BYTES, min_bytes: int = MIN_BYTES) -> None:
-        self.max_bytes, self.min_bytes = max_bytes, min_bytes
+    def __init__(self, max_bytes: int = MAX_BYTES, min_bytes: int = MIN_BYTES,
+                 lineage_bytes: int = LINEAGE_BYTES) -> None:
+        self.max_bytes, self.min_bytes, self.lineage_bytes = max_bytes, min_bytes, lineage_bytes
+        # lineage -> (message count, their bytes): the stored messages hosts sent (state.prompt)
+        self._lineages: OrderedDict[bytes, tuple[int, bytearray]] = OrderedDict()
+        self._lineage_size = 0
+        self.extended = 0  # prompts that came as what this cache lacked of a lineage
+        self.received = 0  # bytes of stored messages that came in lineages' prompts
         # first bytes -> (history's message bytes, message count, decoded messages)
         self._kept: OrderedDict[bytes, tuple[bytes, int, list[Any]]] = OrderedDict()
         self._size = 0
         self.hits = 0
         self.decoded = 0  # messages decoded, for tests and benchmarks
 
-    def decode(self, blob: bytes | bytearray | list[dict]) -> list[Any]:
-        """The messages of ``blob`` (a list is returned as it is)."""
+    def decode(self, blob: bytes | bytearray | list[dict] | dict[str, Any]) -> list[Any]:
+        """The messages of ``blob`` (a list is returned as it is; a dict is what a host sent of a
+        prompt's lineage, see :meth:`extend`)."""
+        if isinstance(blob, dict):
+            blob = self.extend(blob)
         if not isinstance(blob, (bytes, bytearray)):
             return blob
         blob = bytes(blob)
@@ -93,6 +105,33 @@ class PromptCache:
         while self._size > self.max_bytes:
             _, (gone, _, _) = self._kept.popitem(last=False)
             self._size -= len(gone)
+
+    def extend(self, prompt: dict[str, Any]) -> bytes:
+        """The whole blob of a prompt sent as the stored messages this cache lacks (``new``,
+        after the ``base`` it holds of the ``lineage``) and the turn's own (state.prompt).
+        :class:`PromptUnknown` if it does not hold that base: the host then sends it whole."""
+        lineage, base, new = prompt["lineage"], prompt["base"], prompt["new"]
+        self.received += len(new)
+        kept = self._lineages.pop(lineage, None)
+        if kept is not None:
+            self._lineage_size -= len(kept[1])
+        if base:
+            if kept is None or kept[0] != base:
+                raise PromptUnknown("this agent replica no longer holds the history the prompt extends; "
+                                    "send the whole prompt")
+            body = kept[1]
+            body += new
+            self.extended += 1
+        else:
+            body = bytearray(new)
+        count = base + prompt["n_new"]
+        if len(body) <= self.lineage_bytes:
+            self._lineages[lineage] = (count, body)
+            self._lineage_size += len(body)
+            while self._lineage_size > self.lineage_bytes:
+                _, (_, gone) = self._lineages.popitem(last=False)
+                self._lineage_size -= len(gone)
+        return b"".join((array_head(count + prompt["n_turn"]), body, prompt["turn"]))
 
     def __len__(self) -> int:
         return len(self._kept)

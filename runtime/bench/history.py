@@ -8,7 +8,13 @@ turns block by block (so all see the same load), and each block starts from the 
 model is its own turn at 10 messages; the litellm call alone (one user message, demo model)
 is measured in the same run too.
 
-Run:  .venv/bin/python benchmarks/bench_turn_history.py [--turns 300] [--long 1000]
+Then the same on the Ray runtime as users run it (``repertory.init``: two hosts, agents in
+AgentActors, SQLite), null model, at 10 and at the long history (``--no-ray`` skips it): a
+host sends the agent replica only the messages it lacks (``repertory.state.prompt``), so a
+turn at 1,000 messages should cost what one at 10 does. Latency only: the work is spread over
+processes.
+
+Run:  .venv/bin/python benchmarks/bench_turn_history.py [--turns 300] [--long 1000] [--no-ray]
 """
 
 from __future__ import annotations
@@ -106,14 +112,68 @@ async def _measure(folder: Path, turns: int, lengths: list[int], block: int) -> 
     return out
 
 
-def measure(turns: int = 300, long: int = 1000, short: int = 10, block: int = 25) -> dict[str, Any]:
-    """Every figure as one dict (printing the table)."""
+async def _measure_ray(folder: Path, turns: int, lengths: list[int], block: int) -> dict[str, Any]:
+    import os
+
+    import repertory
+    from repertory.agents.agent import Agent
+
+    rt = repertory.init(store=f"sqlite:///{folder / 'ray.db'}", num_hosts=2,
+                        namespace=f"history-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    try:
+        agent = Agent("Bench", "You are terse.", model="repertory/null")
+        sessions = {n: repertory.Session(f"ray-history-{n}", agent=agent, runtime=rt) for n in lengths}
+        base = {n: _history(n) for n in lengths}
+        lat: dict[int, list[float]] = {n: [] for n in lengths}
+
+        async def run_block(n: int, count: int, timed: bool) -> None:
+            s = sessions[n]
+            await s.aset_history(base[n])
+            for i in range(count):
+                t0 = perf()
+                await s.achat(TEXT.format(i=i))
+                if timed:
+                    lat[n].append(perf() - t0)
+
+        for n in lengths:
+            await run_block(n, 10, timed=False)
+        done = r = 0
+        while done < turns:
+            k = min(block, turns - done)
+            for n in lengths[r % len(lengths):] + lengths[:r % len(lengths)]:
+                await run_block(n, k, timed=True)
+            done, r = done + k, r + 1
+        return {f"ray@{n}": {**summary(lat[n]), "history": n} for n in lengths}
+    finally:
+        repertory.shutdown()
+
+
+def _ray_measure(folder: Path, turns: int, lengths: list[int], block: int) -> dict[str, Any]:
+    import logging
+
+    import ray
+
+    started = not ray.is_initialized()
+    if started:  # a private instance, never a cluster another process left in /tmp/ray
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        return asyncio.run(_measure_ray(folder, turns, lengths, block))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def measure(turns: int = 300, long: int = 1000, short: int = 10, block: int = 25,
+            with_ray: bool = True) -> dict[str, Any]:
+    """Every figure as one dict (printing the tables)."""
     from repertory.logs import configure_logging
 
     configure_logging()
     res: dict[str, Any] = {"load_start": load_info(), "turns": turns}
     with tempfile.TemporaryDirectory(prefix="repertory-history-") as tmp:
         res.update(asyncio.run(_measure(Path(tmp), turns, [short, long], block)))
+        if with_ray:
+            res.update(_ray_measure(Path(tmp), turns, [short, long], block))
     res["load_end"] = load_info()
     rows = []
     for name in ("null", "demo"):
@@ -127,6 +187,13 @@ def measure(turns: int = 300, long: int = 1000, short: int = 10, block: int = 25
           caption=f"litellm call alone (demo model, one message): p50 {fmt_us(call['p50_us'])}, CPU "
                   f"{fmt_us(call['cpu_us'])}; load (1 min) {res['load_start']['loadavg_1m']} → "
                   f"{res['load_end']['loadavg_1m']}")
+    if with_ray:
+        s, lg = res[f"ray@{short}"], res[f"ray@{long}"]
+        table(f"Turn latency at {short} vs {long:,} stored messages on Ray (repertory.init: agents in AgentActors, "
+              f"SQLite, null model, {turns} turns each, interleaved)",
+              ["setting", f"p50 @{short}", f"p50 @{long:,}", "ratio", f"p99 @{short}", f"p99 @{long:,}"],
+              [["Ray runtime", fmt_us(s["p50_us"]), fmt_us(lg["p50_us"]), f"{lg['p50_us'] / s['p50_us']:.2f}×",
+                fmt_us(s["p99_us"]), fmt_us(lg["p99_us"])]])
     return res
 
 
@@ -135,6 +202,9 @@ def figures(res: dict[str, Any], long: int = 1000, short: int = 10) -> list[Figu
     for name in ("null", "demo"):
         out.append(figure("history", f"{name} model turn at {long:,} messages: CPU", res[f"{name}@{long}"]["cpu_us"],
                           "µs", f"{name} model turn at {short} messages: CPU", res[f"{name}@{short}"]["cpu_us"]))
+    if f"ray@{long}" in res:
+        out.append(figure("history", f"Ray turn at {long:,} messages: p50", res[f"ray@{long}"]["p50_us"], "µs",
+                          f"Ray turn at {short} messages: p50", res[f"ray@{short}"]["p50_us"]))
     extra = res[f"demo@{short}"]["cpu_us"] - res[f"null@{short}"]["cpu_us"]
     out.append(figure("history", "demo model turn minus null model turn: CPU", extra, "µs",
                       "litellm call alone: CPU", res["litellm_call_alone"]["cpu_us"]))
@@ -146,8 +216,9 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=300, help="timed turns per setting (300)")
     ap.add_argument("--long", type=int, default=1000, help="the long history, in messages (1000)")
     ap.add_argument("--block", type=int, default=25, help="turns per setting before switching (25)")
+    ap.add_argument("--no-ray", action="store_true", help="only the in-process part")
     cli = ap.parse_args()
-    res = measure(cli.turns, cli.long, block=cli.block)
+    res = measure(cli.turns, cli.long, block=cli.block, with_ray=not cli.no_ray)
     for f in figures(res, cli.long):
         console.print(f"{f.name}: {f.value:,.0f} {f.unit} against {f.baseline} {f.baseline_value:,.0f} "
                       f"{f.unit} ({f.ratio:.2f}×)")

@@ -55,6 +55,7 @@ from repertory.shared.core import stored_shared_state
 from repertory.state import ops as state_ops
 from repertory.state.conflicts import retry_conflicts
 from repertory.state.context import prompt_context
+from repertory.state.prompt import Prompt
 from repertory.state.session_state import SessionState, check_message
 from repertory.stores.base import SessionRecord, Store
 from repertory.stores.codec import MsgpackCodec
@@ -70,13 +71,14 @@ _codec = MsgpackCodec()
 
 
 class AgentPool(Protocol):
-    """Where a host sends prompts: in-process agent cores or AgentActors."""
+    """Where a host sends prompts: in-process agent cores or AgentActors. A :class:`Prompt`
+    goes whole to an agent in this process, and to a replica as what it lacks."""
 
-    async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
+    async def run(self, agent_key: str, replicas: int, history: Prompt | list[dict], context: dict | None,
                   shared_state_id: str | None = None, memory: dict | None = None,
                   window: dict | None = None) -> TurnOutput: ...
 
-    def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
+    def stream(self, agent_key: str, replicas: int, history: Prompt | list[dict], context: dict | None,
                shared_state_id: str | None = None, memory: dict | None = None,
                window: dict | None = None, *, deltas: bool = True, steps: bool = False,
                resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]: ...
@@ -474,7 +476,7 @@ class HostCore:
 
     @staticmethod
     def _prompt(state: SessionState, req: TurnRequest, user_msg: dict,
-                before: Sequence[dict] = ()) -> tuple[bytes | list[dict], dict | None, dict | None]:
+                before: Sequence[dict] = ()) -> tuple[Prompt | list[dict], dict | None, dict | None]:
         """The history to send, the window settings and state for the agent (None: no
         settings, nothing left out yet), and the prompt's context. ``before``: repairs of the
         history (:meth:`_repairs`), sent and stored before ``user_msg``."""
@@ -497,10 +499,10 @@ class HostCore:
             cut = min(cut, settings["messages"]) if cut else settings["messages"]
         if cut:
             first = max(first, n - cut)
-        blob = state.prompt_blob(user_msg, start=first, before=before)
+        prompt = state.prompt(user_msg, start=first, before=before)
         if settings is None and stored is None and first == 0:
-            return blob, None, context
-        return blob, {**(settings or {}), "offset": first, "summary": stored["summary"] if stored else None}, context
+            return prompt, None, context
+        return prompt, {**(settings or {}), "offset": first, "summary": stored["summary"] if stored else None}, context
 
     def _model_metrics(self, out: TurnOutput) -> None:
         calls = [m["latency"] for m in out.messages if m.get("role") == "assistant" and "latency" in m]
@@ -514,7 +516,7 @@ class HostCore:
                 m["agent"] = req.agent_name
         return out
 
-    async def _agent_output(self, state: SessionState, req: TurnRequest, history: bytes | list[dict],
+    async def _agent_output(self, state: SessionState, req: TurnRequest, history: Prompt | list[dict],
                             context: dict | None, window: dict | None,
                             deltas: Callable[[str], Awaitable[None]] | None = None) -> tuple[TurnOutput, bool]:
         """The agent's output for the turn, and whether the turn has a step journal to drop.

@@ -23,6 +23,7 @@ from repertory.host.api import TurnReply, TurnRequest
 from repertory.host.metrics import PrometheusMetrics, registry
 from repertory.host.core import HostCore
 from repertory.ids import SessionRef
+from repertory.state.prompt import Prompt, whole
 from repertory.runtimes.base import Runtime
 from repertory.shared.core import SharedStateCore
 
@@ -55,16 +56,16 @@ class LocalAgentPool:
         except KeyError:
             raise AgentError(f"agent {key!r} is not deployed on this runtime") from None
 
-    async def run(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
+    async def run(self, agent_key: str, replicas: int, history: Prompt | bytes | list[dict], context: dict | None,
                   shared_state_id: str | None = None, memory: dict | None = None,
                   window: dict | None = None) -> TurnOutput:
-        return await self._core(agent_key).run(history, context, shared_state_id, memory, window)
+        return await self._core(agent_key).run(whole(history), context, shared_state_id, memory, window)
 
-    def stream(self, agent_key: str, replicas: int, history: bytes | list[dict], context: dict | None,
+    def stream(self, agent_key: str, replicas: int, history: Prompt | bytes | list[dict], context: dict | None,
                shared_state_id: str | None = None, memory: dict | None = None,
                window: dict | None = None, *, deltas: bool = True, steps: bool = False,
                resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
-        return self._core(agent_key).stream(history, context, shared_state_id, memory=memory, window=window,
+        return self._core(agent_key).stream(whole(history), context, shared_state_id, memory=memory, window=window,
                                             deltas=deltas, steps=steps, resume=resume)
 
 

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from repertory.stores.base import CheckpointRecord, SessionRecord, StateWrite
-from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array, verify_all
+from repertory.stores.codec import MsgpackCodec, pack_array, strip_headers, unpack_array, verify_all
 
 from repertory.errors import EmptyMessage, InvalidInput, MessageTooLarge
 from repertory.state import schema
 from repertory.state.agent_record import with_definitions
+from repertory.state.prompt import Prompt
 
 __all__ = ["RECENT_OPS", "RECENT_TURNS", "SCHEMA_VERSION", "SessionState", "check_history", "check_message"]
 
@@ -23,6 +24,9 @@ RECENT_TURNS = 64  # turn ids a session remembers, so that a resent turn is answ
 # is answered, not applied again. Each entry is small (see state.ops): the meta, which every
 # turn rewrites, grows by a few KB at most.
 RECENT_OPS = 64
+# A history packed for prompts is kept from this size: shorter ones repack in a few µs, and a
+# kept copy would add to every resident session's memory.
+PACKED_MIN_BYTES = 8 * 1024
 _codec = MsgpackCodec()
 
 
@@ -62,17 +66,32 @@ def first_revision() -> int:
     return _revisions.randrange(2**36) + 1
 
 
+class _Packed:
+    """``messages[start:count]`` packed (headers dropped, one after another) in ``body``, which
+    only ever grows: ``lineage`` names it for agents that keep what they were sent."""
+
+    __slots__ = ("messages", "start", "count", "body", "lineage", "sent")
+
+    def __init__(self, messages: list[bytes], start: int, body: bytearray) -> None:
+        self.messages, self.start, self.count, self.body = messages, start, len(messages), body
+        self.lineage = os.urandom(16)
+        self.sent: dict[str, tuple[int, int]] = {}
+
+
 class SessionState:
     """History (encoded messages) plus meta, at a known store revision."""
 
-    __slots__ = ("key", "revision", "meta", "messages", "owner")
+    __slots__ = ("key", "revision", "meta", "messages", "owner", "_packed", "_appended", "_start")
 
     def __init__(self, key: str, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:
         self.key = key
         self.revision = revision
         self.meta = meta
-        self.messages = messages
+        self.messages = messages  # never changed in place: each write brings a new list
         self.owner: str | None = None  # the writer its writes are made for (leases: Store.acquire_lease)
+        self._packed: _Packed | None = None  # the history packed for prompts
+        self._appended: list[bytes] | None = None  # the list of the last append_write
+        self._start: int | None = None  # the last prompt's first message
 
     @classmethod
     def new(cls, key: str, session_id: str, user_id: str | None, ttl: float | None = None) -> SessionState:
@@ -97,17 +116,46 @@ class SessionState:
     def history(self) -> list[dict[str, Any]]:
         return unpack_array(pack_array(self.messages))
 
+    def prompt(self, user_msg: dict[str, Any], window: int | None = None, start: int = 0,
+               before: Sequence[dict[str, Any]] = ()) -> Prompt:
+        """History (from message ``start``, its last ``window`` messages) plus ``before`` (the
+        turn's repairs of the history) and ``user_msg``: what the agent reads.
+
+        The host never decodes the history for a turn: the agent does, in one pass. Long
+        histories stay packed between turns, so a turn packs only what was added since.
+        """
+        n = len(self.messages)
+        start = min(start, n)
+        if window:
+            start = max(start, n - window)
+        turn = [*(_codec.encode(m) for m in before), _codec.encode(user_msg)]
+        kept = self._packed_from(start)
+        if isinstance(kept, _Packed):
+            return Prompt(kept.body, n - start, strip_headers(turn), len(turn), kept.lineage, kept.sent)
+        return Prompt(kept, n - start, strip_headers(turn), len(turn))
+
     def prompt_blob(self, user_msg: dict[str, Any], window: int | None = None, start: int = 0,
                     before: Sequence[dict[str, Any]] = ()) -> bytes:
-        """History (from message ``start``, its last ``window`` messages) plus ``before`` (the
-        turn's repairs of the history) and ``user_msg``, as one msgpack array.
+        """:meth:`prompt` as one msgpack array."""
+        return self.prompt(user_msg, window, start, before).blob()
 
-        The host never decodes the history for a turn: the agent does, in one pass.
-        """
-        msgs = self.messages[start:] if start else self.messages
-        if window:
-            msgs = msgs[-window:]
-        return pack_array([*msgs, *(_codec.encode(m) for m in before), _codec.encode(user_msg)])
+    def _packed_from(self, start: int) -> _Packed | bytes:
+        """``messages[start:]`` packed: kept between turns from PACKED_MIN_BYTES, so that a
+        turn packs only the messages added since the last one (O(new), not O(history)). Kept
+        only when the start is the last prompt's too: a window that moves every turn (the drop
+        policy) would start a new copy each time."""
+        msgs, kept = self.messages, self._packed
+        if kept is None or kept.messages is not msgs or kept.start != start:
+            body = strip_headers(msgs[start:])
+            steady, self._start = start == self._start, start
+            if not steady or len(body) < PACKED_MIN_BYTES:
+                self._packed = None
+                return body
+            kept = self._packed = _Packed(msgs, start, bytearray(body))
+        elif kept.count < len(msgs):
+            kept.body += strip_headers(msgs[kept.count:])
+            kept.count = len(msgs)
+        return kept
 
     def recent(self, n: int) -> list[dict[str, Any]]:
         """The last ``n`` messages, decoded."""
@@ -192,7 +240,8 @@ class SessionState:
         write = StateWrite(self.key, self.revision, _codec.encode(meta, checked=checked), encoded,
                            base_count=len(self.messages), updated_at=now, expires_at=self._expires(now),
                            first_revision=self._first_revision(), owner=self.owner)
-        return write, meta, self.messages + encoded
+        self._appended = self.messages + encoded
+        return write, meta, self._appended
 
     def meta_write(self, meta: dict[str, Any], *, checkpoint: CheckpointRecord | None = None,
                    ) -> tuple[StateWrite, dict[str, Any], list[bytes]]:
@@ -227,6 +276,10 @@ class SessionState:
         return write, meta, list(messages)
 
     def applied(self, revision: int, meta: dict[str, Any], messages: list[bytes]) -> None:
+        kept = self._packed
+        if kept is not None and kept.messages is self.messages and messages is self._appended:
+            kept.messages = messages  # an append: the packed messages are still its first ones
+        self._appended = None
         self.revision, self.meta, self.messages = revision, meta, messages
 
     def public_state(self) -> dict[str, Any]:

@@ -85,3 +85,49 @@ async def test_litellm_does_not_copy_the_prompt_for_logging():
 def test_statements_keep_their_order_and_keywords(n):
     msgs = _history(n, "x") + [{"role": "user", "content": "What did the x report say at 1?"}]
     assert "at 1." in demo_model.demo_answer(msgs).text
+
+
+async def _blobs_packed_in_one_turn(tmp_path, n: int, monkeypatch) -> int:
+    """Stored messages the host repacks for the prompt of one turn of a session holding ``n``
+    messages, after two turns (the packed history is kept from the second)."""
+    from repertory.state import session_state
+
+    tag = f"p{n}"
+    store = SQLiteStore(tmp_path / f"{tag}.db")
+    agent = Agent("Lean", "You are terse.", model="repertory/null")
+    pool = LocalAgentPool()
+    pool.add(agent)
+    host = HostCore(store, pool, Settings(store=f"sqlite:///{tmp_path / tag}.db", idle_timeout=0))
+    ref = SessionRef(f"lean-{tag}")
+    await host.set_history(ref, _history(n, tag))
+
+    def ask(text: str) -> TurnRequest:
+        return TurnRequest(ref=ref, agent_key=agent.key, content=text, turn_id=uuid.uuid4().hex)
+
+    await host.turn(ask("first"))
+    await host.turn(ask("second"))
+    packed = 0
+    for name in ("pack_array", "strip_headers"):
+        real = getattr(session_state, name, None)
+        if real is None:
+            continue
+
+        def counted(blobs, real=real):
+            nonlocal packed
+            packed += len(blobs)
+            return real(blobs)
+
+        monkeypatch.setattr(session_state, name, counted)
+    await host.turn(ask("third"))
+    monkeypatch.undo()
+    await host.close()
+    await store.close()
+    return packed
+
+
+async def test_the_host_packs_only_what_the_history_gained(tmp_path, monkeypatch):
+    # The prompt is the whole history, but the host repacks only the messages added since its
+    # last turn (the last exchange and the new message; the repair check reads the last one):
+    # as many at 2,000 messages as at 500. Short histories (a few KB) are repacked whole.
+    assert await _blobs_packed_in_one_turn(tmp_path, 2000, monkeypatch) == \
+        await _blobs_packed_in_one_turn(tmp_path, 500, monkeypatch) == 4

@@ -1,0 +1,100 @@
+"""The host's prompt for a turn is exactly the history it holds, whatever happened to it.
+
+``SessionState.prompt`` keeps the history packed between turns and packs only what was
+appended since; an agent replica that received a prompt is sent only what it lacks
+(``state.prompt``, ``agents.prompt_cache``). A hypothesis state machine appends, rewrites
+(edits, truncations, imports), moves the window's start, fails commits, restarts replicas and
+squeezes their room, and checks every prompt, whole and as each replica decodes it, against
+one packed from scratch.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule
+
+from repertory.agents.prompt_cache import PromptCache
+from repertory.errors import PromptUnknown
+from repertory.state import session_state
+from repertory.state.session_state import SessionState
+from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array
+
+_codec = MsgpackCodec()
+texts = st.text(alphabet="abcxyz é", min_size=1, max_size=400)
+
+
+class PromptMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = SessionState.new("k", "sid", None)
+        self.revision = 1
+        self.replicas = {"r0": PromptCache(min_bytes=0), "r1": PromptCache(min_bytes=0)}
+        self.whole_resends = 0
+
+    def _apply(self, made) -> None:
+        _, meta, messages = made
+        self.revision += 1
+        self.state.applied(self.revision, meta, messages)
+
+    @rule(contents=st.lists(texts, min_size=1, max_size=60))
+    def append(self, contents):
+        self._apply(self.state.append_write([{"role": "user", "content": c} for c in contents]))
+
+    @rule(content=texts)
+    def failed_append(self, content):
+        self.state.append_write([{"role": "user", "content": content}])  # never committed
+
+    @rule(data=st.data(), content=texts)
+    def edit(self, data, content):
+        msgs = self.state.messages
+        if not msgs:
+            return
+        i = data.draw(st.integers(0, len(msgs) - 1))
+        new = [*msgs[:i], _codec.encode({"role": "user", "content": content}), *msgs[i + 1:]]
+        self._apply(self.state.replace_write(new, self.state.meta))
+
+    @rule(data=st.data())
+    def truncate(self, data):
+        n = data.draw(st.integers(0, len(self.state.messages)))
+        self._apply(self.state.replace_write(self.state.messages[:n], self.state.meta))
+
+    @rule(data=st.data(), text=texts)
+    def prompt(self, data, text):
+        msgs = self.state.messages
+        # mostly the same start (as a session's turns have), so that lineages grow
+        start = data.draw(st.one_of(st.just(0), st.just(0), st.just(min(3, len(msgs))), st.integers(0, len(msgs) + 2)))
+        window = data.draw(st.one_of(st.none(), st.none(), st.none(), st.integers(1, 80)))
+        before = data.draw(st.lists(st.builds(lambda c: {"role": "tool", "content": c}, texts), max_size=2))
+        user = {"role": "user", "content": text}
+        blob = self.state.prompt_blob(user, window=window, start=start, before=before)
+        expected = msgs[start:]
+        if window:
+            expected = expected[-window:]
+        want = pack_array([*expected, *(_codec.encode(m) for m in before), _codec.encode(user)])
+        assert blob == want
+        assert unpack_array(blob)[-1] == user
+        name = data.draw(st.sampled_from(sorted(self.replicas)))
+        replica = self.replicas[name]
+        prompt = self.state.prompt(user, window=window, start=start, before=before)
+        try:
+            got = replica.decode(prompt.for_replica(name))
+        except PromptUnknown:
+            self.whole_resends += 1
+            prompt.forget(name)
+            got = replica.decode(prompt.for_replica(name, whole=True))
+        assert got == unpack_array(want)
+        if data.draw(st.booleans()):  # else the call failed: the host does not know it arrived
+            prompt.delivered(name)
+
+    @rule(name=st.sampled_from(["r0", "r1"]), room=st.sampled_from([0, 2_000, 30_000, None]))
+    def replica_restarts(self, name, room):
+        self.replicas[name] = PromptCache(min_bytes=0) if room is None else PromptCache(min_bytes=0,
+                                                                                        lineage_bytes=room)
+
+
+def test_prompts_match_the_history_packed_from_scratch(monkeypatch):
+    monkeypatch.setattr(session_state, "PACKED_MIN_BYTES", 300)  # lineages from a few messages
+    PromptMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None,
+                                               suppress_health_check=[HealthCheck.too_slow])
+    PromptMachine.TestCase().runTest()
