@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 
 from repertory.agents.agent import AgentCore, Step, TurnOutput
 from repertory.memory.stores import MemoryStores
-from repertory.state.prompt import Prompt, whole
+from repertory.state.prompt import Prompt, in_process
 
 from .agent import agent_core
 from .agent_pool import RayAgentPool
@@ -57,13 +57,15 @@ class InHostAgentPool:
                   shared_state_id: str | None = None, memory: dict | None = None,
                   window: dict | None = None) -> TurnOutput:
         core = await self._core(agent_key, replicas)
-        return await core.run(whole(history), context, shared_state_id, memory, window)
+        return await core.run(in_process(history, core.prompts.decode, agent_key), context, shared_state_id,
+                              memory, window)
 
     async def stream(self, agent_key: str, replicas: int, history: Prompt | bytes | list[dict], context: dict | None,
                      shared_state_id: str | None = None, memory: dict | None = None,
                      window: dict | None = None, *, deltas: bool = True, steps: bool = False,
                      resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
         core = await self._core(agent_key, replicas)
-        async for item in core.stream(whole(history), context, shared_state_id, memory=memory, window=window,
+        async for item in core.stream(in_process(history, core.prompts.decode, agent_key), context, shared_state_id,
+                                      memory=memory, window=window,
                                       deltas=deltas, steps=steps, resume=resume):
             yield item

@@ -55,6 +55,9 @@ class PromptCache:
         self._lineage_size = 0
         self.extended = 0  # prompts that came as what this cache lacked of a lineage
         self.received = 0  # bytes of stored messages that came in lineages' prompts
+        # lineage -> (message count, their bytes' length, decoded messages), at most max_bytes
+        self._decoded: OrderedDict[bytes, tuple[int, int, list[Any]]] = OrderedDict()
+        self._decoded_size = 0
         # first bytes -> (history's message bytes, message count, decoded messages)
         self._kept: OrderedDict[bytes, tuple[bytes, int, list[Any]]] = OrderedDict()
         self._size = 0
@@ -65,7 +68,7 @@ class PromptCache:
         """The messages of ``blob`` (a list is returned as it is; a dict is what a host sent of a
         prompt's lineage, see :meth:`extend`)."""
         if isinstance(blob, dict):
-            blob = self.extend(blob)
+            return self.extend(blob)
         if not isinstance(blob, (bytes, bytearray)):
             return blob
         blob = bytes(blob)
@@ -106,9 +109,10 @@ class PromptCache:
             _, (gone, _, _) = self._kept.popitem(last=False)
             self._size -= len(gone)
 
-    def extend(self, prompt: dict[str, Any]) -> bytes:
-        """The whole blob of a prompt sent as the stored messages this cache lacks (``new``,
+    def extend(self, prompt: dict[str, Any]) -> list[Any]:
+        """The messages of a prompt sent as the stored messages this cache lacks (``new``,
         after the ``base`` it holds of the ``lineage``) and the turn's own (state.prompt).
+        Decodes only what it did not decode before: O(new), not O(history).
         :class:`PromptUnknown` if it does not hold that base: the host then sends it whole."""
         lineage, base, new = prompt["lineage"], prompt["base"], prompt["new"]
         self.received += len(new)
@@ -117,6 +121,7 @@ class PromptCache:
             self._lineage_size -= len(kept[1])
         if base:
             if kept is None or kept[0] != base:
+                self._decoded.pop(lineage, None)
                 raise PromptUnknown("this agent replica no longer holds the history the prompt extends; "
                                     "send the whole prompt")
             body = kept[1]
@@ -129,9 +134,39 @@ class PromptCache:
             self._lineages[lineage] = (count, body)
             self._lineage_size += len(body)
             while self._lineage_size > self.lineage_bytes:
-                _, (_, gone) = self._lineages.popitem(last=False)
-                self._lineage_size -= len(gone)
-        return b"".join((array_head(count + prompt["n_turn"]), body, prompt["turn"]))
+                gone, (_, gone_body) = self._lineages.popitem(last=False)
+                self._lineage_size -= len(gone_body)
+                self._forget_decoded(gone)
+        msgs = self._lineage_messages(lineage, count, body)
+        turn = unpack_array(array_head(prompt["n_turn"]) + prompt["turn"])
+        return msgs + turn  # the caller's list: appending to it leaves the kept one
+
+    def _lineage_messages(self, lineage: bytes, count: int, body: bytearray) -> list[Any]:
+        """The first ``count`` messages of a lineage, ``body`` their bytes: the decoded ones
+        kept, and the rest decoded."""
+        kept = self._decoded.pop(lineage, None)
+        if kept is not None:
+            self._decoded_size -= kept[1]
+        if kept is not None and kept[0] <= count:
+            done, offset, msgs = kept
+            if done < count:
+                msgs = msgs + unpack_array(array_head(count - done) + body[offset:])
+                self.decoded += count - done
+        else:
+            msgs = unpack_array(array_head(count) + body)
+            self.decoded += count
+        if len(body) <= self.max_bytes:
+            self._decoded[lineage] = (count, len(body), msgs)
+            self._decoded_size += len(body)
+            while self._decoded_size > self.max_bytes:
+                _, (_, size, _) = self._decoded.popitem(last=False)
+                self._decoded_size -= size
+        return msgs
+
+    def _forget_decoded(self, lineage: bytes) -> None:
+        kept = self._decoded.pop(lineage, None)
+        if kept is not None:
+            self._decoded_size -= kept[1]
 
     def __len__(self) -> int:
         return len(self._kept)

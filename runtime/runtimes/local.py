@@ -23,7 +23,7 @@ from repertory.host.api import TurnReply, TurnRequest
 from repertory.host.metrics import PrometheusMetrics, registry
 from repertory.host.core import HostCore
 from repertory.ids import SessionRef
-from repertory.state.prompt import Prompt, whole
+from repertory.state.prompt import Prompt, in_process
 from repertory.runtimes.base import Runtime
 from repertory.shared.core import SharedStateCore
 
@@ -59,13 +59,17 @@ class LocalAgentPool:
     async def run(self, agent_key: str, replicas: int, history: Prompt | bytes | list[dict], context: dict | None,
                   shared_state_id: str | None = None, memory: dict | None = None,
                   window: dict | None = None) -> TurnOutput:
-        return await self._core(agent_key).run(whole(history), context, shared_state_id, memory, window)
+        core = self._core(agent_key)
+        return await core.run(in_process(history, core.prompts.decode, agent_key), context, shared_state_id,
+                              memory, window)
 
     def stream(self, agent_key: str, replicas: int, history: Prompt | bytes | list[dict], context: dict | None,
                shared_state_id: str | None = None, memory: dict | None = None,
                window: dict | None = None, *, deltas: bool = True, steps: bool = False,
                resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
-        return self._core(agent_key).stream(whole(history), context, shared_state_id, memory=memory, window=window,
+        core = self._core(agent_key)
+        return core.stream(in_process(history, core.prompts.decode, agent_key), context, shared_state_id,
+                           memory=memory, window=window,
                                             deltas=deltas, steps=steps, resume=resume)
 
 

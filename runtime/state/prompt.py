@@ -10,16 +10,18 @@ a random id per packed history; a rewrite starts a new one). An agent replica th
 prompt of a lineage keeps its stored messages (``repertory.agents.prompt_cache``); the next
 prompt of that lineage sends it only the stored messages added since, and the turn's own. A
 replica that no longer holds them answers :class:`~repertory.errors.PromptUnknown`, and the
-prompt is sent whole.
+prompt is sent whole. Agents in the host's own process take part the same way (:func:`in_process`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from repertory.errors import PromptUnknown
 from repertory.stores.codec import array_head
 
-__all__ = ["Prompt", "whole"]
+__all__ = ["Prompt", "in_process"]
 
 
 class Prompt:
@@ -68,6 +70,18 @@ class Prompt:
         self._sent.pop(replica, None)
 
 
-def whole(history: Prompt | bytes | list[dict]) -> bytes | list[dict]:
-    """A prompt as one blob, for an agent in this process; messages as they are."""
-    return history.blob() if isinstance(history, Prompt) else history
+def in_process(history: Prompt | bytes | list[dict], decode: Callable[[Any], list[Any]],
+               agent: str) -> bytes | list[dict] | list[Any]:
+    """The messages of ``history`` for an agent in this process (the local runtime, agents in a
+    host), named ``agent``, that decodes with ``decode`` (its PromptCache): a prompt of a
+    lineage it holds costs only the messages it lacks, as for a replica, without the copies of
+    a whole blob. Anything else as it is."""
+    if not isinstance(history, Prompt):
+        return history
+    try:
+        msgs = decode(history.for_replica(agent))
+    except PromptUnknown:
+        history.forget(agent)
+        msgs = decode(history.for_replica(agent, whole=True))
+    history.delivered(agent)  # decoded: it holds them now, whatever the turn does
+    return msgs

@@ -87,9 +87,10 @@ def test_statements_keep_their_order_and_keywords(n):
     assert "at 1." in demo_model.demo_answer(msgs).text
 
 
-async def _blobs_packed_in_one_turn(tmp_path, n: int, monkeypatch) -> int:
+async def _blobs_packed_in_one_turn(tmp_path, n: int, monkeypatch) -> tuple[int, int]:
     """Stored messages the host repacks for the prompt of one turn of a session holding ``n``
-    messages, after two turns (the packed history is kept from the second)."""
+    messages, after two turns (the packed history is kept from the second), and messages the
+    agent decodes for it."""
     from repertory.state import session_state
 
     tag = f"p{n}"
@@ -118,16 +119,19 @@ async def _blobs_packed_in_one_turn(tmp_path, n: int, monkeypatch) -> int:
             return real(blobs)
 
         monkeypatch.setattr(session_state, name, counted)
+    prompts = pool.cores[agent.key].prompts
+    decoded = prompts.decoded
     await host.turn(ask("third"))
     monkeypatch.undo()
     await host.close()
     await store.close()
-    return packed
+    return packed, prompts.decoded - decoded
 
 
 async def test_the_host_packs_only_what_the_history_gained(tmp_path, monkeypatch):
     # The prompt is the whole history, but the host repacks only the messages added since its
     # last turn (the last exchange and the new message; the repair check reads the last one):
     # as many at 2,000 messages as at 500. Short histories (a few KB) are repacked whole.
+    # The agent, in this process, decodes only those two and the turn's own message.
     assert await _blobs_packed_in_one_turn(tmp_path, 2000, monkeypatch) == \
-        await _blobs_packed_in_one_turn(tmp_path, 500, monkeypatch) == 4
+        await _blobs_packed_in_one_turn(tmp_path, 500, monkeypatch) == (4, 2)

@@ -17,6 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, rule
 from repertory.agents.prompt_cache import PromptCache
 from repertory.errors import PromptUnknown
 from repertory.state import session_state
+from repertory.state.prompt import in_process
 from repertory.state.session_state import SessionState
 from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array
 
@@ -77,20 +78,26 @@ class PromptMachine(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(sorted(self.replicas)))
         replica = self.replicas[name]
         prompt = self.state.prompt(user, window=window, start=start, before=before)
-        try:
-            got = replica.decode(prompt.for_replica(name))
-        except PromptUnknown:
-            self.whole_resends += 1
-            prompt.forget(name)
-            got = replica.decode(prompt.for_replica(name, whole=True))
+        if name == "r1":  # an agent in the host's process
+            got = in_process(prompt, replica.decode, name)
+        else:
+            try:
+                got = replica.decode(prompt.for_replica(name))
+            except PromptUnknown:
+                self.whole_resends += 1
+                prompt.forget(name)
+                got = replica.decode(prompt.for_replica(name, whole=True))
+            if data.draw(st.booleans()):  # else the call failed: the host does not know it arrived
+                prompt.delivered(name)
         assert got == unpack_array(want)
-        if data.draw(st.booleans()):  # else the call failed: the host does not know it arrived
-            prompt.delivered(name)
 
-    @rule(name=st.sampled_from(["r0", "r1"]), room=st.sampled_from([0, 2_000, 30_000, None]))
-    def replica_restarts(self, name, room):
-        self.replicas[name] = PromptCache(min_bytes=0) if room is None else PromptCache(min_bytes=0,
-                                                                                        lineage_bytes=room)
+    @rule(name=st.sampled_from(["r0", "r1"]), room=st.sampled_from([0, 2_000, 30_000, None]),
+          decoded_room=st.sampled_from([0, 3_000, None]))
+    def replica_restarts(self, name, room, decoded_room):
+        sizes = {} if room is None else {"lineage_bytes": room}
+        if decoded_room is not None:
+            sizes["max_bytes"] = decoded_room
+        self.replicas[name] = PromptCache(min_bytes=0, **sizes)
 
 
 def test_prompts_match_the_history_packed_from_scratch(monkeypatch):

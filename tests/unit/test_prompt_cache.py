@@ -119,7 +119,7 @@ def test_decode_always_equals_a_fresh_decode(steps):
 
 async def _decoded_in_one_turn(tmp_path, n: int, model: str = "repertory/null") -> int:
     """Messages decoded by the agent during one turn of a session holding ``n`` messages,
-    after a first turn."""
+    after two turns (the host keeps the history packed, under a lineage, from the second)."""
     store = SQLiteStore(tmp_path / f"p{n}.db")
     agent = Agent("Lean", "You are terse.", model=model)
     pool = LocalAgentPool()
@@ -132,9 +132,10 @@ async def _decoded_in_one_turn(tmp_path, n: int, model: str = "repertory/null") 
         return TurnRequest(ref=ref, agent_key=agent.key, content=text, turn_id=uuid.uuid4().hex)
 
     await host.turn(ask("first"))
+    await host.turn(ask("second"))
     cache = pool.cores[agent.key].prompts
     before = cache.decoded
-    await host.turn(ask("second"))
+    await host.turn(ask("third"))
     after = cache.decoded
     await host.close()
     await store.close()
@@ -145,7 +146,7 @@ async def _decoded_in_one_turn(tmp_path, n: int, model: str = "repertory/null") 
 async def test_a_turn_decodes_as_many_messages_at_1000_as_at_100(tmp_path, model):
     short = await _decoded_in_one_turn(tmp_path, 100, model)
     long = await _decoded_in_one_turn(tmp_path, 1000, model)
-    assert short == long == 2  # the first turn's reply and this turn's question
+    assert short == long == 2  # the last turn's question and reply (stored since)
 
 
 def city_weather(city: str) -> str:
@@ -172,10 +173,13 @@ async def test_turns_with_tool_calls_through_litellm_leave_the_kept_messages_as_
             reply = await host.turn(TurnRequest(ref=ref, agent_key=agent.key, content=f"weather {i}?",
                                                 turn_id=uuid.uuid4().hex))
             assert reply.content == "The tool said: sunny in Paris"
-            assert len(cache) == 1
             for body, n, msgs in cache._kept.values():
                 assert msgs == unpack_array(array_head(n) + body)
-        assert cache.hits == 3
+            for lineage, (n, size, msgs) in cache._decoded.items():
+                assert msgs == unpack_array(array_head(n) + cache._lineages[lineage][1][:size])
+        # the first turn's prompt was sent whole, the second started the lineage, the next two
+        # extended it
+        assert cache.extended == 2 and len(cache._decoded) == 1
         history = await host.get_history(ref)
         # the first turn called the tool; the next three sent its call and result to the model
         assert sum(bool(m.get("tool_calls")) for m in history) == 1
