@@ -28,22 +28,30 @@ def _history(n: int, tag: str) -> list[dict]:
     return out
 
 
-async def _words_in_one_turn(tmp_path, n: int, monkeypatch) -> tuple[int, str]:
-    """Texts split into words during one question turn of a session holding ``n`` messages,
-    after a first turn (which reads every message once)."""
-    tag = f"h{n}"
+async def _session(tmp_path, tag: str, n: int, model: str):
+    """A host over a fresh SQLite file, one agent in-process, a session holding ``n`` messages,
+    and ``ask(text)``: a turn request for it."""
     store = SQLiteStore(tmp_path / f"{tag}.db")
-    agent = Agent("Lean", "You are terse.", model="repertory/demo")
+    agent = Agent("Lean", "You are terse.", model=model)
     pool = LocalAgentPool()
     pool.add(agent)
     host = HostCore(store, pool, Settings(store=f"sqlite:///{tmp_path / tag}.db", idle_timeout=0))
     ref = SessionRef(f"lean-{tag}")
     await host.set_history(ref, _history(n, tag))
-    for cached in (demo_model.word_count, getattr(demo_model, "_statements", None)):
-        getattr(cached, "cache_clear", lambda: None)()  # each session starts with nothing analysed
 
     def ask(text: str) -> TurnRequest:
         return TurnRequest(ref=ref, agent_key=agent.key, content=text, turn_id=uuid.uuid4().hex)
+
+    return store, pool, host, agent, ref, ask
+
+
+async def _words_in_one_turn(tmp_path, n: int, monkeypatch) -> tuple[int, str]:
+    """Texts split into words during one question turn of a session holding ``n`` messages,
+    after a first turn (which reads every message once)."""
+    tag = f"h{n}"
+    store, _, host, _, _, ask = await _session(tmp_path, tag, n, "repertory/demo")
+    for cached in (demo_model.word_count, getattr(demo_model, "_statements", None)):
+        getattr(cached, "cache_clear", lambda: None)()  # each session starts with nothing analysed
 
     await host.turn(ask(f"What does the {tag} report say about rain?"))
     calls = 0
@@ -93,18 +101,7 @@ async def _blobs_packed_in_one_turn(tmp_path, n: int, monkeypatch) -> tuple[int,
     agent decodes for it."""
     from repertory.state import session_state
 
-    tag = f"p{n}"
-    store = SQLiteStore(tmp_path / f"{tag}.db")
-    agent = Agent("Lean", "You are terse.", model="repertory/null")
-    pool = LocalAgentPool()
-    pool.add(agent)
-    host = HostCore(store, pool, Settings(store=f"sqlite:///{tmp_path / tag}.db", idle_timeout=0))
-    ref = SessionRef(f"lean-{tag}")
-    await host.set_history(ref, _history(n, tag))
-
-    def ask(text: str) -> TurnRequest:
-        return TurnRequest(ref=ref, agent_key=agent.key, content=text, turn_id=uuid.uuid4().hex)
-
+    store, pool, host, agent, _, ask = await _session(tmp_path, f"p{n}", n, "repertory/null")
     await host.turn(ask("first"))
     await host.turn(ask("second"))
     packed = 0
