@@ -9,6 +9,7 @@ import structlog
 
 from repertory.agents.agent import Agent, AgentCore
 from repertory.agents.model_client import preload_litellm
+from repertory.agents.prompt_cache import LINEAGE_BYTES
 from repertory.errors import TurnInterrupted
 from repertory.host import wire
 from repertory.host.envelope import serve_envelope
@@ -22,15 +23,16 @@ from .shared_state import RaySharedStateBackend
 __all__ = ["AgentActor", "agent_core"]
 
 
-def agent_core(agent: Agent, names: ActorNames, memory_stores: MemoryStores, *, preload: bool = True) -> AgentCore:
+def agent_core(agent: Agent, names: ActorNames, memory_stores: MemoryStores, *, preload: bool = True,
+               prompt_cache_bytes: int = LINEAGE_BYTES) -> AgentCore:
     """An agent's core in a process of this runtime (an AgentActor, or a host running its agents
     itself): shared states reached by actor name, memory through ``memory_stores``. ``preload``
     starts litellm's import on a thread, since it takes seconds; without it, the first model
-    call imports it."""
+    call imports it. ``prompt_cache_bytes``: Settings.prompt_cache_bytes."""
     if preload:
         preload_litellm(agent.model)
     return AgentCore(agent, shared_state=lambda state_id: RaySharedStateBackend.lookup(state_id, names),
-                     memory_stores=memory_stores)
+                     memory_stores=memory_stores, prompt_cache_bytes=prompt_cache_bytes)
 
 
 class AgentActor:
@@ -40,10 +42,11 @@ class AgentActor:
     "host"``); the replica then mostly hands out the definition, and does not import litellm
     (~3 s of CPU and ~200 MB) unless a call comes (``Runtime.run_agent``)."""
 
-    def __init__(self, agent: Agent, names: ActorNames, runs_turns: bool = True) -> None:
+    def __init__(self, agent: Agent, names: ActorNames, runs_turns: bool = True,
+                 prompt_cache_bytes: int = LINEAGE_BYTES) -> None:
         configure_logging()
         self._core = agent_core(agent, names, MemoryStores(lambda spec: ray_memory_store(spec, names)),
-                                preload=runs_turns)
+                                preload=runs_turns, prompt_cache_bytes=prompt_cache_bytes)
         self._running: dict[str, asyncio.Task] = {}  # enveloped calls by call id, to cancel one
         self._cancelled: set[str] = set()
 

@@ -43,16 +43,50 @@ def log_context() -> dict[str, Any]:
     return {k: bound[k] for k in _CARRIED if bound.get(k) is not None}
 
 
+class _Misses:
+    """Prompts sent to each replica as what it lacked, and how many it no longer held. While
+    most of them miss (the replica's prompt cache holds fewer sessions than are active there),
+    each miss costs a round trip more than a whole prompt would: prompts go whole, and one in
+    PROBE_EVERY still tries. Recent sends weigh most (halved every WINDOW)."""
+
+    LEARN, WINDOW, PROBE_EVERY = 8, 64, 8
+
+    def __init__(self) -> None:
+        self._counts: dict[str, list[int]] = {}  # replica -> [deltas sent, missed, sent whole since]
+
+    def whole(self, replica: str) -> bool:
+        """Whether to send this replica the whole prompt although it received its lineage."""
+        c = self._counts.get(replica)
+        if c is None or c[0] < self.LEARN or 2 * c[1] <= c[0]:
+            return False
+        c[2] += 1
+        return c[2] % self.PROBE_EVERY != 0
+
+    def sent(self, replica: str, missed: bool) -> None:
+        c = self._counts.setdefault(replica, [0, 0, 0])
+        c[0] += 1
+        c[1] += missed
+        if c[0] >= self.WINDOW:
+            c[0], c[1] = c[0] // 2, c[1] // 2
+
+
 def _prompt_unknown(exc: BaseException) -> bool:
     """Whether a replica answered that it no longer holds what a prompt extends."""
     return isinstance(unwrap_ray_error(exc) if isinstance(exc, RayTaskError) else exc, PromptUnknown)
 
 
+def _extends(prompt: Any) -> bool:
+    """Whether ``prompt`` (as sent) was only what the replica lacked of a lineage."""
+    return isinstance(prompt, dict) and prompt["base"] > 0
+
+
 class RayAgentPool:
     """Looks up agent replicas by name and spreads calls over them."""
 
-    def __init__(self, names: ActorNames) -> None:
+    def __init__(self, names: ActorNames, *, lineages: bool = True) -> None:
         self.names = names
+        self._lineages = lineages  # send what a replica lacks of a prompt (Settings.prompt_cache_bytes)
+        self._misses = _Misses()
         self._handles: dict[str, object] = {}
         self._next: dict[str, int] = {}
         # Concurrent calls to one replica travel as one envelope (repertory.host.envelope); each
@@ -82,6 +116,12 @@ class RayAgentPool:
             self._replica(replica).cancel.remote(wire.encode([call[0]]))
         except _ReplicaGone:
             pass
+
+    def _prompt_for(self, history: Prompt, replica: str, whole: bool = False) -> bytes | dict[str, Any]:
+        """What to send ``replica`` of ``history``: what it lacks, unless it must go whole."""
+        if not self._lineages:
+            return history.blob()
+        return history.for_replica(replica, whole=whole or (history.holds(replica) and self._misses.whole(replica)))
 
     def _start(self, agent_key: str, replicas: int, history: Any = None) -> int:
         """The replica a call tries first: one that holds the prompt's lineage (it is sent only
@@ -145,13 +185,18 @@ class RayAgentPool:
             if not isinstance(history, Prompt):
                 return wire.decode(await call(history))
             name = self.names.agent(agent_key, index)
+            prompt = self._prompt_for(history, name)
             try:
-                out = await call(history.for_replica(name))
+                out = await call(prompt)
             except (PromptUnknown, RayTaskError) as exc:
                 if not _prompt_unknown(exc):
                     raise
+                self._misses.sent(name, True)
                 history.forget(name)
                 out = await call(history.for_replica(name, whole=True))
+            else:
+                if _extends(prompt):
+                    self._misses.sent(name, False)
             history.delivered(name)
             return wire.decode(out)
 
@@ -172,7 +217,7 @@ class RayAgentPool:
             except AgentError as exc:  # this replica is gone for good: try the others
                 last, attempt = exc, attempt + 1
                 continue
-            prompt = history.for_replica(name, whole=bool(whole)) if isinstance(history, Prompt) else history
+            prompt = self._prompt_for(history, name, bool(whole)) if isinstance(history, Prompt) else history
             # A journaled turn is never retried by Ray from its start (max_task_retries): that
             # would run its tools again. The host resumes it from the journal instead.
             options = {"max_task_retries": 0} if steps else {}
@@ -183,6 +228,8 @@ class RayAgentPool:
                     started = True
                     yield item
                 if isinstance(history, Prompt):
+                    if _extends(prompt):
+                        self._misses.sent(name, False)
                     history.delivered(name)
                 return
             except (asyncio.CancelledError, GeneratorExit):  # the turn was cancelled or left: stop the model call
@@ -191,6 +238,7 @@ class RayAgentPool:
             except PromptUnknown:
                 if started or whole or not isinstance(history, Prompt):
                     raise
+                self._misses.sent(name, True)
                 history.forget(name)
                 whole = 1  # the same replica, sent the whole prompt
             except _GONE as exc:

@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from repertory.agents.agent import AgentCore, Step, TurnOutput
+from repertory.agents.prompt_cache import LINEAGE_BYTES
 from repertory.memory.stores import MemoryStores
 from repertory.state.prompt import Prompt, in_process
 
@@ -31,8 +32,9 @@ __all__ = ["InHostAgentPool"]
 class InHostAgentPool:
     """Agent cores by agent key, in this process; definitions fetched from the agents' actors."""
 
-    def __init__(self, names: ActorNames) -> None:
+    def __init__(self, names: ActorNames, prompt_cache_bytes: int = LINEAGE_BYTES) -> None:
         self.names = names
+        self._prompt_cache_bytes = prompt_cache_bytes  # Settings.prompt_cache_bytes
         self._remote = RayAgentPool(names)
         self._memory_stores = MemoryStores(lambda spec: ray_memory_store(spec, names))
         self._cores: dict[str, AgentCore] = {}
@@ -50,14 +52,15 @@ class InHostAgentPool:
 
     async def _load(self, agent_key: str, replicas: int) -> AgentCore:
         agent = await self._remote.definition(agent_key, replicas)
-        core = self._cores[agent_key] = agent_core(agent, self.names, self._memory_stores)
+        core = self._cores[agent_key] = agent_core(agent, self.names, self._memory_stores,
+                                                   prompt_cache_bytes=self._prompt_cache_bytes)
         return core
 
     async def run(self, agent_key: str, replicas: int, history: Prompt | bytes | list[dict], context: dict | None,
                   shared_state_id: str | None = None, memory: dict | None = None,
                   window: dict | None = None) -> TurnOutput:
         core = await self._core(agent_key, replicas)
-        return await core.run(in_process(history, core.prompts.decode, agent_key), context, shared_state_id,
+        return await core.run(in_process(history, core.prompts, agent_key), context, shared_state_id,
                               memory, window)
 
     async def stream(self, agent_key: str, replicas: int, history: Prompt | bytes | list[dict], context: dict | None,
@@ -65,7 +68,7 @@ class InHostAgentPool:
                      window: dict | None = None, *, deltas: bool = True, steps: bool = False,
                      resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
         core = await self._core(agent_key, replicas)
-        async for item in core.stream(in_process(history, core.prompts.decode, agent_key), context, shared_state_id,
+        async for item in core.stream(in_process(history, core.prompts, agent_key), context, shared_state_id,
                                       memory=memory, window=window,
                                       deltas=deltas, steps=steps, resume=resume):
             yield item

@@ -60,7 +60,8 @@ class SessionHost:
         # would grow without bound).
         metrics = RayMetrics(name if name.startswith("host-") else "dedicated")
         store = open_actor_store(settings, names)
-        agents = InHostAgentPool(names) if settings.agent_placement == "host" else RayAgentPool(names)
+        agents = InHostAgentPool(names, settings.prompt_cache_bytes) if settings.agent_placement == "host" \
+            else RayAgentPool(names, lineages=settings.prompt_cache_bytes > 0)
         self._core = HostCore(store, agents, settings, name=name, sweep_store=sweeps, metrics=metrics,
                               activation=_activation(store, settings, names, name),
                               metrics_every=METRICS_AFTER_TURNS_S)

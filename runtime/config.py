@@ -57,6 +57,10 @@ class Settings:
     # string or a list; None reads REPERTORY_ENCRYPTION_KEY. Hidden from repr, never logged.
     encryption_key: str | list[str] | None = field(default=None, repr=False)
     encryption_required: bool = False  # refuse plaintext records instead of reading them
+    # Bytes of its sessions' histories an agent core keeps (each AgentActor replica, each agent
+    # run in a host or in the local runtime), so that a session's next turn sends and decodes
+    # only its new messages (repertory.state.prompt); 0 sends every prompt whole.
+    prompt_cache_bytes: int = 64 * 1024 * 1024
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +77,9 @@ class Settings:
             raise InvalidInput("lease_ttl must be a positive, finite number of seconds")
         if self.max_message_bytes <= 0:
             raise InvalidInput("max_message_bytes must be positive")
+        if not isinstance(self.prompt_cache_bytes, int) or isinstance(self.prompt_cache_bytes, bool) \
+                or self.prompt_cache_bytes < 0:
+            raise InvalidInput("prompt_cache_bytes must be a whole number of bytes, 0 or more (0: whole prompts)")
         if self.store_access not in ("direct", "actor"):
             raise InvalidInput("store_access must be 'direct' or 'actor'")
         self.agent_placement = self.agent_placement or os.environ.get("REPERTORY_AGENT_PLACEMENT") or "actor"

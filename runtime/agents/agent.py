@@ -15,7 +15,7 @@ from repertory.errors import AgentError, InvalidInput, ModelError
 from repertory.agents.definition import definition_of
 from repertory.agents.demo_model import DEMO_MODEL
 from repertory.agents.model_client import NULL_MODEL, ModelClient, ModelReply, client_for
-from repertory.agents.prompt_cache import PromptCache
+from repertory.agents.prompt_cache import LINEAGE_BYTES, PromptCache
 from repertory.agents.tool_calls import unanswered_calls
 from repertory.agents.tools import Tool, as_tool
 from repertory.agents.window import ContextWindow, Fitted
@@ -173,7 +173,8 @@ class AgentCore:
 
     def __init__(self, agent: Agent, client: ModelClient | None = None,
                  shared_state: Callable[[str], Any] | None = None,
-                 memory_stores: Callable[[dict[str, Any]], Any] | None = None) -> None:
+                 memory_stores: Callable[[dict[str, Any]], Any] | None = None,
+                 prompt_cache_bytes: int = LINEAGE_BYTES) -> None:
         self.agent = agent
         self.client = client or client_for(agent.model)
         # How to reach a shared state's backend by id here (in an actor: by actor name), and a
@@ -185,7 +186,8 @@ class AgentCore:
         self._memory: AgentMemory | None = None
         self.window = ContextWindow(agent.model, tokens=agent.max_context_tokens, policy=agent.context_policy,
                                     summarize=self._summary_call)
-        self.prompts = PromptCache()  # a session's next turn decodes only its new messages
+        # a session's next turn is sent and decodes only its new messages (Settings.prompt_cache_bytes)
+        self.prompts = PromptCache(lineage_bytes=prompt_cache_bytes)
 
     async def _summary_call(self, prompt: list[dict]) -> ModelReply:
         return await self.client.complete(self.agent.model, prompt, **self.agent.llm_options)

@@ -23,7 +23,7 @@ from typing import Any
 from repertory.errors import PromptUnknown
 from repertory.stores.codec import array_head, unpack_array
 
-__all__ = ["PromptCache"]
+__all__ = ["LINEAGE_BYTES", "PromptCache"]
 
 MIN_BYTES = 16 * 1024    # shorter histories decode in tens of µs: not worth keeping
 MAX_BYTES = 4 * 1024 * 1024  # kept history bytes per cache (decoded: a few times that)
@@ -50,11 +50,13 @@ class PromptCache:
     def __init__(self, max_bytes: int = MAX_BYTES, min_bytes: int = MIN_BYTES,
                  lineage_bytes: int = LINEAGE_BYTES) -> None:
         self.max_bytes, self.min_bytes, self.lineage_bytes = max_bytes, min_bytes, lineage_bytes
+        self.decoded_bytes = min(max_bytes, lineage_bytes)  # the lineages' bytes kept decoded too
         # lineage -> (message count, their bytes): the stored messages hosts sent (state.prompt)
         self._lineages: OrderedDict[bytes, tuple[int, bytearray]] = OrderedDict()
         self._lineage_size = 0
         self.extended = 0  # prompts that came as what this cache lacked of a lineage
         self.received = 0  # bytes of stored messages that came in lineages' prompts
+        self.unknown = 0  # prompts that extended a lineage this cache no longer held
         # lineage -> (message count, their bytes' length, decoded messages), at most max_bytes
         self._decoded: OrderedDict[bytes, tuple[int, int, list[Any]]] = OrderedDict()
         self._decoded_size = 0
@@ -121,7 +123,8 @@ class PromptCache:
             self._lineage_size -= len(kept[1])
         if base:
             if kept is None or kept[0] != base:
-                self._decoded.pop(lineage, None)
+                self._forget_decoded(lineage)
+                self.unknown += 1
                 raise PromptUnknown("this agent replica no longer holds the history the prompt extends; "
                                     "send the whole prompt")
             body = kept[1]
@@ -155,10 +158,10 @@ class PromptCache:
         else:
             msgs = unpack_array(array_head(count) + body)
             self.decoded += count
-        if len(body) <= self.max_bytes:
+        if len(body) <= self.decoded_bytes:
             self._decoded[lineage] = (count, len(body), msgs)
             self._decoded_size += len(body)
-            while self._decoded_size > self.max_bytes:
+            while self._decoded_size > self.decoded_bytes:
                 _, (_, size, _) = self._decoded.popitem(last=False)
                 self._decoded_size -= size
         return msgs

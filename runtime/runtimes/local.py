@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from repertory._sync import aiter_on_portal, on_portal
 from repertory.agents.agent import Agent, AgentCore, Step, TurnOutput
 from repertory.agents.model_client import preload_litellm
+from repertory.agents.prompt_cache import LINEAGE_BYTES
 from repertory.config import Settings
 from repertory.errors import AgentError
 from repertory.host import wire
@@ -39,15 +40,18 @@ class LocalAgentPool:
     """Agent cores in this process, by agent key."""
 
     def __init__(self, shared_state: Callable[[str], Any] | None = None,
-                 memory_stores: Callable[[dict[str, Any]], Any] | None = None) -> None:
+                 memory_stores: Callable[[dict[str, Any]], Any] | None = None,
+                 prompt_cache_bytes: int = LINEAGE_BYTES) -> None:
         self.cores: dict[str, AgentCore] = {}
         self._shared_state = shared_state
         self._memory_stores = memory_stores
+        self._prompt_cache_bytes = prompt_cache_bytes  # Settings.prompt_cache_bytes
 
     def add(self, agent: Agent) -> None:
         if agent.key not in self.cores:
             self.cores[agent.key] = AgentCore(agent, shared_state=self._shared_state,
-                                              memory_stores=self._memory_stores)
+                                              memory_stores=self._memory_stores,
+                                              prompt_cache_bytes=self._prompt_cache_bytes)
             preload_litellm(agent.model)
 
     def _core(self, key: str) -> AgentCore:
@@ -60,7 +64,7 @@ class LocalAgentPool:
                   shared_state_id: str | None = None, memory: dict | None = None,
                   window: dict | None = None) -> TurnOutput:
         core = self._core(agent_key)
-        return await core.run(in_process(history, core.prompts.decode, agent_key), context, shared_state_id,
+        return await core.run(in_process(history, core.prompts, agent_key), context, shared_state_id,
                               memory, window)
 
     def stream(self, agent_key: str, replicas: int, history: Prompt | bytes | list[dict], context: dict | None,
@@ -68,7 +72,7 @@ class LocalAgentPool:
                window: dict | None = None, *, deltas: bool = True, steps: bool = False,
                resume: list[dict] | None = None) -> AsyncIterator[str | Step | TurnOutput]:
         core = self._core(agent_key)
-        return core.stream(in_process(history, core.prompts.decode, agent_key), context, shared_state_id,
+        return core.stream(in_process(history, core.prompts, agent_key), context, shared_state_id,
                            memory=memory, window=window,
                                             deltas=deltas, steps=steps, resume=resume)
 
@@ -96,7 +100,7 @@ class LocalRuntime(Runtime):
         from repertory._sync import call_in_portal
 
         self.settings = settings
-        self.agents = LocalAgentPool(self.shared_state, self.memory_store)
+        self.agents = LocalAgentPool(self.shared_state, self.memory_store, settings.prompt_cache_bytes)
         # Stores are loop-bound: open it on the portal's thread, where every call runs.
         self.store: Store = call_in_portal(settings.open_store)
         # Prometheus metrics of this runtime's hosts, in its own registry (the server's /metrics).

@@ -306,7 +306,7 @@ class RayRuntime(Runtime):
         # node leaves never restarts: the pools send its calls to the other replicas.
         runs_turns = self.settings.agent_placement == "actor"
         handles = [self._actor(AgentActor, self.names.agent(agent.key, i), 10_000, agent, self.names, runs_turns,
-                               max_task_retries=3,
+                               self.settings.prompt_cache_bytes, max_task_retries=3,
                                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
                    for i, node in enumerate(spread([(node, 1.0) for node, _ in nodes], replicas))]
         try:

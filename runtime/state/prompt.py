@@ -15,7 +15,6 @@ prompt is sent whole. Agents in the host's own process take part the same way (:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from repertory.errors import PromptUnknown
@@ -70,18 +69,19 @@ class Prompt:
         self._sent.pop(replica, None)
 
 
-def in_process(history: Prompt | bytes | list[dict], decode: Callable[[Any], list[Any]],
-               agent: str) -> bytes | list[dict] | list[Any]:
+def in_process(history: Prompt | bytes | list[dict], prompts: Any, agent: str) -> bytes | list[dict] | list[Any]:
     """The messages of ``history`` for an agent in this process (the local runtime, agents in a
-    host), named ``agent``, that decodes with ``decode`` (its PromptCache): a prompt of a
+    host), named ``agent``, whose ``prompts`` (its PromptCache) decode it: a prompt of a
     lineage it holds costs only the messages it lacks, as for a replica, without the copies of
-    a whole blob. Anything else as it is."""
+    a whole blob. Anything else as it is; a whole blob if the cache keeps no lineages."""
     if not isinstance(history, Prompt):
         return history
+    if not prompts.lineage_bytes:
+        return history.blob()
     try:
-        msgs = decode(history.for_replica(agent))
+        msgs = prompts.decode(history.for_replica(agent))
     except PromptUnknown:
         history.forget(agent)
-        msgs = decode(history.for_replica(agent, whole=True))
+        msgs = prompts.decode(history.for_replica(agent, whole=True))
     history.delivered(agent)  # decoded: it holds them now, whatever the turn does
     return msgs

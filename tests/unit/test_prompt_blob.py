@@ -79,7 +79,7 @@ class PromptMachine(RuleBasedStateMachine):
         replica = self.replicas[name]
         prompt = self.state.prompt(user, window=window, start=start, before=before)
         if name == "r1":  # an agent in the host's process
-            got = in_process(prompt, replica.decode, name)
+            got = replica.decode(in_process(prompt, replica, name))  # as AgentCore.run does
         else:
             try:
                 got = replica.decode(prompt.for_replica(name))
