@@ -17,10 +17,21 @@ def ray_cluster():
     ray.shutdown()
 
 
+def _init(tmp_path, **settings):
+    return repertory.init(store=f"sqlite:///{tmp_path / 'state.db'}",
+                          namespace=f"t{os.getpid()}-{tmp_path.name}"[:60], **settings)
+
+
 @pytest.fixture
 def runtime(ray_cluster, tmp_path):
     """A Ray runtime over a fresh SQLite file, two hosts, a small resident cap."""
-    rt = repertory.init(store=f"sqlite:///{tmp_path / 'state.db'}", num_hosts=2, max_resident=50,
-                        namespace=f"t{os.getpid()}-{tmp_path.name}"[:60])
+    rt = _init(tmp_path, num_hosts=2, max_resident=50)
     yield rt
+    repertory.shutdown()
+
+
+@pytest.fixture
+def runtime_with(ray_cluster, tmp_path):
+    """``runtime_with(**settings)``: a Ray runtime over a fresh SQLite file with those settings."""
+    yield lambda **settings: _init(tmp_path, **settings)
     repertory.shutdown()

@@ -4,14 +4,12 @@ the messages it lacks, and the model still reads the whole history: after a repl
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
 import pytest
 import ray
 
-import repertory
 from openai_server import OpenAIServer
 from repertory import Agent, Session
 
@@ -84,23 +82,16 @@ def test_a_long_sessions_turns_send_the_replica_only_what_it_lacks(runtime):
         turn("and again")
 
 
-@pytest.fixture
-def small_cache(ray_cluster, tmp_path):
-    """A Ray runtime whose agent replicas keep 200 KB of prompts: one long session's worth."""
-    rt = repertory.init(store=f"sqlite:///{tmp_path / 'small.db'}", num_hosts=1, prompt_cache_bytes=200_000,
-                        namespace=f"s{os.getpid()}-{tmp_path.name}"[:60])
-    yield rt
-    repertory.shutdown()
-
-
 def _counters(replica) -> dict:
     return ray.get(replica.__ray_call__.remote(lambda self: {
         k: getattr(self._core.prompts, k, 0) for k in ("extended", "received", "unknown")}), timeout=60)
 
 
-def test_a_replica_that_holds_fewer_sessions_than_are_active_gets_whole_prompts(small_cache):
-    # Three long sessions take turns on a replica that holds one: each would miss, and a miss
-    # costs a round trip more than a whole prompt. After a few, the host sends them whole.
+def test_a_replica_that_holds_fewer_sessions_than_are_active_gets_whole_prompts(runtime_with):
+    # Three long sessions take turns on a replica that holds one (200 KB of prompts): each would
+    # miss, and a miss costs a round trip more than a whole prompt. After a few, the host sends
+    # them whole.
+    rt = runtime_with(num_hosts=1, prompt_cache_bytes=200_000)
     history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"note {i}: " + "y" * 90}
                for i in range(1200)]
     with OpenAIServer() as server:
@@ -113,7 +104,7 @@ def test_a_replica_that_holds_fewer_sessions_than_are_active_gets_whole_prompts(
                 text = f"round {round_} session {k}"
                 assert s.chat(text) == f"echo: {text}"
                 assert len(server.requests[-1]["messages"]) == 1200 + 2 * round_ + 1
-    counters = _counters(_replica(small_cache))
+    counters = _counters(_replica(rt))
     # Without the fallback, 3 × 13 - 1 prompts would have missed; it learns after 8 and then
     # probes one in 8.
     assert 8 <= counters["unknown"] <= 14, counters
