@@ -122,7 +122,7 @@ class PromptCache:
         if kept is not None:
             self._lineage_size -= len(kept[1])
         if base:
-            if kept is None or kept[0] != base:
+            if kept is None or kept[0] != base or prompt["n_new"] < 0:
                 self._forget_decoded(lineage)
                 self.unknown += 1
                 raise PromptUnknown("this agent replica no longer holds the history the prompt extends; "
@@ -140,7 +140,11 @@ class PromptCache:
                 gone, (_, gone_body) = self._lineages.popitem(last=False)
                 self._lineage_size -= len(gone_body)
                 self._forget_decoded(gone)
-        msgs = self._lineage_messages(lineage, count, body)
+        try:
+            msgs = self._lineage_messages(lineage, count, body)
+        except Exception:
+            self._drop(lineage)  # what it kept of this lineage is not what the host sent
+            raise
         turn = unpack_array(array_head(prompt["n_turn"]) + prompt["turn"])
         return msgs + turn  # the caller's list: appending to it leaves the kept one
 
@@ -165,6 +169,12 @@ class PromptCache:
                 _, (_, size, _) = self._decoded.popitem(last=False)
                 self._decoded_size -= size
         return msgs
+
+    def _drop(self, lineage: bytes) -> None:
+        kept = self._lineages.pop(lineage, None)
+        if kept is not None:
+            self._lineage_size -= len(kept[1])
+        self._forget_decoded(lineage)
 
     def _forget_decoded(self, lineage: bytes) -> None:
         kept = self._decoded.pop(lineage, None)

@@ -56,6 +56,8 @@ class Prompt:
         if self._lineage is None:
             return self.blob()
         n, size = (0, 0) if whole else self._sent.get(replica, (0, 0))
+        if n > self._count:  # it holds a later prompt of the lineage (this one was sent late)
+            n, size = 0, 0
         return {"lineage": self._lineage, "base": n, "n_new": self._count - n,
                 "new": bytes(self._body[size:self._size]), "n_turn": self._n_turn, "turn": self._turn}
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from repertory.agents.prompt_cache import PromptCache
 from repertory.errors import PromptUnknown
 from repertory.state import session_state
 from repertory.state.prompt import in_process
 from repertory.state.session_state import SessionState
-from repertory.stores.codec import MsgpackCodec, pack_array, unpack_array
+from repertory.stores.codec import MsgpackCodec, array_head, pack_array, unpack_array
 
 _codec = MsgpackCodec()
 texts = st.text(alphabet="abcxyz é", min_size=1, max_size=400)
@@ -32,6 +32,7 @@ class PromptMachine(RuleBasedStateMachine):
         self.revision = 1
         self.replicas = {"r0": PromptCache(min_bytes=0), "r1": PromptCache(min_bytes=0)}
         self.whole_resends = 0
+        self.sent: list = []  # recent prompts with the messages they hold
 
     def _apply(self, made) -> None:
         _, meta, messages = made
@@ -90,6 +91,34 @@ class PromptMachine(RuleBasedStateMachine):
             if data.draw(st.booleans()):  # else the call failed: the host does not know it arrived
                 prompt.delivered(name)
         assert got == unpack_array(want)
+        self.sent.append((prompt, unpack_array(want)))
+        del self.sent[:-6]
+
+    @rule(data=st.data())
+    def late_prompt(self, data):
+        # A prompt built before later turns, sent after them (a retry on another replica, a
+        # parallel turn): the replica may hold more of its lineage than it has.
+        if not self.sent:
+            return
+        prompt, want = data.draw(st.sampled_from(self.sent))
+        name = data.draw(st.sampled_from(sorted(self.replicas)))
+        replica = self.replicas[name]
+        try:
+            got = replica.decode(prompt.for_replica(name))
+        except PromptUnknown:
+            prompt.forget(name)
+            got = replica.decode(prompt.for_replica(name, whole=True))
+        assert got == want
+        prompt.delivered(name)
+
+    @invariant()
+    def replicas_keep_exactly_what_they_were_sent(self):
+        for replica in self.replicas.values():
+            for lineage, (count, body) in replica._lineages.items():
+                assert len(unpack_array(array_head(count) + body)) == count  # no more, no less
+                if lineage in replica._decoded:
+                    n, size, msgs = replica._decoded[lineage]
+                    assert msgs == unpack_array(array_head(n) + body[:size])
 
     @rule(name=st.sampled_from(["r0", "r1"]), room=st.sampled_from([0, 2_000, 30_000, None]),
           decoded_room=st.sampled_from([0, 3_000, None]))
@@ -105,3 +134,41 @@ def test_prompts_match_the_history_packed_from_scratch(monkeypatch):
     PromptMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None,
                                                suppress_health_check=[HealthCheck.too_slow])
     PromptMachine.TestCase().runTest()
+
+
+def test_a_prompt_sent_after_a_later_one_of_its_lineage_reads_back_its_own_messages(monkeypatch):
+    # A retry on another replica, or a parallel turn, can send a prompt after a later prompt of
+    # the same lineage reached that replica: the replica then holds more than the prompt has.
+    monkeypatch.setattr(session_state, "PACKED_MIN_BYTES", 300)
+    state = SessionState.new("k", "sid", None)
+    replica = PromptCache(min_bytes=0)
+
+    def append(n: int) -> None:
+        _, meta, messages = state.append_write([{"role": "user", "content": f"m{i} " + "x" * 50} for i in range(n)])
+        state.applied(state.revision + 1, meta, messages)
+
+    def send(prompt) -> list:
+        try:
+            got = replica.decode(prompt.for_replica("r"))
+        except PromptUnknown:
+            prompt.forget("r")
+            got = replica.decode(prompt.for_replica("r", whole=True))
+        prompt.delivered("r")
+        return got
+
+    append(10)
+    user = {"role": "user", "content": "q"}
+    state.prompt(user)  # the first prompt with this start: the next is kept, under a lineage
+    first = state.prompt(user)
+    assert len(send(first)) == 11
+    append(4)
+    late = state.prompt(user)
+    append(4)
+    latest = state.prompt(user)
+    assert len(send(latest)) == 19
+    assert len(send(late)) == 15  # sent after the latest: its own 14 messages and the question
+    append(2)
+    assert len(send(state.prompt(user))) == 21  # and the lineage goes on, exact
+    replica._decoded.clear()  # decoded again from the kept bytes, they must be exact too
+    append(2)
+    assert len(send(state.prompt(user))) == 23
