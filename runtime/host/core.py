@@ -72,7 +72,7 @@ _codec = MsgpackCodec()
 
 class AgentPool(Protocol):
     """Where a host sends prompts: in-process agent cores or AgentActors. A :class:`Prompt`
-    goes whole to an agent in this process, and to a replica as what it lacks."""
+    reaches either as what it lacks (``Prompt.for_replica``, ``state.prompt.in_process``)."""
 
     async def run(self, agent_key: str, replicas: int, history: Prompt | list[dict], context: dict | None,
                   shared_state_id: str | None = None, memory: dict | None = None,
