@@ -15,6 +15,7 @@ from repertory.agents.agent import Agent, Step, TurnOutput
 from repertory.errors import AgentError, AgentReplicaLost, PromptUnknown
 from repertory.host import wire
 from repertory.host.envelope import Coalescer, decode_outcomes
+from repertory.logs import get_logger
 from repertory.state.prompt import Prompt
 
 from .names import ActorNames
@@ -23,6 +24,7 @@ from .calls import iterate_streaming, unwrap_ray_error
 __all__ = ["RayAgentPool", "log_context"]
 
 T = TypeVar("T")
+log = get_logger("repertory.agents")
 
 # A replica that died, is restarting, or can never restart (its node left the cluster, and it
 # was pinned to that node): the next replica takes the call.
@@ -53,17 +55,26 @@ class _Misses:
 
     def __init__(self) -> None:
         self._counts: dict[str, list[int]] = {}  # replica -> [deltas sent, missed, sent whole since]
+        self._whole: set[str] = set()  # replicas sent whole prompts now
+        self.resends = 0  # prompts a replica no longer held, sent again whole (HostStats.prompt_resends)
 
     def whole(self, replica: str) -> bool:
         """Whether to send this replica the whole prompt although it received its lineage."""
         c = self._counts.get(replica)
         if c is None or c[0] < self.LEARN or 2 * c[1] <= c[0]:
+            self._whole.discard(replica)
             return False
+        if replica not in self._whole:
+            self._whole.add(replica)
+            log.warning("prompt_cache_too_small", replica=replica, missed=c[1], of=c[0],
+                        hint="more long sessions are active on this agent replica than it keeps: whole prompts "
+                             "are sent to it now; raise prompt_cache_bytes (repertory.init) or add replicas")
         c[2] += 1
         return c[2] % self.PROBE_EVERY != 0
 
     def sent(self, replica: str, missed: bool) -> None:
         c = self._counts.setdefault(replica, [0, 0, 0])
+        self.resends += missed
         c[0] += 1
         c[1] += missed
         if c[0] >= self.WINDOW:
@@ -116,6 +127,11 @@ class RayAgentPool:
             self._replica(replica).cancel.remote(wire.encode([call[0]]))
         except _ReplicaGone:
             pass
+
+    @property
+    def prompt_resends(self) -> int:
+        """Prompts a replica no longer held, sent again whole (HostStats.prompt_resends)."""
+        return self._misses.resends
 
     def _prompt_for(self, history: Prompt, replica: str, whole: bool = False) -> bytes | dict[str, Any]:
         """What to send ``replica`` of ``history``: what it lacks, unless it must go whole."""

@@ -964,6 +964,11 @@ class HostCore:
         """Activation leases this host took from a dead incarnation of itself."""
         return self.activation.takeovers if self.activation is not None else 0
 
+    @property
+    def prompt_resends(self) -> int:
+        """Prompts an agent replica no longer held, sent again whole (agents on Ray only)."""
+        return getattr(self.agents, "prompt_resends", 0)
+
     def snapshot(self) -> HostStats:
         """This host's counters (:class:`~repertory.host.stats.HostStats`)."""
         return self.counters.snapshot(self.name, resident=len(self._slots), activations=self.activations,
@@ -971,6 +976,7 @@ class HostCore:
                                       lease_waits=self.lease_waits, repeated_model_calls=self.repeated_model_calls,
                                       turns_cancelled=self.turns_cancelled,
                                       redirects=self.redirects, takeovers=self.takeovers,
+                                      prompt_resends=self.prompt_resends,
                                       turns_in_mailboxes=sum(len(slot.turns) for slot in list(self._slots.values())))
 
     def stats(self) -> dict[str, Any]:

@@ -32,7 +32,8 @@ SYNCED = (("activations", "Sessions activated (loaded into a host)"),
            ("lease_waits", "Waits for another runtime's lease on a session"),
            ("turns_cancelled", "Turns cancelled by a busy-session policy"),
            ("redirects", "Calls sent on to the host holding a session's activation lease"),
-           ("takeovers", "Activation leases taken from a dead incarnation of the same host"))
+           ("takeovers", "Activation leases taken from a dead incarnation of the same host"),
+           ("prompt_resends", "Prompts an agent replica no longer held, sent again whole"))
 
 
 class HostMetrics:

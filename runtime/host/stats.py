@@ -92,6 +92,9 @@ class HostStats:
     turns_in_mailboxes: int = 0  # turns running or waiting in their sessions' mailboxes now
     redirects: int = 0  # calls sent on to the host holding the session's activation lease
     takeovers: int = 0  # activation leases taken from a dead incarnation of this host
+    # prompts an agent replica no longer held (repertory.state.prompt), sent again whole: one that
+    # grows with the turns says Settings.prompt_cache_bytes is too small for the sessions active
+    prompt_resends: int = 0
     series: list[LatencyPoint] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

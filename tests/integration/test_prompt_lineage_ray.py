@@ -108,3 +108,5 @@ def test_a_replica_that_holds_fewer_sessions_than_are_active_gets_whole_prompts(
     # Without the fallback, 3 × 13 - 1 prompts would have missed; it learns after 8 and then
     # probes one in 8.
     assert 8 <= counters["unknown"] <= 14, counters
+    # The host counts them (HostStats, and the prompt_resends metric): a cache too small shows.
+    assert sum(st["prompt_resends"] for st in rt.stats()) == counters["unknown"]

@@ -101,9 +101,10 @@ def test_two_registries_never_mix_and_counts_publish_as_deltas():
 
 def test_the_ray_shape_reads_the_hosts_totals():
     text = stats_exposition([HostStats("host-0", turns=7, turn_errors=1, resident=3, turn_p50=0.002, turn_p99=0.01,
-                                       redirects=4, takeovers=1),
+                                       redirects=4, takeovers=1, prompt_resends=2),
                              HostStats("host-1", turns=5)]).decode()
     m = samples(text)
+    assert m[("repertory_prompt_resends_total", (("host", "host-0"),))] == 2
     assert m[("repertory_redirects_total", (("host", "host-0"),))] == 4
     assert m[("repertory_takeovers_total", (("host", "host-0"),))] == 1
     assert m[("repertory_turns_total", (("host", "host-0"),))] == 7
