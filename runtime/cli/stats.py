@@ -17,7 +17,8 @@ COLUMNS = (("turns", "turns_total", "turns"), ("errors", "turn_errors_total", "t
            ("resident", "resident_sessions", "resident"), ("activations", "activations_total", "activations"),
            ("passivations", "passivations_total", "passivations"), ("CAS retries", "cas_retries_total", "cas_retries"),
            ("cancelled", "turns_cancelled_total", "turns_cancelled"),
-           ("redirects", "redirects_total", "redirects"))
+           ("redirects", "redirects_total", "redirects"),
+           ("prompt resends", "prompt_resends_total", "prompt_resends"))
 
 
 def _rows_from_text(text: str) -> dict[str, dict[str, float]]:

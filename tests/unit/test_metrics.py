@@ -65,7 +65,8 @@ def test_a_scrape_after_100_turns_shows_100_turns(server, monkeypatch):
     assert out.exit_code == 0, out.output
     row = next(line for line in out.output.splitlines() if " local " in line).split("│")
     assert [c.strip() for c in row[2:4]] == ["100", "1"]
-    assert float(row[10]) > 0  # turn p50 (a bucket bound, ms), after the redirects column
+    assert row[10].strip() == "0"  # prompt resends: none on the local runtime
+    assert float(row[11]) > 0  # turn p50 (a bucket bound, ms), after the prompt resends column
 
 
 def test_stats_needs_the_admin_key_and_one_target(server, monkeypatch):
