@@ -7,6 +7,7 @@ Everything runs on real SQLite files; a failure is provoked the way it happens i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,16 @@ from repertory.stores.base import CheckpointInfo, CheckpointRecord, StateWrite
 from repertory.stores.sqlite import SQLiteStore
 
 NOBODY = 65534
+
+
+@contextlib.asynccontextmanager
+async def _opened(path: Path) -> AsyncIterator[SQLiteStore]:
+    """A store on ``path``, closed after: a read-back after a restart."""
+    store = SQLiteStore(path)
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def _cp(key: str, cp_id: str = "c1") -> CheckpointRecord:
@@ -296,11 +308,8 @@ async def test_a_deleted_database_is_noticed_before_acknowledging(tmp_path):
             await store.put_checkpoint(_cp("before"))
     finally:
         await store.close()
-    reopened = SQLiteStore(path)
-    try:
+    async with _opened(path) as reopened:
         assert await reopened.list_sessions() == []
-    finally:
-        await reopened.close()
 
 
 async def test_a_replaced_database_is_noticed(tmp_path):
@@ -441,13 +450,10 @@ async def test_a_failed_group_commit_is_rolled_back_and_the_store_goes_on(tmp_pa
         assert await store.delete("warm-up") is True
     finally:
         await store.close()
-    reopened = SQLiteStore(path)
-    try:
+    async with _opened(path) as reopened:
         assert [i.key for i in await reopened.list_sessions()] == ["after"]
         assert (await reopened.load("after")).messages == [b"b"]
         assert [c.cp_id for c in await reopened.list_checkpoints("after")] == ["c1"]
-    finally:
-        await reopened.close()
 
 
 async def test_the_log_restarts_under_steady_writes(tmp_path):
@@ -487,12 +493,9 @@ async def test_an_append_is_one_update_and_one_insert(tmp_path):
         assert verbs == ["BEGIN", "UPDATE", "INSERT", "COMMIT"], seen
     finally:
         await store.close()
-    reopened = SQLiteStore(tmp_path / "s.db")
-    try:
+    async with _opened(tmp_path / "s.db") as reopened:
         rec = await reopened.load("k")
         assert rec.revision == rev and rec.messages == [b"a", b"b", b"c", b"d"] and rec.meta == b"m1"
-    finally:
-        await reopened.close()
 
 
 async def test_rows_past_the_count_left_by_an_older_release_do_not_block_appends(tmp_path):
@@ -512,12 +515,9 @@ async def test_rows_past_the_count_left_by_an_older_release_do_not_block_appends
         rev = await store.commit(StateWrite("k", rev, b"m3", many, base_count=5))
     finally:
         await store.close()
-    reopened = SQLiteStore(path)
-    try:
+    async with _opened(path) as reopened:
         rec = await reopened.load("k")
         assert rec.revision == rev and rec.messages == [b"a", b"b", b"c", b"d", b"e", *many]
-    finally:
-        await reopened.close()
 
 
 async def test_refusals_and_truncations_take_the_general_path_with_their_own_answers(tmp_path):
@@ -540,10 +540,7 @@ async def test_refusals_and_truncations_take_the_general_path_with_their_own_ans
         usage = (await store.usage(["k"]))["k"]
     finally:
         await store.close()
-    reopened = SQLiteStore(path)
-    try:
+    async with _opened(path) as reopened:
         rec = await reopened.load("k")
         assert rec.revision == rev and rec.messages == [b"a", b"B", b"C"] and rec.meta == b"m3"
         assert usage.messages == 3  # the truncated rows were deleted, not hidden
-    finally:
-        await reopened.close()
