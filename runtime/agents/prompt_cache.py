@@ -1,11 +1,12 @@
 """Recent histories, decoded, so that a turn decodes only the messages that are new.
 
-A host sends the agent each turn's history as one msgpack array of the stored messages
-(``SessionState.prompt_blob``), and the agent decodes it: O(history) on every turn (~0.2 ms
-per 500 messages, several times that in a busy process), though a session's next turn adds
-only its last exchange and the new message. :class:`PromptCache` keeps recent histories'
-bytes with their decoded messages; a history whose bytes start with a kept one's decodes
-only the rest. A hit is exact, by comparing the bytes; entries are looked up by the first
+A host sends the agent each turn's history (``SessionState.prompt``): for a long one, only
+what this agent lacks of its lineage (:meth:`PromptCache.extend`, ``repertory.state.prompt``),
+else one msgpack array of the stored messages, which the agent decodes: O(history) on every
+turn (~0.2 ms per 500 messages, several times that in a busy process), though a session's
+next turn adds only its last exchange and the new message. For those, :class:`PromptCache`
+keeps recent histories' bytes with their decoded messages; a history whose bytes start with
+a kept one's decodes only the rest. A hit is exact, by comparing the bytes; entries are looked up by the first
 bytes of the history (its first message, with its timestamp), so two sessions that begin
 alike can only evict each other, never mix. A history cut at its start (a window that moved)
 or rewritten misses and is decoded whole. Bounded by the bytes kept; short histories, cheap

@@ -134,11 +134,6 @@ class SessionState:
             return Prompt(kept.body, n - start, strip_headers(turn), len(turn), kept.lineage, kept.sent)
         return Prompt(kept, n - start, strip_headers(turn), len(turn))
 
-    def prompt_blob(self, user_msg: dict[str, Any], window: int | None = None, start: int = 0,
-                    before: Sequence[dict[str, Any]] = ()) -> bytes:
-        """:meth:`prompt` as one msgpack array."""
-        return self.prompt(user_msg, window, start, before).blob()
-
     def _packed_from(self, start: int) -> _Packed | bytes:
         """``messages[start:]`` packed: kept between turns from PACKED_MIN_BYTES, so that a
         turn packs only the messages added since the last one (O(new), not O(history)). Kept

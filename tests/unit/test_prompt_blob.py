@@ -69,7 +69,7 @@ class PromptMachine(RuleBasedStateMachine):
         window = data.draw(st.one_of(st.none(), st.none(), st.none(), st.integers(1, 80)))
         before = data.draw(st.lists(st.builds(lambda c: {"role": "tool", "content": c}, texts), max_size=2))
         user = {"role": "user", "content": text}
-        blob = self.state.prompt_blob(user, window=window, start=start, before=before)
+        blob = self.state.prompt(user, window=window, start=start, before=before).blob()
         expected = msgs[start:]
         if window:
             expected = expected[-window:]
