@@ -20,6 +20,7 @@ from repertory.errors import InvalidInput
 from repertory.host import wire
 from repertory.host.activation import Activation, Holder
 from repertory.host.api import HostAPI
+from repertory.host.chains import serve_chains
 from repertory.host.core import HostCore
 from repertory.host.envelope import serve_envelope
 from repertory.host.metrics import RayMetrics
@@ -92,6 +93,11 @@ class SessionHost:
         if name not in _OPS:
             raise InvalidInput(f"a host has no operation {name!r}; send one of {sorted(_OPS)}")
         return await wire.serve(getattr(HostCore, name), self._core, data)
+
+    async def turn_chains(self, data: bytes) -> bytes:
+        """A slice of turn chains, each session's turns in order (repertory.host.chains)."""
+        self._sync_metrics_soon()
+        return await serve_chains(self._core, data)
 
     async def stream_turn(self, data: bytes) -> AsyncIterator[str | bytes]:
         (req,) = wire.decode(data)

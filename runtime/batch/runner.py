@@ -47,7 +47,10 @@ from repertory._sync import run_sync
 from repertory.agents.agent import Agent
 from repertory.runtimes.current import get_runtime
 from repertory.batch.jobs import Job, job_id, parse_job, pick_default, resolve_agents
+from repertory.batch.slices import Slicer
 from repertory.errors import InvalidInput, RepertoryError, WorkflowError
+from repertory.host.api import TurnRequest
+from repertory.host.chains import ChainResult
 from repertory.jsonl import read_jsonl
 from repertory.logs import get_logger
 from repertory.agents.model_client import NULL_MODEL, load_litellm
@@ -77,6 +80,10 @@ class BatchReport:
     turns: int = 0  # model turns answered in this run (replayed ones not counted)
     errors: dict[str, str] = field(default_factory=dict)  # id (or "line N") -> "Type: message", first 100
     output: str = ""
+    # Calls that carried many jobs' turns to their host at once (batch.slices), and the jobs
+    # sent in them; the other jobs (workflows, long jobs, retries) went a turn per call.
+    slices: int = 0
+    sliced_jobs: int = 0
 
     @property
     def done(self) -> int:
@@ -183,6 +190,7 @@ class _Runner:
         self.timeout = timeout or None
         self.retries = retries
         self._ensured: dict[str, asyncio.Future[None]] = {}
+        self._handles: dict[int, tuple[Agent, Session]] = {}  # by the agent's id: its jobs' handles are copies
 
     def _deploy(self, agent: Agent) -> None:
         self.rt.ensure_agent(agent)
@@ -224,11 +232,19 @@ class _Runner:
             done.results = dict(exc.results)
             raise
 
-    async def run(self, job: Job) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        done = _Done()
-        attempts = 0
+    async def run(self, job: Job, done: _Done | None = None, t0: float | None = None, attempts: int = 0,
+                  error: BaseException | None = None) -> dict[str, Any]:
+        """Run ``job`` to its output record; ``done``, ``attempts`` and ``error`` continue a job
+        whose first attempt ran elsewhere (in a slice) and failed with ``error``."""
+        t0 = time.perf_counter() if t0 is None else t0
+        done = done or _Done()
         while True:
+            if error is not None:  # the last attempt failed
+                if not retryable(error) or attempts > self.retries:
+                    return _record(job, done, attempts, t0, error, self.timeout)  # with the partial replies
+                delay = min(_BACKOFF * 2 ** (attempts - 1), _MAX_BACKOFF) * random.uniform(0.5, 1.0)
+                log.info("batch_job_retry", job=job.id, attempt=attempts, error=_describe(error, self.timeout))
+                await asyncio.sleep(delay)
             attempts += 1
             try:
                 await self._ensure({id(t.agent): t.agent for t in job.tasks or [] if t.agent}.values())
@@ -237,19 +253,36 @@ class _Runner:
                 async with asyncio.timeout(self.timeout):  # no task of its own, unlike wait_for
                     await body
                 return _record(job, done, attempts, t0, None, self.timeout)
-            except InvalidInput as exc:  # the same input fails the same way: no retry
-                error: BaseException = exc
-            except (RepertoryError, TimeoutError) as exc:
+            except (RepertoryError, TimeoutError) as exc:  # InvalidInput included: not retried
                 error = exc
-                if attempts <= self.retries:
-                    delay = min(_BACKOFF * 2 ** (attempts - 1), _MAX_BACKOFF) * random.uniform(0.5, 1.0)
-                    log.info("batch_job_retry", job=job.id, attempt=attempts, error=_describe(exc, self.timeout))
-                    await asyncio.sleep(delay)
-                    continue
             except Exception as exc:  # a bug in a tool's module, say: report it, keep the batch going
                 log.warning("batch_job_crashed", job=job.id, exc_info=True)
-                error = exc
-            return _record(job, done, attempts, t0, error, self.timeout)  # with the partial replies
+                return _record(job, done, attempts, t0, exc, self.timeout)
+
+    def sliceable(self, job: Job) -> bool:
+        """Whether ``job`` can go to its host as one chain of turns (batch.slices): an agent job
+        within the replay window, on a runtime with slices."""
+        return job.tasks is None and job.agent is not None and 0 < len(job.messages) <= RECENT_TURNS
+
+    async def chain(self, job: Job) -> tuple[Any, list[TurnRequest]] | None:
+        """Where ``job``'s turns go and their requests (with their deterministic turn ids);
+        None if its session takes no slices (a dedicated one)."""
+        await self._ensure([job.agent])
+        made = self._handles.get(id(job.agent))
+        if made is None or made[0] is not job.agent:
+            session = Session(job.session_id, job.agent, job.user_id, runtime=self.rt)
+            self._handles[id(job.agent)] = (job.agent, session)
+        else:
+            session = made[1].for_session(job.session_id, job.user_id)
+        where = self.rt.slice_of(session.ref)
+        if where is None:
+            return None
+        return where, [await session.aturn_request(m, turn_id=_turn_id(job.id, i, m)) for i, m in enumerate(job.messages)]
+
+
+def retryable(error: BaseException) -> bool:
+    """Whether another attempt may succeed: not for bad input, which fails the same way again."""
+    return isinstance(error, (RepertoryError, TimeoutError)) and not isinstance(error, InvalidInput)
 
 
 def _describe(exc: BaseException, timeout: float | None) -> str:
@@ -291,12 +324,19 @@ class _Output:
             raise InvalidInput(f"cannot write the batch output {path}: {exc}") from exc
         self.lines = 0
 
-    def write(self, rec: dict[str, Any]) -> None:
+    def write(self, rec: dict[str, Any], flush: bool = True) -> None:
+        """Append ``rec``'s line; with ``flush=False`` it leaves with the next :meth:`flush`
+        (a killed batch may then leave a torn last line, which the next run cuts off)."""
         self.file.write(json.dumps(rec, ensure_ascii=False, default=str).encode("utf-8") + b"\n")
-        self.file.flush()  # one write per line: a killed batch leaves whole lines behind
+        if flush:
+            self.flush()
         self.lines += 1
         if self.lines % _FSYNC_EVERY == 0:
+            self.flush()
             os.fsync(self.file.fileno())
+
+    def flush(self) -> None:
+        self.file.flush()
 
     def close(self) -> None:
         if not self.file.closed:
@@ -372,8 +412,8 @@ async def _abatch(rt: Runtime, input: Source, output: str | os.PathLike[str], *,
     running: set[asyncio.Task[None]] = set()
     fatal: list[BaseException] = []
 
-    def emit(rec: dict[str, Any]) -> None:
-        out.write(rec)
+    def emit(rec: dict[str, Any], flush: bool = True) -> None:
+        out.write(rec, flush)
         if rec["status"] == "ok":
             report.ok += 1
         else:
@@ -393,13 +433,66 @@ async def _abatch(rt: Runtime, input: Source, output: str | os.PathLike[str], *,
             except Exception:  # a broken progress display must not lose results
                 log.warning("batch_progress_callback_failed", exc_info=True)
 
-    async def run_one(job: Job) -> None:
+    def finish(rec: dict[str, Any], flush: bool = True) -> None:
         try:
-            emit(await runner.run(job))
+            emit(rec, flush)
         except Exception as exc:  # the output cannot be written: stop the batch
             fatal.append(exc)
         finally:
             sem.release()
+
+    async def run_one(job: Job, done: _Done | None = None, t0: float | None = None, attempts: int = 0,
+                      error: BaseException | None = None) -> None:
+        try:
+            rec = await runner.run(job, done, t0, attempts, error)
+        except BaseException:
+            sem.release()
+            raise
+        finish(rec)
+
+    def spawn(*args: Any) -> None:
+        task = asyncio.ensure_future(run_one(*args))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    def settle(sent: tuple[Job, float], result: ChainResult | None, failed: BaseException | None) -> None:
+        job, t0 = sent
+        if result is None:  # the slice's call failed (its host died): the job goes again, turn by turn
+            log.info("batch_slice_failed", job=job.id, error=str(failed))
+            spawn(job, None, t0)
+            return
+        done = _Done()
+        for reply in result.replies:
+            done.replies.append(reply.content)
+            done.turns += not reply.replayed
+        if result.error is not None and retryable(result.error) and runner.retries > 0:
+            spawn(job, done, t0, 1, result.error)  # the rest of it, turn by turn, after a backoff
+        else:
+            finish(_record(job, done, 1, t0, result.error, runner.timeout), flush=False)
+
+    def settled() -> None:  # a slice's lines leave in one write
+        try:
+            out.flush()
+        except Exception as exc:
+            fatal.append(exc)
+
+    slicer: Slicer[tuple[Job, float]] = Slicer(rt, runner.timeout, settle, settled)
+
+    async def start(job: Job) -> None:
+        """Send ``job`` in a slice where it can go in one, else run it on its own."""
+        if runner.sliceable(job):
+            t0 = time.perf_counter()
+            try:
+                chain = await runner.chain(job)
+            except InvalidInput as exc:  # a message too long, say: it fails the same way every time
+                finish(_record(job, _Done(), 1, t0, exc, runner.timeout))
+                return
+            except Exception:  # noqa: BLE001 - the agent did not deploy, say: the job's own path retries
+                chain = None
+            if chain is not None:
+                slicer.add(chain[0], chain[1], (job, t0))
+                return
+        spawn(job)
 
     tell()
     await recorder.write("running")
@@ -416,20 +509,21 @@ async def _abatch(rt: Runtime, input: Source, output: str | os.PathLike[str], *,
                 emit(_bad_line(obj, n, exc))
                 continue
             await sem.acquire()  # at most `concurrency` jobs exist at once, however long the input
-            task = asyncio.ensure_future(run_one(job))
-            running.add(task)
-            task.add_done_callback(running.discard)
-        while running:
-            await asyncio.wait(set(running))
+            await start(job)
+        slicer.flush()
+        while running or slicer.tasks:
+            await asyncio.wait(running | slicer.tasks)
         if fatal:
             raise fatal[0]
     finally:
+        slicer.cancel()
         for task in running:
             task.cancel()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
+        if running or slicer.tasks:
+            await asyncio.gather(*running, *slicer.tasks, return_exceptions=True)
         out.close()
     report.seconds = time.perf_counter() - t0
+    report.slices, report.sliced_jobs = slicer.slices, slicer.chains
     await recorder.write("finished")
     log.info("batch_finished", ok=report.ok, failed=report.failed, skipped=report.skipped,
              seconds=round(report.seconds, 3), jobs_per_s=round(report.jobs_per_s, 1))

@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 from repertory.errors import RepertoryError, ServerError, error_class, error_code
 from repertory.host import wire
 
-__all__ = ["Coalescer", "decode_outcomes", "serve_envelope"]
+__all__ = ["Coalescer", "decode_outcomes", "error_outcome", "rebuild_error", "serve_envelope"]
 
 K = TypeVar("K", bound=Hashable)
 I = TypeVar("I")
@@ -197,8 +197,9 @@ class Coalescer(Generic[K, I, R]):
 _OK, _ERR = 0, 1
 
 
-def _error(exc: Exception) -> list[Any]:
-    """A failed call's outcome: its error's class (one of repertory.errors) and arguments."""
+def error_outcome(exc: Exception) -> list[Any]:
+    """A failed call's outcome: its error's class (one of repertory.errors) and arguments;
+    :func:`rebuild_error` raises it again on the other side."""
     code = error_code(exc)
     args = list(exc.__reduce__()[1]) if code == type(exc).__name__ else [f"{type(exc).__name__}: {exc}"]
     try:
@@ -217,7 +218,7 @@ async def serve_envelope(run: Callable[[Any], Awaitable[bytes]], data: bytes) ->
         try:
             return [_OK, await run(call)]
         except Exception as exc:  # noqa: BLE001 - a failed call fails only its caller
-            return _error(exc)
+            return error_outcome(exc)
 
     return wire.encode(await asyncio.gather(*(one(c) for c in calls)))
 
@@ -225,10 +226,12 @@ async def serve_envelope(run: Callable[[Any], Awaitable[bytes]], data: bytes) ->
 def decode_outcomes(data: bytes) -> list[bytes | BaseException]:
     """The outcomes :func:`serve_envelope` encoded: each call's result bytes, or its error
     raised again as the same class of :mod:`repertory.errors` (anything else as ServerError)."""
-    return [item[1] if item[0] == _OK else _rebuild(item[1], item[2]) for item in wire.decode(data)]
+    return [item[1] if item[0] == _OK else rebuild_error(item[1], item[2]) for item in wire.decode(data)]
 
 
-def _rebuild(code: str, args: list[Any]) -> BaseException:
+def rebuild_error(code: str, args: list[Any]) -> BaseException:
+    """The error an :func:`error_outcome` describes: the same class of :mod:`repertory.errors`
+    (anything else as ServerError)."""
     cls = error_class(code)
     if cls is None:
         return ServerError(f"{args[0] if args else ''} (error code {code!r})")

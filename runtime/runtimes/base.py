@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from repertory.agents.agent import Agent, TurnOutput
 from repertory.config import Settings
 from repertory.host.api import CheckpointKind, TurnReply, TurnRequest
+from repertory.host.chains import ChainResult
 from repertory.host.core import HostCore
 from repertory.host.stats import HostStats
 from repertory.ids import SessionRef
@@ -92,6 +93,20 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> list[dict[str, Any]]:
         """Per-host counters (resident sessions, activations, passivations)."""
+
+    def slice_of(self, ref: SessionRef) -> Hashable | None:
+        """Where the turn chains of session ``ref`` run (:mod:`repertory.host.chains`): chains
+        with the same answer can share one :meth:`run_chains` call. None: send its turns one
+        call each (a runtime without slices, a dedicated session)."""
+        return None
+
+    async def run_chains(self, where: Hashable, chains: list[list[TurnRequest]],
+                         timeout: float | None) -> list[ChainResult]:
+        """Run turn chains of sessions that :meth:`slice_of` places at ``where`` in one call:
+        each chain's turns in order, all chains at once, ``timeout`` seconds per chain; one
+        result per chain. Raises only if the call itself failed (its host died, say): then
+        any of its turns may or may not have run, and resending them (same turn ids) is safe."""
+        raise NotImplementedError(f"{type(self).__name__} runs no turn chains (slice_of answers None)")
 
     def host_of(self, key: str) -> str:
         """The name of the host that owns the (pooled) session stored under ``key``."""

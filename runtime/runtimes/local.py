@@ -10,7 +10,7 @@ sync portal's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from repertory._sync import aiter_on_portal, on_portal
@@ -21,6 +21,7 @@ from repertory.config import Settings
 from repertory.errors import AgentError
 from repertory.host import wire
 from repertory.host.api import TurnReply, TurnRequest
+from repertory.host.chains import ChainResult, decode_results, serve_chains
 from repertory.host.metrics import PrometheusMetrics, registry
 from repertory.host.core import HostCore
 from repertory.ids import SessionRef
@@ -124,6 +125,14 @@ class LocalRuntime(Runtime):
     async def invoke(self, ref: SessionRef, op: Callable[..., Awaitable[T]], *args: Any) -> T:
         data = wire.encode(args)  # what cannot cross to a Ray host fails here, in the caller
         return wire.decode(await on_portal(wire.serve, op, self._core(ref), data))
+
+    def slice_of(self, ref: SessionRef) -> Hashable | None:
+        return "local" if ref.placement != "dedicated" else None
+
+    async def run_chains(self, where: Hashable, chains: list[list[TurnRequest]],
+                         timeout: float | None) -> list[ChainResult]:
+        data = wire.encode([chains, timeout])
+        return decode_results(await on_portal(serve_chains, self.host, data))
 
     async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
         req = wire.decode(wire.encode(req))

@@ -24,7 +24,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
 import ray
@@ -45,6 +45,7 @@ from repertory.errors import AgentError, RepertoryError, RuntimeNotReady, Sessio
 from repertory.host import wire
 from repertory.host.activation import Redirects
 from repertory.host.api import TurnReply, TurnRequest
+from repertory.host.chains import ChainResult, decode_results
 from repertory.host.envelope import Coalescer, decode_outcomes
 from repertory.host.hostset import HostSet
 from repertory.host.routing import host_index, spread
@@ -348,6 +349,19 @@ class RayRuntime(Runtime):
                 await route.unschedulable(exc)
             except SessionElsewhere as exc:  # active on another host: resend there
                 await route.elsewhere(exc)
+
+    def slice_of(self, ref: SessionRef) -> Hashable | None:
+        return host_index(ref.key, self.num_hosts) if ref.placement != "dedicated" else None
+
+    async def run_chains(self, where: Hashable, chains: list[list[TurnRequest]],
+                         timeout: float | None) -> list[ChainResult]:
+        # One try: a host that dies mid-slice fails the whole call, and the caller resends
+        # each chain as lone turns, which wait for the restart (call_restartable).
+        data = wire.encode([chains, timeout])
+        try:
+            return decode_results(await self.hosts[where].turn_chains.remote(data))
+        except RayTaskError as exc:
+            raise unwrap_ray_error(exc) from None
 
     async def stream_turn(self, req: TurnRequest) -> AsyncIterator[str | TurnReply]:
         # A host that dies mid-stream is asked again once Ray restarts it: for the turn itself

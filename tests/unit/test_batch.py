@@ -77,6 +77,33 @@ def test_thousand_single_turn_jobs(db, tmp_path):
     assert report.jobs_per_s > 0 and seen[-1] == 1000 and elapsed < 60
 
 
+def test_jobs_go_to_their_host_in_slices(db, tmp_path):
+    jobs = [{"id": f"s{i}", "messages": [f"My name is N{i}", "What's my name?"]} for i in range(300)]
+    report = repertory.batch(jobs, tmp_path / "out.jsonl", concurrency=64)
+    assert (report.ok, report.failed, report.turns) == (300, 0, 600)
+    # each job's two turns went in one chain, many jobs per call
+    assert report.sliced_jobs == 300 and 0 < report.slices <= 300 // 8
+    out = {r["id"]: r for r in read_out(tmp_path / "out.jsonl")}
+    assert out["s7"]["attempts"] == 1 and "My name is N7" in out["s7"]["replies"][1]
+    assert all(user_messages(f"batch-s{i}") == [f"My name is N{i}", "What's my name?"] for i in range(0, 300, 37))
+
+
+def test_a_slice_job_that_fails_goes_on_turn_by_turn(db, tmp_path, server):
+    agents = {"remote": http_agent(server)}
+    server.fail_next = 1  # the first model call fails: that job's second attempt is its own
+    jobs = [{"id": f"f{i}", "agent": "remote", "messages": ["one", "two"]} for i in range(5)]
+    report = repertory.batch(jobs, tmp_path / "out.jsonl", agents=agents, concurrency=5, retries=1)
+    recs = read_out(tmp_path / "out.jsonl")
+    assert report.ok == 5 and sorted(r["attempts"] for r in recs) == [1, 1, 1, 1, 2]
+    assert all(r["replies"] == ["echo: one", "echo: two"] for r in recs)
+    assert all(user_messages(f"batch-f{i}") == ["one", "two"] for i in range(5))
+    # without retries the failed chain's job is reported with the reply it got before failing
+    server.fail_next = 0
+    report = repertory.batch([{"id": "big", "messages": ["y" * 2_000_000]}], tmp_path / "out2.jsonl", retries=0)
+    rec = read_out(tmp_path / "out2.jsonl")[0]
+    assert report.failed == 1 and rec["error_type"] == "MessageTooLarge" and rec["attempts"] == 1
+
+
 def test_truncated_output_resumes_without_redoing(db, tmp_path):
     jobs = write_jobs(tmp_path / "in.jsonl", [{"id": i, "messages": [f"I am {i}", "Who am I?", "Thanks"]}
                                               for i in range(40)])
