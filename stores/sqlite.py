@@ -45,6 +45,7 @@ _CHECKPOINT_EVERY = 256  # inline commits between WAL checkpoints on the store t
 _INLINE_MAX_MESSAGES = 256  # longer histories are read on the store thread
 
 _BUSY_TIMEOUT = 30.0  # seconds a statement waits for another connection's lock
+_FIRST_PAUSE, _LAST_PAUSE = 50e-6, 0.002  # seconds between asks for the write lock (_begin)
 # INSERT of 1..8 messages rows in one statement
 _INSERT_ROWS = tuple("INSERT INTO messages (key, seq, data) VALUES " + ", ".join(["(?, ?, ?)"] * n)
                      for n in range(1, 9))
@@ -165,6 +166,34 @@ class SQLiteStore(Store):
             self._inline = conn
         return self._inline
 
+    def _begin(self, conn: sqlite3.Connection, wait: bool = True) -> None:
+        """BEGIN IMMEDIATE: the write lock, waited for while another connection holds it.
+
+        The loop's own connection does not wait, nor does ``wait=False`` (busy_timeout 0: the
+        caller moves the write to the store thread). The store thread's does, but not through SQLite's busy handler,
+        which sleeps 1, 2, 5, 10, 15 ms... between tries: a lock held for 100 µs by another
+        host's commit (several hosts on one file, the Ray runtime's default) cost a write
+        milliseconds. It asks again after 50 µs, doubling up to 2 ms, for ``_BUSY_TIMEOUT``.
+        """
+        if not wait or conn is self._inline:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            deadline = time.monotonic() + _BUSY_TIMEOUT
+            pause = _FIRST_PAUSE
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.Error as exc:
+                    if not is_busy(exc) or time.monotonic() >= deadline:
+                        raise
+                time.sleep(pause)
+                pause = min(pause * 2, _LAST_PAUSE)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT * 1000)}")
+
     def _checkpoint_wal(self) -> None:
         # The loop's commits wait on this thread while it runs (_on_loop), and RESTART,
         # not PASSIVE, so that the next commit writes the log from its start. A passive one
@@ -183,7 +212,7 @@ class SQLiteStore(Store):
         self._check_writable()
         conn = conn or self._connect()
         results: list[int | Exception] = []
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin(conn)
         try:
             for w in writes:
                 results.append(self._apply(conn, w))
@@ -423,9 +452,9 @@ class SQLiteStore(Store):
         else:
             conn.close()
 
-    def _in_tx(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: object) -> T:
+    def _in_tx(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: object, wait: bool = True) -> T:
         self._check_writable()
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin(conn, wait)
         try:
             out = fn(conn, *args)
             conn.execute("COMMIT")
@@ -468,7 +497,7 @@ class SQLiteStore(Store):
         try:
             conn.execute("PRAGMA busy_timeout=0")
             try:
-                return self._in_tx(conn, fn, *args)
+                return self._in_tx(conn, fn, *args, wait=False)
             finally:
                 conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT * 1000)}")
         except sqlite3.Error as exc:

@@ -26,6 +26,7 @@ from structlog.testing import capture_logs
 
 from repertory.errors import ConcurrentUpdate, CorruptState, StoreError, StoreUnavailable
 from repertory.stores.base import CheckpointInfo, CheckpointRecord, StateWrite
+import repertory.stores.sqlite as sqlite_store
 from repertory.stores.sqlite import SQLiteStore
 
 NOBODY = 65534
@@ -424,6 +425,26 @@ async def test_concurrent_lease_acquisitions_share_one_transaction_and_answer_ea
         other.execute("COMMIT")
         other.close()
         assert await asyncio.wait_for(pending, 30) == [0.0] * 5  # A renews its own leases
+    finally:
+        await store.close()
+
+
+async def test_a_writer_waiting_for_the_lock_gives_up_at_the_busy_timeout(tmp_path, monkeypatch):
+    # The store thread asks for the write lock itself, every 50 µs to 2 ms (SQLite's own handler
+    # sleeps 1, 2, 5, 10 ms... between tries); it still gives up after the busy timeout.
+    monkeypatch.setattr(sqlite_store, "_BUSY_TIMEOUT", 0.3)
+    store = SQLiteStore(tmp_path / "s.db")
+    try:
+        await store.commit(StateWrite("warm", 0, b"meta", [b"m0"]))
+        other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="locked|busy"):
+            await asyncio.wait_for(store.commit(StateWrite("held", 0, b"meta", [b"m0"])), 10)
+        other.execute("COMMIT")
+        other.close()
+        assert await store.commit(StateWrite("after", 0, b"meta", [b"m0"])) == 1
+        # the store thread's connection waits for other locks as before (checkpoints, reads)
+        assert store._connect().execute("PRAGMA busy_timeout").fetchone()[0] == 300
     finally:
         await store.close()
 
