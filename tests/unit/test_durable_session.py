@@ -240,3 +240,20 @@ async def test_concurrent_results_and_preferences_lose_nothing(rt):
     ctx = await s.aget_context()
     assert sorted(r["results"] for r in ctx["results"]) == list(range(20))
     assert ctx["user_profile"]["preferences"] == {f"p{i}": i for i in range(20)}
+
+
+def test_for_session_addresses_another_session_with_the_same_settings(rt):
+    agent = repertory.Agent(name="Copied", instructions="Be brief.")
+    a = Session("orig", agent, "u1", context_window=4, checkpoint_every=2)
+    b = a.for_session("copy", "u2")
+    assert (b.session_id, b.user_id, a.session_id, a.user_id) == ("copy", "u2", "orig", "u1")
+    assert b.agent is agent and b.context_window == 4 and b.checkpoint_every == 2
+    b.chat("My name is Ada")
+    b.chat("and again")
+    assert users(b) == ["My name is Ada", "and again"] and not a.exists()
+    assert len(b.list_checkpoints()) == 1  # its own settings apply to its own turns
+    assert Session("copy", user_id="u2").agent.name == "Copied"  # stored with the definitions
+    b.merge_conflicts.append({"x": 1})
+    assert a.merge_conflicts == []
+    with pytest.raises(InvalidInput):
+        a.for_session("bad/id")
