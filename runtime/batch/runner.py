@@ -261,7 +261,7 @@ class _Runner:
 
     def sliceable(self, job: Job) -> bool:
         """Whether ``job`` can go to its host as one chain of turns (batch.slices): an agent job
-        within the replay window, on a runtime with slices."""
+        within the replay window (the runtime then says where, in :meth:`chain`)."""
         return job.tasks is None and job.agent is not None and 0 < len(job.messages) <= RECENT_TURNS
 
     async def chain(self, job: Job) -> tuple[Any, list[TurnRequest]] | None:

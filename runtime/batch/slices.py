@@ -46,6 +46,7 @@ class Slicer(Generic[P]):
         self._in_flight: dict[Hashable, int] = {}
         self._soon: set[Hashable] = set()  # hosts with a send due at the next turn of the loop
         self.tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
         self.slices = 0  # calls sent
         self.chains = 0  # chains sent in them
 
@@ -66,7 +67,7 @@ class Slicer(Generic[P]):
 
     def _send(self, where: Hashable) -> None:
         items = self._queued.pop(where, None)
-        if not items:
+        if not items or self._stopped:
             return
         self._in_flight[where] = self._in_flight.get(where, 0) + 1
         self.slices += 1
@@ -82,13 +83,13 @@ class Slicer(Generic[P]):
                 raise RuntimeError(f"a slice of {len(items)} chains was answered with {len(results)} results")
             failed: BaseException | None = None
         except asyncio.CancelledError:
+            self._in_flight[where] -= 1
             raise
         except Exception as exc:  # noqa: BLE001 - every chain of the slice is told, and goes again
             results, failed = None, exc
-        finally:
-            self._in_flight[where] -= 1
-            if where in self._queued:  # what queued while this host was busy leaves now
-                self._send(where)
+        self._in_flight[where] -= 1
+        if where in self._queued:  # what queued while this host was busy leaves now
+            self._send(where)
         for i, (_, payload) in enumerate(items):
             self._settle(payload, None if results is None else results[i], failed)
         self._settled()
@@ -103,6 +104,7 @@ class Slicer(Generic[P]):
         return bool(self.tasks or self._queued)
 
     def cancel(self) -> None:
-        """Stop waiting for the slices in flight (their turns go on on the hosts)."""
+        """Stop waiting for the slices in flight (their turns go on on the hosts); send no more."""
+        self._stopped = True
         for task in self.tasks:
             task.cancel()
