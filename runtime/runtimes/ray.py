@@ -357,6 +357,7 @@ class RayRuntime(Runtime):
                          timeout: float | None) -> list[ChainResult]:
         # One try: a host that dies mid-slice fails the whole call, and the caller resends
         # each chain as lone turns, which wait for the restart (call_restartable).
+        await self._refresh_hosts()  # a long batch follows the nodes too (its next slices)
         data = wire.encode([chains, timeout])
         try:
             return decode_results(await self.hosts[where].turn_chains.remote(data))
