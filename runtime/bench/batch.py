@@ -80,21 +80,27 @@ async def hostcore_floor(n: int, concurrency: int, workdir: str, tag: str = "flo
         await store.close()
 
 
-SETTINGS = [("local", "repertory/demo", "actor"), ("local", "repertory/null", "actor"),
-            ("ray", "repertory/demo", "actor"), ("ray", "repertory/null", "actor"),
-            ("ray", "repertory/demo", "host"), ("ray", "repertory/null", "host")]
+# (runtime, model, agent placement, per host): "per host" runs the batch at the concurrency
+# times the hosts, so that each host has as many jobs at once as the in-process floor has turns
+# (information beside the issue's figure, which is at the batch's own concurrency).
+SETTINGS = [("local", "repertory/demo", "actor", None), ("local", "repertory/null", "actor", None),
+            ("ray", "repertory/demo", "actor", None), ("ray", "repertory/null", "actor", None),
+            ("ray", "repertory/demo", "host", None), ("ray", "repertory/null", "host", None),
+            ("ray", "repertory/null", "actor", "per host"), ("ray", "repertory/null", "host", "per host")]
 
 
-def label(runtime: str, model: str, placement: str) -> str:
-    return f"{runtime} {model}" + (", agents in hosts" if placement == "host" else "")
+def label(runtime: str, model: str, placement: str, per_host: int | None = None) -> str:
+    return (f"{runtime} {model}" + (", agents in hosts" if placement == "host" else "")
+            + (f", {per_host} jobs at once per host" if per_host else ""))
 
 
-def run_batch(n: int, concurrency: int, runtime: str, model: str, workdir: str, placement: str = "actor") -> dict:
+def run_batch(n: int, concurrency: int, runtime: str, model: str, workdir: str, placement: str = "actor",
+              suffix: str = "") -> dict:
     import repertory
     from repertory import Agent
 
     kwargs = {"num_hosts": HOSTS, "agent_placement": placement} if runtime == "ray" else {}
-    tag = f"{runtime}-{model.replace('/', '_')}-{placement}"
+    tag = f"{runtime}-{model.replace('/', '_')}-{placement}{suffix}"
     repertory.init(runtime=runtime, store=f"sqlite:///{workdir}/{tag}.db", **kwargs)
     try:
         agent = Agent(name="Batch", model=model)
@@ -118,11 +124,13 @@ def measure(n: int, concurrency: int) -> dict:
     results: dict = {"baseline_jobs_per_s": base, "runs": {}, "hosts": HOSTS}
     floors = []
     with tempfile.TemporaryDirectory() as d:
-        for i, (runtime, model, placement) in enumerate(SETTINGS):
+        for i, (runtime, model, placement, per_host) in enumerate(SETTINGS):
             # the floor right before each setting: a busy machine's load moves within a run
             floors.append(asyncio.run(hostcore_floor(n, concurrency, d, f"floor-{i}")))
-            run = run_batch(n, concurrency, runtime, model, d, placement)
-            results["runs"][label(runtime, model, placement)] = {**run, "floor_turns_per_s": floors[-1]}
+            at_once = concurrency * HOSTS if per_host else concurrency
+            run = run_batch(n, at_once, runtime, model, d, placement, f"-{at_once}")
+            name = label(runtime, model, placement, concurrency if per_host else None)
+            results["runs"][name] = {**run, "floor_turns_per_s": floors[-1], "concurrency": at_once}
     floor = results["hostcore_floor_turns_per_s"] = sorted(floors)[len(floors) // 2]
     rows = [["plain asyncio loop over litellm (baseline, nothing stored)", fmt_num(base), fmt_num(base), "1.00×", "", ""],
             ["one in-process HostCore, null model (floor; not a batch; median)", "", fmt_num(floor), "", "", ""]]
@@ -137,7 +145,9 @@ def measure(n: int, concurrency: int) -> dict:
           ["setting", "jobs/s", "turns/s", "÷ litellm loop", "HostCore floor just before",
            f"÷ {HOSTS} × that floor"], rows,
           caption=f"Target (issue): Ray, null model ≥ 80% of {HOSTS} hosts × the in-process HostCore floor "
-                  "(measured right before each setting, in the same run).")
+                  "(measured right before each setting, in the same run), at the batch's concurrency. Rows "
+                  f"'… jobs at once per host' run at {HOSTS} × that, as many jobs per host as the floor has "
+                  "turns at once (information).")
     results.update(load_start=start, load_end=load_info(), jobs=n, concurrency=concurrency)
     return results
 
