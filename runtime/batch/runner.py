@@ -498,8 +498,8 @@ async def _abatch(rt: Runtime, input: Source, output: str | os.PathLike[str], *,
     await recorder.write("running")
     try:
         for n, obj in reader():
-            if fatal:
-                raise fatal[0]
+            if fatal or slicer.error:
+                raise fatal[0] if fatal else slicer.error
             jid = job_id(obj)
             if jid is not None and jid in finished:
                 continue
@@ -513,8 +513,8 @@ async def _abatch(rt: Runtime, input: Source, output: str | os.PathLike[str], *,
         slicer.flush()
         while running or slicer.tasks:
             await asyncio.wait(running | slicer.tasks)
-        if fatal:
-            raise fatal[0]
+        if fatal or slicer.error:
+            raise fatal[0] if fatal else slicer.error
     finally:
         slicer.cancel()
         for task in running:

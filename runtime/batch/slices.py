@@ -47,6 +47,7 @@ class Slicer(Generic[P]):
         self._soon: set[Hashable] = set()  # hosts with a send due at the next turn of the loop
         self.tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
+        self.error: BaseException | None = None  # the first error a settle raised (a bug: stop)
         self.slices = 0  # calls sent
         self.chains = 0  # chains sent in them
 
@@ -91,8 +92,14 @@ class Slicer(Generic[P]):
         if where in self._queued:  # what queued while this host was busy leaves now
             self._send(where)
         for i, (_, payload) in enumerate(items):
-            self._settle(payload, None if results is None else results[i], failed)
-        self._settled()
+            try:
+                self._settle(payload, None if results is None else results[i], failed)
+            except Exception as exc:  # noqa: BLE001 - the others are still told; the caller sees .error
+                self.error = self.error or exc
+        try:
+            self._settled()
+        except Exception as exc:  # noqa: BLE001
+            self.error = self.error or exc
 
     def flush(self) -> None:
         """Send every queued chain now (the input has ended: nothing more will join them)."""

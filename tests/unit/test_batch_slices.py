@@ -95,3 +95,21 @@ async def test_cancel_sends_nothing_more():
     slicer.flush()
     await settle_all()
     assert len(hosts.calls) == 2 and got == [] and not slicer.tasks
+
+
+async def test_a_settle_that_raises_is_kept_and_the_other_chains_are_still_told():
+    hosts, got = Hosts(), []
+
+    def settle(p, r, e):
+        if p == "b":
+            raise OSError("disk full")
+        got.append(p)
+
+    slicer = Slicer(hosts, None, settle)
+    for name in "abc":
+        slicer.add("h0", [name], name)
+    await settle_all()
+    hosts.answer(0)
+    while slicer.busy:
+        await asyncio.sleep(0)
+    assert got == ["a", "c"] and isinstance(slicer.error, OSError)
