@@ -170,10 +170,11 @@ class SQLiteStore(Store):
         """BEGIN IMMEDIATE: the write lock, waited for while another connection holds it.
 
         The loop's own connection does not wait, nor does ``wait=False`` (busy_timeout 0: the
-        caller moves the write to the store thread). The store thread's does, but not through SQLite's busy handler,
-        which sleeps 1, 2, 5, 10, 15 ms... between tries: a lock held for 100 µs by another
-        host's commit (several hosts on one file, the Ray runtime's default) cost a write
-        milliseconds. It asks again after 50 µs, doubling up to 2 ms, for ``_BUSY_TIMEOUT``.
+        caller moves the write to the store thread). The store thread's does, but not through
+        SQLite's busy handler, which sleeps 1, 2, 5, 10, 15 ms... between tries: a lock held for
+        100 µs by another host's commit (several hosts on one file: the Ray runtime starts one
+        per CPU) cost a write milliseconds. It asks again after 50 µs, doubling up to 2 ms,
+        for ``_BUSY_TIMEOUT``.
         """
         if not wait or conn is self._inline:
             conn.execute("BEGIN IMMEDIATE")

@@ -277,7 +277,8 @@ class _Runner:
         where = self.rt.slice_of(session.ref)
         if where is None:
             return None
-        return where, [await session.aturn_request(m, turn_id=_turn_id(job.id, i, m)) for i, m in enumerate(job.messages)]
+        return where, [await session.aturn_request(m, turn_id=_turn_id(job.id, i, m))
+                       for i, m in enumerate(job.messages)]
 
 
 def retryable(error: BaseException) -> bool:
