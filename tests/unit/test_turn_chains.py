@@ -58,8 +58,10 @@ async def test_a_chain_stops_at_its_first_error_and_keeps_what_went_before(tmp_p
 async def test_timeout_bounds_each_chain(tmp_path):
     store = SQLiteStore(tmp_path / "s.db")
     host, agent = make_host(store, Sleepy())
+    await run_chains(host, [chain(agent, "a", "warm"), chain(agent, "b", "warm")], None)  # stores open, schema made
+    # 2 s: ample for a quick turn on a loaded machine, far short of the slow one's 5 s
     results = await asyncio.wait_for(run_chains(host, [chain(agent, "a", "quick", "slow one"),
-                                                       chain(agent, "b", "quick too")], 0.3), 3)
+                                                       chain(agent, "b", "quick too")], 2.0), 10)
     assert [r.content for r in results[0].replies] == ["reply to quick"]
     assert isinstance(results[0].error, TimeoutError)
     assert results[1].error is None and len(results[1].replies) == 1
@@ -71,7 +73,7 @@ async def test_results_cross_the_wire_with_their_errors(tmp_path):
     store = SQLiteStore(tmp_path / "s.db")
     host, agent = make_host(store, Sleepy(), max_message_bytes=1000)
     chains = [chain(agent, "a", "hello"), chain(agent, "b", "x" * 5000), chain(agent, "c", "ok", "slow")]
-    out = decode_results(await serve_chains(host, wire.encode([chains, 0.3])))
+    out = decode_results(await serve_chains(host, wire.encode([chains, 2.0])))  # ample for the quick turns
     assert out[0].error is None and out[0].replies[0].content == "reply to hello"
     assert type(out[1].error) is MessageTooLarge and "1000" in str(out[1].error) and out[1].replies == []
     assert type(out[2].error) is TimeoutError and len(out[2].replies) == 1
