@@ -14,7 +14,8 @@ Input, one job per line (a JSON object; blank lines are ignored)::
 A job without ``agent`` uses ``default_agent``, else the only agent given, else (no agents) a
 plain assistant on the default model.
 
-Output, one JSON line per job, appended and flushed as each job finishes::
+Output, one JSON line per job, appended as each job finishes (flushed with it, or with the
+other jobs of its slice: ``repertory.batch.slices``)::
 
     {"id": "q1", "line": 1, "status": "ok", "session_id": "batch-q1", "replies": ["...", "..."],
      "error": null, "error_type": null, "attempts": 1, "seconds": 0.02, "turns": 2}
@@ -49,7 +50,7 @@ from repertory.runtimes.current import get_runtime
 from repertory.batch.jobs import Job, job_id, parse_job, pick_default, resolve_agents
 from repertory.batch.slices import Slicer
 from repertory.errors import InvalidInput, RepertoryError, WorkflowError
-from repertory.host.api import TurnRequest
+from repertory.host.api import TurnReply, TurnRequest
 from repertory.host.chains import ChainResult
 from repertory.jsonl import read_jsonl
 from repertory.logs import get_logger
@@ -108,6 +109,10 @@ class _Done:
     replies: list[str] = field(default_factory=list)
     results: dict[str, str] = field(default_factory=dict)
     turns: int = 0
+
+    def add(self, reply: TurnReply) -> None:
+        self.replies.append(reply.content)
+        self.turns += not reply.replayed
 
 
 # -- input ------------------------------------------------------------------------------
@@ -205,8 +210,19 @@ class _Runner:
                 fut = self._ensured[a.key] = asyncio.ensure_future(asyncio.to_thread(self._deploy, a))
             await fut
 
+    def _session(self, job: Job) -> Session:
+        """The handle of ``job``'s session: a copy of one handle per agent (Session.for_session)."""
+        if job.agent is None:
+            return Session(job.session_id, None, job.user_id, runtime=self.rt)
+        made = self._handles.get(id(job.agent))
+        if made is None or made[0] is not job.agent:
+            session = Session(job.session_id, job.agent, job.user_id, runtime=self.rt)
+            self._handles[id(job.agent)] = (job.agent, session)
+            return session
+        return made[1].for_session(job.session_id, job.user_id)
+
     async def _messages(self, job: Job, done: _Done) -> None:
-        session = Session(job.session_id, job.agent, job.user_id, runtime=self.rt)
+        session = self._session(job)
         start = len(done.replies)
         if start == 0 and len(job.messages) > RECENT_TURNS:
             # Turn ids older than the session's replay window are forgotten: a long job finds
@@ -214,12 +230,10 @@ class _Runner:
             done.replies = _answered(await session.aget_history(), job.messages)
             start = len(done.replies)
         for i in range(start, len(job.messages)):
-            reply = await session.aturn(job.messages[i], turn_id=_turn_id(job.id, i, job.messages[i]))
-            done.replies.append(reply.content)
-            done.turns += not reply.replayed
+            done.add(await session.aturn(job.messages[i], turn_id=_turn_id(job.id, i, job.messages[i])))
 
     async def _workflow(self, job: Job, done: _Done) -> None:
-        session = Session(job.session_id, job.agent, job.user_id, runtime=self.rt)
+        session = self._session(job)
 
         def count(event: dict[str, Any]) -> None:
             if event["event"] == "task_finished":
@@ -268,12 +282,7 @@ class _Runner:
         """Where ``job``'s turns go and their requests (with their deterministic turn ids);
         None if its session takes no slices (a dedicated one)."""
         await self._ensure([job.agent])
-        made = self._handles.get(id(job.agent))
-        if made is None or made[0] is not job.agent:
-            session = Session(job.session_id, job.agent, job.user_id, runtime=self.rt)
-            self._handles[id(job.agent)] = (job.agent, session)
-        else:
-            session = made[1].for_session(job.session_id, job.user_id)
+        session = self._session(job)
         where = self.rt.slice_of(session.ref)
         if where is None:
             return None
@@ -329,12 +338,12 @@ class _Output:
         """Append ``rec``'s line; with ``flush=False`` it leaves with the next :meth:`flush`
         (a killed batch may then leave a torn last line, which the next run cuts off)."""
         self.file.write(json.dumps(rec, ensure_ascii=False, default=str).encode("utf-8") + b"\n")
-        if flush:
-            self.flush()
         self.lines += 1
         if self.lines % _FSYNC_EVERY == 0:
             self.flush()
             os.fsync(self.file.fileno())
+        elif flush:
+            self.flush()
 
     def flush(self) -> None:
         self.file.flush()
@@ -464,8 +473,7 @@ async def _abatch(rt: Runtime, input: Source, output: str | os.PathLike[str], *,
             return
         done = _Done()
         for reply in result.replies:
-            done.replies.append(reply.content)
-            done.turns += not reply.replayed
+            done.add(reply)
         if result.error is not None and retryable(result.error) and runner.retries > 0:
             spawn(job, done, t0, 1, result.error)  # the rest of it, turn by turn, after a backoff
         else:
