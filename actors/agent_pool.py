@@ -139,6 +139,17 @@ class RayAgentPool:
             return history.blob()
         return history.for_replica(replica, whole=whole or (history.holds(replica) and self._misses.whole(replica)))
 
+    def _missed(self, history: Prompt, replica: str) -> None:
+        """``replica`` no longer held what a prompt of ``history`` extended: the next goes whole."""
+        self._misses.sent(replica, True)
+        history.forget(replica)
+
+    def _delivered(self, history: Prompt, replica: str, prompt: Any) -> None:
+        """``replica`` took ``prompt`` (as sent) of ``history``: it holds the lineage now."""
+        if _extends(prompt):
+            self._misses.sent(replica, False)
+        history.delivered(replica)
+
     def _start(self, agent_key: str, replicas: int, history: Any = None) -> int:
         """The replica a call tries first: one that holds the prompt's lineage (it is sent only
         what it lacks), else round robin over calls."""
@@ -207,13 +218,10 @@ class RayAgentPool:
             except (PromptUnknown, RayTaskError) as exc:
                 if not _prompt_unknown(exc):
                     raise
-                self._misses.sent(name, True)
-                history.forget(name)
-                out = await call(history.for_replica(name, whole=True))
-            else:
-                if _extends(prompt):
-                    self._misses.sent(name, False)
-            history.delivered(name)
+                self._missed(history, name)
+                prompt = history.for_replica(name, whole=True)
+                out = await call(prompt)
+            self._delivered(history, name, prompt)
             return wire.decode(out)
 
         return await self._on_a_replica(agent_key, replicas, self._start(agent_key, replicas, history), send,
@@ -244,9 +252,7 @@ class RayAgentPool:
                     started = True
                     yield item
                 if isinstance(history, Prompt):
-                    if _extends(prompt):
-                        self._misses.sent(name, False)
-                    history.delivered(name)
+                    self._delivered(history, name, prompt)
                 return
             except (asyncio.CancelledError, GeneratorExit):  # the turn was cancelled or left: stop the model call
                 ray.cancel(gen)
@@ -254,8 +260,7 @@ class RayAgentPool:
             except PromptUnknown:
                 if started or whole or not isinstance(history, Prompt):
                     raise
-                self._misses.sent(name, True)
-                history.forget(name)
+                self._missed(history, name)
                 whole = 1  # the same replica, sent the whole prompt
             except _GONE as exc:
                 if started:  # what it yielded is out: the host resumes from the journal, or fails

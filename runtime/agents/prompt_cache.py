@@ -119,9 +119,7 @@ class PromptCache:
         :class:`PromptUnknown` if it does not hold that base: the host then sends it whole."""
         lineage, base, new = prompt["lineage"], prompt["base"], prompt["new"]
         self.received += len(new)
-        kept = self._lineages.pop(lineage, None)
-        if kept is not None:
-            self._lineage_size -= len(kept[1])
+        kept = self._pop_lineage(lineage)
         if base:
             if kept is None or kept[0] != base or prompt["n_new"] < 0:
                 self._forget_decoded(lineage)
@@ -152,9 +150,7 @@ class PromptCache:
     def _lineage_messages(self, lineage: bytes, count: int, body: bytearray) -> list[Any]:
         """The first ``count`` messages of a lineage, ``body`` their bytes: the decoded ones
         kept, and the rest decoded."""
-        kept = self._decoded.pop(lineage, None)
-        if kept is not None:
-            self._decoded_size -= kept[1]
+        kept = self._forget_decoded(lineage)
         if kept is not None and kept[0] <= count:
             done, offset, msgs = kept
             if done < count:
@@ -172,15 +168,20 @@ class PromptCache:
         return msgs
 
     def _drop(self, lineage: bytes) -> None:
+        self._pop_lineage(lineage)
+        self._forget_decoded(lineage)
+
+    def _pop_lineage(self, lineage: bytes) -> tuple[int, bytearray] | None:
         kept = self._lineages.pop(lineage, None)
         if kept is not None:
             self._lineage_size -= len(kept[1])
-        self._forget_decoded(lineage)
+        return kept
 
-    def _forget_decoded(self, lineage: bytes) -> None:
+    def _forget_decoded(self, lineage: bytes) -> tuple[int, int, list[Any]] | None:
         kept = self._decoded.pop(lineage, None)
         if kept is not None:
             self._decoded_size -= kept[1]
+        return kept
 
     def __len__(self) -> int:
         return len(self._kept)
